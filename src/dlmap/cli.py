@@ -1,0 +1,303 @@
+"""The ``dlmap`` command line: ``enhance``, ``demo`` and ``weights``.
+
+Exit codes: 0 success; 1 a run-time failure (missing weights, a solve that diverged);
+2 bad usage or a bad input (one line on stderr per problem; nothing written for that input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+import dlmap
+from dlmap import backbones, edict, images, priors, solver, weights
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class UsageError(ValueError):
+    """A bad argument or input: reported in one line, exit code 2."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
+    defaults_s, defaults_e = solver.SolverConfig(), edict.EdictConfig()
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--prior", default="colorfulness", help="prior name (dlmap.priors)")
+    parser.add_argument("--backbone", default="sd2-controlnet", choices=backbones.BACKBONES)
+    parser.add_argument("--mode", default=defaults_s.mode, choices=solver.MODES)
+    parser.add_argument("--steps", type=int, default=defaults_e.steps, help="EDICT steps T")
+    parser.add_argument("--iters", type=int, default=defaults_s.iters, help="MaxIter")
+    parser.add_argument("--lambda", dest="lam", type=float, default=defaults_s.lam)
+    parser.add_argument("--lr", type=float, default=defaults_s.lr, help="alpha of Alg. 1")
+    parser.add_argument("--momentum", type=float, default=defaults_s.momentum, help="rho")
+    parser.add_argument("--grad-clip", type=float, default=defaults_s.grad_clip)
+    parser.add_argument("--no-clip", action="store_true", help="switch the gradient clip off")
+    parser.add_argument(
+        "--downsampling", type=int, default=defaults_s.downsampling, help="s of Eq. 20"
+    )
+    parser.add_argument("--mix", type=float, default=None, help="EDICT p (default 0.93^(50/T))")
+    parser.add_argument("--order", default=defaults_e.order, choices=edict.ORDERS)
+    parser.add_argument("--steps-offset", type=int, default=defaults_e.steps_offset)
+    parser.add_argument("--gradient", default=defaults_s.gradient, choices=edict.GRADIENTS)
+    parser.add_argument(
+        "--encode",
+        default="sample",
+        choices=backbones.ENCODE_MODES,
+        help="VAE posterior: seeded sample (the authors') or mean",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=512, help="square side after preprocessing")
+    parser.add_argument("--batch-size", type=_positive_int, default=1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    parser.add_argument("--autocast", default="none", choices=sorted(AUTOCAST))
+    parser.add_argument("--sd2", default=None, help="SD2-base folder or cached hub id")
+    parser.add_argument("--controlnet", default=None, help="ControlNet folder")
+    parser.add_argument("--cache", default=None, help=f"weights folder (${weights.CACHE_ENV})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dlmap", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=dlmap.__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    enhance = commands.add_parser("enhance", help="enhance images by MAP in diffusion latents")
+    enhance.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    _add_enhance_options(enhance)
+
+    demo = commands.add_parser("demo", help="enhance bundled photographs on the tiny backbone")
+    demo.add_argument("--out", type=Path, default=Path("results/demo"))
+    demo.add_argument("--iters", type=int, default=10)
+    demo.add_argument("--quiet", action="store_true")
+
+    weights_cmd = commands.add_parser("weights", help="fetch or check model weights")
+    weights_sub = weights_cmd.add_subparsers(dest="weights_command", required=True)
+    fetch = weights_sub.add_parser("fetch", help="download weights into the cache")
+    fetch.add_argument("names", nargs="+", choices=sorted(weights.SOURCES))
+    fetch.add_argument("--cache", default=None)
+    check = weights_sub.add_parser("check", help="report which weights are present")
+    check.add_argument("--cache", default=None)
+    return parser
+
+
+def _configs(args):
+    try:
+        solver_config = solver.SolverConfig(
+            mode=args.mode,
+            iters=args.iters,
+            lam=args.lam,
+            lr=args.lr,
+            momentum=args.momentum,
+            grad_clip=None if args.no_clip else args.grad_clip,
+            downsampling=args.downsampling,
+            gradient=args.gradient,
+            seed=args.seed,
+        )
+        edict_config = edict.EdictConfig(
+            steps=args.steps, mix=args.mix, steps_offset=args.steps_offset, order=args.order
+        )
+        images._check_size(args.size)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    if args.size % 8:
+        raise UsageError(f"--size must be a multiple of 8 (the VAE's factor), got {args.size}")
+    return solver_config, edict_config
+
+
+def _output_paths(out: Path, path: Path) -> dict[str, Path]:
+    return {
+        k: out / f"{path.stem}{suffix}"
+        for k, suffix in (("x", ".x.png"), ("y", ".y.png"), ("json", ".json"))
+    }
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def enhance(args) -> int:
+    solver_config, edict_config = _configs(args)
+    stems: dict[str, Path] = {}
+    for path in args.inputs:
+        if path.stem in stems and stems[path.stem] != path:
+            raise UsageError(f"{path}: same output name as {stems[path.stem]} (rename one)")
+        stems[path.stem] = path
+    try:
+        prior = priors.create_prior(args.prior)
+    except priors.UnknownPriorError as error:
+        raise UsageError(str(error)) from error
+    dtype = DTYPES[args.dtype]
+    backbone = None
+    if args.mode.startswith("latent"):
+        backbone = backbones.load_backbone(
+            args.backbone,
+            sd2=args.sd2,
+            controlnet=args.controlnet,
+            cache=args.cache,
+            dtype=dtype,
+            device=args.device,
+            encode_mode=args.encode,
+            autocast_dtype=AUTOCAST[args.autocast],
+            seed=args.seed,
+        )
+    prior = prior.to(device=args.device, dtype=dtype)
+
+    failed = 0
+    loaded = []
+    for path in dict.fromkeys(args.inputs):
+        try:
+            loaded.append((path, images.load_image(path, size=args.size)))
+        except images.ImageError as error:
+            print(f"dlmap: error: {error}", file=sys.stderr)
+            failed = 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(loaded), args.batch_size):
+        chunk = loaded[start : start + args.batch_size]
+        batch = torch.stack([image for _, image in chunk]).to(device=args.device, dtype=dtype)
+        began = time.perf_counter()
+        try:
+            result = solver.map_solve(
+                backbone,
+                prior,
+                batch,
+                solver_config,
+                edict_config,
+                quiet=args.quiet,
+                description=", ".join(path.name for path, _ in chunk),
+            )
+        except solver.NonFiniteError as error:
+            names = ", ".join(str(path) for path, _ in chunk)
+            print(f"dlmap: error: {names}: {error}; nothing written", file=sys.stderr)
+            failed = max(failed, 1)
+            continue
+        seconds = (time.perf_counter() - began) / len(chunk)
+        for index, (path, _) in enumerate(chunk):
+            _write_outputs(args, path, index, result, prior, backbone, seconds)
+    return failed
+
+
+def _write_outputs(args, path, index, result, prior, backbone, seconds) -> None:
+    outputs = _output_paths(args.out, path)
+    images.save_png_atomic(result.x[index], outputs["x"])
+    if result.y is not None:
+        images.save_png_atomic(result.y[index], outputs["y"])
+    record = {
+        "input": str(path),
+        "input_sha256": _sha256(path),
+        "outputs": {k: v.name for k, v in outputs.items() if k != "y" or result.y is not None},
+        "reduced": bool(backbone is not None and backbone.reduced),
+        "backbone": backbone.name if backbone is not None else None,
+        "prior": asdict(prior.info),
+        "config": {
+            **result.config,
+            "size": args.size,
+            "dtype": args.dtype,
+            "autocast": args.autocast,
+            "encode": args.encode,
+            "device": args.device,
+        },
+        "history": [
+            {
+                key: (value[index] if isinstance(value, list) else value)
+                for key, value in step.items()
+            }
+            for step in result.history
+        ],
+        "final": _select(result.final, index),
+        "seconds": seconds,
+        "versions": {
+            "dlmap": dlmap.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    images.write_text_atomic(json.dumps(record, indent=2) + "\n", outputs["json"])
+
+
+def _select(value, index):
+    if isinstance(value, dict):
+        return {key: _select(item, index) for key, item in value.items()}
+    return value[index] if isinstance(value, list) else value
+
+
+def demo(args) -> int:
+    """Enhance two photographs bundled with scikit-image on the tiny random backbone."""
+    from skimage import data
+
+    inputs = args.out / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in ("astronaut", "coffee"):
+        path = inputs / f"{name}.png"
+        pixels = torch.from_numpy(getattr(data, name)()).permute(2, 0, 1).float() / 255
+        images.save_png_atomic(pixels, path)
+        paths.append(path)
+    argv = [
+        "enhance",
+        *map(str, paths),
+        "--out",
+        str(args.out),
+        "--backbone",
+        "tiny",
+        "--size",
+        "128",
+        "--iters",
+        str(args.iters),
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    if args.quiet:
+        argv.append("--quiet")
+    print("dlmap demo: tiny random backbone (reduced settings, not the paper's models)")
+    return enhance(build_parser().parse_args(argv))
+
+
+def weights_command(args) -> int:
+    if args.weights_command == "fetch":
+        for name in args.names:
+            print(f"{name}: {weights.fetch(name, args.cache)}")
+        return 0
+    status = 0
+    for name in sorted(weights.SOURCES):
+        try:
+            print(f"{name}: present in {weights.locate(name, cache=args.cache)}")
+        except weights.WeightsMissingError as error:
+            print(f"{name}: MISSING: {error}")
+            status = 1
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"enhance": enhance, "demo": demo, "weights": weights_command}
+    try:
+        return handlers[args.command](args)
+    except UsageError as error:
+        print(f"dlmap: error: {error}", file=sys.stderr)
+        return 2
+    except (weights.WeightsMissingError, backbones.WeightKeyError) as error:
+        print(f"dlmap: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

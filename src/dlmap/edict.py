@@ -1,0 +1,268 @@
+"""EDICT: exact diffusion inversion via coupled transformations (paper Sec. III-A, Eqs. 6-15).
+
+Two coupled latents (x, y) are denoised together. One step of the denoising map h is
+
+    x'_t    = a_t x_t + b_t eps(y_t; t)              (Eq. 8)
+    y'_t    = a_t y_t + b_t eps(x'_t; t)             (Eq. 9)
+    x_{t-1} = p x'_t + (1 - p) y'_t                  (Eq. 10)
+    y_{t-1} = p y'_t + (1 - p) x_{t-1}               (Eq. 11)
+
+and its exact algebraic inverse, the noising map d, is Eqs. 12-15 applied in reverse order.
+a_t and b_t are DDIM's coefficients (Eq. 4) computed from a diffusers ``DDIMScheduler``.
+
+EDICT's reference code and the authors' MAP code swap the roles of x and y on every other
+step (``order="alternating"``, the default); the paper's equations show the ``"fixed"`` order.
+
+Gradients of h (``denoise(..., gradient=...)``) never keep the activations of all T steps:
+
+* ``"recompute"`` stores the T input pairs of the steps (tiny) and recomputes one step at a
+  time in the backward pass (the DOODL approach);
+* ``"reversible"`` stores nothing but the output and reconstructs each step's input with the
+  exact inverse, reusing the two network evaluations of that reconstruction for the
+  vector-Jacobian products, so only one network graph is alive at a time;
+* ``"autograd"`` is plain autograd through all steps (memory grows with T; for comparison).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers import DDIMScheduler
+
+EpsFn = Callable[[torch.Tensor, int, Any], torch.Tensor]
+"""A noise-prediction network eps(latent, t, condition) -> noise of the latent's shape."""
+
+ORDERS = ("alternating", "fixed")
+GRADIENTS = ("recompute", "reversible", "autograd")
+
+#: Stable Diffusion 2's noise schedule (scheduler/scheduler_config.json of SD2-base).
+SD2_SCHEDULER = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "set_alpha_to_one": False,
+    "clip_sample": False,
+    "prediction_type": "epsilon",
+}
+
+
+@dataclass(frozen=True)
+class EdictConfig:
+    """EDICT settings. Paper defaults: T = 20, p = 0.93^(50/T) (Sec. IV-A, following EDICT).
+
+    steps_offset: 0 as in the authors' code (timesteps 950..0 at T = 20); SD2's shipped
+    scheduler config uses 1 (951..1).
+    """
+
+    steps: int = 20
+    mix: float | None = None
+    steps_offset: int = 0
+    order: str = "alternating"
+    scheduler: dict = field(default_factory=lambda: dict(SD2_SCHEDULER))
+
+    def __post_init__(self):
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"EDICT steps must be a positive integer, got {self.steps!r}")
+        n_train = self.scheduler.get("num_train_timesteps", 1000)
+        if self.steps > n_train:
+            raise ValueError(f"EDICT steps {self.steps} exceed the {n_train} training timesteps")
+        if self.mix is not None and not 0.0 < self.mix <= 1.0:
+            raise ValueError(f"EDICT mixing p must lie in (0, 1], got {self.mix!r}")
+        if self.order not in ORDERS:
+            raise ValueError(f"EDICT order must be one of {ORDERS}, got {self.order!r}")
+        if self.steps_offset < 0:
+            raise ValueError(f"steps_offset must be >= 0, got {self.steps_offset!r}")
+
+    @property
+    def mixing(self) -> float:
+        """p of Eqs. 10-11; 0.93^(50/T) unless set (EDICT's choice, paper Sec. IV-A)."""
+        return self.mix if self.mix is not None else 0.93 ** (50 / self.steps)
+
+
+@dataclass(frozen=True)
+class EdictSchedule:
+    """Per-step constants of h, in the order h applies them (noise -> image).
+
+    timesteps[k], a[k], b[k] are t, a_t, b_t of Eq. 4 for step k; swapped[k] says whether step k
+    updates y first (alternating order).
+    """
+
+    timesteps: tuple[int, ...]
+    a: tuple[float, ...]
+    b: tuple[float, ...]
+    mix: float
+    swapped: tuple[bool, ...]
+
+    def __len__(self) -> int:
+        return len(self.timesteps)
+
+
+def make_schedule(config: EdictConfig = EdictConfig()) -> EdictSchedule:
+    """DDIM coefficients a_t, b_t (Eq. 4) from a diffusers ``DDIMScheduler``, in float64."""
+    scheduler = DDIMScheduler(**{**config.scheduler, "steps_offset": config.steps_offset})
+    scheduler.set_timesteps(config.steps)
+    alphas = scheduler.alphas_cumprod.double()
+    final = float(scheduler.final_alpha_cumprod)
+    stride = scheduler.config.num_train_timesteps // config.steps
+    timesteps, a, b = [], [], []
+    for t in scheduler.timesteps.tolist():
+        alpha_t = float(alphas[t])
+        alpha_prev = float(alphas[t - stride]) if t - stride >= 0 else final
+        timesteps.append(int(t))
+        a.append(math.sqrt(alpha_prev / alpha_t))
+        b.append(math.sqrt(1 - alpha_prev) - math.sqrt(alpha_prev * (1 - alpha_t) / alpha_t))
+    swapped = tuple(config.order == "alternating" and k % 2 == 1 for k in range(len(timesteps)))
+    return EdictSchedule(tuple(timesteps), tuple(a), tuple(b), config.mixing, swapped)
+
+
+# --- one step of h and of d ----------------------------------------------------------------
+
+
+def _coupled_step(eps: EpsFn, u, v, t, a, b, p, cond):
+    """Eqs. 8-11 with u updated first."""
+    u_mid = a * u + b * eps(v, t, cond)  # Eq. 8
+    v_mid = a * v + b * eps(u_mid, t, cond)  # Eq. 9
+    u_new = p * u_mid + (1 - p) * v_mid  # Eq. 10
+    v_new = p * v_mid + (1 - p) * u_new  # Eq. 11
+    return u_new, v_new
+
+
+def _coupled_step_inverse(eps: EpsFn, u_new, v_new, t, a, b, p, cond):
+    """Eqs. 12-15: the exact inverse of ``_coupled_step``."""
+    v_mid = (v_new - (1 - p) * u_new) / p  # Eq. 12
+    u_mid = (u_new - (1 - p) * v_mid) / p  # Eq. 13
+    v = (v_mid - b * eps(u_mid, t, cond)) / a  # Eq. 14
+    u = (u_mid - b * eps(v, t, cond)) / a  # Eq. 15
+    return u, v
+
+
+def denoise_step(eps: EpsFn, x, y, k: int, schedule: EdictSchedule, cond=None):
+    """Step k of h: (x_t, y_t) -> (x_{t-1}, y_{t-1})."""
+    args = (schedule.timesteps[k], schedule.a[k], schedule.b[k], schedule.mix, cond)
+    if schedule.swapped[k]:
+        y, x = _coupled_step(eps, y, x, *args)
+        return x, y
+    return _coupled_step(eps, x, y, *args)
+
+
+def invert_step(eps: EpsFn, x, y, k: int, schedule: EdictSchedule, cond=None):
+    """Inverse of step k of h: (x_{t-1}, y_{t-1}) -> (x_t, y_t)."""
+    args = (schedule.timesteps[k], schedule.a[k], schedule.b[k], schedule.mix, cond)
+    if schedule.swapped[k]:
+        y, x = _coupled_step_inverse(eps, y, x, *args)
+        return x, y
+    return _coupled_step_inverse(eps, x, y, *args)
+
+
+# --- the maps h and d ----------------------------------------------------------------------
+
+
+@torch.no_grad()
+def invert(eps: EpsFn, x0, y0, schedule: EdictSchedule, cond=None):
+    """d: the image-latent pair (x_0, y_0) -> the noise pair (x_T, y_T) (Eqs. 12-15)."""
+    x, y = x0, y0
+    for k in reversed(range(len(schedule))):
+        x, y = invert_step(eps, x, y, k, schedule, cond)
+    return x, y
+
+
+def denoise(eps: EpsFn, x_T, y_T, schedule: EdictSchedule, cond=None, gradient="recompute"):
+    """h: the noise pair (x_T, y_T) -> the image-latent pair (x_0, y_0) (Eqs. 8-11).
+
+    Differentiable with respect to (x_T, y_T) when grad mode is on and either requires grad;
+    ``gradient`` picks how (see the module docstring). Network weights should be frozen:
+    gradients reach only the noise pair, never ``cond``.
+    """
+    if gradient not in GRADIENTS:
+        raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+    needs_grad = torch.is_grad_enabled() and (x_T.requires_grad or y_T.requires_grad)
+    if needs_grad and gradient == "autograd":
+        x, y = x_T, y_T
+        for k in range(len(schedule)):
+            x, y = denoise_step(eps, x, y, k, schedule, cond)
+        return x, y
+    if needs_grad:
+        return _Denoise.apply(x_T, y_T, eps, schedule, cond, gradient)
+    with torch.no_grad():
+        x, y = x_T, y_T
+        for k in range(len(schedule)):
+            x, y = denoise_step(eps, x, y, k, schedule, cond)
+        return x, y
+
+
+class _Denoise(torch.autograd.Function):
+    """h with activation memory independent of T (recompute or reversible backward)."""
+
+    @staticmethod
+    def forward(ctx, x_T, y_T, eps, schedule, cond, gradient):
+        x, y = x_T.detach(), y_T.detach()
+        inputs = []
+        for k in range(len(schedule)):
+            if gradient == "recompute":
+                inputs.append((x, y))
+            x, y = denoise_step(eps, x, y, k, schedule, cond)
+        ctx.eps, ctx.schedule, ctx.cond, ctx.gradient = eps, schedule, cond, gradient
+        ctx.inputs = inputs
+        ctx.save_for_backward(x, y)
+        return x, y
+
+    @staticmethod
+    def backward(ctx, grad_x, grad_y):
+        eps, schedule, cond = ctx.eps, ctx.schedule, ctx.cond
+        grad_x = torch.zeros_like(ctx.saved_tensors[0]) if grad_x is None else grad_x
+        grad_y = torch.zeros_like(ctx.saved_tensors[1]) if grad_y is None else grad_y
+        if ctx.gradient == "recompute":
+            for k in reversed(range(len(schedule))):
+                x, y = (z.detach().requires_grad_(True) for z in ctx.inputs[k])
+                with torch.enable_grad():
+                    x_out, y_out = denoise_step(eps, x, y, k, schedule, cond)
+                grad_x, grad_y = torch.autograd.grad((x_out, y_out), (x, y), (grad_x, grad_y))
+            ctx.inputs = None
+        else:
+            x, y = ctx.saved_tensors
+            for k in reversed(range(len(schedule))):
+                x, y, grad_x, grad_y = _reversible_step_backward(
+                    eps, x, y, grad_x, grad_y, k, schedule, cond
+                )
+        return grad_x, grad_y, None, None, None, None
+
+
+def _reversible_step_backward(eps, x, y, grad_x, grad_y, k, schedule, cond):
+    """Reconstruct step k's input by Eqs. 12-15 and pull the gradient back through step k.
+
+    The two network evaluations of the reconstruction, eps(u'_t) and eps(v_t), are exactly the
+    two of the forward step, so their vector-Jacobian products give the step's gradient:
+    with G_un = g_un + (1-p) g_vn and G_v' = p g_vn + (1-p) G_un,
+    G_u' = p G_un + b J_eps(u')^T G_v', g_v = a G_v' + b J_eps(v)^T G_u', g_u = a G_u'.
+    """
+    t, a, b, p = schedule.timesteps[k], schedule.a[k], schedule.b[k], schedule.mix
+    swapped = schedule.swapped[k]
+    u_new, v_new, g_un, g_vn = (y, x, grad_y, grad_x) if swapped else (x, y, grad_x, grad_y)
+
+    v_mid = (v_new - (1 - p) * u_new) / p  # Eq. 12
+    u_mid = (u_new - (1 - p) * v_mid) / p  # Eq. 13
+    g_un_total = g_un + (1 - p) * g_vn
+    g_v_mid = p * g_vn + (1 - p) * g_un_total
+
+    u_mid = u_mid.detach().requires_grad_(True)
+    with torch.enable_grad():
+        eps_u = eps(u_mid, t, cond)
+    (vjp_u,) = torch.autograd.grad(eps_u, u_mid, g_v_mid)
+    v = ((v_mid - b * eps_u.detach()) / a).detach().requires_grad_(True)  # Eq. 14
+    g_u_mid = p * g_un_total + b * vjp_u
+
+    with torch.enable_grad():
+        eps_v = eps(v, t, cond)
+    (vjp_v,) = torch.autograd.grad(eps_v, v, g_u_mid)
+    u = (u_mid.detach() - b * eps_v.detach()) / a  # Eq. 15
+    g_v = a * g_v_mid + b * vjp_v
+    g_u = a * g_u_mid
+    v = v.detach()
+    if swapped:
+        return v, u, g_v, g_u
+    return u, v, g_u, g_v

@@ -1,0 +1,186 @@
+"""The prior registry: NR-IQA models (and other image scores) usable as q_w in Eq. 17.
+
+A prior is a ``Prior``: a torch module from RGB images (B, 3, H, W) in [0, 1] to raw scores
+(B,), each image scored on its own (a score that averages over the batch couples the problems
+of a batched solve and rescales lambda), differentiable with respect to the images, and
+carrying a ``PriorInfo``: its name, score direction and the Eq. 21 calibration constants.
+
+Register one with the ``register_prior`` decorator, or point at any Python callable with
+``register_entry_point("name", "package.module:factory")``. ``create_prior(name)`` builds
+it with frozen weights; unknown names are answered with the known ones and a "did you mean".
+
+The built-in priors here are training-free image statistics, so that the library works with no
+downloaded weights; the paper's NR-IQA models join this registry under their own names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from dlmap.calibration import calibrate
+
+
+@dataclass(frozen=True)
+class PriorInfo:
+    """What the solver, tables and outputs need to know about a prior.
+
+    xi3, xi4: the Eq. 21 constants (xi3 on the direction-corrected scale: for a lower-is-better
+    model, on the negated score). score_range: typical raw range, as documented by its source.
+    """
+
+    name: str
+    display_name: str
+    higher_is_better: bool
+    xi3: float
+    xi4: float
+    score_range: tuple[float, float]
+    reference: str = ""
+    training_set: str = "-"
+    calibration_source: str = ""
+
+
+class Prior(torch.nn.Module):
+    """Base class: subclasses set ``info`` and implement ``forward(images) -> (B,)``."""
+
+    info: PriorInfo
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def calibrated(self, images: torch.Tensor) -> torch.Tensor:
+        """q_xi(q_w(x)) of Eq. 21: a score in (0, 1), higher is better."""
+        return calibrate(self(images), self.info.xi3, self.info.xi4, self.info.higher_is_better)
+
+
+class CallablePrior(Prior):
+    """A prior from a plain callable images -> scores (B,)."""
+
+    def __init__(self, function: Callable[[torch.Tensor], torch.Tensor], info: PriorInfo):
+        super().__init__()
+        self.function = function
+        self.info = info
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.function(images)
+
+
+class UnknownPriorError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message otherwise
+        return str(self.args[0])
+
+
+_REGISTRY: dict[str, Callable[..., Prior]] = {}
+
+
+def register_prior(name: str):
+    """Decorator registering a ``Prior`` subclass or a factory returning a ``Prior``."""
+
+    def decorate(factory):
+        if name in _REGISTRY and _REGISTRY[name] is not factory:
+            raise ValueError(f"a prior named {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorate
+
+
+def register_entry_point(name: str, target: str) -> None:
+    """Register ``package.module:attribute`` (a Prior class or factory) under ``name``."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(
+            f"prior entry point must look like 'package.module:factory', got {target!r}"
+        )
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"cannot import prior {name!r} from {target!r}: {error}") from error
+    register_prior(name)(factory)
+
+
+def available_priors() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_prior(name: str, **kwargs) -> Prior:
+    """Build the registered prior ``name`` with frozen weights in eval mode."""
+    if name not in _REGISTRY:
+        known = available_priors()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UnknownPriorError(f"unknown prior {name!r} (known: {', '.join(known)}){hint}")
+    prior = _REGISTRY[name](**kwargs)
+    if not isinstance(prior, Prior):
+        raise TypeError(f"prior factory {name!r} returned {type(prior).__name__}, not a Prior")
+    prior.requires_grad_(False)
+    return prior.eval()
+
+
+# --- training-free priors ------------------------------------------------------------------
+
+
+@register_prior("colorfulness")
+class Colorfulness(Prior):
+    """Hasler & Suesstrunk's colourfulness M = sigma_rgyb + 0.3 mu_rgyb on 0-255 RGB.
+
+    Their scale: 15 slightly, 33 moderately, 45 averagely, 59 quite, 82 highly colourful.
+    Calibration (not fitted to MOS): centred on "moderately colourful", 15 units per e-fold.
+    """
+
+    info = PriorInfo(
+        name="colorfulness",
+        display_name="Colourfulness",
+        higher_is_better=True,
+        xi3=33.0,
+        xi4=15.0,
+        score_range=(0.0, 150.0),
+        reference="Hasler and Suesstrunk, Proc. SPIE 5007, 2003",
+        calibration_source="set from the published verbal scale, not fitted to MOS",
+    )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        rgb = images * 255.0
+        red, green, blue = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+        rg = (red - green).flatten(1)
+        yb = (0.5 * (red + green) - blue).flatten(1)
+        spread = torch.sqrt(rg.var(dim=1) + yb.var(dim=1) + 1e-12)
+        offset = torch.sqrt(rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2 + 1e-12)
+        return spread + 0.3 * offset
+
+
+@register_prior("sharpness")
+class Sharpness(Prior):
+    """log variance of the Laplacian of luminance (0-255), a classic focus measure.
+
+    Rises with detail and with noise alike: an image statistic, not a quality model.
+    Calibration (not fitted to MOS): centred at log-variance 5.5, one unit per e-fold.
+    """
+
+    info = PriorInfo(
+        name="sharpness",
+        display_name="Sharpness (log Laplacian variance)",
+        higher_is_better=True,
+        xi3=5.5,
+        xi4=1.0,
+        score_range=(0.0, 12.0),
+        reference="Pech-Pacheco et al., ICPR 2000",
+        calibration_source="set by hand from typical photographs, not fitted to MOS",
+    )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        weights = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype, device=images.device)
+        luma = (images * 255.0 * weights.view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+        kernel = torch.tensor(
+            [[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]],
+            dtype=images.dtype,
+            device=images.device,
+        ).view(1, 1, 3, 3)
+        laplacian = F.conv2d(luma, kernel).flatten(1)
+        return torch.log(laplacian.var(dim=1) + 1e-6)

@@ -1,0 +1,133 @@
+"""`dlmap enhance` / `dlmap weights`: outputs, bad inputs, exit codes, nothing half-written."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import photo
+
+from dlmap import cli, images, priors
+
+FAST = ["--backbone", "tiny", "--size", "64", "--iters", "2", "--steps", "4", "--quiet"]
+
+
+@pytest.fixture()
+def good_png(tmp_path):
+    path = tmp_path / "in" / "astronaut.png"
+    path.parent.mkdir()
+    images.save_png_atomic(photo(96, "astronaut", torch.float32), path)
+    return path
+
+
+def run(argv, capsys):
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def test_enhance_writes_the_pair_and_a_json_record(tmp_path, good_png, capsys):
+    out = tmp_path / "out"
+    code, err = run(["enhance", good_png, "--out", out, *FAST], capsys)
+    assert code == 0, err
+    for name in ("astronaut.x.png", "astronaut.y.png"):
+        assert images.read_image(out / name).shape == (64, 64, 3)
+    record = json.loads((out / "astronaut.json").read_text())
+    assert len(record["history"]) == 2
+    assert set(record["history"][0]) == {"iteration", "loss", "score", "raw_score", "fidelity"}
+    assert record["config"]["edict"]["steps"] == 4 and record["config"]["solver"]["lam"] == 0.01
+    assert record["reduced"] is True and record["prior"]["name"] == "colorfulness"
+    assert set(record["final"]) == {"loss", "x", "y"}
+    assert not list(out.glob(".*tmp"))
+
+
+def test_bad_inputs_exit_2_with_one_line_each_and_write_nothing_for_them(
+    tmp_path, good_png, capsys
+):
+    folder = good_png.parent
+    (folder / "notes.png").write_text("not an image")
+    (folder / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    argv = ["enhance", good_png, folder / "missing.png", folder / "notes.png", folder / "empty.jpg"]
+    code, err = run([*argv, "--out", out, *FAST], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("dlmap: error: ") for line in lines)
+    for name in ("missing.png", "notes.png", "empty.jpg"):
+        assert sum(name in line for line in lines) == 1
+    assert sorted(p.name for p in out.iterdir()) == [
+        "astronaut.json",
+        "astronaut.x.png",
+        "astronaut.y.png",
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--prior", "colourfulness"], "did you mean 'colorfulness'"),
+        (["--steps", "0"], "positive integer"),
+        (["--size", "100"], "multiple of 8"),
+        (["--lambda", "-1"], "lambda"),
+        (["--mix", "2"], "(0, 1]"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line_before_any_work(
+    tmp_path, good_png, capsys, extra, message
+):
+    out = tmp_path / "out"
+    code, err = run(["enhance", good_png, "--out", out, *FAST, *extra], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_missing_weights_exit_1_naming_what_to_fetch(tmp_path, good_png, capsys):
+    out = tmp_path / "out"
+    argv = ["enhance", good_png, "--out", out, "--backbone", "sd2", "--cache", tmp_path / "w"]
+    code, err = run(argv, capsys)
+    assert code == 1 and "dlmap weights fetch sd2-base" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_duplicate_output_names_are_refused(tmp_path, good_png, capsys):
+    other = tmp_path / "astronaut.png"
+    other.write_bytes(good_png.read_bytes())
+    code, err = run(["enhance", good_png, other, "--out", tmp_path / "out", *FAST], capsys)
+    assert code == 2 and "same output name" in err
+
+
+def test_a_diverging_solve_exits_1_and_writes_nothing(tmp_path, good_png, capsys):
+    @priors.register_prior("test-nan")
+    def make():
+        info = priors.PriorInfo("test-nan", "NaN", True, 0.0, 1.0, (0, 1))
+        return priors.CallablePrior(lambda x: x.flatten(1).mean(1) * float("nan"), info)
+
+    try:
+        out = tmp_path / "out"
+        code, err = run(["enhance", good_png, "--out", out, *FAST, "--prior", "test-nan"], capsys)
+    finally:
+        priors._REGISTRY.pop("test-nan")
+    assert code == 1 and "iteration 0: non-finite loss" in err and "nothing written" in err
+    assert list(out.iterdir()) == []
+
+
+def test_pixel_mode_writes_only_x(tmp_path, good_png, capsys):
+    out = tmp_path / "out"
+    code, err = run(["enhance", good_png, "--out", out, *FAST, "--mode", "pixel-direct"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.json", "astronaut.x.png"]
+    assert json.loads((out / "astronaut.json").read_text())["backbone"] is None
+
+
+def test_weights_check_reports_missing_files(tmp_path, capsys):
+    assert cli.main(["weights", "check", "--cache", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "sd2-base: MISSING" in out and "sd2-controlnet: MISSING" in out
+
+
+def test_console_script_is_installed():
+    result = subprocess.run(
+        [sys.executable, "-m", "dlmap.cli", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.strip() == __import__("dlmap").__version__
