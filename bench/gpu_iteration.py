@@ -1,0 +1,328 @@
+"""Seconds per MAP iteration and peak GPU memory at SD2-base size, with random weights.
+
+Builds, with RANDOM weights (nothing is downloaded):
+
+* diffusers ``UNet2DConditionModel`` with SD2-base's config, ``ControlNetModel.from_unet`` of
+  it (default conditioning channels (16, 32, 96, 256)), ``AutoencoderKL`` with SD2's VAE
+  config and a random prompt embedding (1, 77, 1024), wrapped in ``dlmap.backbones.Backbone``;
+* a CLIP ViT-B/32-sized prior: the visual tower of open_clip's
+  ``create_model("ViT-B-32-quickgelu", pretrained=None)`` on the image resized to 224 and
+  normalised with CLIP's mean/std, then a fixed random linear head (one score per image),
+  as a ``dlmap.priors.CallablePrior`` (higher is better, xi3 = 0, xi4 = 1). The prior runs in
+  float32 in every configuration; autocast applies to the backbone.
+
+then runs ``map_solve`` (latent-map, recompute gradient by default) at 512x512, T = 20, with
+``SolverConfig(iters=3)`` at batch 1 and 8, in float32 and in bf16 autocast (latents stay
+float32). The time of one iteration is measured inside the real solver: the prior, called
+once per iteration, records when it is called, and the median time between consecutive
+iterations' calls is one iteration. Before each configuration a one-step solve (T = 1,
+1 iteration; the same peak memory with the recompute gradient) warms the kernels up, and a
+configuration that runs out of memory is reported as OOM.
+
+    python bench/gpu_iteration.py            # needs CUDA
+    python bench/gpu_iteration.py --tiny     # tiny backbone + tiny prior, 64x64, CPU, < 1 min
+
+``--device cpu`` runs the full-size networks on the CPU (slow; only with small ``--size``
+and ``--steps``, to check the script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from _common import MIB, load_warning, setup_torch, synchronize
+
+from dlmap import edict, solver
+from dlmap.backbones import Backbone, tiny_backbone
+from dlmap.priors import CallablePrior, PriorInfo
+
+#: SD2-base's unet/config.json (stabilityai/stable-diffusion-2-base).
+SD2_UNET = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=(
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    cross_attention_dim=1024,
+    attention_head_dim=(5, 10, 20, 20),
+    use_linear_projection=True,
+    norm_num_groups=32,
+    act_fn="silu",
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    upcast_attention=False,
+)
+#: SD2-base's vae/config.json.
+SD2_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    latent_channels=4,
+    norm_num_groups=32,
+    act_fn="silu",
+    sample_size=512,
+    scaling_factor=0.18215,
+)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+PRIOR_INFO = PriorInfo(
+    name="random-clip",
+    display_name="Random CLIP ViT-B/32 score (benchmark only)",
+    higher_is_better=True,
+    xi3=0.0,
+    xi4=1.0,
+    score_range=(-10.0, 10.0),
+    calibration_source="none: random weights",
+)
+PRECISIONS = {"float32": None, "bf16-autocast": torch.bfloat16}
+
+
+class ClipScore(torch.nn.Module):
+    """A CLIP-style image tower + a fixed random linear head: images in [0, 1] -> (B,)."""
+
+    def __init__(self, visual: torch.nn.Module, input_size: int, features: int, seed: int = 0):
+        super().__init__()
+        self.visual, self.input_size = visual, input_size
+        generator = torch.Generator().manual_seed(seed)
+        self.head = torch.nn.Linear(features, 1)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.randn(1, features, generator=generator) / features**0.5)
+            self.head.bias.zero_()
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        size = (self.input_size, self.input_size)
+        x = F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True)
+        x = (x - self.mean) / self.std
+        return self.head(self.visual(x)).squeeze(1)
+
+
+class TinyConvTower(torch.nn.Module):
+    """Stand-in image tower when open_clip is not installed (tiny mode only)."""
+
+    def __init__(self, features: int = 16):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+            torch.nn.GELU(),
+            torch.nn.Conv2d(8, features, 3, stride=2, padding=1),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def clip_prior(tiny: bool, seed: int = 0) -> tuple[CallablePrior, str]:
+    """The prior and a description of its tower."""
+    torch.manual_seed(seed)
+    try:
+        import open_clip
+        from open_clip.transformer import QuickGELU, VisionTransformer
+    except ImportError:
+        if not tiny:
+            raise
+        tower, size, features, what = TinyConvTower(16), 32, 16, "tiny conv net"
+    else:
+        if tiny:
+            tower = VisionTransformer(
+                image_size=32,
+                patch_size=8,
+                width=32,
+                layers=2,
+                heads=2,
+                mlp_ratio=2.0,
+                output_dim=16,
+                act_layer=QuickGELU,
+            )
+            size, features, what = 32, 16, "tiny open_clip ViT (32px, width 32, 2 layers)"
+        else:
+            logging.getLogger().setLevel(logging.ERROR)  # "No pretrained weights loaded"
+            model = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
+            tower, size, features = model.visual, 224, model.visual.output_dim
+            what = "open_clip ViT-B-32-quickgelu visual tower (random), 224px"
+    prior = CallablePrior(ClipScore(tower, size, features, seed), PRIOR_INFO)
+    prior.requires_grad_(False)
+    return prior.eval(), what
+
+
+def sd2_networks(device: torch.device, seed: int = 0):
+    """SD2-base-sized UNet, ControlNet, VAE and prompt embedding with random weights."""
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    with torch.device(device):  # initialise on the device: fast, no 5 GB CPU round trip
+        unet = UNet2DConditionModel(**SD2_UNET)
+        controlnet = ControlNetModel.from_unet(unet)
+        vae = AutoencoderKL(**SD2_VAE)
+        prompt = torch.randn(1, 77, SD2_UNET["cross_attention_dim"])
+    return "sd2-controlnet-random", unet, vae, prompt, controlnet
+
+
+def tiny_networks(device: torch.device, seed: int = 0):
+    tiny = tiny_backbone(controlnet=True, seed=seed, dtype=torch.float32).to(device)
+    return "tiny", tiny.unet, tiny.vae, tiny.prompt_embedding, tiny.controlnet
+
+
+class TimedPrior(CallablePrior):
+    """Records the time of every call: the solver calls its prior once per iteration."""
+
+    def __init__(self, prior: CallablePrior, device):
+        super().__init__(prior, prior.info)
+        self.device = device
+        self.calls: list[float] = []
+
+    def forward(self, images):
+        synchronize(self.device)
+        self.calls.append(time.perf_counter())
+        return self.function(images)
+
+
+def run_config(backbone, prior, batch, args, device) -> dict:
+    """Seconds per iteration and peak memory of one configuration, or {"failed": "OOM"}."""
+    generator = torch.Generator().manual_seed(batch)
+    images = torch.rand(batch, 3, args.size, args.size, generator=generator).to(device)
+    config = solver.SolverConfig(iters=args.iters, gradient=args.gradient)
+    failed = None
+    try:
+        warm = solver.SolverConfig(iters=1, gradient=args.gradient)
+        solver.map_solve(backbone, prior, images, warm, edict.EdictConfig(steps=1), quiet=True)
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        prior.calls.clear()
+        start = time.perf_counter()
+        solver.map_solve(
+            backbone, prior, images, config, edict.EdictConfig(steps=args.steps), quiet=True
+        )
+        synchronize(device)
+        total = time.perf_counter() - start
+    except torch.cuda.OutOfMemoryError:
+        failed = "OOM"
+    except solver.NonFiniteError as error:  # random weights: report, do not stop the table
+        failed = "non-finite"
+        print(f"({error})")
+    if failed:  # out of the except block, so that the traceback's tensors can be freed
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return {"failed": failed}
+    calls = prior.calls[: args.iters]  # the last call scores the final images
+    intervals = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return {"failed": None, "iteration": statistics.median(intervals), "total": total, "peak": peak}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny networks, 64x64, T=4, CPU")
+    parser.add_argument("--device", help="default cuda (cpu with --tiny)")
+    parser.add_argument("--size", type=int, help="image side (default 512; 64 with --tiny)")
+    parser.add_argument("--steps", type=int, help="EDICT steps T (default 20; 4 with --tiny)")
+    parser.add_argument("--iters", type=int, default=3, help="MAP iterations (>= 2)")
+    parser.add_argument("--batches", type=int, nargs="+", help="default 1 8 (1 2 with --tiny)")
+    parser.add_argument(
+        "--precisions", nargs="+", choices=list(PRECISIONS), default=list(PRECISIONS)
+    )
+    parser.add_argument("--gradient", default="recompute", choices=edict.GRADIENTS)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device or ("cpu" if args.tiny else "cuda"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(
+            "gpu_iteration: CUDA is not available; use --tiny for the CPU version", file=sys.stderr
+        )
+        return 2
+    if args.iters < 2:
+        parser.error("--iters must be >= 2 (one iteration is the time between two)")
+    args.size = args.size or (64 if args.tiny else 512)
+    args.steps = args.steps or (4 if args.tiny else 20)
+    batches = args.batches or ([1, 2] if args.tiny else [1, 8])
+
+    setup_torch(args.threads)
+    start = time.perf_counter()
+    name, unet, vae, prompt, controlnet = (tiny_networks if args.tiny else sd2_networks)(device)
+    prior, prior_what = clip_prior(args.tiny)
+    prior = TimedPrior(prior, device).to(device)
+    millions = {
+        what: sum(p.numel() for p in net.parameters()) / 1e6
+        for what, net in (
+            ("unet", unet),
+            ("controlnet", controlnet),
+            ("vae", vae),
+            ("prior", prior),
+        )
+    }
+    print(
+        f"MAP iteration at {args.size}x{args.size}, T = {args.steps}, {args.iters} iterations "
+        f"per configuration, gradient {args.gradient}, backbone {name} (random weights; "
+        + ", ".join(f"{k} {v:.1f}M" for k, v in millions.items())
+        + f"), prior: {prior_what}, device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+        + f"; built in {time.perf_counter() - start:.1f} s"
+    )
+    if device.type == "cuda":
+        print(
+            f"float32 matmul TF32 {torch.backends.cuda.matmul.allow_tf32}, "
+            f"cuDNN TF32 {torch.backends.cudnn.allow_tf32}; weights on the GPU: "
+            f"{torch.cuda.memory_allocated(device) / MIB:.0f} MiB (counted in the peaks)"
+        )
+    else:
+        warning = load_warning(args.threads, device)
+        if warning:
+            print(warning)
+
+    header = (
+        f"{'precision':<15}{'batch':>6}{'s/iter':>10}{'s/iter/image':>14}"
+        f"{'peak GPU MiB':>14}{'total s':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for precision in args.precisions:
+        backbone = Backbone(
+            name,
+            unet,
+            vae,
+            prompt,
+            controlnet,
+            autocast_dtype=PRECISIONS[precision],
+            reduced=args.tiny,
+        )
+        for batch in batches:
+            row = run_config(backbone, prior, batch, args, device)
+            if row["failed"]:
+                what = row["failed"]
+                print(f"{precision:<15}{batch:>6}{what:>10}{what:>14}{what:>14}{'-':>9}")
+                continue
+            peak = "n/a" if row["peak"] is None else f"{row['peak'] / MIB:.0f}"
+            print(
+                f"{precision:<15}{batch:>6}{row['iteration']:>10.3f}"
+                f"{row['iteration'] / batch:>14.3f}{peak:>14}{row['total']:>9.1f}",
+                flush=True,
+            )
+    print(f"(total wall time {time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The benchmark scripts in bench/ run (quick/tiny modes) and print what they promise.
+
+No timing or memory assertions: the numbers of a loaded CI machine mean nothing; we check the
+exit code, the table rows and that the ratio lines parse as positive numbers. The scripts run
+with one torch thread, which keeps them fast when other processes share the CPUs.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
+
+
+def run_bench(script: str, *args: str, timeout: float = 180) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    output = f"{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, f"{script} failed ({done.returncode}):\n{output}"
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert lines, f"{script} printed nothing; stderr:\n{done.stderr}"
+    return lines
+
+
+def ratio(line: str, pattern: str) -> float:
+    match = re.fullmatch(pattern, line)
+    assert match, f"{line!r} does not match {pattern!r}"
+    value = float(match.group(1))
+    assert value > 0, line
+    return value
+
+
+@pytest.mark.slow
+def test_gpu_iteration_tiny_prints_a_row_per_configuration():
+    lines = run_bench("gpu_iteration.py", "--tiny", "--threads", "1")
+    rows = {}
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0] in ("float32", "bf16-autocast"):
+            rows[(fields[0], int(fields[1]))] = fields[2:]
+    assert set(rows) == {(p, b) for p in ("float32", "bf16-autocast") for b in (1, 2)}, lines
+    for key, (per_iteration, per_image, peak, total) in rows.items():
+        assert float(per_iteration) > 0 and float(per_image) > 0 and float(total) > 0, key
+        assert peak == "n/a", key  # no GPU memory on the CPU
+
+
+@pytest.mark.slow
+def test_edict_time_quick_prints_the_ratios_last():
+    lines = run_bench("edict_time.py", "--quick", "--threads", "1")
+    assert any(line.startswith("forward h (no grad)") for line in lines), lines
+    for gradient in ("autograd", "reversible", "recompute"):
+        assert any(line.startswith(f"MAP iteration ({gradient})") for line in lines), lines
+    ratio(lines[-3], rf"MAP iteration / forward h = {NUMBER} \(reference, autograd\)")
+    ratio(lines[-2], rf"MAP iteration / forward h = {NUMBER} \(target <= 4\.5, reversible\)")
+    ratio(lines[-1], rf"MAP iteration / forward h = {NUMBER} \(target <= 4\.5, recompute\)")
+
+
+def test_gpu_iteration_without_cuda_or_tiny_exits_with_code_2():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available: the full benchmark would run")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_iteration.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "CUDA" in done.stderr
+
+
+@pytest.mark.slow
+def test_edict_memory_quick_prints_table_and_ratios():
+    lines = run_bench("edict_memory.py", "--quick", "--threads", "1", "--jobs", "2")
+    for method in ("recompute", "reversible", "autograd"):
+        row = [line for line in lines if re.match(rf"{method} +{NUMBER} ", line)]
+        assert len(row) == 1, lines
+        peaks = [float(value) for value in row[0].split()[1:3]]  # MiB at T=2 and T=4
+        assert all(peak > 0 for peak in peaks), row
+    label = r"peak\(T=4\)/peak\(T=2\)"
+    ratio(
+        next(line for line in lines if line.startswith("autograd peak")),
+        rf"autograd {label} = {NUMBER} \(needs >= 1\.00\)",
+    )
+    ratio(lines[-2], rf"ours \(reversible\) {label} = {NUMBER} \(target <= 1\.25\)")
+    ratio(lines[-1], rf"ours {label} = {NUMBER} \(target <= 1\.25\)")
