@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import torch
 
+from dlmap.priors import CallablePrior
+
 MIB = 2**20
 
 
@@ -139,3 +141,18 @@ def median_time(fn: Callable[[], object], repeats: int, device="cpu") -> float:
 def ratio_line(label: str, value: float, target: str) -> str:
     """One parseable result line, e.g. ``ours peak(T=40)/peak(T=5) = 1.02 (target <= 1.25)``."""
     return f"{label} = {value:.2f} ({target})"
+
+
+class TimedPrior(CallablePrior):
+    """A prior that records the time of every call: the solver calls it once per iteration,
+    so the time between consecutive calls is one whole iteration."""
+
+    def __init__(self, prior: CallablePrior, device):
+        super().__init__(prior, prior.info)
+        self.device = device
+        self.calls: list[float] = []
+
+    def forward(self, images):
+        synchronize(self.device)
+        self.calls.append(time.perf_counter())
+        return self.function(images)

@@ -29,28 +29,14 @@ import sys
 import time
 
 import torch
-from _common import load_warning, setup_torch, synchronize, timed
+from _common import TimedPrior, load_warning, setup_torch, timed
 
 from dlmap import edict, solver
 from dlmap.backbones import tiny_backbone
-from dlmap.priors import CallablePrior, create_prior
+from dlmap.priors import create_prior
 
 GRADIENTS = ("autograd", "reversible", "recompute")
 TARGET = 4.5
-
-
-class TimedPrior(CallablePrior):
-    """A prior that records the wall time of every call (one call per solver iteration)."""
-
-    def __init__(self, prior, device):
-        super().__init__(prior, prior.info)
-        self.device = device
-        self.calls: list[float] = []
-
-    def forward(self, images):
-        synchronize(self.device)
-        self.calls.append(time.perf_counter())
-        return self.function(images)
 
 
 def time_iteration(backbone, prior, images, gradient, steps, repeats, device, forward_h):

@@ -37,7 +37,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import MIB, load_warning, setup_torch, synchronize
+from _common import MIB, TimedPrior, load_warning, setup_torch, synchronize
 
 from dlmap import edict, solver
 from dlmap.backbones import Backbone, tiny_backbone
@@ -181,20 +181,6 @@ def sd2_networks(device: torch.device, seed: int = 0):
 def tiny_networks(device: torch.device, seed: int = 0):
     tiny = tiny_backbone(controlnet=True, seed=seed, dtype=torch.float32).to(device)
     return "tiny", tiny.unet, tiny.vae, tiny.prompt_embedding, tiny.controlnet
-
-
-class TimedPrior(CallablePrior):
-    """Records the time of every call: the solver calls its prior once per iteration."""
-
-    def __init__(self, prior: CallablePrior, device):
-        super().__init__(prior, prior.info)
-        self.device = device
-        self.calls: list[float] = []
-
-    def forward(self, images):
-        synchronize(self.device)
-        self.calls.append(time.perf_counter())
-        return self.function(images)
 
 
 def run_config(backbone, prior, batch, args, device) -> dict:
