@@ -97,3 +97,12 @@ def test_edict_memory_quick_prints_table_and_ratios():
     )
     ratio(lines[-2], rf"ours \(reversible\) {label} = {NUMBER} \(target <= 1\.25\)")
     ratio(lines[-1], rf"ours {label} = {NUMBER} \(target <= 1\.25\)")
+
+
+@pytest.mark.slow
+def test_edict_roundtrip_reports_exact_inversion():
+    lines = run_bench("edict_roundtrip.py", "--steps", "4", "--threads", "1")
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in lines[2:]}
+    assert set(rows) == {(d, o) for d in ("float64", "float32") for o in ("alternating", "fixed")}
+    for (dtype, _), errors in rows.items():
+        assert all(float(e) <= (1e-10 if dtype == "float64" else 1e-3) for e in errors), rows

@@ -33,17 +33,19 @@ def test_batched_solve_equals_solving_each_alone_float64(tiny64, two_photos):
 
 
 def test_batched_solve_equals_solving_each_alone_float32(tiny32, two_photos):
+    """float32: equal up to float32 inversion noise (p^-2T amplifies rounding ~1e3-fold)."""
     config = solver.SolverConfig(iters=2)
     prior = create_prior("colorfulness")
     photos = two_photos.float()
     together = solver.map_solve(tiny32, prior, photos, config, SMALL, quiet=True)
     for i in range(2):
         alone = solver.map_solve(tiny32, prior, photos[i : i + 1], config, SMALL, quiet=True)
-        difference = (together.noise[0][i] - alone.noise[0][0]).abs().max().item()
-        print(
-            f"float32 batched-vs-alone max latent difference after 2 iterations: {difference:.1e}"
-        )
-        assert difference <= 1e-4
+        ours, reference = together.noise[0][i], alone.noise[0][0]
+        relative = ((ours - reference).abs().max() / reference.abs().max()).item()
+        print(f"float32 batched vs alone after 2 iterations: max latent difference {relative:.1e}")
+        assert relative <= 1e-4
+        loss_ours, loss_alone = together.history[-1]["loss"][i], alone.history[-1]["loss"][0]
+        assert loss_ours == pytest.approx(loss_alone, rel=1e-4)
 
 
 def _problem_gradients(backbone, prior, images, config):
