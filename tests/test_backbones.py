@@ -132,3 +132,17 @@ def test_vae_mean_mode_is_deterministic_and_differs_from_a_sample():
     image = photo(64, "astronaut")[None]
     assert torch.equal(mean_backbone.encode(image), mean_backbone.encode(image, seeds=[9]))
     assert not torch.equal(mean_backbone.encode(image), sample_backbone.encode(image, seeds=[0]))
+
+
+def test_decoder_checkpointing_leaves_the_gradient_unchanged():
+    grads = []
+    for checkpoint in (True, False):
+        backbone = backbones.tiny_backbone(dtype=torch.float64)
+        if not checkpoint:
+            backbone.vae.disable_gradient_checkpointing()
+        assert backbone.vae.decoder.gradient_checkpointing is checkpoint
+        latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)).double()
+        latent.requires_grad_(True)
+        (grad,) = torch.autograd.grad(backbone.decode(latent).square().sum(), latent)
+        grads.append(grad)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-12, atol=0)

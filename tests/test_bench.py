@@ -106,3 +106,11 @@ def test_edict_roundtrip_reports_exact_inversion():
     assert set(rows) == {(d, o) for d in ("float64", "float32") for o in ("alternating", "fixed")}
     for (dtype, _), errors in rows.items():
         assert all(float(e) <= (1e-10 if dtype == "float64" else 1e-3) for e in errors), rows
+
+
+@pytest.mark.slow
+def test_vae_decode_memory_compares_both_settings_with_the_same_gradient():
+    lines = run_bench("vae_decode_memory.py", "--size", "64")
+    norms = [line.split()[-1] for line in lines if line.startswith("checkpointing")]
+    assert len(norms) == 2 and float(norms[0]) == pytest.approx(float(norms[1]), rel=1e-5)
+    ratio(lines[-1].split(",")[0], rf"checkpointed / plain: memory {NUMBER}")

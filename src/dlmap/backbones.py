@@ -59,7 +59,11 @@ class WeightKeyError(RuntimeError):
 
 
 class Backbone(torch.nn.Module):
-    """UNet + VAE (+ ControlNet) with frozen weights and an empty-prompt embedding."""
+    """UNet + VAE (+ ControlNet) with frozen weights and an empty-prompt embedding.
+
+    checkpoint_decoder: recompute the VAE decoder's blocks in the backward pass (diffusers'
+    gradient checkpointing) instead of storing their activations; the gradient is the same.
+    """
 
     def __init__(
         self,
@@ -71,6 +75,7 @@ class Backbone(torch.nn.Module):
         encode_mode: str = "sample",
         autocast_dtype: torch.dtype | None = None,
         reduced: bool = False,
+        checkpoint_decoder: bool = True,
     ):
         super().__init__()
         if encode_mode not in ENCODE_MODES:
@@ -81,6 +86,10 @@ class Backbone(torch.nn.Module):
         self.encode_mode = encode_mode
         self.autocast_dtype = autocast_dtype
         self.reduced = reduced
+        # The VAE decoder runs with grad once per MAP iteration; checkpointing its blocks
+        # keeps one block's activations instead of all of them, for one extra forward pass.
+        if checkpoint_decoder:
+            self.vae.enable_gradient_checkpointing()
         self.requires_grad_(False)
         self.eval()
 
