@@ -173,3 +173,22 @@ def test_unknown_gradient_method_is_rejected(tiny64, latent64):
     schedule = edict.make_schedule(edict.EdictConfig(steps=2))
     with pytest.raises(ValueError, match="gradient must be one of"):
         edict.denoise(tiny64.eps, latent, latent, schedule, cond, gradient="magic")
+
+
+def test_alternating_step_swaps_the_coupling_but_not_the_mixing():
+    """Odd steps update y first (Eqs. 8-9 exchanged); Eqs. 10-11 still mix x first."""
+
+    def eps(latent, t, cond):  # a nonlinear stand-in network
+        return torch.tanh(3 * latent) + 0.1 * t
+
+    schedule = edict.make_schedule(edict.EdictConfig(steps=4))
+    a, b, p, t = schedule.a[1], schedule.b[1], schedule.mix, schedule.timesteps[1]
+    x, y = torch.tensor([0.3], dtype=torch.float64), torch.tensor([-0.7], dtype=torch.float64)
+    y_mid = a * y + b * eps(x, t, None)
+    x_mid = a * x + b * eps(y_mid, t, None)
+    x_new = p * x_mid + (1 - p) * y_mid
+    y_new = p * y_mid + (1 - p) * x_new
+    ours = edict.denoise_step(eps, x, y, 1, schedule)
+    assert torch.equal(ours[0], x_new) and torch.equal(ours[1], y_new)
+    back = edict.invert_step(eps, *ours, 1, schedule)
+    assert torch.allclose(back[0], x, atol=1e-14) and torch.allclose(back[1], y, atol=1e-14)

@@ -10,8 +10,9 @@ Two coupled latents (x, y) are denoised together. One step of the denoising map 
 and its exact algebraic inverse, the noising map d, is Eqs. 12-15 applied in reverse order.
 a_t and b_t are DDIM's coefficients (Eq. 4) computed from a diffusers ``DDIMScheduler``.
 
-EDICT's reference code and the authors' MAP code swap the roles of x and y on every other
-step (``order="alternating"``, the default); the paper's equations show the ``"fixed"`` order.
+EDICT's reference code and the authors' MAP code exchange the roles of x and y in Eqs. 8-9 on
+every other step (``order="alternating"``, the default: odd steps update y first), while the
+mixing of Eqs. 10-11 always updates x first; the paper's equations show the ``"fixed"`` order.
 
 Gradients of h (``denoise(..., gradient=...)``) never keep the activations of all T steps:
 
@@ -123,40 +124,42 @@ def make_schedule(config: EdictConfig = EdictConfig()) -> EdictSchedule:
 # --- one step of h and of d ----------------------------------------------------------------
 
 
-def _coupled_step(eps: EpsFn, u, v, t, a, b, p, cond):
-    """Eqs. 8-11 with u updated first."""
-    u_mid = a * u + b * eps(v, t, cond)  # Eq. 8
-    v_mid = a * v + b * eps(u_mid, t, cond)  # Eq. 9
-    u_new = p * u_mid + (1 - p) * v_mid  # Eq. 10
-    v_new = p * v_mid + (1 - p) * u_new  # Eq. 11
-    return u_new, v_new
-
-
-def _coupled_step_inverse(eps: EpsFn, u_new, v_new, t, a, b, p, cond):
-    """Eqs. 12-15: the exact inverse of ``_coupled_step``."""
-    v_mid = (v_new - (1 - p) * u_new) / p  # Eq. 12
-    u_mid = (u_new - (1 - p) * v_mid) / p  # Eq. 13
-    v = (v_mid - b * eps(u_mid, t, cond)) / a  # Eq. 14
-    u = (u_mid - b * eps(v, t, cond)) / a  # Eq. 15
-    return u, v
-
-
 def denoise_step(eps: EpsFn, x, y, k: int, schedule: EdictSchedule, cond=None):
-    """Step k of h: (x_t, y_t) -> (x_{t-1}, y_{t-1})."""
-    args = (schedule.timesteps[k], schedule.a[k], schedule.b[k], schedule.mix, cond)
+    """Step k of h: (x_t, y_t) -> (x_{t-1}, y_{t-1}), Eqs. 8-11.
+
+    On a swapped step (alternating order) Eqs. 8-9 update y first, as EDICT's reference code
+    does; the mixing of Eqs. 10-11 always updates x first.
+    """
+    t, a, b, p = schedule.timesteps[k], schedule.a[k], schedule.b[k], schedule.mix
     if schedule.swapped[k]:
-        y, x = _coupled_step(eps, y, x, *args)
-        return x, y
-    return _coupled_step(eps, x, y, *args)
+        y_mid = a * y + b * eps(x, t, cond)  # Eq. 8, roles exchanged
+        x_mid = a * x + b * eps(y_mid, t, cond)  # Eq. 9, roles exchanged
+    else:
+        x_mid = a * x + b * eps(y, t, cond)  # Eq. 8
+        y_mid = a * y + b * eps(x_mid, t, cond)  # Eq. 9
+    x_new = p * x_mid + (1 - p) * y_mid  # Eq. 10
+    y_new = p * y_mid + (1 - p) * x_new  # Eq. 11
+    return x_new, y_new
+
+
+def _unmix(x_new, y_new, p):
+    """Eqs. 12-13: undo the mixing."""
+    y_mid = (y_new - (1 - p) * x_new) / p  # Eq. 12
+    x_mid = (x_new - (1 - p) * y_mid) / p  # Eq. 13
+    return x_mid, y_mid
 
 
 def invert_step(eps: EpsFn, x, y, k: int, schedule: EdictSchedule, cond=None):
-    """Inverse of step k of h: (x_{t-1}, y_{t-1}) -> (x_t, y_t)."""
-    args = (schedule.timesteps[k], schedule.a[k], schedule.b[k], schedule.mix, cond)
+    """Inverse of step k of h: (x_{t-1}, y_{t-1}) -> (x_t, y_t), Eqs. 12-15."""
+    t, a, b, p = schedule.timesteps[k], schedule.a[k], schedule.b[k], schedule.mix
+    x_mid, y_mid = _unmix(x, y, p)
     if schedule.swapped[k]:
-        y, x = _coupled_step_inverse(eps, y, x, *args)
-        return x, y
-    return _coupled_step_inverse(eps, x, y, *args)
+        x_prev = (x_mid - b * eps(y_mid, t, cond)) / a  # Eq. 14, roles exchanged
+        y_prev = (y_mid - b * eps(x_prev, t, cond)) / a  # Eq. 15, roles exchanged
+    else:
+        y_prev = (y_mid - b * eps(x_mid, t, cond)) / a  # Eq. 14
+        x_prev = (x_mid - b * eps(y_prev, t, cond)) / a  # Eq. 15
+    return x_prev, y_prev
 
 
 # --- the maps h and d ----------------------------------------------------------------------
@@ -235,26 +238,28 @@ class _Denoise(torch.autograd.Function):
 def _reversible_step_backward(eps, x, y, grad_x, grad_y, k, schedule, cond):
     """Reconstruct step k's input by Eqs. 12-15 and pull the gradient back through step k.
 
-    The two network evaluations of the reconstruction, eps(u'_t) and eps(v_t), are exactly the
-    two of the forward step, so their vector-Jacobian products give the step's gradient:
-    with G_un = g_un + (1-p) g_vn and G_v' = p g_vn + (1-p) G_un,
-    G_u' = p G_un + b J_eps(u')^T G_v', g_v = a G_v' + b J_eps(v)^T G_u', g_u = a G_u'.
+    Write the step as mixing after coupling, where u is the latent updated first (x, or y on a
+    swapped step): u' = a u + b eps(v), v' = a v + b eps(u'). The two network evaluations of
+    the reconstruction, eps(u') and eps(v), are exactly the two of the forward step, so their
+    vector-Jacobian products give the step's gradient:
+    mixing: G_xn = g_xn + (1-p) g_yn, g_y' = p g_yn + (1-p) G_xn, g_x' = p G_xn;
+    coupling: G_u' = g_u' + b J_eps(u')^T g_v', g_v = a g_v' + b J_eps(v)^T G_u', g_u = a G_u'.
     """
     t, a, b, p = schedule.timesteps[k], schedule.a[k], schedule.b[k], schedule.mix
+    x_mid, y_mid = _unmix(x, y, p)
+    grad_x_new = grad_x + (1 - p) * grad_y
+    grad_y_mid = p * grad_y + (1 - p) * grad_x_new
+    grad_x_mid = p * grad_x_new
     swapped = schedule.swapped[k]
-    u_new, v_new, g_un, g_vn = (y, x, grad_y, grad_x) if swapped else (x, y, grad_x, grad_y)
-
-    v_mid = (v_new - (1 - p) * u_new) / p  # Eq. 12
-    u_mid = (u_new - (1 - p) * v_mid) / p  # Eq. 13
-    g_un_total = g_un + (1 - p) * g_vn
-    g_v_mid = p * g_vn + (1 - p) * g_un_total
+    u_mid, v_mid = (y_mid, x_mid) if swapped else (x_mid, y_mid)
+    g_u_mid, g_v_mid = (grad_y_mid, grad_x_mid) if swapped else (grad_x_mid, grad_y_mid)
 
     u_mid = u_mid.detach().requires_grad_(True)
     with torch.enable_grad():
         eps_u = eps(u_mid, t, cond)
     (vjp_u,) = torch.autograd.grad(eps_u, u_mid, g_v_mid)
     v = ((v_mid - b * eps_u.detach()) / a).detach().requires_grad_(True)  # Eq. 14
-    g_u_mid = p * g_un_total + b * vjp_u
+    g_u_mid = g_u_mid + b * vjp_u
 
     with torch.enable_grad():
         eps_v = eps(v, t, cond)
