@@ -22,7 +22,10 @@ def good_png(tmp_path):
 
 
 def run(argv, capsys):
-    code = cli.main([str(a) for a in argv])
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
     captured = capsys.readouterr()
     return code, captured.err
 
@@ -71,6 +74,13 @@ def test_bad_inputs_exit_2_with_one_line_each_and_write_nothing_for_them(
         (["--size", "100"], "multiple of 8"),
         (["--lambda", "-1"], "lambda"),
         (["--mix", "2"], "(0, 1]"),
+        (["--steps-offset", "60", "--steps", "20"], "steps_offset must lie in [0, 50)"),
+        (["--downsampling", "0"], "downsampling s must be a positive integer"),
+        (["--downsampling", "128"], "exceeds --size"),
+        (["--seed", "-1"], "seed must lie in"),
+        (["--device", "cuda:3"], "CUDA is not available"),
+        (["--batch-size", "0"], "positive integer"),
+        (["--mode", "latent"], "invalid choice"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line_before_any_work(
@@ -80,6 +90,13 @@ def test_bad_settings_exit_2_with_one_line_before_any_work(
     code, err = run(["enhance", good_png, "--out", out, *FAST, *extra], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path, good_png, capsys):
+    out = tmp_path / "taken"
+    out.write_text("")
+    code, err = run(["enhance", good_png, "--out", out, *FAST], capsys)
+    assert code == 2 and "is not a folder" in err
 
 
 def test_missing_weights_exit_1_naming_what_to_fetch(tmp_path, good_png, capsys):

@@ -181,3 +181,18 @@ def test_prior_with_wrong_output_shape_is_rejected(tiny32, two_photos):
     config = solver.SolverConfig(mode="pixel-map", iters=1)
     with pytest.raises(ValueError, match="one score per image"):
         solver.map_solve(None, scalar, two_photos.float(), config, quiet=True)
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (torch.full((1, 3, 64, 64), 1.5), r"in \[0, 1\]"),
+        (torch.full((1, 3, 64, 64), float("nan")), "finite"),
+        (torch.zeros(1, 64, 64), r"\(B, 3, H, W\)"),
+        (torch.zeros(1, 3, 60, 64), "multiple of the VAE's factor 8"),
+    ],
+)
+def test_bad_images_are_rejected_before_any_work(tiny32, images, message):
+    prior = create_prior("colorfulness")
+    with pytest.raises(ValueError, match=message):
+        solver.map_solve(tiny32, prior, images, solver.SolverConfig(iters=1), SMALL, quiet=True)

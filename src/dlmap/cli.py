@@ -28,6 +28,13 @@ class UsageError(ValueError):
     """A bad argument or input: reported in one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the default prints the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"dlmap: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -74,7 +81,7 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dlmap", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="dlmap", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=dlmap.__version__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -118,6 +125,12 @@ def _configs(args):
         raise UsageError(str(error)) from error
     if args.size % 8:
         raise UsageError(f"--size must be a multiple of 8 (the VAE's factor), got {args.size}")
+    if args.downsampling > args.size:
+        raise UsageError(f"--downsampling {args.downsampling} exceeds --size {args.size}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a folder")
     return solver_config, edict_config
 
 

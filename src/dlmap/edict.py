@@ -76,8 +76,12 @@ class EdictConfig:
             raise ValueError(f"EDICT mixing p must lie in (0, 1], got {self.mix!r}")
         if self.order not in ORDERS:
             raise ValueError(f"EDICT order must be one of {ORDERS}, got {self.order!r}")
-        if self.steps_offset < 0:
-            raise ValueError(f"steps_offset must be >= 0, got {self.steps_offset!r}")
+        stride = n_train // self.steps
+        if not 0 <= self.steps_offset < stride:
+            raise ValueError(
+                f"steps_offset must lie in [0, {stride}) for {self.steps} steps "
+                f"(timesteps would leave 0..{n_train - 1}), got {self.steps_offset!r}"
+            )
 
     @property
     def mixing(self) -> float:

@@ -70,6 +70,12 @@ class SolverConfig:
             raise ValueError(f"grad_clip must be > 0 or None (off), got {self.grad_clip!r}")
         if self.gradient not in edict.GRADIENTS:
             raise ValueError(f"gradient must be one of {edict.GRADIENTS}, got {self.gradient!r}")
+        if not isinstance(self.downsampling, int) or self.downsampling < 1:
+            raise ValueError(
+                f"downsampling s must be a positive integer, got {self.downsampling!r}"
+            )
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must lie in [0, 2**63), got {self.seed!r}")
 
 
 @dataclass
@@ -173,6 +179,15 @@ def map_solve(
         raise ValueError(f"got {len(priors)} priors for {batch} images")
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    if not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+        raise ValueError("images must be finite RGB values in [0, 1]")
+    if config.mode.startswith("latent"):
+        factor = backbone.downsampling
+        if images.shape[-1] % factor or images.shape[-2] % factor:
+            raise ValueError(
+                f"image size {images.shape[-2]}x{images.shape[-1]} must be a multiple of the "
+                f"VAE's factor {factor} in latent modes"
+            )
     x_init = images.detach()
     settings = {"solver": asdict(config), "edict": asdict(edict_config)}
     if config.mode.startswith("pixel"):
