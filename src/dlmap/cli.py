@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 import dlmap
 from dlmap import backbones, edict, images, priors, solver, weights
@@ -120,7 +121,7 @@ def _configs(args):
         edict_config = edict.EdictConfig(
             steps=args.steps, mix=args.mix, steps_offset=args.steps_offset, order=args.order
         )
-        images._check_size(args.size)
+        images.check_size(args.size)
     except ValueError as error:
         raise UsageError(str(error)) from error
     if args.size % 8:
@@ -181,7 +182,8 @@ def enhance(args) -> int:
             print(f"dlmap: error: {error}", file=sys.stderr)
             failed = 2
     args.out.mkdir(parents=True, exist_ok=True)
-    for start in range(0, len(loaded), args.batch_size):
+    starts = range(0, len(loaded), args.batch_size)
+    for start in tqdm(starts, desc="batches", unit="batch", disable=args.quiet or len(starts) < 2):
         chunk = loaded[start : start + args.batch_size]
         batch = torch.stack([image for _, image in chunk]).to(device=args.device, dtype=dtype)
         began = time.perf_counter()

@@ -137,7 +137,8 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
     return np.ascontiguousarray(rgb, dtype=np.float32)
 
 
-def _check_size(size: int) -> int:
+def check_size(size: int) -> int:
+    """The square output side, validated: an integer >= 8."""
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
         raise ValueError(f"size must be an integer >= 8, got {size!r}")
     return int(size)
@@ -164,7 +165,7 @@ def center_crop_resize(image: np.ndarray, size: int = 512) -> np.ndarray:
     passes them as 32-bit floats) and avoids copying huge inputs.
     Returns float32 clipped to [0, 1].
     """
-    size = _check_size(size)
+    size = check_size(size)
     image = np.asarray(image)
     if image.ndim != 3 or min(image.shape[:2]) < 1:
         raise ValueError(f"expected an (H, W, C) image, got shape {image.shape}")
@@ -193,7 +194,7 @@ def load_image(
     ``size=None`` the original resolution (3, H, W) is kept.
     """
     if size is not None:
-        size = _check_size(size)
+        size = check_size(size)
     image = read_image(path, max_pixels=max_pixels)
     if size is not None:
         image = center_crop_resize(image, size)
