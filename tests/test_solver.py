@@ -196,3 +196,13 @@ def test_bad_images_are_rejected_before_any_work(tiny32, images, message):
     prior = create_prior("colorfulness")
     with pytest.raises(ValueError, match=message):
         solver.map_solve(tiny32, prior, images, solver.SolverConfig(iters=1), SMALL, quiet=True)
+
+
+def test_non_finite_gradient_stops_the_solve_naming_the_iteration(tiny32, two_photos):
+    """A finite score whose gradient is NaN (sqrt at 0) is caught at the gradient check."""
+    info = PriorInfo("kinked", "Kinked", True, 0.0, 1.0, (0, 1))
+    kinked = CallablePrior(lambda x: torch.sqrt(x * 0).flatten(1).mean(1) + x.mean((1, 2, 3)), info)
+    for mode in ("latent-map", "pixel-map"):
+        config = solver.SolverConfig(mode=mode, iters=3)
+        with pytest.raises(solver.NonFiniteError, match="iteration 0: non-finite gradient"):
+            solver.map_solve(tiny32, kinked, two_photos.float(), config, SMALL, quiet=True)
