@@ -148,3 +148,13 @@ def test_console_script_is_installed():
         [sys.executable, "-m", "dlmap.cli", "--version"], capture_output=True, text=True
     )
     assert result.returncode == 0 and result.stdout.strip() == __import__("dlmap").__version__
+
+
+def test_plot_option_writes_the_trajectory_figure(tmp_path, good_png, capsys):
+    out = tmp_path / "out"
+    code, err = run(["enhance", good_png, "--out", out, *FAST, "--plot"], capsys)
+    assert code == 0, err
+    height, width, _ = images.read_image(out / "astronaut.history.png").shape
+    assert width > 2 * height  # three panels side by side
+    record = json.loads((out / "astronaut.json").read_text())
+    assert record["outputs"]["plot"] == "astronaut.history.png"

@@ -79,6 +79,9 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--controlnet", default=None, help="ControlNet folder")
     parser.add_argument("--cache", default=None, help=f"weights folder (${weights.CACHE_ENV})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--plot", action="store_true", help="also write NAME.history.png (loss, score, fidelity)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,7 +141,12 @@ def _configs(args):
 def _output_paths(out: Path, path: Path) -> dict[str, Path]:
     return {
         k: out / f"{path.stem}{suffix}"
-        for k, suffix in (("x", ".x.png"), ("y", ".y.png"), ("json", ".json"))
+        for k, suffix in (
+            ("x", ".x.png"),
+            ("y", ".y.png"),
+            ("plot", ".history.png"),
+            ("json", ".json"),
+        )
     }
 
 
@@ -216,7 +224,11 @@ def _write_outputs(args, path, index, result, prior, backbone, seconds) -> None:
     record = {
         "input": str(path),
         "input_sha256": _sha256(path),
-        "outputs": {k: v.name for k, v in outputs.items() if k != "y" or result.y is not None},
+        "outputs": {
+            k: v.name
+            for k, v in outputs.items()
+            if (k != "y" or result.y is not None) and (k != "plot" or args.plot)
+        },
         "reduced": bool(backbone is not None and backbone.reduced),
         "backbone": backbone.name if backbone is not None else None,
         "prior": asdict(prior.info),
@@ -243,6 +255,11 @@ def _write_outputs(args, path, index, result, prior, backbone, seconds) -> None:
             "python": platform.python_version(),
         },
     }
+    if args.plot:
+        from dlmap import figures
+
+        figure = figures.plot_history(record, title=f"{path.name}: {prior.info.display_name}")
+        images.write_bytes_atomic(outputs["plot"], figures.figure_png_bytes(figure))
     images.write_text_atomic(json.dumps(record, indent=2) + "\n", outputs["json"])
 
 
@@ -275,6 +292,7 @@ def demo(args) -> int:
         "128",
         "--iters",
         str(args.iters),
+        "--plot",
         "--batch-size",
         "2",
         "--device",

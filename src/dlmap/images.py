@@ -218,7 +218,7 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(data.permute(1, 2, 0).numpy())
 
 
-def _write_atomic(path: str | os.PathLike, data: bytes) -> None:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a hidden temporary file in the same directory."""
     final = Path(path)
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
@@ -239,9 +239,9 @@ def save_png_atomic(image: torch.Tensor, path: str | os.PathLike) -> None:
     """Save a float (3, H, W) tensor in [0, 1] as an 8-bit RGB PNG, atomically."""
     buf = io.BytesIO()
     Image.fromarray(to_uint8(image)).save(buf, format="PNG")
-    _write_atomic(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (used for JSON outputs)."""
-    _write_atomic(path, text.encode("utf-8"))
+    write_bytes_atomic(path, text.encode("utf-8"))
