@@ -18,18 +18,9 @@ import time
 import torch
 from _common import PeakMemory, setup_torch, synchronize
 from diffusers import AutoencoderKL
+from gpu_iteration import SD2_VAE
 
 from dlmap.backbones import Backbone
-
-SD2_VAE = dict(
-    block_out_channels=(128, 256, 512, 512),
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    layers_per_block=2,
-    latent_channels=4,
-    sample_size=512,
-    scaling_factor=0.18215,
-)
 
 
 def child(checkpoint: bool, size: int, device: str) -> None:
