@@ -313,7 +313,8 @@ def load_backbone(
     sd2: folder (or cached hub id) of SD2-base in diffusers layout; default <cache>/sd2-base.
     controlnet: folder of a diffusers ControlNetModel for SD2-base; default
     <cache>/sd2-controlnet. Every weight file is located before anything is loaded, so a
-    missing file fails at once with ``WeightsMissingError``.
+    missing file fails at once with ``WeightsMissingError``. seed: initialisation of the
+    tiny random networks only (a fixed model by default, whatever the solver's seed).
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

@@ -119,7 +119,6 @@ def _configs(args):
             grad_clip=None if args.no_clip else args.grad_clip,
             downsampling=args.downsampling,
             gradient=args.gradient,
-            seed=args.seed,
         )
         edict_config = edict.EdictConfig(
             steps=args.steps, mix=args.mix, steps_offset=args.steps_offset, order=args.order
@@ -177,7 +176,6 @@ def enhance(args) -> int:
             device=args.device,
             encode_mode=args.encode,
             autocast_dtype=AUTOCAST[args.autocast],
-            seed=args.seed,
         )
     prior = prior.to(device=args.device, dtype=dtype)
 
