@@ -158,3 +158,13 @@ def test_plot_option_writes_the_trajectory_figure(tmp_path, good_png, capsys):
     assert width > 2 * height  # three panels side by side
     record = json.loads((out / "astronaut.json").read_text())
     assert record["outputs"]["plot"] == "astronaut.history.png"
+
+
+def test_same_seed_same_files_and_the_seed_matters(tmp_path, good_png, capsys):
+    outputs = {}
+    for run_name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        out = tmp_path / run_name
+        code, err = run(["enhance", good_png, "--out", out, *FAST, "--seed", seed], capsys)
+        assert code == 0, err
+        outputs[run_name] = (out / "astronaut.x.png").read_bytes()
+    assert outputs["a"] == outputs["b"] and outputs["a"] != outputs["c"]

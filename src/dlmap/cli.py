@@ -119,6 +119,7 @@ def _configs(args):
             grad_clip=None if args.no_clip else args.grad_clip,
             downsampling=args.downsampling,
             gradient=args.gradient,
+            seed=args.seed,
         )
         edict_config = edict.EdictConfig(
             steps=args.steps, mix=args.mix, steps_offset=args.steps_offset, order=args.order
