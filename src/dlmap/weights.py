@@ -7,15 +7,28 @@ work starts. Downloads happen only through ``fetch`` (``dlmap weights fetch NAME
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 CACHE_ENV = "DLMAP_CACHE"
 
 
 class WeightsMissingError(RuntimeError):
     """Weights needed by a model are not on disk."""
+
+
+class WeightKeyError(RuntimeError):
+    """A checkpoint's keys do not match the network it is loaded into."""
+
+
+class ChecksumError(RuntimeError):
+    """A weight file differs from the one whose sha256 was recorded at first placement."""
 
 
 @dataclass(frozen=True)
@@ -31,8 +44,18 @@ class WeightSource:
     description: str
     files: tuple
     repo_id: str | None = None
+    repo_type: str = "model"
     manual: str = ""
 
+
+SEESR_DRIVE = "https://drive.google.com/drive/folders/12HXrRGEXUAnmHRaf0bIn-S8XSK4Ku0JO"
+SEESR_ONEDRIVE = (
+    "https://connectpolyu-my.sharepoint.com/:f:/g/personal/22042244r_connect_polyu_hk/"
+    "EiUmSfWRmQFNiTGJWs7rOx0BpZn2xhoKN6tXFmTSGJ4Jfw?e=RdLbvg"
+)
+_SEESR_LINKS = (
+    f"SeeSR's Google Drive folder {SEESR_DRIVE} (or its OneDrive mirror {SEESR_ONEDRIVE})"
+)
 
 SOURCES: dict[str, WeightSource] = {
     "sd2-base": WeightSource(
@@ -52,6 +75,37 @@ SOURCES: dict[str, WeightSource] = {
             "tokenizer/special_tokens_map.json",
         ),
     ),
+    "seesr": WeightSource(
+        name="seesr",
+        description="SeeSR's ControlNet and UNet (Wu et al., CVPR 2024)",
+        files=(
+            "controlnet/config.json",
+            (
+                "controlnet/diffusion_pytorch_model.safetensors",
+                "controlnet/diffusion_pytorch_model.bin",
+            ),
+            "unet/config.json",
+            ("unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.bin"),
+        ),
+        manual=(
+            f"open {_SEESR_LINKS}, download its folder `seesr` (subfolders `controlnet` and "
+            "`unet`, each a config.json and a diffusion_pytorch_model file) and place both "
+            "subfolders in the target folder"
+        ),
+    ),
+    "dape": WeightSource(
+        name="dape",
+        description="SeeSR's DAPE adapters for RAM (DAPE.pth)",
+        files=("DAPE.pth",),
+        manual=f"open {_SEESR_LINKS}, download DAPE.pth and place it in the target folder",
+    ),
+    "ram-swin-large": WeightSource(
+        name="ram-swin-large",
+        description="RAM's Swin-L checkpoint (ram_swin_large_14m.pth)",
+        files=("ram_swin_large_14m.pth",),
+        repo_id="xinyu1205/recognize-anything",
+        repo_type="space",
+    ),
     "sd2-controlnet": WeightSource(
         name="sd2-controlnet",
         description="a ControlNet for SD2-base conditioned on the input image (diffusers format)",
@@ -61,7 +115,7 @@ SOURCES: dict[str, WeightSource] = {
         ),
         manual=(
             "place a diffusers-format ControlNetModel trained for SD2-base "
-            "(config.json and diffusion_pytorch_model.safetensors) there"
+            "(config.json and diffusion_pytorch_model.safetensors) in the target folder"
         ),
     ),
 }
@@ -76,40 +130,58 @@ def cache_dir(cache: str | os.PathLike | None = None) -> Path:
     return Path.home() / ".cache" / "dlmap"
 
 
-def _missing_files(folder: Path, files: tuple) -> list[str]:
-    missing = []
+def present_files(folder: Path, files: tuple) -> tuple[list[Path], list[str]]:
+    """The files of ``files`` found in ``folder`` and the names of those missing."""
+    present, missing = [], []
     for entry in files:
         options = entry if isinstance(entry, tuple) else (entry,)
-        if not any((folder / option).is_file() for option in options):
+        found = [folder / option for option in options if (folder / option).is_file()]
+        if found:
+            present.append(found[0])
+        else:
             missing.append(options[0])
-    return missing
+    return present, missing
+
+
+def manual_steps(name: str, cache=None) -> str:
+    """How to get ``name``'s files by hand, naming the exact target folder and files."""
+    source = SOURCES[name]
+    folder = cache_dir(cache) / name
+    wanted = ", ".join(entry[0] if isinstance(entry, tuple) else entry for entry in source.files)
+    if source.repo_id is not None:
+        how = (
+            f"run `dlmap weights fetch {name}` (Hugging Face {source.repo_type} "
+            f"{source.repo_id}), or copy those files there"
+        )
+    else:
+        how = source.manual
+    return f"{source.description}: {how}. Target folder: {folder}; files: {wanted}"
 
 
 def locate(name: str, path: str | os.PathLike | None = None, cache=None) -> Path:
     """The folder holding ``name``'s files: ``path`` if given, else ``<cache>/<name>``.
 
     ``path`` may also be a Hugging Face repo id already present in the local hub cache.
-    Raises ``WeightsMissingError`` listing every missing file and how to get it.
+    Raises ``WeightsMissingError`` listing every missing file and how to get it, and
+    ``ChecksumError`` if a file changed since its sha256 was recorded (``verify_files``).
     """
     if name not in SOURCES:
         raise KeyError(f"unknown weights {name!r}; known: {', '.join(sorted(SOURCES))}")
     source = SOURCES[name]
     folder = Path(path).expanduser() if path is not None else cache_dir(cache) / name
+    hub = False
     if path is not None and not folder.exists() and _looks_like_repo_id(str(path)):
-        folder = _hub_snapshot(str(path), source) or folder
-    missing = _missing_files(folder, source.files)
-    if not missing:
-        return folder
-    if source.repo_id is not None:
-        how = (
-            f"fetch them with `dlmap weights fetch {name}` (from the Hugging Face repo "
-            f"{source.repo_id}), or copy that repo's files into {folder}"
+        snapshot = _hub_snapshot(str(path), source)
+        folder, hub = (snapshot, True) if snapshot else (folder, False)
+    present, missing = present_files(folder, source.files)
+    if missing:
+        raise WeightsMissingError(
+            f"{source.description}: missing in {folder}: {', '.join(missing)}; "
+            + manual_steps(name, cache).split(": ", 1)[1]
         )
-    else:
-        how = source.manual
-    raise WeightsMissingError(
-        f"{source.description}: missing in {folder}: {', '.join(missing)}; {how}"
-    )
+    if not hub:  # the hub cache checks its own files
+        verify_files(present, cache)
+    return folder
 
 
 def _looks_like_repo_id(text: str) -> bool:
@@ -123,24 +195,99 @@ def _hub_snapshot(repo_id: str, source: WeightSource) -> Path | None:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
+        return Path(snapshot_download(repo_id, repo_type=source.repo_type, local_files_only=True))
     except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
         return None
 
 
+# --- our own sha256 records ------------------------------------------------------------------
+
+MANIFEST = "sha256-manifest.json"
+
+
+def sha256_of(path: Path, chunk: int = 1 << 24, progress=None) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+            if progress is not None:
+                progress.update(len(block))
+    return digest.hexdigest()
+
+
+def verify_files(paths: list[Path], cache=None, full: bool = False) -> dict[str, str]:
+    """Record each file's sha256 the first time it is seen; check it every time after.
+
+    The records live in ``<cache>/sha256-manifest.json``, keyed by absolute path, with size
+    and modification time. A file whose size changed, or whose modification time changed
+    and whose sha256 differs, raises ``ChecksumError``. ``full=True`` (``dlmap weights
+    check``) re-hashes every file whatever its modification time. Returns path -> sha256.
+    """
+    manifest_path = cache_dir(cache) / MANIFEST
+    records = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    changed, digests, to_hash = False, {}, []
+    for path in paths:
+        key, stat = str(path.resolve()), path.stat()
+        record = records.get(key)
+        if record is not None and record["size"] != stat.st_size:
+            raise ChecksumError(_changed(path, record, f"size {stat.st_size}", manifest_path))
+        if record is not None and record["mtime_ns"] == stat.st_mtime_ns and not full:
+            digests[key] = record["sha256"]
+        else:
+            to_hash.append((path, key, stat, record))
+    total = sum(stat.st_size for _, _, stat, _ in to_hash)
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc="sha256", disable=total < 1 << 28
+    ) as bar:
+        for path, key, stat, record in to_hash:
+            digest = sha256_of(path, progress=bar)
+            if record is not None and digest != record["sha256"]:
+                raise ChecksumError(_changed(path, record, f"sha256 {digest}", manifest_path))
+            digests[key] = digest
+            entry = {"sha256": digest, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+            changed = changed or records.get(key) != entry
+            records[key] = entry
+    if changed:
+        try:
+            manifest_path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = manifest_path.with_name(f".{MANIFEST}.{os.getpid()}")
+            temporary.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
+            os.replace(temporary, manifest_path)
+        except OSError as error:  # a read-only shared cache: verify, but cannot record
+            warnings.warn(f"cannot record sha256 in {manifest_path}: {error}", stacklevel=2)
+    return digests
+
+
+def _changed(path: Path, record: dict, now: str, manifest: Path) -> str:
+    return (
+        f"{path} changed since its first placement (recorded size {record['size']}, sha256 "
+        f"{record['sha256']}; now {now}). Restore the original file, or delete its entry "
+        f"in {manifest} if the replacement is deliberate"
+    )
+
+
 def fetch(name: str, cache=None) -> Path:
-    """Download ``name``'s files into ``<cache>/<name>`` (the only function that downloads)."""
+    """Download ``name``'s files into ``<cache>/<name>`` (the only function that downloads).
+
+    Files that cannot be downloaded automatically raise ``WeightsMissingError`` with the
+    exact manual steps, unless they are already in place (then they are verified).
+    """
     if name not in SOURCES:
         raise KeyError(f"unknown weights {name!r}; known: {', '.join(sorted(SOURCES))}")
     source = SOURCES[name]
     folder = cache_dir(cache) / name
     if source.repo_id is None:
-        raise WeightsMissingError(
-            f"{source.description} cannot be downloaded automatically: {source.manual} "
-            f"(folder {folder})"
-        )
+        present, missing = present_files(folder, source.files)
+        if missing:
+            raise WeightsMissingError(
+                f"cannot be downloaded automatically: {manual_steps(name, cache)}; "
+                f"missing: {', '.join(missing)}"
+            )
+        return locate(name, cache=cache)
     from huggingface_hub import snapshot_download
 
     patterns = [entry[0] if isinstance(entry, tuple) else entry for entry in source.files]
-    snapshot_download(source.repo_id, allow_patterns=patterns, local_dir=folder)
+    snapshot_download(
+        source.repo_id, repo_type=source.repo_type, allow_patterns=patterns, local_dir=folder
+    )
     return locate(name, cache=cache)

@@ -1,0 +1,100 @@
+"""Weight sources: manual steps, hub downloads, and our own sha256 records."""
+
+import os
+
+import pytest
+
+from dlmap import cli, weights
+
+
+def _place(folder, name, content=b"weights"):
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def test_manual_sources_print_exact_steps_links_and_target(tmp_path):
+    with pytest.raises(weights.WeightsMissingError) as error:
+        weights.fetch("dape", cache=tmp_path)
+    message = str(error.value)
+    assert "\n" not in message
+    assert weights.SEESR_DRIVE in message
+    assert "DAPE.pth" in message and str(tmp_path / "dape") in message
+    with pytest.raises(weights.WeightsMissingError) as error:
+        weights.fetch("seesr", cache=tmp_path)
+    message = str(error.value)
+    for part in ("controlnet/config.json", "unet/config.json", str(tmp_path / "seesr")):
+        assert part in message
+    assert weights.SEESR_DRIVE in message and weights.SEESR_ONEDRIVE in message
+
+
+def test_cli_fetch_downloads_nothing_manual_and_exits_1_with_the_steps(tmp_path, capsys):
+    code = cli.main(["weights", "fetch", "seesr", "dape", "--cache", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1 and len(out) == 2
+    assert out[0].startswith("seesr: MANUAL STEP") and out[1].startswith("dape: MANUAL STEP")
+
+
+def test_ram_comes_from_its_hugging_face_space(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_snapshot_download(repo_id, repo_type, allow_patterns, local_dir):
+        calls.append((repo_id, repo_type, allow_patterns))
+        _place(local_dir, "ram_swin_large_14m.pth")
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    folder = weights.fetch("ram-swin-large", cache=tmp_path)
+    assert folder == tmp_path / "ram-swin-large"
+    assert calls == [("xinyu1205/recognize-anything", "space", ["ram_swin_large_14m.pth"])]
+
+
+def test_sha256_is_recorded_at_first_placement_and_checked_afterwards(tmp_path):
+    path = _place(tmp_path / "dape", "DAPE.pth", b"original")
+    assert weights.fetch("dape", cache=tmp_path) == tmp_path / "dape"  # placed: verified
+    manifest = (tmp_path / weights.MANIFEST).read_text()
+    digest = weights.sha256_of(path)
+    assert digest in manifest
+    weights.locate("dape", cache=tmp_path)  # unchanged: fine
+
+    path.write_bytes(b"tampered")  # same size, new modification time
+    with pytest.raises(weights.ChecksumError, match=f"recorded size 8, sha256 {digest}"):
+        weights.locate("dape", cache=tmp_path)
+    path.write_bytes(b"longer file")
+    with pytest.raises(weights.ChecksumError, match="now size 11"):
+        weights.locate("dape", cache=tmp_path)
+
+
+def test_weights_check_rehashes_even_when_the_modification_time_is_restored(tmp_path, capsys):
+    path = _place(tmp_path / "dape", "DAPE.pth", b"original")
+    weights.locate("dape", cache=tmp_path)
+    stat = path.stat()
+    path.write_bytes(b"tampered")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    weights.locate("dape", cache=tmp_path)  # the quick check trusts size and time
+    assert cli.main(["weights", "check", "--cache", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "dape: CHANGED:" in out and "changed since its first placement" in out
+    assert "sd2-base: MISSING" in out  # the other sources are still reported
+
+
+def test_weights_check_lists_every_source(tmp_path, capsys):
+    _place(tmp_path / "dape", "DAPE.pth")
+    assert cli.main(["weights", "check", "--cache", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "dape: present" in out and "(sha256 verified)" in out
+    for name in ("sd2-base", "seesr", "ram-swin-large", "sd2-controlnet"):
+        assert f"{name}: MISSING" in out
+
+
+def test_a_read_only_cache_still_verifies_and_warns_it_cannot_record(tmp_path, monkeypatch):
+    _place(tmp_path / "dape", "DAPE.pth")
+
+    def refuse(*args):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(weights.os, "replace", refuse)
+    with pytest.warns(UserWarning, match="cannot record sha256 in .*read-only"):
+        assert weights.locate("dape", cache=tmp_path) == tmp_path / "dape"
