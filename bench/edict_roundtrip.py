@@ -18,8 +18,8 @@ from _common import setup_torch
 from skimage import data
 
 from dlmap import edict
-from dlmap.backbones import tiny_backbone
 from dlmap.images import center_crop_resize
+from dlmap.tiny import tiny_backbone
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -32,8 +32,8 @@ import torch
 from _common import TimedPrior, load_warning, setup_torch, timed
 
 from dlmap import edict, solver
-from dlmap.backbones import tiny_backbone
 from dlmap.priors import create_prior
+from dlmap.tiny import tiny_backbone
 
 GRADIENTS = ("autograd", "reversible", "recompute")
 TARGET = 4.5
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
 
     setup_torch(args.threads)
     device = torch.device(args.device)
-    backbone = tiny_backbone(controlnet=True, seed=0, dtype=torch.float32).to(device)
+    backbone = tiny_backbone("seesr", seed=0, dtype=torch.float32).to(device)
     prior = TimedPrior(create_prior(args.prior), device).to(device)
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(1, 3, size, size, generator=generator).to(device)

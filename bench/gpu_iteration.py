@@ -2,9 +2,13 @@
 
 Builds, with RANDOM weights (nothing is downloaded):
 
-* diffusers ``UNet2DConditionModel`` with SD2-base's config, ``ControlNetModel.from_unet`` of
-  it (default conditioning channels (16, 32, 96, 256)), ``AutoencoderKL`` with SD2's VAE
-  config and a random prompt embedding (1, 77, 1024), wrapped in ``dlmap.backbones.Backbone``;
+* the paper's backbone (``--backbone seesr``, default): diffusers ``UNet2DConditionModel``
+  with SD2-base's config, SeeSR's image-attention ControlNet copied from it
+  (``dlmap.seesr.SeeSRControlNetModel.from_unet``, image embeddings 512 wide), RAM's Swin-L
+  image embedder (``dlmap.dape.ImageEmbedder``, 384x384, run once per image),
+  ``AutoencoderKL`` with SD2's VAE config and a random prompt embedding (1, 77, 1024),
+  wrapped in ``dlmap.backbones.Backbone``; ``--backbone controlnet`` uses diffusers' stock
+  ``ControlNetModel.from_unet`` instead (no embedder);
 * a CLIP ViT-B/32-sized prior: the visual tower of open_clip's
   ``create_model("ViT-B-32-quickgelu", pretrained=None)`` on the image resized to 224 and
   normalised with CLIP's mean/std, then a fixed random linear head (one score per image),
@@ -40,8 +44,9 @@ import torch.nn.functional as F
 from _common import MIB, TimedPrior, load_warning, setup_torch, synchronize
 
 from dlmap import edict, solver
-from dlmap.backbones import Backbone, tiny_backbone
+from dlmap.backbones import Backbone
 from dlmap.priors import CallablePrior, PriorInfo
+from dlmap.tiny import tiny_backbone
 
 #: SD2-base's unet/config.json (stabilityai/stable-diffusion-2-base).
 SD2_UNET = dict(
@@ -165,22 +170,44 @@ def clip_prior(tiny: bool, seed: int = 0) -> tuple[CallablePrior, str]:
     return prior.eval(), what
 
 
-def sd2_networks(device: torch.device, seed: int = 0):
-    """SD2-base-sized UNet, ControlNet, VAE and prompt embedding with random weights."""
+def sd2_networks(device: torch.device, kind: str = "seesr", seed: int = 0) -> dict:
+    """SD2-base-sized UNet, ControlNet (+ Swin-L embedder), VAE and prompt, random weights."""
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+
+    from dlmap.dape import DAPE_SWIN_L, ImageEmbedder
+    from dlmap.seesr import SeeSRControlNetModel
 
     torch.manual_seed(seed)
     with torch.device(device):  # initialise on the device: fast, no 5 GB CPU round trip
         unet = UNet2DConditionModel(**SD2_UNET)
-        controlnet = ControlNetModel.from_unet(unet)
+        embedder = None
+        if kind == "seesr":
+            controlnet = SeeSRControlNetModel.from_unet(unet)
+            embedder = ImageEmbedder(DAPE_SWIN_L)
+        else:
+            controlnet = ControlNetModel.from_unet(unet)
         vae = AutoencoderKL(**SD2_VAE)
         prompt = torch.randn(1, 77, SD2_UNET["cross_attention_dim"])
-    return "sd2-controlnet-random", unet, vae, prompt, controlnet
+    return dict(
+        name=f"sd2-{kind}-random",
+        unet=unet,
+        vae=vae,
+        prompt_embedding=prompt,
+        controlnet=controlnet,
+        image_embedder=embedder,
+    )
 
 
-def tiny_networks(device: torch.device, seed: int = 0):
-    tiny = tiny_backbone(controlnet=True, seed=seed, dtype=torch.float32).to(device)
-    return "tiny", tiny.unet, tiny.vae, tiny.prompt_embedding, tiny.controlnet
+def tiny_networks(device: torch.device, kind: str = "seesr", seed: int = 0) -> dict:
+    tiny = tiny_backbone(kind, seed=seed, dtype=torch.float32).to(device)
+    return dict(
+        name=tiny.name,
+        unet=tiny.unet,
+        vae=tiny.vae,
+        prompt_embedding=tiny.prompt_embedding,
+        controlnet=tiny.controlnet,
+        image_embedder=tiny.image_embedder,
+    )
 
 
 def run_config(backbone, prior, batch, args, device) -> dict:
@@ -231,6 +258,7 @@ def main(argv=None) -> int:
         "--precisions", nargs="+", choices=list(PRECISIONS), default=list(PRECISIONS)
     )
     parser.add_argument("--gradient", default="recompute", choices=edict.GRADIENTS)
+    parser.add_argument("--backbone", default="seesr", choices=("seesr", "controlnet"))
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cpu" if args.tiny else "cuda"))
@@ -247,21 +275,23 @@ def main(argv=None) -> int:
 
     setup_torch(args.threads)
     start = time.perf_counter()
-    name, unet, vae, prompt, controlnet = (tiny_networks if args.tiny else sd2_networks)(device)
+    networks = (tiny_networks if args.tiny else sd2_networks)(device, args.backbone)
     prior, prior_what = clip_prior(args.tiny)
     prior = TimedPrior(prior, device).to(device)
     millions = {
         what: sum(p.numel() for p in net.parameters()) / 1e6
         for what, net in (
-            ("unet", unet),
-            ("controlnet", controlnet),
-            ("vae", vae),
+            ("unet", networks["unet"]),
+            ("controlnet", networks["controlnet"]),
+            ("image embedder", networks["image_embedder"] or torch.nn.Identity()),
+            ("vae", networks["vae"]),
             ("prior", prior),
         )
     }
     print(
         f"MAP iteration at {args.size}x{args.size}, T = {args.steps}, {args.iters} iterations "
-        f"per configuration, gradient {args.gradient}, backbone {name} (random weights; "
+        f"per configuration, gradient {args.gradient}, backbone {networks['name']} (random "
+        "weights; "
         + ", ".join(f"{k} {v:.1f}M" for k, v in millions.items())
         + f"), prior: {prior_what}, device {device}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
@@ -285,15 +315,7 @@ def main(argv=None) -> int:
     print(header)
     print("-" * len(header))
     for precision in args.precisions:
-        backbone = Backbone(
-            name,
-            unet,
-            vae,
-            prompt,
-            controlnet,
-            autocast_dtype=PRECISIONS[precision],
-            reduced=args.tiny,
-        )
+        backbone = Backbone(**networks, autocast_dtype=PRECISIONS[precision], reduced=args.tiny)
         for batch in batches:
             row = run_config(backbone, prior, batch, args, device)
             if row["failed"]:

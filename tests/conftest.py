@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random backbones of SD2's classes and a tiny SD2-layout folder."""
+"""Shared fixtures: tiny random backbones of SD2's classes, tiny SD2/SeeSR/RAM/DAPE files."""
 
 from __future__ import annotations
 
@@ -7,23 +7,25 @@ import json
 import pytest
 import torch
 
-from dlmap import backbones
+from dlmap import dape, tiny
 
 
-@pytest.fixture(scope="session")
-def tiny64():
-    """Tiny UNet + ControlNet + VAE in float64 (exactness tests)."""
-    return backbones.tiny_backbone(controlnet=True, seed=0, dtype=torch.float64)
+@pytest.fixture(scope="session", params=["seesr", "controlnet"])
+def tiny64(request):
+    """Tiny UNet + ControlNet + VAE in float64 (exactness tests), once with SeeSR's
+    image-attention ControlNet and RAM/DAPE embedder, once with diffusers' stock ControlNet."""
+    return tiny.tiny_backbone(request.param, seed=0, dtype=torch.float64)
 
 
 @pytest.fixture(scope="session")
 def tiny32():
-    return backbones.tiny_backbone(controlnet=True, seed=0, dtype=torch.float32)
+    """The tiny SeeSR backbone in float32."""
+    return tiny.tiny_backbone("seesr", seed=0, dtype=torch.float32)
 
 
 @pytest.fixture(scope="session")
 def tiny_vanilla64():
-    return backbones.tiny_backbone(controlnet=False, seed=0, dtype=torch.float64)
+    return tiny.tiny_backbone("vanilla", seed=0, dtype=torch.float64)
 
 
 def photo(size: int = 64, name: str = "astronaut", dtype=torch.float64) -> torch.Tensor:
@@ -48,13 +50,11 @@ def write_tiny_sd2_folder(folder) -> None:
     """
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    tiny = backbones.tiny_backbone(controlnet=True, seed=1)
-    tiny.unet.save_pretrained(folder / "unet")
-    tiny.vae.save_pretrained(folder / "vae")
-    tiny.controlnet.save_pretrained(folder / "controlnet")
-    CLIPTextModel(CLIPTextConfig(**backbones.TINY_TEXT_ENCODER)).save_pretrained(
-        folder / "text_encoder"
-    )
+    backbone = tiny.tiny_backbone("controlnet", seed=1)
+    backbone.unet.save_pretrained(folder / "unet")
+    backbone.vae.save_pretrained(folder / "vae")
+    backbone.controlnet.save_pretrained(folder / "controlnet")
+    CLIPTextModel(CLIPTextConfig(**tiny.TINY_TEXT_ENCODER)).save_pretrained(folder / "text_encoder")
     tokenizer = folder / "tokenizer"
     tokenizer.mkdir()
     vocab = {"!": 0, **{f"tok{i}</w>": i for i in range(1, 998)}}
@@ -83,3 +83,61 @@ def write_tiny_sd2_folder(folder) -> None:
             }
         )
     )
+
+
+def write_tiny_seesr_files(folder, seed: int = 2):
+    """SeeSR's, RAM's and DAPE's released files at toy size, named and laid out as theirs.
+
+    <folder>/seesr/{controlnet,unet}: diffusers folders as SeeSR's training script saves them
+    (``_class_name`` ControlNetModel, ``use_image_cross_attention`` true; the UNet holds
+    extra ``image_attentions`` keys); <folder>/ram/ram_swin_large_14m.pth: RAM's Swin under
+    ``visual_encoder.`` with its buffers, ``image_proj`` and a tagging head, wrapped in
+    ``model``; <folder>/dape/DAPE.pth: only LoRA tensors, including one of the text heads.
+    Returns the backbone whose weights were written, with the adapters merged.
+    """
+    from safetensors.torch import load_file, save_file
+
+    backbone = tiny.tiny_backbone("seesr", seed=seed)
+    control = folder / "seesr" / "controlnet"
+    backbone.controlnet.save_pretrained(control)
+    config = json.loads((control / "config.json").read_text())
+    config.update({"_class_name": "ControlNetModel", "_diffusers_version": "0.21.0"})
+    # SeeSR's config has no image_cross_attention_dim (its code hard-codes 512); ours must
+    # keep it, since the toy embeddings are 16 wide.
+    (control / "config.json").write_text(json.dumps(config))
+
+    unet = folder / "seesr" / "unet"
+    backbone.unet.save_pretrained(unet)
+    state = load_file(unet / "diffusion_pytorch_model.safetensors")
+    for key, value in backbone.controlnet.state_dict().items():
+        if ".image_attentions." in key:
+            state[key] = value.clone()
+            if key.startswith("down_blocks.0."):
+                state["up_blocks.1." + key.removeprefix("down_blocks.0.")] = value.clone()
+    save_file(state, unet / "diffusion_pytorch_model.safetensors")
+    config = json.loads((unet / "config.json").read_text())
+    (unet / "config.json").write_text(json.dumps({**config, "use_image_cross_attention": True}))
+
+    embedder = backbone.image_embedder
+    generator = torch.Generator().manual_seed(seed)
+    adapters = {}
+    for name, module in embedder.encoder.named_modules():
+        if name.endswith(".attn"):
+            dim = module.qkv.in_features
+            prefix = f"visual_encoder.{name.replace('.downsample', '')}.qkv"
+            adapters[f"{prefix}.lora_A"] = torch.randn(2 * dape.LORA_RANK, dim, generator=generator)
+            adapters[f"{prefix}.lora_B"] = torch.randn(2 * dim, dape.LORA_RANK, generator=generator)
+    adapters["tag_encoder.encoder.layer.0.crossattention.self.query.lora_A"] = torch.zeros(8, 4)
+    ram = dape.embedder_to_ram_state(embedder)
+    for name, module in embedder.encoder.named_modules():
+        if name.endswith(".attn"):
+            ram[f"visual_encoder.{name}.relative_position_index"] = module.relative_position_index
+    ram["tag_encoder.embeddings.word_embeddings.weight"] = torch.zeros(4, 4)
+    ram["label_embed"] = torch.zeros(3, 4)
+    (folder / "ram").mkdir()
+    (folder / "dape").mkdir()
+    torch.save({"model": ram}, folder / "ram" / "ram_swin_large_14m.pth")
+    torch.save(adapters, folder / "dape" / "DAPE.pth")
+    merged, _ = dape.ram_to_embedder_state(ram, adapters, embedder)
+    embedder.load_state_dict(merged)
+    return backbone

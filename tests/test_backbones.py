@@ -6,7 +6,7 @@ from conftest import photo, write_tiny_sd2_folder
 from diffusers import UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 
-from dlmap import backbones, weights
+from dlmap import backbones, tiny, weights
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +127,8 @@ def test_vae_posterior_sample_is_seeded_per_image(tiny64):
 
 
 def test_vae_mean_mode_is_deterministic_and_differs_from_a_sample():
-    mean_backbone = backbones.tiny_backbone(dtype=torch.float64, encode_mode="mean")
-    sample_backbone = backbones.tiny_backbone(dtype=torch.float64, encode_mode="sample")
+    mean_backbone = tiny.tiny_backbone(dtype=torch.float64, encode_mode="mean")
+    sample_backbone = tiny.tiny_backbone(dtype=torch.float64, encode_mode="sample")
     image = photo(64, "astronaut")[None]
     assert torch.equal(mean_backbone.encode(image), mean_backbone.encode(image, seeds=[9]))
     assert not torch.equal(mean_backbone.encode(image), sample_backbone.encode(image, seeds=[0]))
@@ -137,7 +137,7 @@ def test_vae_mean_mode_is_deterministic_and_differs_from_a_sample():
 def test_decoder_checkpointing_leaves_the_gradient_unchanged():
     grads = []
     for checkpoint in (True, False):
-        backbone = backbones.tiny_backbone(dtype=torch.float64)
+        backbone = tiny.tiny_backbone(dtype=torch.float64)
         if not checkpoint:
             backbone.vae.disable_gradient_checkpointing()
         assert backbone.vae.decoder.gradient_checkpointing is checkpoint

@@ -10,7 +10,7 @@ from conftest import photo
 
 from dlmap import cli, images, priors
 
-FAST = ["--backbone", "tiny", "--size", "64", "--iters", "2", "--steps", "4", "--quiet"]
+FAST = ["--backbone", "tiny-seesr", "--size", "64", "--iters", "2", "--steps", "4", "--quiet"]
 
 
 @pytest.fixture()

@@ -102,7 +102,7 @@ def _scalar(backbone, schedule, cond, weights, gradient):
 @pytest.mark.parametrize("gradient", ["recompute", "reversible"])
 def test_gradient_matches_central_finite_differences_float64(tiny64, latent64, gradient):
     latent, cond = latent64
-    latent, cond = latent[:1], edict_cond_slice(cond, 1)
+    latent, cond = latent[:1], cond[:1]
     schedule = edict.make_schedule(edict.EdictConfig(steps=T))
     x_T, y_T = edict.invert(tiny64.eps, latent, latent, schedule, cond)
     generator = torch.Generator().manual_seed(7)
@@ -110,7 +110,9 @@ def test_gradient_matches_central_finite_differences_float64(tiny64, latent64, g
     function = _scalar(tiny64, schedule, cond, weights, gradient)
     x_T, y_T = x_T.requires_grad_(True), y_T.requires_grad_(True)
     grad_x, grad_y = torch.autograd.grad(function(x_T, y_T), (x_T, y_T))
-    step = 1e-6  # truncation error ~ step**2, round-off ~ 1e-16 * |f| / step: both ~1e-8
+    # truncation error ~ step**2 * f''' (measured: 1e-7 relative at step 1e-6, 3e-9 at 1e-7),
+    # round-off ~ 1e-16 * |f| / step ~ 3e-8 absolute
+    step = 1e-7
     for _ in range(2):
         dx, dy = torch.randn(2, *latent.shape, generator=generator, dtype=torch.float64)
         with torch.no_grad():
@@ -119,12 +121,6 @@ def test_gradient_matches_central_finite_differences_float64(tiny64, latent64, g
         numeric = (plus - minus) / (2 * step)
         analytic = (grad_x * dx).sum() + (grad_y * dy).sum()
         assert abs(numeric - analytic) / abs(analytic) <= 1e-6
-
-
-def edict_cond_slice(cond, n):
-    from dataclasses import replace
-
-    return replace(cond, text=cond.text[:n], control_image=cond.control_image[:n])
 
 
 def test_memory_lean_gradients_equal_plain_autograd(tiny64, latent64):

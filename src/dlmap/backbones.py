@@ -1,31 +1,42 @@
-"""The diffusion backbone: SD2-base UNet + VAE, optionally with a ControlNet on the input image.
+"""The diffusion backbone: SD2-base's UNet and VAE, optionally with a ControlNet on the input.
 
 A ``Backbone`` offers what the solver needs: ``encode`` (image -> scaled VAE latent),
-``decode`` (latent -> image in [0, 1]), ``condition`` (the per-image conditioning) and ``eps``
-(the noise prediction eps(latent, t, condition) that EDICT calls). The authors' MAP code uses
-an empty prompt and no classifier-free guidance, so each eps is one ControlNet call plus one
-UNet call.
+``decode`` (latent -> image in [0, 1]), ``condition`` (the per-image conditioning, computed
+once per image) and ``eps`` (the noise prediction eps(latent, t, condition) that EDICT calls).
+The authors' MAP code uses an empty prompt and no classifier-free guidance, so each eps is
+one ControlNet call plus one UNet call.
 
-Two ways to build one:
+Backbones (``BACKBONES``):
 
-* ``load_backbone("sd2" | "sd2-controlnet", ...)``: the real networks, from a local folder or
-  the local Hugging Face cache, with strict weight-key checking (diffusers only warns about
-  missing or unexpected keys and silently initialises or drops layers).
-* ``tiny_backbone(...)``: the same classes at toy size with random weights, built from config
-  dicts (tests, the demo, CPU benchmarks).
+* ``sd2-seesr`` (the paper's): SeeSR's ControlNet with image cross-attention
+  (``dlmap.seesr``) reading RAM/DAPE image embeddings (``dlmap.dape``), SeeSR's UNet loaded
+  with image cross-attention off (SD2-base's weights), SD2-base's VAE and text encoder;
+* ``sd2-controlnet``: a stock diffusers ControlNet of your own for SD2-base;
+* ``sd2``: vanilla SD2-base, no ControlNet (the paper's Fig. 7 ablation);
+* ``tiny-seesr``, ``tiny-controlnet``, ``tiny-vanilla``: the same classes and code paths at
+  toy size with random weights, built from config dicts (``dlmap.tiny``).
+
+Real networks load from local folders or the local Hugging Face cache with strict key
+checking (diffusers only warns about missing or unexpected keys and silently initialises or
+drops layers).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from dataclasses import dataclass, replace
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, ModelMixin, UNet2DConditionModel
 
 from dlmap import weights
+from dlmap.weights import WeightKeyError
 
-BACKBONES = ("tiny", "tiny-vanilla", "sd2-controlnet", "sd2")
+logger = logging.getLogger(__name__)
+
+BACKBONES = ("sd2-seesr", "sd2-controlnet", "sd2", "tiny-seesr", "tiny-controlnet", "tiny-vanilla")
 ENCODE_MODES = ("sample", "mean")
 
 
@@ -42,6 +53,19 @@ class Condition:
     control_image: torch.Tensor | None = None
     image_embeddings: torch.Tensor | None = None
 
+    def __getitem__(self, index) -> Condition:
+        """The conditioning of some of the images, e.g. ``cond[:1]``."""
+
+        def pick(t):
+            return None if t is None else t[index]
+
+        return replace(
+            self,
+            text=pick(self.text),
+            control_image=pick(self.control_image),
+            image_embeddings=pick(self.image_embeddings),
+        )
+
     def to(self, device=None, dtype=None) -> Condition:
         def move(t):
             return None if t is None else t.to(device=device, dtype=dtype)
@@ -54,13 +78,12 @@ class Condition:
         )
 
 
-class WeightKeyError(RuntimeError):
-    """A checkpoint's keys do not match the network it is loaded into."""
-
-
 class Backbone(torch.nn.Module):
-    """UNet + VAE (+ ControlNet) with frozen weights and an empty-prompt embedding.
+    """UNet + VAE (+ ControlNet (+ image embedder)) with frozen weights and an empty prompt.
 
+    image_embedder: for a ControlNet with image cross-attention (SeeSR's), the network that
+    turns each input image into the embeddings it attends to (RAM/DAPE); run once per image
+    in ``condition``, never per step.
     checkpoint_decoder: recompute the VAE decoder's blocks in the backward pass (diffusers'
     gradient checkpointing) instead of storing their activations; the gradient is the same.
     """
@@ -72,6 +95,7 @@ class Backbone(torch.nn.Module):
         vae: AutoencoderKL,
         prompt_embedding: torch.Tensor,
         controlnet: ControlNetModel | None = None,
+        image_embedder: torch.nn.Module | None = None,
         encode_mode: str = "sample",
         autocast_dtype: torch.dtype | None = None,
         reduced: bool = False,
@@ -82,6 +106,11 @@ class Backbone(torch.nn.Module):
             raise ValueError(f"encode_mode must be one of {ENCODE_MODES}, got {encode_mode!r}")
         self.name = name
         self.unet, self.vae, self.controlnet = unet, vae, controlnet
+        self.image_embedder = image_embedder
+        if self.uses_image_embeddings and image_embedder is None:
+            raise ValueError(
+                f"backbone {name!r}: a ControlNet with image attention needs an embedder"
+            )
         self.register_buffer("prompt_embedding", prompt_embedding.detach().clone())
         self.encode_mode = encode_mode
         self.autocast_dtype = autocast_dtype
@@ -110,16 +139,30 @@ class Backbone(torch.nn.Module):
         """Pixels per latent cell along each side (8 for SD2's VAE)."""
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
+    @property
+    def uses_image_embeddings(self) -> bool:
+        """Whether the ControlNet has SeeSR's image cross-attention."""
+        config = getattr(self.controlnet, "config", {})
+        return bool(config.get("use_image_cross_attention", False))
+
     def _autocast(self):
         if self.autocast_dtype is None:
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def condition(self, images: torch.Tensor, image_embeddings=None) -> Condition:
-        """The conditioning of a batch of input images (B, 3, H, W) in [0, 1]."""
+    def condition(self, images: torch.Tensor) -> Condition:
+        """The conditioning of a batch of input images (B, 3, H, W) in [0, 1].
+
+        Computes the image embeddings (one embedder call per image) when the ControlNet reads
+        them; the solver calls this once per solve.
+        """
         text = self.prompt_embedding.expand(images.shape[0], -1, -1)
         control = images if self.controlnet is not None else None
-        return Condition(text=text, control_image=control, image_embeddings=image_embeddings)
+        embeddings = None
+        if self.uses_image_embeddings:
+            with torch.no_grad(), self._autocast():
+                embeddings = self.image_embedder(images.to(self.dtype)).to(images.dtype)
+        return Condition(text=text, control_image=control, image_embeddings=embeddings)
 
     def encode(self, images: torch.Tensor, seeds: list[int] | None = None) -> torch.Tensor:
         """Scaled VAE latents of images in [0, 1]; the posterior mean or a seeded sample.
@@ -156,6 +199,10 @@ class Backbone(torch.nn.Module):
 
     def eps(self, latent: torch.Tensor, t: int, cond: Condition) -> torch.Tensor:
         """The noise prediction eps(latent; t) of Eq. 4, in the latent's dtype."""
+        if cond.text.shape[0] != latent.shape[0]:
+            raise ValueError(
+                f"condition for {cond.text.shape[0]} images, latents for {latent.shape[0]}"
+            )
         sample = latent.to(self.dtype)
         text = cond.text.to(self.dtype)
         with self._autocast():
@@ -163,12 +210,18 @@ class Backbone(torch.nn.Module):
             if self.controlnet is not None:
                 if cond.control_image is None:
                     raise ValueError(f"backbone {self.name!r} needs a control image")
+                image = {}
+                if self.uses_image_embeddings:
+                    if cond.image_embeddings is None:
+                        raise ValueError(f"backbone {self.name!r} needs image embeddings")
+                    image = {"image_encoder_hidden_states": cond.image_embeddings.to(self.dtype)}
                 down, mid = self.controlnet(
                     sample,
                     t,
                     encoder_hidden_states=text,
                     controlnet_cond=cond.control_image.to(self.dtype),
                     return_dict=False,
+                    **image,
                 )
                 residuals = {
                     "down_block_additional_residuals": down,
@@ -178,96 +231,37 @@ class Backbone(torch.nn.Module):
         return noise[0].to(latent.dtype)
 
 
-# --- tiny random backbones -----------------------------------------------------------------
-
-TINY_UNET = dict(
-    sample_size=16,
-    in_channels=4,
-    out_channels=4,
-    block_out_channels=(32, 64),
-    layers_per_block=1,
-    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=32,
-    attention_head_dim=(2, 4),
-    norm_num_groups=8,
-)
-TINY_VAE = dict(
-    in_channels=3,
-    out_channels=3,
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    block_out_channels=(8, 16, 16, 16),
-    layers_per_block=1,
-    latent_channels=4,
-    norm_num_groups=8,
-    sample_size=128,
-    scaling_factor=0.18215,
-)
-TINY_CONTROLNET = dict(conditioning_embedding_out_channels=(8, 8, 16, 16))
-TINY_TEXT_ENCODER = dict(
-    vocab_size=1000,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    max_position_embeddings=77,
-    bos_token_id=998,
-    eos_token_id=999,
-    pad_token_id=0,
-)
-
-
-def tiny_backbone(
-    controlnet: bool = True,
-    seed: int = 0,
-    dtype: torch.dtype = torch.float32,
-    encode_mode: str = "sample",
-    unet_config: dict | None = None,
-) -> Backbone:
-    """SD2's network classes at toy size, randomly initialised from ``seed``.
-
-    The ControlNet's zero convolutions (its output convolutions and the last convolution of
-    its conditioning embedding) get small random weights instead of zeros, so that the
-    conditioning path is exercised (a zero ControlNet adds exactly nothing).
-    """
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**(unet_config or TINY_UNET))
-    vae = AutoencoderKL(**TINY_VAE)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT_ENCODER))
-    net = None
-    if controlnet:
-        net = ControlNetModel.from_unet(unet, **TINY_CONTROLNET)
-        zero_modules = ("controlnet_down_blocks", "controlnet_mid_block", "cond_embedding.conv_out")
-        with torch.no_grad():
-            for name, param in net.named_parameters():
-                if any(module in name for module in zero_modules):
-                    param.normal_(0.0, 0.02)
-    # An empty prompt is [BOS, EOS, PAD...] (SD2's tokenizer pads with id 0).
-    ids = torch.zeros(1, TINY_TEXT_ENCODER["max_position_embeddings"], dtype=torch.long)
-    ids[0, 0], ids[0, 1] = TINY_TEXT_ENCODER["bos_token_id"], TINY_TEXT_ENCODER["eos_token_id"]
-    with torch.no_grad():
-        prompt = text_encoder(ids)[0]
-    name = "tiny" if controlnet else "tiny-vanilla"
-    backbone = Backbone(name, unet, vae, prompt, net, encode_mode=encode_mode, reduced=True)
-    return backbone.to(dtype)
-
-
 # --- the real SD2-base networks ------------------------------------------------------------
 
 
-def load_strict(model_class, folder, subfolder: str | None = None, **kwargs):
+def load_strict(
+    model_class, folder, subfolder: str | None = None, ignore: re.Pattern | None = None, **kwargs
+):
     """``model_class.from_pretrained`` that fails on missing, unexpected or mismatched keys.
 
-    Works for diffusers models and transformers models alike (both report loading info).
+    ``ignore`` matches the only unexpected keys allowed (for example SeeSR's UNet image
+    attentions, see ``dlmap.seesr``); how many were dropped is logged. Works for diffusers
+    and transformers models alike (both report loading info).
     """
-    if model_class.__module__.startswith("diffusers"):
+    from diffusers.utils import logging as diffusers_logging
+
+    verbosity = diffusers_logging.get_verbosity()
+    if issubclass(model_class, ModelMixin):
         kwargs.setdefault("low_cpu_mem_usage", False)  # the same checks with or without accelerate
-    model, info = model_class.from_pretrained(
-        folder, subfolder=subfolder, output_loading_info=True, **kwargs
-    )
+        diffusers_logging.set_verbosity_error()  # key problems are reported below, once
+    try:
+        model, info = model_class.from_pretrained(
+            folder, subfolder=subfolder, output_loading_info=True, **kwargs
+        )
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+    where = os.path.join(str(folder), subfolder or "")
+    if ignore is not None:
+        dropped = [key for key in info.get("unexpected_keys") or [] if ignore.search(key)]
+        info["unexpected_keys"] = [k for k in info["unexpected_keys"] if k not in dropped]
+        if not dropped:
+            raise WeightKeyError(f"{where}: expected keys matching {ignore.pattern}, found none")
+        logger.info("%s: dropped %d keys matching %s", where, len(dropped), ignore.pattern)
     problems = []
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
         keys = info.get(kind) or []
@@ -276,7 +270,6 @@ def load_strict(model_class, folder, subfolder: str | None = None, **kwargs):
             more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
             problems.append(f"{len(keys)} {kind.replace('_', ' ')} ({shown}{more})")
     if problems:
-        where = os.path.join(str(folder), subfolder or "")
         raise WeightKeyError(
             f"{model_class.__name__} weights in {where} do not match the network: "
             + "; ".join(problems)
@@ -301,6 +294,10 @@ def load_backbone(
     name: str,
     sd2: str | os.PathLike | None = None,
     controlnet: str | os.PathLike | None = None,
+    seesr: str | os.PathLike | None = None,
+    dape: str | os.PathLike | None = None,
+    ram: str | os.PathLike | None = None,
+    image_embedder_config: dict | None = None,
     cache=None,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
@@ -310,27 +307,58 @@ def load_backbone(
 ) -> Backbone:
     """Build the backbone ``name`` (one of ``BACKBONES``).
 
-    sd2: folder (or cached hub id) of SD2-base in diffusers layout; default <cache>/sd2-base.
-    controlnet: folder of a diffusers ControlNetModel for SD2-base; default
-    <cache>/sd2-controlnet. Every weight file is located before anything is loaded, so a
-    missing file fails at once with ``WeightsMissingError``. seed: initialisation of the
-    tiny random networks only (a fixed model by default, whatever the solver's seed).
+    Folders (each defaults to ``<cache>/<weights name>``, see ``dlmap.weights``):
+    sd2: SD2-base in diffusers layout (or a cached hub id); controlnet: a diffusers
+    ControlNetModel for ``sd2-controlnet``; seesr: SeeSR's ``controlnet/`` and ``unet/``;
+    dape: the folder of ``DAPE.pth``; ram: the folder of ``ram_swin_large_14m.pth``.
+    image_embedder_config: the Swin's configuration (default ``dape.DAPE_SWIN_L``).
+    Every weight file is located before anything is loaded, so a missing file fails at once
+    with ``WeightsMissingError``. seed: initialisation of the tiny random networks only.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     if name.startswith("tiny"):
-        backbone = tiny_backbone(name == "tiny", seed=seed, dtype=dtype, encode_mode=encode_mode)
+        from dlmap.tiny import tiny_backbone
+
+        kind = name.removeprefix("tiny-")
+        backbone = tiny_backbone(kind, seed=seed, dtype=dtype, encode_mode=encode_mode)
         backbone.autocast_dtype = autocast_dtype
         return backbone.to(device)
     sd2_folder = weights.locate("sd2-base", sd2, cache)
-    control_folder = None
-    if name == "sd2-controlnet":
+    if name == "sd2-seesr":
+        seesr_folder = weights.locate("seesr", seesr, cache)
+        ram_file = weights.locate("ram-swin-large", ram, cache) / "ram_swin_large_14m.pth"
+        dape_file = weights.locate("dape", dape, cache) / "DAPE.pth"
+    elif name == "sd2-controlnet":
         control_folder = weights.locate("sd2-controlnet", controlnet, cache)
-    unet = load_strict(UNet2DConditionModel, sd2_folder, "unet")
+
     vae = load_strict(AutoencoderKL, sd2_folder, "vae")
-    net = load_strict(ControlNetModel, control_folder) if control_folder else None
     prompt = encode_empty_prompt(sd2_folder)
+    net, embedder = None, None
+    if name == "sd2-seesr":
+        from dlmap.dape import load_image_embedder
+        from dlmap.seesr import SEESR_UNET_EXTRA_KEYS, SeeSRControlNetModel
+
+        unet = load_strict(UNet2DConditionModel, seesr_folder, "unet", ignore=SEESR_UNET_EXTRA_KEYS)
+        net = load_strict(SeeSRControlNetModel, seesr_folder, "controlnet")
+        if not net.config.use_image_cross_attention:
+            raise WeightKeyError(
+                f"{seesr_folder / 'controlnet'}: use_image_cross_attention is off in its "
+                "config.json; this is not SeeSR's ControlNet"
+            )
+        embedder = load_image_embedder(ram_file, dape_file, image_embedder_config)
+    else:
+        unet = load_strict(UNet2DConditionModel, sd2_folder, "unet")
+        if name == "sd2-controlnet":
+            net = load_strict(ControlNetModel, control_folder)
     backbone = Backbone(
-        name, unet, vae, prompt, net, encode_mode=encode_mode, autocast_dtype=autocast_dtype
+        name,
+        unet,
+        vae,
+        prompt,
+        net,
+        image_embedder=embedder,
+        encode_mode=encode_mode,
+        autocast_dtype=autocast_dtype,
     )
     return backbone.to(device=device, dtype=dtype)

@@ -47,7 +47,7 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     defaults_s, defaults_e = solver.SolverConfig(), edict.EdictConfig()
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--prior", default="colorfulness", help="prior name (dlmap.priors)")
-    parser.add_argument("--backbone", default="sd2-controlnet", choices=backbones.BACKBONES)
+    parser.add_argument("--backbone", default="sd2-seesr", choices=backbones.BACKBONES)
     parser.add_argument("--mode", default=defaults_s.mode, choices=solver.MODES)
     parser.add_argument("--steps", type=int, default=defaults_e.steps, help="EDICT steps T")
     parser.add_argument("--iters", type=int, default=defaults_s.iters, help="MaxIter")
@@ -76,7 +76,10 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     parser.add_argument("--autocast", default="none", choices=sorted(AUTOCAST))
     parser.add_argument("--sd2", default=None, help="SD2-base folder or cached hub id")
-    parser.add_argument("--controlnet", default=None, help="ControlNet folder")
+    parser.add_argument("--controlnet", default=None, help="ControlNet folder (sd2-controlnet)")
+    parser.add_argument("--seesr", default=None, help="SeeSR folder (controlnet/, unet/)")
+    parser.add_argument("--dape", default=None, help="folder of DAPE.pth")
+    parser.add_argument("--ram", default=None, help="folder of ram_swin_large_14m.pth")
     parser.add_argument("--cache", default=None, help=f"weights folder (${weights.CACHE_ENV})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
@@ -100,10 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     weights_cmd = commands.add_parser("weights", help="fetch or check model weights")
     weights_sub = weights_cmd.add_subparsers(dest="weights_command", required=True)
-    fetch = weights_sub.add_parser("fetch", help="download weights into the cache")
-    fetch.add_argument("names", nargs="+", choices=sorted(weights.SOURCES))
+    fetch = weights_sub.add_parser(
+        "fetch", help="download weights into the cache, or print the manual steps"
+    )
+    fetch.add_argument("names", nargs="*", choices=sorted(weights.SOURCES), metavar="NAME")
     fetch.add_argument("--cache", default=None)
-    check = weights_sub.add_parser("check", help="report which weights are present")
+    check = weights_sub.add_parser(
+        "check", help="report which weights are present and verify their recorded sha256"
+    )
     check.add_argument("--cache", default=None)
     return parser
 
@@ -172,6 +179,9 @@ def enhance(args) -> int:
             args.backbone,
             sd2=args.sd2,
             controlnet=args.controlnet,
+            seesr=args.seesr,
+            dape=args.dape,
+            ram=args.ram,
             cache=args.cache,
             dtype=dtype,
             device=args.device,
@@ -286,7 +296,7 @@ def demo(args) -> int:
         "--out",
         str(args.out),
         "--backbone",
-        "tiny",
+        "tiny-seesr",
         "--size",
         "128",
         "--iters",
@@ -304,16 +314,28 @@ def demo(args) -> int:
 
 
 def weights_command(args) -> int:
-    if args.weights_command == "fetch":
-        for name in args.names:
-            print(f"{name}: {weights.fetch(name, args.cache)}")
-        return 0
+    """``fetch``: download what can be downloaded, print the manual steps for the rest (exit
+    1 while anything is missing). ``check``: presence and full sha256 verification."""
     status = 0
+    if args.weights_command == "fetch":
+        for name in args.names or sorted(weights.SOURCES):
+            try:
+                print(f"{name}: ready in {weights.fetch(name, args.cache)}")
+            except weights.WeightsMissingError as error:
+                print(f"{name}: MANUAL STEP: {error}")
+                status = 1
+        return status
     for name in sorted(weights.SOURCES):
         try:
-            print(f"{name}: present in {weights.locate(name, cache=args.cache)}")
+            folder = weights.locate(name, cache=args.cache)
+            present, _ = weights.present_files(folder, weights.SOURCES[name].files)
+            weights.verify_files(present, args.cache, full=True)
+            print(f"{name}: present in {folder} (sha256 verified)")
         except weights.WeightsMissingError as error:
             print(f"{name}: MISSING: {error}")
+            status = 1
+        except weights.ChecksumError as error:
+            print(f"{name}: CHANGED: {error}")
             status = 1
     return status
 
@@ -326,7 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"dlmap: error: {error}", file=sys.stderr)
         return 2
-    except (weights.WeightsMissingError, backbones.WeightKeyError) as error:
+    except (
+        weights.WeightsMissingError,
+        weights.WeightKeyError,
+        weights.ChecksumError,
+    ) as error:
         print(f"dlmap: error: {error}", file=sys.stderr)
         return 1
 
