@@ -113,3 +113,31 @@ def test_vae_decode_memory_compares_both_settings_with_the_same_gradient():
     norms = [line.split()[-1] for line in lines if line.startswith("checkpointing")]
     assert len(norms) == 2 and float(norms[0]) == pytest.approx(float(norms[1]), rel=1e-5)
     ratio(lines[-1].split(",")[0], rf"checkpointed / plain: memory {NUMBER}")
+
+
+def test_seesr_unet_vs_sd2_counts_the_tensors_that_differ(tmp_path):
+    import shutil
+
+    import torch
+    from conftest import write_tiny_sd2_folder
+    from safetensors.torch import load_file, save_file
+
+    (tmp_path / "sd2").mkdir()
+    write_tiny_sd2_folder(tmp_path / "sd2")
+    unet = tmp_path / "seesr" / "unet"
+    shutil.copytree(tmp_path / "sd2" / "unet", unet)
+    shutil.copytree(tmp_path / "sd2" / "controlnet", unet.parent / "controlnet")  # not read
+    state = load_file(unet / "diffusion_pytorch_model.safetensors")
+    state["mid_block.image_attentions.0.proj_out.weight"] = torch.ones(2)
+    save_file(state, unet / "diffusion_pytorch_model.safetensors")
+    argv = ["--sd2", str(tmp_path / "sd2"), "--seesr", str(tmp_path / "seesr")]
+    argv += ["--cache", str(tmp_path / "cache")]
+    lines = run_bench("seesr_unet_vs_sd2.py", *argv)
+    total = len(state) - 1
+    assert lines[-1] == f"0 of {total} tensors differ"
+    state["conv_out.bias"] = state["conv_out.bias"] + 1e-3
+    save_file(state, unet / "diffusion_pytorch_model.safetensors")
+    argv[-1] = str(tmp_path / "another-cache")  # the first recorded the file's sha256
+    lines = run_bench("seesr_unet_vs_sd2.py", *argv)
+    assert lines[-1] == f"1 of {total} tensors differ"
+    assert any(re.fullmatch(r"conv_out\s+0\.001\s+1\s+2", line) for line in lines), lines

@@ -8,7 +8,7 @@ from conftest import photo, write_tiny_sd2_folder, write_tiny_seesr_files
 from diffusers import ControlNetModel, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 
-from dlmap import backbones, solver, tiny
+from dlmap import backbones, solver, tiny, weights
 from dlmap.edict import EdictConfig
 from dlmap.priors import create_prior
 from dlmap.seesr import SEESR_UNET_EXTRA_KEYS, SeeSRControlNetModel
@@ -120,6 +120,10 @@ def test_sd2_seesr_backbone_loads_every_released_file_strictly(files, tmp_path):
         theirs = getattr(backbone, part).state_dict()
         assert all(torch.equal(ours[k].double(), theirs[k]) for k in ours), part
     assert not any(p.requires_grad for p in backbone.parameters())
+    # provenance for result files: every weight file with its recorded sha256
+    assert set(backbone.provenance) == {"sd2-base", "seesr", "ram-swin-large", "dape"}
+    dape_record = backbone.provenance["dape"]
+    assert dape_record["sha256"]["DAPE.pth"] == weights.sha256_of(folder / "dape" / "DAPE.pth")
 
 
 def test_zero_controlnet_leaves_the_unet_prediction_unchanged_and_a_perturbed_one_does_not():

@@ -115,6 +115,7 @@ class Backbone(torch.nn.Module):
         self.encode_mode = encode_mode
         self.autocast_dtype = autocast_dtype
         self.reduced = reduced
+        self.provenance: dict = {}  # weight folders and file sha256 (set by load_backbone)
         # The VAE decoder runs with grad once per MAP iteration; checkpointing its blocks
         # keeps one block's activations instead of all of them, for one extra forward pass.
         if checkpoint_decoder:
@@ -324,13 +325,23 @@ def load_backbone(
         backbone = tiny_backbone(kind, seed=seed, dtype=dtype, encode_mode=encode_mode)
         backbone.autocast_dtype = autocast_dtype
         return backbone.to(device)
-    sd2_folder = weights.locate("sd2-base", sd2, cache)
+    folders = {"sd2-base": weights.locate("sd2-base", sd2, cache)}
     if name == "sd2-seesr":
-        seesr_folder = weights.locate("seesr", seesr, cache)
-        ram_file = weights.locate("ram-swin-large", ram, cache) / "ram_swin_large_14m.pth"
-        dape_file = weights.locate("dape", dape, cache) / "DAPE.pth"
+        folders["seesr"] = weights.locate("seesr", seesr, cache)
+        folders["ram-swin-large"] = weights.locate("ram-swin-large", ram, cache)
+        folders["dape"] = weights.locate("dape", dape, cache)
+        seesr_folder = folders["seesr"]
+        ram_file = folders["ram-swin-large"] / "ram_swin_large_14m.pth"
+        dape_file = folders["dape"] / "DAPE.pth"
     elif name == "sd2-controlnet":
-        control_folder = weights.locate("sd2-controlnet", controlnet, cache)
+        control_folder = folders["sd2-controlnet"] = weights.locate(
+            "sd2-controlnet", controlnet, cache
+        )
+    sd2_folder = folders["sd2-base"]
+    provenance = {
+        source: {"folder": str(folder), "sha256": weights.digests(source, folder, cache)}
+        for source, folder in folders.items()
+    }
 
     vae = load_strict(AutoencoderKL, sd2_folder, "vae")
     prompt = encode_empty_prompt(sd2_folder)
@@ -361,4 +372,5 @@ def load_backbone(
         encode_mode=encode_mode,
         autocast_dtype=autocast_dtype,
     )
+    backbone.provenance = provenance
     return backbone.to(device=device, dtype=dtype)

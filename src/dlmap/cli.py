@@ -240,6 +240,7 @@ def _write_outputs(args, path, index, result, prior, backbone, seconds) -> None:
         },
         "reduced": bool(backbone is not None and backbone.reduced),
         "backbone": backbone.name if backbone is not None else None,
+        "weights": backbone.provenance if backbone is not None else {},
         "prior": asdict(prior.info),
         "config": {
             **result.config,

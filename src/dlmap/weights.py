@@ -143,10 +143,10 @@ def present_files(folder: Path, files: tuple) -> tuple[list[Path], list[str]]:
     return present, missing
 
 
-def manual_steps(name: str, cache=None) -> str:
+def manual_steps(name: str, cache=None, folder: Path | None = None) -> str:
     """How to get ``name``'s files by hand, naming the exact target folder and files."""
     source = SOURCES[name]
-    folder = cache_dir(cache) / name
+    folder = folder or cache_dir(cache) / name
     wanted = ", ".join(entry[0] if isinstance(entry, tuple) else entry for entry in source.files)
     if source.repo_id is not None:
         how = (
@@ -177,7 +177,7 @@ def locate(name: str, path: str | os.PathLike | None = None, cache=None) -> Path
     if missing:
         raise WeightsMissingError(
             f"{source.description}: missing in {folder}: {', '.join(missing)}; "
-            + manual_steps(name, cache).split(": ", 1)[1]
+            + manual_steps(name, cache, folder).split(": ", 1)[1]
         )
     if not hub:  # the hub cache checks its own files
         verify_files(present, cache)
@@ -256,6 +256,14 @@ def verify_files(paths: list[Path], cache=None, full: bool = False) -> dict[str,
         except OSError as error:  # a read-only shared cache: verify, but cannot record
             warnings.warn(f"cannot record sha256 in {manifest_path}: {error}", stacklevel=2)
     return digests
+
+
+def digests(name: str, folder: Path, cache=None) -> dict[str, str]:
+    """sha256 of each of ``name``'s files in ``folder`` (relative path -> digest), checked
+    against the records; for the provenance of results."""
+    present, _ = present_files(folder, SOURCES[name].files)
+    recorded = verify_files(present, cache)
+    return {str(path.relative_to(folder)): recorded[str(path.resolve())] for path in present}
 
 
 def _changed(path: Path, record: dict, now: str, manifest: Path) -> str:
