@@ -85,8 +85,29 @@ def test_weights_check_lists_every_source(tmp_path, capsys):
     assert cli.main(["weights", "check", "--cache", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "dape: present" in out and "(sha256 verified)" in out
-    for name in ("sd2-base", "seesr", "ram-swin-large", "sd2-controlnet"):
-        assert f"{name}: MISSING" in out
+    for name in ("sd2-base", "seesr", "ram-swin-large"):
+        assert f"{name}: MISSING: " in out
+    assert "sd2-controlnet: MISSING (optional): " in out
+
+
+def test_weights_check_passes_with_the_papers_weights_and_no_optional_ones(tmp_path, capsys):
+    for name in weights.PAPER_WEIGHTS:
+        for entry in weights.SOURCES[name].files:
+            _place(tmp_path / name, entry[0] if isinstance(entry, tuple) else entry)
+    assert cli.main(["weights", "check", "--cache", str(tmp_path)]) == 0
+    assert "sd2-controlnet: MISSING (optional)" in capsys.readouterr().out
+
+
+def test_fetch_without_names_asks_only_for_the_papers_weights(tmp_path, capsys, monkeypatch):
+    asked = []
+
+    def fake_fetch(name, cache=None):
+        asked.append(name)
+        return tmp_path / name
+
+    monkeypatch.setattr(weights, "fetch", fake_fetch)
+    assert cli.main(["weights", "fetch", "--cache", str(tmp_path)]) == 0
+    assert asked == list(weights.PAPER_WEIGHTS)
 
 
 def test_a_read_only_cache_still_verifies_and_warns_it_cannot_record(tmp_path, monkeypatch):

@@ -106,7 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = weights_sub.add_parser(
         "fetch", help="download weights into the cache, or print the manual steps"
     )
-    fetch.add_argument("names", nargs="*", choices=sorted(weights.SOURCES), metavar="NAME")
+    fetch.add_argument(
+        "names",
+        nargs="*",
+        choices=sorted(weights.SOURCES),
+        metavar="NAME",
+        help=f"default: {' '.join(weights.PAPER_WEIGHTS)} (the paper's backbone)",
+    )
     fetch.add_argument("--cache", default=None)
     check = weights_sub.add_parser(
         "check", help="report which weights are present and verify their recorded sha256"
@@ -316,10 +322,11 @@ def demo(args) -> int:
 
 def weights_command(args) -> int:
     """``fetch``: download what can be downloaded, print the manual steps for the rest (exit
-    1 while anything is missing). ``check``: presence and full sha256 verification."""
+    1 while anything asked for is missing). ``check``: presence and full sha256 verification
+    of every source (exit 1 if one the paper's backbone needs is missing, or any changed)."""
     status = 0
     if args.weights_command == "fetch":
-        for name in args.names or sorted(weights.SOURCES):
+        for name in args.names or weights.PAPER_WEIGHTS:
             try:
                 print(f"{name}: ready in {weights.fetch(name, args.cache)}")
             except weights.WeightsMissingError as error:
@@ -333,8 +340,9 @@ def weights_command(args) -> int:
             weights.verify_files(present, args.cache, full=True)
             print(f"{name}: present in {folder} (sha256 verified)")
         except weights.WeightsMissingError as error:
-            print(f"{name}: MISSING: {error}")
-            status = 1
+            optional = name not in weights.PAPER_WEIGHTS
+            print(f"{name}: MISSING{' (optional)' if optional else ''}: {error}")
+            status = status if optional else 1
         except weights.ChecksumError as error:
             print(f"{name}: CHANGED: {error}")
             status = 1

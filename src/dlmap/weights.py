@@ -121,6 +121,10 @@ SOURCES: dict[str, WeightSource] = {
 }
 
 
+PAPER_WEIGHTS = ("sd2-base", "seesr", "ram-swin-large", "dape")
+"""What the paper's backbone (``sd2-seesr``) needs; ``sd2-controlnet`` is for your own."""
+
+
 def cache_dir(cache: str | os.PathLike | None = None) -> Path:
     """The weights folder: ``cache`` if given, else $DLMAP_CACHE, else ~/.cache/dlmap."""
     if cache is not None:
