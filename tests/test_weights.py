@@ -119,3 +119,8 @@ def test_a_read_only_cache_still_verifies_and_warns_it_cannot_record(tmp_path, m
     monkeypatch.setattr(weights.os, "replace", refuse)
     with pytest.warns(UserWarning, match="cannot record sha256 in .*read-only"):
         assert weights.locate("dape", cache=tmp_path) == tmp_path / "dape"
+
+
+def test_fetch_of_an_unknown_name_is_a_usage_error(tmp_path, capsys):
+    assert cli.main(["weights", "fetch", "sd3", "--cache", str(tmp_path)]) == 2
+    assert "unknown sd3; known: dape, ram-swin-large" in capsys.readouterr().err

@@ -109,9 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "names",
         nargs="*",
-        choices=sorted(weights.SOURCES),
         metavar="NAME",
-        help=f"default: {' '.join(weights.PAPER_WEIGHTS)} (the paper's backbone)",
+        help=f"one of {', '.join(sorted(weights.SOURCES))}; default: "
+        f"{' '.join(weights.PAPER_WEIGHTS)} (the paper's backbone)",
     )
     fetch.add_argument("--cache", default=None)
     check = weights_sub.add_parser(
@@ -326,6 +326,10 @@ def weights_command(args) -> int:
     of every source (exit 1 if one the paper's backbone needs is missing, or any changed)."""
     status = 0
     if args.weights_command == "fetch":
+        unknown = [name for name in args.names if name not in weights.SOURCES]
+        if unknown:
+            known = ", ".join(sorted(weights.SOURCES))
+            raise UsageError(f"weights fetch: unknown {', '.join(unknown)}; known: {known}")
         for name in args.names or weights.PAPER_WEIGHTS:
             try:
                 print(f"{name}: ready in {weights.fetch(name, args.cache)}")
