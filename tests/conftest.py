@@ -42,6 +42,19 @@ def photo(size: int = 64, name: str = "astronaut", dtype=torch.float64) -> torch
     return torch.from_numpy(resized).permute(2, 0, 1).to(dtype)
 
 
+def edit_checkpoint(folder, drop=None, add=None) -> None:
+    """Drop the key ``drop`` from, or add a key ``add`` to, a diffusers weights file."""
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "diffusion_pytorch_model.safetensors"
+    state = load_file(path)
+    if drop:
+        del state[drop]
+    if add:
+        state[add] = torch.zeros(2)
+    save_file(state, path)
+
+
 def write_tiny_sd2_folder(folder) -> None:
     """SD2-base's diffusers layout (unet, vae, text_encoder, tokenizer) with tiny random nets.
 

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from conftest import photo, write_tiny_sd2_folder
+from conftest import edit_checkpoint, photo, write_tiny_sd2_folder
 from diffusers import UNet2DConditionModel
-from safetensors.torch import load_file, save_file
 
 from dlmap import backbones, tiny, weights
 
@@ -14,16 +13,6 @@ def sd2_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sd2")
     write_tiny_sd2_folder(folder)
     return folder
-
-
-def _edit_checkpoint(folder, drop=None, add=None):
-    path = folder / "diffusion_pytorch_model.safetensors"
-    state = load_file(path)
-    if drop:
-        del state[drop]
-    if add:
-        state[add] = torch.zeros(2)
-    save_file(state, path)
 
 
 def test_real_loading_path_builds_both_backbones_from_a_local_folder(sd2_folder):
@@ -49,14 +38,14 @@ def test_strict_loader_round_trips_weights(tmp_path, tiny32):
 
 def test_strict_loader_rejects_a_missing_key_naming_it(tmp_path, tiny32):
     tiny32.unet.save_pretrained(tmp_path)
-    _edit_checkpoint(tmp_path, drop="conv_out.weight")
+    edit_checkpoint(tmp_path, drop="conv_out.weight")
     with pytest.raises(backbones.WeightKeyError, match=r"1 missing keys \(conv_out.weight\)"):
         backbones.load_strict(UNet2DConditionModel, tmp_path)
 
 
 def test_strict_loader_rejects_an_unexpected_key_naming_it(tmp_path, tiny32):
     tiny32.unet.save_pretrained(tmp_path)
-    _edit_checkpoint(tmp_path, add="image_attentions.0.weight")
+    edit_checkpoint(tmp_path, add="image_attentions.0.weight")
     with pytest.raises(backbones.WeightKeyError, match=r"unexpected keys \(image_attentions"):
         backbones.load_strict(UNet2DConditionModel, tmp_path)
 

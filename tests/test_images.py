@@ -302,8 +302,9 @@ def test_load_image_without_size_keeps_resolution(tmp_path):
 
 
 def test_load_image_on_real_photograph(tmp_path):
-    skimage_data = pytest.importorskip("skimage.data")
-    path = _save(Image.fromarray(skimage_data.astronaut()), tmp_path / "astronaut.png")
+    from skimage import data
+
+    path = _save(Image.fromarray(data.astronaut()), tmp_path / "astronaut.png")
     out = load_image(path, size=256)
     assert out.shape == (3, 256, 256) and out.dtype == torch.float32
     assert out.min() >= 0.0 and out.max() <= 1.0 and out.std() > 0.1

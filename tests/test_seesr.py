@@ -4,9 +4,8 @@ import json
 
 import pytest
 import torch
-from conftest import photo, write_tiny_sd2_folder, write_tiny_seesr_files
+from conftest import edit_checkpoint, photo, write_tiny_sd2_folder, write_tiny_seesr_files
 from diffusers import ControlNetModel, UNet2DConditionModel
-from safetensors.torch import load_file, save_file
 
 from dlmap import backbones, solver, tiny, weights
 from dlmap.edict import EdictConfig
@@ -35,16 +34,6 @@ def _load(folder, cache):
         cache=cache,
         dtype=torch.float64,
     )
-
-
-def _edit(folder, drop=None, add=None):
-    path = folder / "diffusion_pytorch_model.safetensors"
-    state = load_file(path)
-    if drop:
-        del state[drop]
-    if add:
-        state[add] = torch.zeros(2)
-    save_file(state, path)
 
 
 def _inputs(batch=1, size=64, dtype=torch.float64):
@@ -83,7 +72,7 @@ def test_controlnet_checkpoint_with_one_extra_or_missing_key_is_rejected(
 ):
     folder, written = files
     written.controlnet.save_pretrained(tmp_path)
-    _edit(tmp_path, **edit)
+    edit_checkpoint(tmp_path, **edit)
     with pytest.raises(backbones.WeightKeyError, match=message):
         backbones.load_strict(SeeSRControlNetModel, tmp_path)
 
@@ -105,8 +94,8 @@ def test_seesr_unet_loads_as_the_stock_unet_dropping_only_image_attentions(files
     written.unet.save_pretrained(tmp_path)
     with pytest.raises(backbones.WeightKeyError, match="found none"):
         backbones.load_strict(UNet2DConditionModel, tmp_path, ignore=SEESR_UNET_EXTRA_KEYS)
-    _edit(tmp_path, add="mid_block.image_attentions.0.norm.weight")
-    _edit(tmp_path, add="conv_in.extra")
+    edit_checkpoint(tmp_path, add="mid_block.image_attentions.0.norm.weight")
+    edit_checkpoint(tmp_path, add="conv_in.extra")
     with pytest.raises(backbones.WeightKeyError, match=r"1 unexpected keys \(conv_in.extra\)"):
         backbones.load_strict(UNet2DConditionModel, tmp_path, ignore=SEESR_UNET_EXTRA_KEYS)
 
