@@ -1,6 +1,7 @@
 """SeeSR's image-attention ControlNet: strict key mapping, ControlNet properties, loading."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -212,3 +213,26 @@ def test_image_attention_is_refused_for_configurations_it_does_not_cover(tiny32)
     config = {k: v for k, v in tiny32.controlnet.config.items() if not k.startswith("_")}
     with pytest.raises(ValueError, match="class_embed_type='timestep'"):
         SeeSRControlNetModel(**{**config, "class_embed_type": "timestep"})
+
+
+def test_missing_seesr_files_fail_fast_with_the_manual_steps(files, tmp_path):
+    folder, _ = files
+    with pytest.raises(weights.WeightsMissingError) as error:
+        backbones.load_backbone("sd2-seesr", sd2=folder / "sd2", cache=tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and weights.SEESR_DRIVE in message
+    assert str(tmp_path / "seesr") in message and "controlnet/config.json" in message
+    with pytest.raises(weights.WeightsMissingError, match=r"ram_swin_large_14m\.pth.*recognize"):
+        backbones.load_backbone(
+            "sd2-seesr", sd2=folder / "sd2", seesr=folder / "seesr", cache=tmp_path
+        )
+
+
+def test_a_controlnet_without_image_attention_is_not_accepted_as_seesrs(files, tmp_path):
+    folder, _ = files
+    shutil.copytree(folder, tmp_path / "copy")
+    stock = tiny.tiny_backbone("controlnet", seed=2).controlnet
+    shutil.rmtree(tmp_path / "copy" / "seesr" / "controlnet")
+    stock.save_pretrained(tmp_path / "copy" / "seesr" / "controlnet")
+    with pytest.raises(backbones.WeightKeyError, match="this is not SeeSR's ControlNet"):
+        _load(tmp_path / "copy", tmp_path / "cache")
