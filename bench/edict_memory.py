@@ -2,8 +2,8 @@
 
 For each method (``gradient="recompute"`` -- ours, ``"reversible"`` -- ours, the exact-inverse
 variant, and ``"autograd"`` -- plain autograd through all T steps) and each T, a fresh Python
-process (this script re-invoked with ``--child METHOD T``) builds the tiny backbone with its
-ControlNet, draws a noise pair (x_T, y_T) requiring grad and measures
+process (this script re-invoked with ``--child METHOD T``) builds the tiny SeeSR backbone (its
+image-attention ControlNet), draws a noise pair (x_T, y_T) requiring grad and measures
 
     x0, y0 = denoise(eps, x_T, y_T, schedule, cond, gradient=METHOD)
     ((x0 * w).sum() + (y0 * w2).sum()).backward()
@@ -147,8 +147,9 @@ def main(argv=None) -> int:
     methods = [m for m in METHODS if m in args.methods]
     side = args.latent
     print(
-        f"EDICT: peak memory of one gradient of h (denoise with grad + backward), tiny backbone "
-        f"+ ControlNet, float32, batch 1, latent 4x{side}x{side} (image {8 * side}x{8 * side}), "
+        "EDICT: peak memory of one gradient of h (denoise with grad + backward), tiny backbone "
+        f"+ SeeSR ControlNet, float32, batch 1, latent 4x{side}x{side} "
+        f"(image {8 * side}x{8 * side}), "
         f"device {args.device}, {args.threads} threads; each cell a fresh process, "
         "peak minus the baseline just before the call"
     )

@@ -1,8 +1,8 @@
 """Round-trip errors of EDICT's exact inversion: h(d(x)) = x and d(h(z)) = z (Eqs. 8-15).
 
-On the tiny backbone with its ControlNet, for float64 and float32 latents and both step
-orders, prints the relative errors ||h(d(x)) - x|| / ||x|| for the VAE latent of a photograph
-bundled with scikit-image, and ||d(h(z)) - z|| / ||z|| for a random noise pair.
+On the tiny SeeSR backbone (image-attention ControlNet), for float64 and float32 latents and
+both step orders, prints the relative errors ||h(d(x)) - x|| / ||x|| for the VAE latent of a
+photograph bundled with scikit-image, and ||d(h(z)) - z|| / ||z|| for a random noise pair.
 
     python bench/edict_roundtrip.py             # T = 20, 64x64 image (8x8 latent)
     python bench/edict_roundtrip.py --steps 50
@@ -35,7 +35,10 @@ def main(argv=None) -> int:
     setup_torch(args.threads)
 
     pixels = center_crop_resize(data.astronaut().astype(np.float32) / 255, args.size)
-    print(f"EDICT round trips, tiny backbone + ControlNet, T = {args.steps}, image {args.size}px")
+    print(
+        f"EDICT round trips, tiny backbone + SeeSR ControlNet, T = {args.steps}, "
+        f"image {args.size}px"
+    )
     print(f"{'dtype':8} {'order':12} {'h(d(x)) vs x':>14} {'d(h(z)) vs z':>14}")
     for dtype in (torch.float64, torch.float32):
         backbone = tiny_backbone(dtype=dtype)

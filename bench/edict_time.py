@@ -1,6 +1,6 @@
 """Time of one MAP iteration of the latent-map solver against one no-grad forward h.
 
-Both on the tiny backbone with its ControlNet, float32, batch 1, T = 20 (by default):
+Both on the tiny SeeSR backbone (image-attention ControlNet), float32, batch 1, T = 20 (by default):
 
 * forward h: ``edict.denoise`` under ``torch.no_grad`` (2T network evaluations), timed
   before, between and after each method's solves (the machine's speed drifts), median;
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     images = torch.rand(1, 3, size, size, generator=generator).to(device)
     side = size // backbone.downsampling
     print(
-        f"EDICT timing: tiny backbone + ControlNet, float32, batch 1, image {size}x{size} "
+        f"EDICT timing: tiny backbone + SeeSR ControlNet, float32, batch 1, image {size}x{size} "
         f"(latent {side}x{side}), T = {steps}, prior {args.prior}, device {args.device}, "
         f"{args.threads} threads, {repeats} timed iterations per method"
     )
