@@ -236,3 +236,15 @@ def test_a_controlnet_without_image_attention_is_not_accepted_as_seesrs(files, t
     stock.save_pretrained(tmp_path / "copy" / "seesr" / "controlnet")
     with pytest.raises(backbones.WeightKeyError, match="this is not SeeSR's ControlNet"):
         _load(tmp_path / "copy", tmp_path / "cache")
+
+
+def test_image_embeddings_of_the_wrong_width_are_a_one_line_key_error(files, tmp_path):
+    folder, _ = files
+    shutil.copytree(folder / "seesr" / "controlnet", tmp_path / "controlnet")
+    config = json.loads((tmp_path / "controlnet" / "config.json").read_text())
+    del config["image_cross_attention_dim"]  # as in SeeSR's file: 512, not the toy 16
+    (tmp_path / "controlnet" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(backbones.WeightKeyError) as error:
+        backbones.load_strict(SeeSRControlNetModel, tmp_path / "controlnet")
+    message = str(error.value)
+    assert "\n" not in message and "size mismatch for down_blocks.0.image_attentions" in message

@@ -250,13 +250,19 @@ def load_strict(
     if issubclass(model_class, ModelMixin):
         kwargs.setdefault("low_cpu_mem_usage", False)  # the same checks with or without accelerate
         diffusers_logging.set_verbosity_error()  # key problems are reported below, once
+    where = os.path.join(str(folder), subfolder or "")
     try:
         model, info = model_class.from_pretrained(
             folder, subfolder=subfolder, output_loading_info=True, **kwargs
         )
+    except RuntimeError as error:  # torch's load_state_dict: "size mismatch for KEY: ..."
+        lines = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
+        if not lines:
+            raise
+        shown = "; ".join(lines[:3]) + (f"; and {len(lines) - 3} more" if len(lines) > 3 else "")
+        raise WeightKeyError(f"{model_class.__name__} weights in {where}: {shown}") from error
     finally:
         diffusers_logging.set_verbosity(verbosity)
-    where = os.path.join(str(folder), subfolder or "")
     if ignore is not None:
         dropped = [key for key in info.get("unexpected_keys") or [] if ignore.search(key)]
         info["unexpected_keys"] = [k for k in info["unexpected_keys"] if k not in dropped]
