@@ -1,0 +1,254 @@
+"""MS-LIQE (paper Sec. V): multi-scale LIQE, a CLIP model scoring images on a 5-level scale.
+
+For an image x, U views of 224 x 224 go through CLIP's image encoder (F(x), U x L) and the five
+prompts "a photo with {bad, poor, fair, good, perfect} quality" through its text encoder
+(G, 5 x L). Then, per quality level v = 1..5,
+
+    logit(v | x) = 1/U sum_u exp(logit_scale) cos(F_u(x), G_v)               (Eq. 23)
+    p(v | x)     = softmax_v(logit(v | x) / tau),  tau = 2                     (Eq. 24)
+    q(x)         = sum_v v p(v | x),  in [1, 5], higher is better              (Eq. 22)
+
+Eq. 23 as printed has the bare cosine; CLIP's exp(logit_scale) factor is kept, as in the
+authors' public code. Views (``MSLIQE.views``), following the authors' public version
+(U = 15): the whole image resized to 224 x 224 (the pyramid's top level), then for each scale
+s in ``scales`` (1, 0.75) ``crops_per_scale`` (7) crops of 224 x 224 from that level:
+
+* the level is the image resized by s (bicubic, antialiased; s = 1 is the image itself); a
+  level whose shorter side is below 224 is then upsampled (bicubic) so its shorter side is
+  exactly 224, keeping the aspect ratio (sizes by Python's ``round``, ties to even);
+* crop positions are those of a stride-32 unfold: top-left corners (y, x) with
+  y in {0, 32, ..., <= H - 224}, x likewise, numbered row-major n = 0..N-1 (N = ny * nx);
+* k crops take positions n_i = floor(i (N - 1) / (k - 1) + 1/2), i = 0..k-1 (evenly spaced
+  over the numbering, rounded half up, computed in integers; the first and last positions are
+  always included; k = 1 takes the middle, n = (N - 1) // 2). When N < k positions repeat, so
+  U = include_whole + k * len(scales) for every image size.
+
+Views are normalised with CLIP's mean and std. Everything is differentiable in the images and
+each image is scored on its own. The paper's top level keeps the aspect ratio (shorter side
+224) before cropping; the public version, followed here, resizes the whole image to 224 x 224.
+Single-scale LIQE-style scoring is the same code with ``scales=(1.0,)``.
+
+Weights: ``MSLIQE.from_config(config, checkpoint)`` builds the CLIP model with random
+initialisation (nothing is downloaded) and loads a state dict of the CLIP model strictly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+
+from dlmap.priors import Prior, PriorInfo, register_prior
+from dlmap.weights import WeightKeyError, WeightsMissingError, cache_dir
+
+LEVELS = ("bad", "poor", "fair", "good", "perfect")
+PROMPTS = tuple(f"a photo with {level} quality" for level in LEVELS)
+
+TINY_CLIP = {
+    "embed_dim": 16,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 224, "layers": 2, "width": 32, "head_width": 16, "patch_size": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+"""A toy CLIP (open_clip's ``CLIP(**cfg)`` arguments) with ViT-B/32's code path, for tests."""
+
+
+@dataclass(frozen=True)
+class MSLIQEConfig:
+    """Architecture of MS-LIQE. ``clip``: an open_clip config name or a dict of ``CLIP`` kwargs.
+
+    OpenAI's ViT-B/32 weights need ``ViT-B-32-quickgelu``: plain ``ViT-B-32`` builds GELU and
+    would run those weights with the wrong activation, silently.
+    """
+
+    clip: str | dict = "ViT-B-32-quickgelu"
+    prompts: tuple[str, ...] = PROMPTS
+    scales: tuple[float, ...] = (1.0, 0.75)
+    crops_per_scale: int = 7
+    include_whole: bool = True
+    stride: int = 32
+    crop: int = 224
+    temperature: float = 2.0
+    mean: tuple[float, ...] = open_clip.OPENAI_DATASET_MEAN
+    std: tuple[float, ...] = open_clip.OPENAI_DATASET_STD
+
+    @property
+    def num_views(self) -> int:
+        return int(self.include_whole) + self.crops_per_scale * len(self.scales)
+
+
+def crop_indices(count: int, positions: int) -> list[int]:
+    """``count`` of ``positions`` numbered positions, evenly spaced, ends included."""
+    if count == 1:
+        return [(positions - 1) // 2]
+    return [(2 * i * (positions - 1) + count - 1) // (2 * (count - 1)) for i in range(count)]
+
+
+def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True)
+
+
+class MSLIQE(torch.nn.Module):
+    """CLIP + five quality prompts; ``forward(images) -> q`` (B,) for images in [0, 1]."""
+
+    def __init__(self, clip: torch.nn.Module, config: MSLIQEConfig):
+        super().__init__()
+        self.clip = clip
+        self.config = config
+        context = clip.context_length
+        self.register_buffer("tokens", open_clip.tokenize(list(config.prompts), context), False)
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), False)
+        self.register_buffer("levels", torch.arange(1.0, len(config.prompts) + 1), False)
+        self._text_cache: torch.Tensor | None = None
+
+    @classmethod
+    def from_config(
+        cls, config: MSLIQEConfig | None = None, checkpoint: str | os.PathLike | dict | None = None
+    ) -> MSLIQE:
+        """Random-initialised CLIP of ``config.clip`` (offline), then ``checkpoint`` if given.
+
+        ``checkpoint``: a file (or dict) holding the CLIP model's state dict, loaded strictly.
+        """
+        config = config or MSLIQEConfig()
+        if isinstance(config.clip, str):
+            cfg = open_clip.get_model_config(config.clip)
+            if cfg is None:
+                raise ValueError(f"open_clip has no model config named {config.clip!r}")
+        else:
+            cfg = dict(config.clip)
+        if "hf_model_name" in cfg.get("text_cfg", {}) or "timm_model_name" in cfg["vision_cfg"]:
+            raise ValueError("MS-LIQE builds open_clip's own CLIP towers (no HF/timm towers)")
+        model = cls(open_clip.CLIP(**cfg), config)
+        if checkpoint is not None:
+            model.load_checkpoint(checkpoint)
+        return model
+
+    def load_checkpoint(self, checkpoint: str | os.PathLike | dict) -> None:
+        """Load a CLIP state dict strictly: missing, unexpected or reshaped keys are errors."""
+        where = "checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
+        state = checkpoint
+        if not isinstance(state, dict):
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if set(state) == {"state_dict"}:
+            state = state["state_dict"]
+        own = self.clip.state_dict()
+        problems = [f"missing {k}" for k in own if k not in state]
+        problems += [f"unexpected {k}" for k in state if k not in own]
+        problems += [
+            f"size mismatch for {k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
+            for k, v in own.items()
+            if k in state and tuple(state[k].shape) != tuple(v.shape)
+        ]
+        if problems:
+            more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+            raise WeightKeyError(f"MS-LIQE weights in {where}: {'; '.join(problems[:5])}{more}")
+        self.clip.load_state_dict(state, strict=True)
+        self._text_cache = None
+
+    def train(self, mode: bool = True) -> MSLIQE:
+        self._text_cache = None
+        return super().train(mode)
+
+    def text_features(self) -> torch.Tensor:
+        """G (V x L), unit rows. Cached while the text tower is frozen and in eval mode."""
+        frozen = not self.training and not any(
+            p.requires_grad for p in self.clip.transformer.parameters()
+        )
+        cache = self._text_cache
+        ref = self.clip.logit_scale
+        if frozen and cache is not None and (cache.device, cache.dtype) == (ref.device, ref.dtype):
+            return cache
+        features = F.normalize(self.clip.encode_text(self.tokens), dim=-1)
+        if frozen:
+            self._text_cache = features.detach()
+        return features
+
+    def views(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, U, 3, crop, crop), unnormalised (see the module doc)."""
+        cfg, size = self.config, self.config.crop
+        views = [_resize(images, (size, size))] if cfg.include_whole else []
+        for scale in cfg.scales:
+            height, width = images.shape[-2:]
+            height, width = round(height * scale), round(width * scale)
+            if min(height, width) < size:
+                factor = size / min(height, width)
+                height, width = max(size, round(height * factor)), max(size, round(width * factor))
+            level = _resize(images, (height, width))
+            columns = (width - size) // cfg.stride + 1
+            rows = (height - size) // cfg.stride + 1
+            for n in crop_indices(cfg.crops_per_scale, rows * columns):
+                y, x = (n // columns) * cfg.stride, (n % columns) * cfg.stride
+                views.append(level[..., y : y + size, x : x + size])
+        return torch.stack(views, dim=1)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Eq. 23: exp(logit_scale) * cosine, averaged over the U views -> (B, V)."""
+        dtype = self.clip.logit_scale.dtype
+        views = self.views(images.to(dtype))
+        batch, count = views.shape[:2]
+        flat = (views.flatten(0, 1) - self.mean.to(dtype)) / self.std.to(dtype)
+        image = F.normalize(self.clip.encode_image(flat), dim=-1)
+        cosine = image @ self.text_features().T
+        return (self.clip.logit_scale.exp() * cosine).view(batch, count, -1).mean(dim=1)
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """Eq. 24: p(v | x) = softmax(logit / tau) -> (B, V)."""
+        return torch.softmax(self.logits(images) / self.config.temperature, dim=-1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Eq. 22: q = sum_v v p(v | x) -> (B,), in [1, V]."""
+        p = self.probabilities(images)
+        return p @ self.levels.to(p.dtype)
+
+
+def default_checkpoint() -> Path:
+    """Where ``MSLIQEPrior`` looks for trained weights: <cache>/ms-liqe/ms_liqe.pt."""
+    return cache_dir() / "ms-liqe" / "ms_liqe.pt"
+
+
+@register_prior("ms-liqe")
+class MSLIQEPrior(Prior):
+    """MS-LIQE as a prior. Weights: ``checkpoint``, else ``default_checkpoint()``.
+
+    Nothing is downloaded: without a checkpoint file ``WeightsMissingError`` is raised, unless
+    ``allow_random=True`` (random weights, for tests and demos).
+    """
+
+    info = PriorInfo(
+        name="ms-liqe",
+        display_name="MS-LIQE",
+        higher_is_better=True,
+        xi3=3.0,
+        xi4=0.5,
+        score_range=(1.0, 5.0),
+        reference="this paper, Sec. V",
+        training_set="LIVE, CSIQ, BID, CLIVE, KonIQ-10k, KADID-10k",
+        calibration_source="provisional: centred on the 1-5 scale's midpoint, not fitted to MOS",
+    )
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        config: MSLIQEConfig | None = None,
+        allow_random: bool = False,
+    ):
+        super().__init__()
+        path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
+        if not path.is_file():
+            if not allow_random or checkpoint is not None:
+                raise WeightsMissingError(
+                    f"MS-LIQE weights not found: {path} (trained by the MS-LIQE training issue; "
+                    "pass checkpoint=PATH, or allow_random=True for random weights)"
+                )
+            path = None
+        self.model = MSLIQE.from_config(config, path)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)

@@ -1,0 +1,190 @@
+"""MS-LIQE (paper Sec. V, Eqs. 22-24): views, scoring, weights, the prior wrapper."""
+
+from __future__ import annotations
+
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import photo
+
+from dlmap import weights
+from dlmap.msliqe import (
+    MSLIQE,
+    TINY_CLIP,
+    MSLIQEConfig,
+    MSLIQEPrior,
+    crop_indices,
+    default_checkpoint,
+)
+from dlmap.priors import create_prior
+from dlmap.weights import WeightKeyError, WeightsMissingError
+
+TINY = MSLIQEConfig(clip=TINY_CLIP)
+
+
+def build(config: MSLIQEConfig = TINY, seed: int = 0, checkpoint=None) -> MSLIQE:
+    torch.manual_seed(seed)
+    return MSLIQE.from_config(config, checkpoint).double().eval()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build()
+
+
+def resize(images, size):
+    return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True)
+
+
+def test_crop_indices_evenly_spaced_with_both_ends():
+    assert crop_indices(7, 28) == [0, 5, 9, 14, 18, 23, 27]
+    assert crop_indices(7, 7) == list(range(7))
+    assert crop_indices(7, 1) == [0] * 7  # a 224 x 224 level: the one crop, repeated
+    assert crop_indices(3, 4) == [0, 2, 3]  # 1.5 rounds half up
+    assert crop_indices(1, 5) == [2]
+
+
+def test_views_count_whole_image_and_crops(tiny):
+    images = torch.rand(2, 3, 320, 416, dtype=torch.float64)
+    views = tiny.views(images)
+    assert views.shape == (2, 15, 3, 224, 224) and TINY.num_views == 15
+    assert torch.equal(views[:, 0], resize(images, (224, 224)))
+    # scale 1: a 4 x 7 grid of stride-32 positions, crops 0, 5, 9, 14, 18, 23, 27 (row-major)
+    for view, n in enumerate([0, 5, 9, 14, 18, 23, 27], start=1):
+        y, x = 32 * (n // 7), 32 * (n % 7)
+        assert torch.equal(views[:, view], images[..., y : y + 224, x : x + 224])
+    assert torch.equal(views[:, 1], images[..., :224, :224])  # first position: top left
+    assert torch.equal(views[:, 7], images[..., 96:, 192:])  # last position: bottom right
+    # scale 0.75: 240 x 312, a 1 x 3 grid, positions 0, 0, 1, 1, 1, 2, 2
+    level = resize(images, (240, 312))
+    for view, n in enumerate([0, 0, 1, 1, 1, 2, 2], start=8):
+        assert torch.equal(views[:, view], level[..., :224, 32 * n : 32 * n + 224])
+    assert torch.equal(tiny.views(images), views)  # deterministic
+
+
+def test_whole_view_of_a_224_image_is_the_image(tiny):
+    images = torch.rand(1, 3, 224, 224, dtype=torch.float64)
+    views = tiny.views(images)
+    assert torch.equal(views[:, 0], images)
+    assert all(torch.equal(views[:, u], images) for u in range(1, 8))
+
+
+def test_small_images_are_upsampled_to_a_224_shorter_side(tiny):
+    images = torch.rand(1, 3, 100, 150, dtype=torch.float64)
+    views = tiny.views(images)
+    assert views.shape == (1, 15, 3, 224, 224)
+    level = resize(images, (224, 336))  # scale 1: shorter side 100 -> 224, aspect kept
+    assert torch.equal(views[:, 1], level[..., :224, :224])
+    assert torch.equal(views[:, 7], level[..., :, 96:320])  # N = 4 positions (x = 0..96)
+    assert torch.isfinite(tiny(images)).all()
+
+
+def test_probabilities_and_score(tiny):
+    images = torch.stack([photo(256, "astronaut"), photo(256, "coffee")])
+    p = tiny.probabilities(images)
+    q = tiny(images)
+    assert p.shape == (2, 5) and q.shape == (2,)
+    assert torch.allclose(p.sum(dim=1), torch.ones(2, dtype=p.dtype))
+    assert ((q >= 1) & (q <= 5)).all()
+    assert torch.allclose(q, (p * torch.arange(1, 6, dtype=p.dtype)).sum(dim=1))
+
+
+def test_logits_are_the_mean_over_views(tiny):
+    image = photo(288, "chelsea")[None]
+    views = tiny.views(image)[0]
+    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN, dtype=views.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(open_clip.OPENAI_DATASET_STD, dtype=views.dtype).view(1, 3, 1, 1)
+    with torch.no_grad():
+        image_features = tiny.clip.encode_image((views - mean) / std)
+        text_features = tiny.clip.encode_text(open_clip.tokenize(list(TINY.prompts), 16))
+        cosine = F.cosine_similarity(image_features[:, None], text_features[None], dim=-1)
+        logits = (tiny.clip.logit_scale.exp() * cosine).mean(dim=0)
+        assert torch.allclose(tiny.logits(image)[0], logits, atol=1e-10)
+        p = torch.softmax(logits / 2, dim=0)
+        assert torch.allclose(tiny.probabilities(image)[0], p, atol=1e-12)
+        # the mean, not one view: the per-view logits really differ
+        assert (cosine - cosine.mean(dim=0)).abs().max() > 1e-4
+
+
+def test_single_scale_is_the_same_code_with_one_level(tiny):
+    single = MSLIQE(tiny.clip, MSLIQEConfig(clip=TINY_CLIP, scales=(1.0,))).double().eval()
+    images = torch.stack([photo(320, "astronaut")])
+    views = single.views(images)
+    assert views.shape[1] == 1 + 7 == single.config.num_views
+    assert torch.equal(views, tiny.views(images)[:, :8])
+    assert not torch.allclose(single(images), tiny(images), rtol=0, atol=1e-9)
+
+
+def test_each_image_is_scored_on_its_own(tiny):
+    images = torch.stack([photo(256, "astronaut"), photo(256, "coffee")])
+    both = tiny(images)
+    alone = torch.cat([tiny(images[:1]), tiny(images[1:])])
+    assert torch.allclose(both, alone, rtol=0, atol=1e-12)
+    assert not torch.allclose(both[0], both[1])
+
+
+@pytest.mark.parametrize("size", [224, 512])
+def test_gradients_reach_the_images(tiny, size):
+    crops_only = (
+        MSLIQE(tiny.clip, MSLIQEConfig(clip=TINY_CLIP, include_whole=False)).double().eval()
+    )
+    for model in (tiny, crops_only):  # through the whole view and through the crops alone
+        images = photo(size, "astronaut")[None].requires_grad_(True)
+        model(images).sum().backward()
+        assert torch.isfinite(images.grad).all()
+        assert images.grad.abs().sum() > 0
+
+
+def test_checkpoint_round_trip_and_strict_keys(tmp_path, tiny):
+    path = tmp_path / "ms_liqe.pt"
+    torch.save(tiny.clip.state_dict(), path)
+    loaded = build(seed=1, checkpoint=path)
+    images = photo(256, "coffee")[None]
+    assert not torch.allclose(build(seed=1)(images), tiny(images))  # another random init
+    assert torch.equal(loaded(images), tiny(images))
+
+    state = {k: v.clone() for k, v in tiny.clip.state_dict().items()}
+    with pytest.raises(WeightKeyError, match="unexpected extra.weight"):
+        build(checkpoint={**state, "extra.weight": torch.zeros(2)})
+    del state["visual.proj"]
+    torch.save(state, path)
+    with pytest.raises(WeightKeyError, match=r"missing visual\.proj"):
+        build(checkpoint=path)
+
+
+def test_prior_needs_weights_and_never_downloads(tmp_path, monkeypatch, tiny):
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path))
+    expected = tmp_path / "ms-liqe" / "ms_liqe.pt"
+    assert default_checkpoint() == expected
+    with pytest.raises(WeightsMissingError, match="training issue") as error:
+        MSLIQEPrior(config=TINY)
+    assert str(expected) in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(WeightsMissingError, match="nowhere.pt"):
+        MSLIQEPrior(checkpoint=tmp_path / "nowhere.pt", config=TINY, allow_random=True)
+
+    prior = create_prior("ms-liqe", config=TINY, allow_random=True)
+    images = photo(224, "astronaut", torch.float32)[None]
+    assert prior.info.higher_is_better and prior.info.score_range == (1.0, 5.0)
+    assert 0 < prior.calibrated(images).item() < 1
+
+    expected.parent.mkdir()
+    torch.save(tiny.clip.state_dict(), expected)
+    found = create_prior("ms-liqe", config=TINY).double()
+    assert torch.equal(found(images.double()), tiny(images.double()))
+    assert found.model.text_features() is found.model.text_features()  # frozen: cached
+
+
+def test_default_config_is_quickgelu_vit_b_32():
+    config = MSLIQEConfig()
+    assert config.clip == "ViT-B-32-quickgelu" and config.temperature == 2.0
+    assert config.num_views == 15 and config.scales == (1.0, 0.75)
+    assert config.prompts[0] == "a photo with bad quality"
+    assert config.prompts[4] == "a photo with perfect quality"
+    model = MSLIQE.from_config(config)  # random init, offline
+    activations = {type(m) for m in model.clip.visual.modules()}
+    assert open_clip.transformer.QuickGELU in activations
+    assert model.clip.visual.conv1.kernel_size == (32, 32)
+    with torch.no_grad():
+        q = model(torch.rand(1, 3, 224, 224))
+    assert q.shape == (1,) and 1 <= q.item() <= 5
