@@ -2,23 +2,33 @@
 
 import pytest
 import torch
-from conftest import photo
+import torch.nn.functional as F
+from conftest import build_prior, photo
 
 from dlmap import priors
 
 
 @pytest.mark.parametrize("name", priors.available_priors())
-def test_every_prior_scores_each_image_alone_with_finite_gradients(name):
-    prior = priors.create_prior(name).double()
-    images = torch.stack([photo(64, "astronaut"), photo(64, "coffee"), photo(64, "chelsea")])
-    images.requires_grad_(True)
-    scores = prior(images)
-    assert scores.shape == (3,)
-    for i in range(3):
-        assert scores[i].item() == pytest.approx(prior(images[i : i + 1])[0].item(), rel=1e-12)
-    (grad,) = torch.autograd.grad(prior.calibrated(images).sum(), images)
-    assert torch.isfinite(grad).all() and grad.abs().max() > 0
-    calibrated = prior.calibrated(images)
+def test_every_prior_scores_each_image_alone_with_finite_nonzero_gradients(name, offline_priors):
+    """Random weights (real architectures): a 64x64 photograph upsampled to 224 and a 512x512
+    one, forward and backward; per-image scores; calibrated scores in (0, 1); frozen."""
+    prior = build_prior(name, offline_priors)
+    assert prior.info.name == name and prior.info.display_name and prior.info.reference
+    small = F.interpolate(photo(64, "astronaut")[None].float(), size=224, mode="bilinear")
+    large = photo(512, "coffee")[None].float()
+    alone = {}
+    for label, image in (("small", small), ("large", large)):
+        image = image.clone().requires_grad_(True)
+        score = prior(image)
+        assert score.shape == (1,) and torch.isfinite(score).all(), label
+        (grad,) = torch.autograd.grad(prior.calibrated(image).sum(), image)
+        assert torch.isfinite(grad).all() and grad.abs().max() > 0, label
+        alone[label] = score.detach()
+    pair = torch.cat([small, F.interpolate(large, size=224, mode="bilinear")])
+    together = prior(pair).detach()
+    assert together.shape == (2,)
+    assert torch.allclose(together[0], alone["small"][0], rtol=1e-4, atol=1e-5)
+    calibrated = prior.calibrated(pair)
     assert ((calibrated > 0) & (calibrated < 1)).all()
     assert not any(p.requires_grad for p in prior.parameters())
 

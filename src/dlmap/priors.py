@@ -10,7 +10,9 @@ Register one with the ``register_prior`` decorator, or point at any Python calla
 it with frozen weights; unknown names are answered with the known ones and a "did you mean".
 
 The built-in priors here are training-free image statistics, so that the library works with no
-downloaded weights; the paper's NR-IQA models join this registry under their own names.
+downloaded weights. The paper's NR-IQA models join this registry under their own names:
+``dlmap.zoo`` (pyiqa's DBCNN, HyperIQA, PaQ-2-PiQ, UNIQUE, MUSIQ, CLIPIQA+ and LIQE) and
+``dlmap.niqe`` (NIQE, with an offline-fitted pristine model when LIVE's is absent).
 """
 
 from __future__ import annotations
@@ -184,3 +186,8 @@ class Sharpness(Prior):
         ).view(1, 1, 3, 3)
         laplacian = F.conv2d(luma, kernel).flatten(1)
         return torch.log(laplacian.var(dim=1) + 1e-6)
+
+
+# The paper's NR-IQA models register themselves on import; pyiqa is imported only when one of
+# them is built. (At the end: those modules import this one.)
+from dlmap import msliqe, niqe, zoo  # noqa: E402, F401
