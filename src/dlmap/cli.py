@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--iters", type=int, default=10)
     demo.add_argument("--quiet", action="store_true")
 
+    priors_cmd = commands.add_parser("priors", help="the registered priors")
+    priors_sub = priors_cmd.add_subparsers(dest="priors_command", required=True)
+    listing = priors_sub.add_parser("list", help="name, parameters, training set, weights")
+    listing.add_argument("--cache", default=None)
+
     weights_cmd = commands.add_parser("weights", help="fetch or check model weights")
     weights_sub = weights_cmd.add_subparsers(dest="weights_command", required=True)
     fetch = weights_sub.add_parser(
@@ -175,7 +180,7 @@ def enhance(args) -> int:
             raise UsageError(f"{path}: same output name as {stems[path.stem]} (rename one)")
         stems[path.stem] = path
     try:
-        prior = priors.create_prior(args.prior)
+        prior = priors.create_prior(args.prior, cache=args.cache)
     except priors.UnknownPriorError as error:
         raise UsageError(str(error)) from error
     dtype = DTYPES[args.dtype]
@@ -320,19 +325,62 @@ def demo(args) -> int:
     return enhance(build_parser().parse_args(argv))
 
 
+def priors_command(args) -> int:
+    """``priors list``: one row per registered prior; a prior whose weights are missing is
+    listed from its metadata, with what to fetch."""
+    from dlmap import zoo
+
+    header = f"{'name':<13}{'model':<28}{'params':>9}  {'training set':<44}weights"
+    print(header)
+    print("-" * len(header))
+    for name in priors.available_priors():
+        try:
+            prior = priors.create_prior(name, cache=args.cache)
+            info, params = prior.info, sum(p.numel() for p in prior.parameters())
+            count = f"{params / 1e6:.1f}M" if params else "0"
+            status = "present" if params else "none needed"
+            if name == "niqe":
+                status = "LIVE's model" if prior.official else "dlmap-fitted (offline)"
+        except weights.WeightsMissingError as error:
+            factory = priors._REGISTRY[name]
+            info = zoo.PYIQA_MODELS[name].info() if name in zoo.PYIQA_MODELS else factory.info
+            count = "-"
+            status = f"MISSING: dlmap weights fetch {name}"
+            if name not in zoo.PYIQA_MODELS:
+                status = f"MISSING: {error}"
+        provisional = (
+            " (provisional calibration)" if "provisional" in info.calibration_source else ""
+        )
+        training = (
+            info.training_set if len(info.training_set) <= 42 else info.training_set[:39] + "..."
+        )
+        print(
+            f"{name:<13}{info.display_name[:27]:<28}{count:>9}  {training:<44}{status}{provisional}"
+        )
+    return 0
+
+
 def weights_command(args) -> int:
     """``fetch``: download what can be downloaded, print the manual steps for the rest (exit
     1 while anything asked for is missing). ``check``: presence and full sha256 verification
     of every source (exit 1 if one the paper's backbone needs is missing, or any changed)."""
     status = 0
     if args.weights_command == "fetch":
-        unknown = [name for name in args.names if name not in weights.SOURCES]
+        from dlmap import zoo
+
+        known = sorted([*weights.SOURCES, *zoo.PYIQA_MODELS])
+        unknown = [name for name in args.names if name not in known]
         if unknown:
-            known = ", ".join(sorted(weights.SOURCES))
-            raise UsageError(f"weights fetch: unknown {', '.join(unknown)}; known: {known}")
+            raise UsageError(
+                f"weights fetch: unknown {', '.join(unknown)}; known: {', '.join(known)}"
+            )
         for name in args.names or weights.PAPER_WEIGHTS:
             try:
-                print(f"{name}: ready in {weights.fetch(name, args.cache)}")
+                if name in zoo.PYIQA_MODELS:
+                    zoo.fetch(name, args.cache)
+                    print(f"{name}: ready in {weights.cache_dir(args.cache) / 'torch'}")
+                else:
+                    print(f"{name}: ready in {weights.fetch(name, args.cache)}")
             except weights.WeightsMissingError as error:
                 print(f"{name}: MANUAL STEP: {error}")
                 status = 1
@@ -355,7 +403,12 @@ def weights_command(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"enhance": enhance, "demo": demo, "weights": weights_command}
+    handlers = {
+        "enhance": enhance,
+        "demo": demo,
+        "priors": priors_command,
+        "weights": weights_command,
+    }
     try:
         return handlers[args.command](args)
     except UsageError as error:

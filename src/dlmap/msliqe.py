@@ -208,9 +208,9 @@ class MSLIQE(torch.nn.Module):
         return p @ self.levels.to(p.dtype)
 
 
-def default_checkpoint() -> Path:
+def default_checkpoint(cache=None) -> Path:
     """Where ``MSLIQEPrior`` looks for trained weights: <cache>/ms-liqe/ms_liqe.pt."""
-    return cache_dir() / "ms-liqe" / "ms_liqe.pt"
+    return cache_dir(cache) / "ms-liqe" / "ms_liqe.pt"
 
 
 @register_prior("ms-liqe")
@@ -238,9 +238,12 @@ class MSLIQEPrior(Prior):
         checkpoint: str | os.PathLike | None = None,
         config: MSLIQEConfig | None = None,
         allow_random: bool = False,
+        cache=None,
     ):
         super().__init__()
-        path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
+        path = (
+            Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint(cache)
+        )
         if not path.is_file():
             if not allow_random or checkpoint is not None:
                 raise WeightsMissingError(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -111,14 +112,21 @@ def available_priors() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_prior(name: str, **kwargs) -> Prior:
-    """Build the registered prior ``name`` with frozen weights in eval mode."""
+def create_prior(name: str, cache=None, **kwargs) -> Prior:
+    """Build the registered prior ``name`` with frozen weights in eval mode.
+
+    ``cache``: the weights folder (``dlmap.weights.cache_dir``), passed to priors that read
+    weights (their factories take a ``cache`` argument); others ignore it.
+    """
     if name not in _REGISTRY:
         known = available_priors()
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UnknownPriorError(f"unknown prior {name!r} (known: {', '.join(known)}){hint}")
-    prior = _REGISTRY[name](**kwargs)
+    factory = _REGISTRY[name]
+    if cache is not None and "cache" in inspect.signature(factory).parameters:
+        kwargs["cache"] = cache
+    prior = factory(**kwargs)
     if not isinstance(prior, Prior):
         raise TypeError(f"prior factory {name!r} returned {type(prior).__name__}, not a Prior")
     prior.requires_grad_(False)

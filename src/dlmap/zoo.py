@@ -87,6 +87,19 @@ class PyiqaModel:
     calibration_source: str
     files: callable
 
+    def info(self) -> PriorInfo:
+        return PriorInfo(
+            name=self.name,
+            display_name=self.display_name,
+            higher_is_better=self.higher_is_better,
+            xi3=self.xi3,
+            xi4=self.xi4,
+            score_range=self.score_range,
+            reference=self.reference,
+            training_set=self.training_set,
+            calibration_source=self.calibration_source,
+        )
+
 
 MIN_SIDE = 224
 PROVISIONAL = "provisional: mid-range and a quarter of the range, not fitted to MOS"
@@ -215,6 +228,29 @@ def _timm_cached(repo: str) -> bool:
     )
 
 
+def fetch(name: str, cache=None) -> list[Path]:
+    """Download every file of prior ``name`` that is not in the cache yet (the only function
+    here that downloads); timm's backbone goes to the Hugging Face hub cache."""
+    from huggingface_hub import hf_hub_download
+
+    root = weights.cache_dir(cache)
+    placed = []
+    for file in missing_files(PYIQA_MODELS[name], cache):
+        if file.kind == "timm":
+            repo = file.url.removeprefix("https://huggingface.co/")
+            placed.append(Path(hf_hub_download(repo, "model.safetensors")))
+            continue
+        target = root / file.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.part")
+        torch.hub.download_url_to_file(file.url, str(temporary), progress=True)
+        os.replace(temporary, target)
+        placed.append(target)
+    local = [root / f.path for f in PYIQA_MODELS[name].files() if f.kind != "timm"]
+    weights.verify_files(local, cache)  # our sha256 record, checked on later loads
+    return placed
+
+
 @contextlib.contextmanager
 def torch_hub_dir(folder: Path):
     """Point torch's hub folder (and pyiqa's cache, derived from it at import) at ``folder``."""
@@ -243,6 +279,8 @@ class PyiqaPrior(Prior):
         super().__init__()
         model = PYIQA_MODELS[name]
         missing = missing_files(model, cache)
+        present = [weights.cache_dir(cache) / f.path for f in model.files() if f.kind != "timm"]
+        weights.verify_files([p for p in present if p.is_file()], cache)
         if missing:
             listed = "; ".join(f"{file.path} <- {file.url}" for file in missing)
             raise weights.WeightsMissingError(
@@ -255,17 +293,7 @@ class PyiqaPrior(Prior):
             self.metric = pyiqa.create_metric(
                 model.metric, as_loss=True, loss_reduction="none", device="cpu"
             )
-        self.info = PriorInfo(
-            name=model.name,
-            display_name=model.display_name,
-            higher_is_better=model.higher_is_better,
-            xi3=model.xi3,
-            xi4=model.xi4,
-            score_range=model.score_range,
-            reference=model.reference,
-            training_set=model.training_set,
-            calibration_source=model.calibration_source,
-        )
+        self.info = model.info()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Raw scores; images with a side under 224 are first upsampled (bilinear) so that
