@@ -72,3 +72,84 @@ def test_mse_is_mean_squared_error_per_image():
     b = torch.zeros(2, 3, 4, 4)
     b[1] = 0.5
     assert fidelity.mse(a, b).tolist() == [0.0, 0.25]
+
+
+def _synthetic(xi3, xi4, count=200, noise=0.02, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    raw = rng.uniform(xi3 - 4 * xi4, xi3 + 4 * xi4, count)
+    mos = 1 / (1 + np.exp(-(raw - xi3) / xi4)) + rng.normal(0, noise, count)
+    return raw, mos.clip(0, 1)
+
+
+def test_fit_recovers_known_constants_and_reports_agreement():
+    raw, mos = _synthetic(xi3=40.0, xi4=8.0)
+    fit = calibration.fit_logistic(raw, mos)
+    assert fit.xi3 == pytest.approx(40.0, abs=1.0) and fit.xi4 == pytest.approx(8.0, rel=0.1)
+    assert fit.count == 200 and fit.srcc > 0.95
+    assert fit.plcc_calibrated > fit.plcc_raw  # the logistic straightens the relation
+
+
+def test_fit_of_a_lower_is_better_model_is_on_the_negated_scale():
+    raw, mos = _synthetic(xi3=-6.0, xi4=1.5)
+    fit = calibration.fit_logistic(-raw, mos, higher_is_better=False)
+    assert fit.xi3 == pytest.approx(-6.0, abs=0.3) and fit.srcc > 0.95
+    calibrated = calibration.calibrate(torch.tensor(-raw), fit.xi3, fit.xi4, False)
+    assert torch.corrcoef(torch.stack([calibrated, torch.tensor(mos)]))[0, 1] > 0.95
+
+
+@pytest.mark.parametrize(
+    "raw, mos, message",
+    [
+        ([1, 2, 3], [0.1, 0.2, 0.3], "at least 4"),
+        ([1, 2, 3, 4], [0.1, 0.2, 0.3, 40], r"normalised to \[0, 1\]"),
+        ([1, 1, 1, 1], [0.1, 0.2, 0.3, 0.4], "all raw scores are equal"),
+        ([1, 2, float("nan"), 4], [0.1, 0.2, 0.3, 0.4], "finite"),
+    ],
+)
+def test_fit_rejects_bad_data_with_a_clear_message(raw, mos, message):
+    with pytest.raises(ValueError, match=message):
+        calibration.fit_logistic(raw, mos)
+
+
+def test_cli_calibrate_stores_constants_that_the_registry_then_uses(tmp_path, capsys):
+    import json
+
+    from dlmap import cli, priors
+
+    raw, mos = _synthetic(xi3=30.0, xi4=10.0)
+    scores = tmp_path / "scores.csv"
+    scores.write_text(
+        "score,mos\n" + "".join(f"{r},{m * 4 + 1}\n" for r, m in zip(raw, mos, strict=True))
+    )
+    argv = ["calibrate", "--prior", "colorfulness", "--scores", str(scores)]
+    argv += ["--out", str(tmp_path / "fit.json"), "--mos-range", "1", "5"]
+    assert cli.main([*argv, "--cache", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert "colorfulness: n = 200" in out and "stored in" in out
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["xi3"] == pytest.approx(30.0, abs=1.5)
+    prior = priors.create_prior("colorfulness", cache=tmp_path / "cache")
+    assert prior.info.xi3 == fit["xi3"] and prior.info.calibration_source.startswith("fitted")
+    assert priors.create_prior("colorfulness").info.xi3 == 33.0  # the shipped constants
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("raw,mos\n1,0.5\n", "columns score and mos"),
+        ("score,mos\n1,0.5\n2,x\n", "not a number"),
+        ("score,mos\n1,0.5\n2,0.6\n", "at least 4"),
+    ],
+)
+def test_cli_calibrate_answers_bad_csv_files_in_one_line(tmp_path, capsys, content, message):
+    from dlmap import cli
+
+    scores = tmp_path / "scores.csv"
+    scores.write_text(content)
+    argv = ["calibrate", "--prior", "sharpness", "--scores", str(scores), "--out"]
+    assert cli.main([*argv, str(tmp_path / "fit.json"), "--cache", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "fit.json").exists()

@@ -11,6 +11,12 @@ are negated before the logistic, so their xi3 is given on the negated scale.
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
 import torch
 
 XI1, XI2 = 1.0, 0.0  # maximum and minimum of the calibrated score (paper: set by hand)
@@ -27,3 +33,76 @@ def calibrate(raw: torch.Tensor, xi3: float, xi4: float, higher_is_better: bool 
     """Calibrated score of raw model outputs: negate lower-is-better scores, then Eq. 21."""
     oriented = raw if higher_is_better else -raw
     return logistic(oriented, xi3, xi4)
+
+
+# --- fitting xi3 and |xi4| to opinion scores -----------------------------------------------
+
+CALIBRATION_FOLDER = "calibration"
+
+
+@dataclass(frozen=True)
+class LogisticFit:
+    """Eq. 21 constants fitted to (raw score, MOS in [0, 1]) pairs, with the agreement of the
+    raw and calibrated scores with MOS (SRCC is the same for both: the logistic is monotone)."""
+
+    xi3: float
+    xi4: float
+    count: int
+    srcc: float
+    plcc_raw: float
+    plcc_calibrated: float
+    source: str = ""
+
+
+def fit_logistic(raw, mos, higher_is_better: bool = True, source: str = "") -> LogisticFit:
+    """Least-squares fit of the increasing Eq. 21 (xi1 = 1, xi2 = 0) to MOS normalised to
+    [0, 1]; lower-is-better raw scores are negated first, as ``calibrate`` does."""
+    from scipy import optimize, stats
+
+    raw, mos = np.asarray(raw, dtype=np.float64), np.asarray(mos, dtype=np.float64)
+    if raw.shape != mos.shape or raw.ndim != 1:
+        raise ValueError("raw scores and MOS must be two 1-D sequences of the same length")
+    if len(raw) < 4 or not (np.isfinite(raw).all() and np.isfinite(mos).all()):
+        raise ValueError(f"need at least 4 finite (score, MOS) pairs, got {len(raw)}")
+    if mos.min() < 0 or mos.max() > 1:
+        raise ValueError(f"MOS must be normalised to [0, 1], got {mos.min():g} to {mos.max():g}")
+    if np.ptp(raw) == 0:
+        raise ValueError("all raw scores are equal: nothing to fit")
+    oriented = raw if higher_is_better else -raw
+
+    def curve(q, xi3, xi4):
+        return 1.0 / (1.0 + np.exp(-(q - xi3) / abs(xi4)))
+
+    start = (float(np.median(oriented)), float(np.std(oriented)) or 1.0)
+    (xi3, xi4), _ = optimize.curve_fit(curve, oriented, mos, p0=start, maxfev=20000)
+    return LogisticFit(
+        xi3=float(xi3),
+        xi4=float(abs(xi4)),
+        count=len(raw),
+        srcc=float(stats.spearmanr(oriented, mos)[0]),
+        plcc_raw=float(stats.pearsonr(oriented, mos)[0]),
+        plcc_calibrated=float(stats.pearsonr(curve(oriented, xi3, xi4), mos)[0]),
+        source=source,
+    )
+
+
+def constants_path(name: str, cache=None) -> Path:
+    """Where fitted constants of prior ``name`` live: <cache>/calibration/<name>.json."""
+    from dlmap.weights import cache_dir
+
+    return cache_dir(cache) / CALIBRATION_FOLDER / f"{name}.json"
+
+
+def save_constants(name: str, fit: LogisticFit, cache=None) -> Path:
+    path = constants_path(name, cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.part")
+    temporary.write_text(json.dumps(asdict(fit), indent=2) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
+def load_constants(name: str, cache=None) -> LogisticFit | None:
+    """The fitted constants of prior ``name``, or None when none were fitted."""
+    path = constants_path(name, cache)
+    return LogisticFit(**json.loads(path.read_text())) if path.is_file() else None

@@ -20,13 +20,10 @@ from tqdm.auto import tqdm
 
 import dlmap
 from dlmap import backbones, edict, images, priors, solver, weights
+from dlmap.cli_models import UsageError, calibrate_command, priors_command, weights_command
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class UsageError(ValueError):
-    """A bad argument or input: reported in one line, exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,6 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("results/demo"))
     demo.add_argument("--iters", type=int, default=10)
     demo.add_argument("--quiet", action="store_true")
+
+    calibrate = commands.add_parser(
+        "calibrate", help="fit a prior's Eq. 21 constants to opinion scores"
+    )
+    calibrate.add_argument("--prior", required=True, help="prior name (dlmap priors list)")
+    calibrate.add_argument(
+        "--scores", required=True, type=Path, help="CSV with columns score (raw) and mos"
+    )
+    calibrate.add_argument("--out", required=True, type=Path, help="JSON report of the fit")
+    calibrate.add_argument(
+        "--mos-range",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="normalise MOS from this range to [0, 1] (default: MOS is already in [0, 1])",
+    )
+    calibrate.add_argument("--cache", default=None, help="where the registry finds constants")
 
     priors_cmd = commands.add_parser("priors", help="the registered priors")
     priors_sub = priors_cmd.add_subparsers(dest="priors_command", required=True)
@@ -325,88 +339,13 @@ def demo(args) -> int:
     return enhance(build_parser().parse_args(argv))
 
 
-def priors_command(args) -> int:
-    """``priors list``: one row per registered prior; a prior whose weights are missing is
-    listed from its metadata, with what to fetch."""
-    from dlmap import zoo
-
-    header = f"{'name':<13}{'model':<28}{'params':>9}  {'training set':<44}weights"
-    print(header)
-    print("-" * len(header))
-    for name in priors.available_priors():
-        try:
-            prior = priors.create_prior(name, cache=args.cache)
-            info, params = prior.info, sum(p.numel() for p in prior.parameters())
-            count = f"{params / 1e6:.1f}M" if params else "0"
-            status = "present" if params else "none needed"
-            if name == "niqe":
-                status = "LIVE's model" if prior.official else "dlmap-fitted (offline)"
-        except weights.WeightsMissingError as error:
-            factory = priors._REGISTRY[name]
-            info = zoo.PYIQA_MODELS[name].info() if name in zoo.PYIQA_MODELS else factory.info
-            count = "-"
-            status = f"MISSING: dlmap weights fetch {name}"
-            if name not in zoo.PYIQA_MODELS:
-                status = f"MISSING: {error}"
-        provisional = (
-            " (provisional calibration)" if "provisional" in info.calibration_source else ""
-        )
-        training = (
-            info.training_set if len(info.training_set) <= 42 else info.training_set[:39] + "..."
-        )
-        print(
-            f"{name:<13}{info.display_name[:27]:<28}{count:>9}  {training:<44}{status}{provisional}"
-        )
-    return 0
-
-
-def weights_command(args) -> int:
-    """``fetch``: download what can be downloaded, print the manual steps for the rest (exit
-    1 while anything asked for is missing). ``check``: presence and full sha256 verification
-    of every source (exit 1 if one the paper's backbone needs is missing, or any changed)."""
-    status = 0
-    if args.weights_command == "fetch":
-        from dlmap import zoo
-
-        known = sorted([*weights.SOURCES, *zoo.PYIQA_MODELS])
-        unknown = [name for name in args.names if name not in known]
-        if unknown:
-            raise UsageError(
-                f"weights fetch: unknown {', '.join(unknown)}; known: {', '.join(known)}"
-            )
-        for name in args.names or weights.PAPER_WEIGHTS:
-            try:
-                if name in zoo.PYIQA_MODELS:
-                    zoo.fetch(name, args.cache)
-                    print(f"{name}: ready in {weights.cache_dir(args.cache) / 'torch'}")
-                else:
-                    print(f"{name}: ready in {weights.fetch(name, args.cache)}")
-            except weights.WeightsMissingError as error:
-                print(f"{name}: MANUAL STEP: {error}")
-                status = 1
-        return status
-    for name in sorted(weights.SOURCES):
-        try:
-            folder = weights.locate(name, cache=args.cache)
-            present, _ = weights.present_files(folder, weights.SOURCES[name].files)
-            weights.verify_files(present, args.cache, full=True)
-            print(f"{name}: present in {folder} (sha256 verified)")
-        except weights.WeightsMissingError as error:
-            optional = name not in weights.PAPER_WEIGHTS
-            print(f"{name}: MISSING{' (optional)' if optional else ''}: {error}")
-            status = status if optional else 1
-        except weights.ChecksumError as error:
-            print(f"{name}: CHANGED: {error}")
-            status = 1
-    return status
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
         "enhance": enhance,
         "demo": demo,
         "priors": priors_command,
+        "calibrate": calibrate_command,
         "weights": weights_command,
     }
     try:

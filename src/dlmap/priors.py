@@ -21,12 +21,12 @@ import difflib
 import importlib
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
-from dlmap.calibration import calibrate
+from dlmap.calibration import calibrate, load_constants
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,10 @@ def create_prior(name: str, cache=None, **kwargs) -> Prior:
     prior = factory(**kwargs)
     if not isinstance(prior, Prior):
         raise TypeError(f"prior factory {name!r} returned {type(prior).__name__}, not a Prior")
+    fitted = load_constants(name, cache)
+    if fitted is not None:  # `dlmap calibrate` output overrides the shipped constants
+        source = f"fitted: {fitted.source} (n={fitted.count}, SRCC {fitted.srcc:.3f})"
+        prior.info = replace(prior.info, xi3=fitted.xi3, xi4=fitted.xi4, calibration_source=source)
     prior.requires_grad_(False)
     return prior.eval()
 
