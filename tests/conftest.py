@@ -156,77 +156,14 @@ def write_tiny_seesr_files(folder, seed: int = 2):
     return backbone
 
 
-TINY_OPENAI_CLIP = {
-    "ViT-B/32": dict(vision_layers=2, vision_width=64, vision_patch_size=32),
-    "RN50": dict(vision_layers=(1, 1, 1, 1), vision_width=16, vision_patch_size=None),
-}
-
-
 @pytest.fixture()
-def offline_priors(monkeypatch, tmp_path):
-    """Build every prior with random weights: nothing downloads, no weight file is read.
+def offline_priors(tmp_path):
+    """Build every prior with random weights (``dlmap.random_priors``, small CLIPs): nothing
+    downloads, no weight file is read. Returns the cache folder to pass to ``build_prior``."""
+    from dlmap.random_priors import random_weights
 
-    Replaces only what would download: pyiqa's checkpoint loader, torchvision's and timm's
-    ImageNet weights, CLIP's checkpoint (a small random CLIP of the same class and kind: ViT
-    for LIQE, modified ResNet for CLIPIQA+) and CLIPIQA+'s learned prompts. Everything else
-    is pyiqa's real code. Returns the cache folder to pass to ``build_prior``.
-    """
-    import importlib
-
-    import timm
-    import torchvision
-    from pyiqa.archs import clip_model
-    from pyiqa.archs.clipiqa_arch import PromptLearner
-
-    for arch in ("arch_util", "dbcnn_arch", "hypernet_arch", "paq2piq_arch", "unique_arch"):
-        module = importlib.import_module(f"pyiqa.archs.{arch}")
-        monkeypatch.setattr(module, "load_pretrained_network", lambda *a, **k: None)
-    for arch in ("musiq_arch", "clipiqa_arch", "liqe_arch"):
-        module = importlib.import_module(f"pyiqa.archs.{arch}")
-        monkeypatch.setattr(module, "load_pretrained_network", lambda *a, **k: None)
-    for builder in ("vgg16", "resnet18", "resnet34"):
-        original = getattr(torchvision.models, builder)
-        monkeypatch.setattr(
-            torchvision.models, builder, lambda *a, _b=original, **k: _b(weights=None)
-        )
-    create = timm.create_model
-    monkeypatch.setattr(
-        timm, "create_model", lambda *a, **k: create(*a, **{**k, "pretrained": False})
-    )
-
-    built = []
-
-    def random_clip(name, device="cpu", **kwargs):
-        torch.manual_seed(0)
-        model = (
-            clip_model.CLIP(
-                embed_dim=32,
-                image_resolution=224,
-                context_length=77,
-                vocab_size=49408,
-                transformer_width=32,
-                transformer_heads=2,
-                transformer_layers=2,
-                **TINY_OPENAI_CLIP[name],
-            )
-            .float()
-            .eval()
-        )  # as pyiqa's loader returns it
-        built.append(model)
-        return model
-
-    def learned_prompts(url, *args, **kwargs):
-        path = tmp_path / "prompts.pth"
-        torch.save(torch.randn(PromptLearner(built[-1]).ctx.shape) * 0.02, path)
-        return str(path)
-
-    for arch in ("clipiqa_arch", "liqe_arch"):
-        monkeypatch.setattr(importlib.import_module(f"pyiqa.archs.{arch}"), "load", random_clip)
-    monkeypatch.setattr(
-        importlib.import_module("pyiqa.archs.clipiqa_arch"), "load_file_from_url", learned_prompts
-    )
-    monkeypatch.setattr(zoo, "missing_files", lambda model, cache=None: [])
-    return tmp_path
+    with random_weights(small_clip=True):
+        yield tmp_path
 
 
 def build_prior(name: str, cache):

@@ -141,3 +141,12 @@ def test_seesr_unet_vs_sd2_counts_the_tensors_that_differ(tmp_path):
     lines = run_bench("seesr_unet_vs_sd2.py", *argv)
     assert lines[-1] == f"1 of {total} tensors differ"
     assert any(re.fullmatch(r"conv_out\s+0\.001\s+1\s+2", line) for line in lines), lines
+
+
+def test_priors_bench_quick_prints_one_row_per_prior():
+    lines = run_bench("priors.py", "--quick", "--threads", "1", "--priors", "niqe", "musiq")
+    rows = [line for line in lines if re.match(r"^(niqe|musiq)\s", line)]
+    assert len(rows) == 2, lines
+    for row in rows:
+        params, seconds, peak = row.split()[1:]
+        assert params.endswith("M") and float(seconds) > 0 and float(peak) >= 0
