@@ -229,13 +229,14 @@ class NIQEPrior(Prior):
             name="niqe",
             display_name=OFFICIAL_DISPLAY if official else FITTED_DISPLAY,
             higher_is_better=False,
-            xi3=-6.0,
-            xi4=1.5,
+            xi3=-10.0,
+            xi4=5.0,
             score_range=(0.0, 100.0),
             reference="Mittal, Soundararajan, Bovik, IEEE SPL 2013",
             training_set=f"pristine photographs ({source})",
             calibration_source=(
-                "provisional: centred on NIQE 6, 1.5 units per e-fold, set by hand, "
+                "provisional: centred on NIQE 10, 5 units per e-fold (wide, so that strongly "
+                "degraded images keep a gradient), set by hand, "
                 "not fitted to MOS"
             ),
         )
