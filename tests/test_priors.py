@@ -107,3 +107,53 @@ def test_latent_map_with_each_prior_raises_its_calibrated_score(name, offline_pr
     before = sum(result.history[0]["score"]) / 2
     after = (sum(result.final["x"]["score"]) + sum(result.final["y"]["score"])) / 4
     assert after > before, (before, after)
+
+
+USER_PRIOR = """
+import torch
+from dlmap.priors import CallablePrior, PriorInfo
+
+
+def make():
+    info = PriorInfo("lab-brightness", "Lab brightness", True, 0.5, 0.1, (0, 1))
+    return CallablePrior(lambda images: images.flatten(1).mean(dim=1), info)
+"""
+
+
+def test_a_user_prior_registers_from_one_yaml_entry(tmp_path, monkeypatch, capsys):
+    from dlmap import cli
+
+    (tmp_path / "lab_priors.py").write_text(USER_PRIOR)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "priors.yaml"
+    config.write_text("priors:\n  lab-brightness: lab_priors:make\n")
+    image = tmp_path / "in.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (120, 60, 30)).save(image)
+    argv = ["enhance", str(image), "--out", str(tmp_path / "out"), "--backbone", "tiny-seesr"]
+    argv += ["--size", "64", "--iters", "1", "--steps", "2", "--quiet"]
+    try:
+        assert cli.main([*argv, "--prior", "lab-brightness", "--prior-file", str(config)]) == 0
+        assert "lab-brightness" in priors.available_priors()
+        assert priors.create_prior("lab-brightness")(torch.ones(1, 3, 8, 8)).item() == 1.0
+    finally:
+        priors._REGISTRY.pop("lab-brightness", None)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("something: else\n", "needs a 'priors:' mapping"),
+        ("priors:\n  x: no_colon_here\n", "must look like 'package.module:factory'"),
+        ("priors:\n  x: not_a_module_anywhere:make\n", "cannot import prior 'x'"),
+        ("priors:\n  x: [1, 2]\n", "entry 'x' must be 'module:factory'"),
+        ("priors: [unclosed\n", "prior file"),
+    ],
+)
+def test_a_bad_prior_file_is_answered_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "priors.yaml"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as error:
+        priors.register_from_file(path)
+    assert str(path) in str(error.value)

@@ -43,7 +43,10 @@ def _positive_int(text: str) -> int:
 def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     defaults_s, defaults_e = solver.SolverConfig(), edict.EdictConfig()
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--prior", default="colorfulness", help="prior name (dlmap.priors)")
+    parser.add_argument("--prior", default="colorfulness", help="prior name (dlmap priors list)")
+    parser.add_argument(
+        "--prior-file", type=Path, help="YAML file registering your priors (name: module:factory)"
+    )
     parser.add_argument("--backbone", default="sd2-seesr", choices=backbones.BACKBONES)
     parser.add_argument("--mode", default=defaults_s.mode, choices=solver.MODES)
     parser.add_argument("--steps", type=int, default=defaults_e.steps, help="EDICT steps T")
@@ -194,8 +197,10 @@ def enhance(args) -> int:
             raise UsageError(f"{path}: same output name as {stems[path.stem]} (rename one)")
         stems[path.stem] = path
     try:
+        if args.prior_file is not None:
+            priors.register_from_file(args.prior_file)
         prior = priors.create_prior(args.prior, cache=args.cache)
-    except priors.UnknownPriorError as error:
+    except (priors.UnknownPriorError, ValueError) as error:
         raise UsageError(str(error)) from error
     dtype = DTYPES[args.dtype]
     backbone = None

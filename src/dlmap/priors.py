@@ -6,7 +6,8 @@ of a batched solve and rescales lambda), differentiable with respect to the imag
 carrying a ``PriorInfo``: its name, score direction and the Eq. 21 calibration constants.
 
 Register one with the ``register_prior`` decorator, or point at any Python callable with
-``register_entry_point("name", "package.module:factory")``. ``create_prior(name)`` builds
+``register_entry_point("name", "package.module:factory")`` or with a YAML file of such
+entries (``register_from_file``; ``dlmap enhance --prior-file FILE``). ``create_prior(name)`` builds
 it with frozen weights; unknown names are answered with the known ones and a "did you mean".
 
 The built-in priors here are training-free image statistics, so that the library works with no
@@ -106,6 +107,28 @@ def register_entry_point(name: str, target: str) -> None:
     except (ImportError, AttributeError) as error:
         raise ValueError(f"cannot import prior {name!r} from {target!r}: {error}") from error
     register_prior(name)(factory)
+
+
+def register_from_file(path) -> list[str]:
+    """Register the priors a YAML file names, one ``name: package.module:factory`` entry each
+    under a top-level ``priors:`` key; returns their names. Errors name the file and entry."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(open(path))
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"prior file {path}: {error}") from error
+    entries = document.get("priors") if isinstance(document, dict) else None
+    if not isinstance(entries, dict) or not entries:
+        raise ValueError(f"prior file {path}: needs a 'priors:' mapping of name: module:factory")
+    for name, target in entries.items():
+        if not isinstance(target, str):
+            raise ValueError(f"prior file {path}: entry {name!r} must be 'module:factory'")
+        try:
+            register_entry_point(str(name), target)
+        except ValueError as error:
+            raise ValueError(f"prior file {path}: {error}") from error
+    return [str(name) for name in entries]
 
 
 def available_priors() -> list[str]:
