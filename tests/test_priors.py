@@ -157,3 +157,11 @@ def test_a_bad_prior_file_is_answered_naming_the_file(tmp_path, content, message
     with pytest.raises(ValueError, match=message) as error:
         priors.register_from_file(path)
     assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("name", priors.available_priors())
+def test_every_prior_publishes_its_metadata_without_weights(name):
+    info = priors.prior_info(name)
+    assert info.name == name and info.display_name and info.xi4 != 0
+    with pytest.raises(priors.UnknownPriorError, match="did you mean 'niqe'"):
+        priors.prior_info("niqee")

@@ -18,12 +18,13 @@ def calibrate_command(args) -> int:
 
     from dlmap import calibration
 
-    if args.prior not in priors.available_priors():
-        try:
-            priors.create_prior(args.prior)
-        except priors.UnknownPriorError as error:
-            raise UsageError(str(error)) from error
-    higher = _prior_direction(args.prior)
+    try:
+        info = priors.prior_info(args.prior)
+    except priors.UnknownPriorError as error:
+        raise UsageError(str(error)) from error
+    if info is None:
+        raise UsageError(f"prior {args.prior!r} publishes no metadata (PriorInfo) to calibrate")
+    higher = info.higher_is_better
     try:
         with open(args.scores, newline="") as handle:
             rows = list(csv.DictReader(handle))
@@ -55,17 +56,6 @@ def calibrate_command(args) -> int:
     return 0
 
 
-def _prior_direction(name: str) -> bool:
-    """Whether higher raw scores of prior ``name`` are better, from its metadata."""
-    from dlmap import zoo
-
-    if name in zoo.PYIQA_MODELS:
-        return zoo.PYIQA_MODELS[name].higher_is_better
-    if name == "niqe":
-        return False
-    return priors._REGISTRY[name].info.higher_is_better
-
-
 def priors_command(args) -> int:
     """``priors list``: one row per registered prior; a prior whose weights are missing is
     listed from its metadata, with what to fetch."""
@@ -83,8 +73,7 @@ def priors_command(args) -> int:
             if name == "niqe":
                 status = "LIVE's model" if prior.official else "dlmap-fitted (offline)"
         except weights.WeightsMissingError as error:
-            factory = priors._REGISTRY[name]
-            info = zoo.PYIQA_MODELS[name].info() if name in zoo.PYIQA_MODELS else factory.info
+            info = priors.prior_info(name)
             count = "-"
             status = f"MISSING: dlmap weights fetch {name}"
             if name not in zoo.PYIQA_MODELS:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +203,21 @@ class NIQEPrior(Prior):
     which is used. Images (B, 3, H, W) in [0, 1], H and W >= 192; lower scores are better.
     """
 
+    info = PriorInfo(
+        name="niqe",
+        display_name=FITTED_DISPLAY,
+        higher_is_better=False,
+        xi3=-10.0,
+        xi4=5.0,
+        score_range=(0.0, 100.0),
+        reference="Mittal, Soundararajan, Bovik, IEEE SPL 2013",
+        training_set="pristine photographs",
+        calibration_source=(
+            "provisional: centred on NIQE 10, 5 units per e-fold (wide, so that strongly "
+            "degraded images keep a gradient), set by hand, not fitted to MOS"
+        ),
+    )
+
     def __init__(self, cache=None, model_path=None):
         super().__init__()
         import pyiqa
@@ -225,20 +241,10 @@ class NIQEPrior(Prior):
             if official
             else "dlmap-fitted on scikit-image photographs: " + ", ".join(FIT_PHOTOGRAPHS)
         )
-        self.info = PriorInfo(
-            name="niqe",
+        self.info = replace(
+            NIQEPrior.info,
             display_name=OFFICIAL_DISPLAY if official else FITTED_DISPLAY,
-            higher_is_better=False,
-            xi3=-10.0,
-            xi4=5.0,
-            score_range=(0.0, 100.0),
-            reference="Mittal, Soundararajan, Bovik, IEEE SPL 2013",
             training_set=f"pristine photographs ({source})",
-            calibration_source=(
-                "provisional: centred on NIQE 10, 5 units per e-fold (wide, so that strongly "
-                "degraded images keep a gradient), set by hand, "
-                "not fitted to MOS"
-            ),
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

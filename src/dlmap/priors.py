@@ -135,18 +135,28 @@ def available_priors() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _factory(name: str):
+    if name not in _REGISTRY:
+        known = available_priors()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UnknownPriorError(f"unknown prior {name!r} (known: {', '.join(known)}){hint}")
+    return _REGISTRY[name]
+
+
+def prior_info(name: str) -> PriorInfo | None:
+    """A registered prior's metadata without building it (no weights needed): the ``info``
+    of its class or factory, or None if the factory does not publish one."""
+    return getattr(_factory(name), "info", None)
+
+
 def create_prior(name: str, cache=None, **kwargs) -> Prior:
     """Build the registered prior ``name`` with frozen weights in eval mode.
 
     ``cache``: the weights folder (``dlmap.weights.cache_dir``), passed to priors that read
     weights (their factories take a ``cache`` argument); others ignore it.
     """
-    if name not in _REGISTRY:
-        known = available_priors()
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UnknownPriorError(f"unknown prior {name!r} (known: {', '.join(known)}){hint}")
-    factory = _REGISTRY[name]
+    factory = _factory(name)
     if cache is not None and "cache" in inspect.signature(factory).parameters:
         kwargs["cache"] = cache
     prior = factory(**kwargs)

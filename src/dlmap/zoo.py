@@ -305,5 +305,13 @@ class PyiqaPrior(Prior):
         return self.metric(images).reshape(images.shape[0])
 
 
+def _factory(name: str):
+    def build(cache=None) -> PyiqaPrior:
+        return PyiqaPrior(name, cache=cache)
+
+    build.info = PYIQA_MODELS[name].info()  # metadata without weights (priors.prior_info)
+    return build
+
+
 for _name in PYIQA_MODELS:
-    register_prior(_name)(lambda cache=None, _name=_name: PyiqaPrior(_name, cache=cache))
+    register_prior(_name)(_factory(_name))
