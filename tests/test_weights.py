@@ -90,26 +90,6 @@ def test_weights_check_lists_every_source(tmp_path, capsys):
     assert "sd2-controlnet: MISSING (optional): " in out
 
 
-def test_weights_check_passes_with_the_papers_weights_and_no_optional_ones(tmp_path, capsys):
-    for name in weights.PAPER_WEIGHTS:
-        for entry in weights.SOURCES[name].files:
-            _place(tmp_path / name, entry[0] if isinstance(entry, tuple) else entry)
-    assert cli.main(["weights", "check", "--cache", str(tmp_path)]) == 0
-    assert "sd2-controlnet: MISSING (optional)" in capsys.readouterr().out
-
-
-def test_fetch_without_names_asks_only_for_the_papers_weights(tmp_path, capsys, monkeypatch):
-    asked = []
-
-    def fake_fetch(name, cache=None):
-        asked.append(name)
-        return tmp_path / name
-
-    monkeypatch.setattr(weights, "fetch", fake_fetch)
-    assert cli.main(["weights", "fetch", "--cache", str(tmp_path)]) == 0
-    assert asked == list(weights.PAPER_WEIGHTS)
-
-
 def test_a_read_only_cache_still_verifies_and_warns_it_cannot_record(tmp_path, monkeypatch):
     _place(tmp_path / "dape", "DAPE.pth")
 
@@ -124,4 +104,4 @@ def test_a_read_only_cache_still_verifies_and_warns_it_cannot_record(tmp_path, m
 def test_fetch_of_an_unknown_name_is_a_usage_error(tmp_path, capsys):
     assert cli.main(["weights", "fetch", "sd3", "--cache", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "unknown sd3; known: clipiqa+, dape, dbcnn" in err and "seesr" in err
+    assert "unknown sd3; known: clip-vit-b-32, clipiqa+, dape, dbcnn" in err and "seesr" in err

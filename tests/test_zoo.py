@@ -1,4 +1,4 @@
-"""The pyiqa priors of Table I: their weight files and the error when they are missing.
+"""The pyiqa priors of Table I: metadata, Table I's columns, and missing weights.
 
 (Every prior is built offline with random weights and run forward and backward by the walker
 in ``test_priors.py``, through conftest's ``offline_priors`` fixture.)
@@ -6,7 +6,7 @@ in ``test_priors.py``, through conftest's ``offline_priors`` fixture.)
 
 import pytest
 
-from dlmap import priors, weights, zoo
+from dlmap import cli, downloads, priors, weights, zoo
 
 
 def test_missing_weights_fail_at_construction_listing_files_urls_and_folder(tmp_path):
@@ -20,38 +20,72 @@ def test_missing_weights_fail_at_construction_listing_files_urls_and_folder(tmp_
 
 
 def test_the_papers_liqe_is_pyiqas_liqe_mix_and_clip_urls_come_from_pyiqa():
-    liqe = zoo.PYIQA_MODELS["liqe"]
-    assert liqe.metric == "liqe_mix"
-    files = {file.kind: file for file in liqe.files()}
+    assert zoo.PYIQA_MODELS["liqe"].metric == "liqe_mix"
+    files = {file.kind: file for file in downloads.files("liqe")}
     assert files["clip"].path == "torch/clip/ViT-B-32.pt"
     assert files["pyiqa"].path == "torch/pyiqa/liqe_mix.pt"
+    assert set(zoo.PYIQA_MODELS) <= set(downloads.FILE_SETS)
 
 
-def test_fetch_downloads_exactly_the_missing_files_into_the_cache(tmp_path, monkeypatch):
-    import torch
+@pytest.mark.parametrize("name", [*zoo.PYIQA_MODELS, "niqe", "ms-liqe"])
+def test_published_parameter_counts_are_those_of_the_built_architectures(name, tmp_path):
+    """Table I's third column comes from metadata: check it against the real architecture
+    (full size, random weights). CLIPIQA+ keeps its CLIP in a list, outside .parameters()."""
+    from dlmap.random_priors import random_weights
 
-    downloads = []
-
-    def fake_download(url, path, progress=True):
-        downloads.append(url)
-        weights.Path(path).write_bytes(url.encode())
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    model = zoo.PYIQA_MODELS["paq2piq"]
-    assert len(zoo.missing_files(model, tmp_path)) == 2
-    placed = zoo.fetch("paq2piq", cache=tmp_path)
-    assert sorted(downloads) == sorted(file.url for file in model.files())
-    assert zoo.missing_files(model, tmp_path) == [] and len(placed) == 2
-    manifest = (tmp_path / weights.MANIFEST).read_text()
-    assert all(str(path.resolve()) in manifest for path in placed)  # sha256 recorded
-    downloads.clear()
-    zoo.fetch("paq2piq", cache=tmp_path)
-    assert downloads == []  # nothing fetched twice
+    if name == "niqe":
+        prior = priors.create_prior("niqe", cache=tmp_path)
+        mu, cov = (prior.metric.net.mu_pris_param, prior.metric.net.cov_pris_param)
+        assert priors.prior_info(name).params == mu.numel() + cov.numel() == 36 + 36 * 36
+        return
+    kwargs = {"allow_random": True} if name == "ms-liqe" else {}
+    with random_weights():
+        prior = priors.create_prior(name, cache=tmp_path, **kwargs)
+    count = sum(p.numel() for p in prior.parameters())
+    held = getattr(prior.metric.net, "clip_model", None) if hasattr(prior, "metric") else None
+    if isinstance(held, list):
+        count += sum(p.numel() for model in held for p in model.parameters())
+    assert priors.prior_info(name).params == count
 
 
-def test_cli_priors_list_shows_every_prior_and_what_to_fetch(tmp_path, capsys):
-    from dlmap import cli
+def test_table_one_columns_come_from_the_metadata_in_the_papers_row_order(tmp_path, capsys):
+    rows = priors.table_one_columns()
+    assert [row["prior"] for row in rows] == list(priors.PAPER_PRIORS)
+    by_name = {row["prior"]: row for row in rows}
+    # the paper's Table I: NIQE "-" 0.001; DBCNN, HyperIQA, MUSIQ KonIQ-10k; PaQ-2-PiQ FLIVE;
+    # UNIQUE and LIQE "Multiple" (LIVE, CSIQ, BID, CLIVE, KonIQ-10k, KADID-10k)
+    assert (by_name["niqe"]["training_set"], by_name["niqe"]["params_millions"]) == ("-", "0.001")
+    assert by_name["dbcnn"]["params_millions"] == "15.311"
+    assert by_name["musiq"]["params_millions"] == "27.126"
+    assert by_name["paq2piq"]["training_set"] == "FLIVE"
+    assert by_name["unique"]["training_set"] == by_name["liqe"]["training_set"] == "Multiple"
+    assert "KADID-10k" in by_name["liqe"]["training_sets"]
+    out = tmp_path / "table1.csv"
+    assert cli.main(["priors", "table", "--out", str(out)]) == 0
+    assert "LIQE" in capsys.readouterr().out
+    lines = out.read_text().splitlines()
+    assert lines[0] == "model,training_set,params_millions,training_sets,prior" and len(lines) == 9
 
+
+def test_a_prior_without_a_parameter_count_cannot_enter_table_one(monkeypatch):
+    info = priors.PriorInfo("mine", "Mine", True, 0.0, 1.0, (0.0, 1.0))
+
+    def factory():
+        return priors.CallablePrior(lambda images: images.mean(dim=(1, 2, 3)), info)
+
+    factory.info = info
+    monkeypatch.setitem(priors._REGISTRY, "mine", factory)
+    with pytest.raises(ValueError, match="'mine' publishes no parameter count"):
+        priors.table_one_columns(["liqe", "mine"])
+
+
+def test_cli_priors_list_shows_every_prior_and_what_to_fetch_without_building_any(
+    tmp_path, capsys, monkeypatch
+):
+    def no_building(*args, **kwargs):
+        raise AssertionError("priors list must not build priors")
+
+    monkeypatch.setattr(priors, "create_prior", no_building)
     assert cli.main(["priors", "list", "--cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for name in priors.available_priors():
@@ -59,3 +93,7 @@ def test_cli_priors_list_shows_every_prior_and_what_to_fetch(tmp_path, capsys):
     assert "MISSING: dlmap weights fetch dbcnn" in out
     assert "dlmap-fitted (offline)" in out  # NIQE works with no download
     assert "ms_liqe.pt" in out
+    assert "151.3M" in out and "1332" in out  # LIQE's and NIQE's parameter counts
+    lines = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert "provisional calibration" in lines["dbcnn"]  # nobody fitted DBCNN's constants
+    assert "provisional" not in lines["liqe"]  # the authors' LIVE-fitted constants

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 import dlmap
-from dlmap import backbones, edict, images, priors, solver, weights
+from dlmap import backbones, downloads, edict, images, priors, solver, weights
 from dlmap.cli_models import UsageError, calibrate_command, priors_command, weights_command
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     priors_sub = priors_cmd.add_subparsers(dest="priors_command", required=True)
     listing = priors_sub.add_parser("list", help="name, parameters, training set, weights")
     listing.add_argument("--cache", default=None)
+    table = priors_sub.add_parser("table", help="Table I's first three columns, from metadata")
+    table.add_argument("--out", type=Path, default=None, help="also write them as CSV")
 
     weights_cmd = commands.add_parser("weights", help="fetch or check model weights")
     weights_sub = weights_cmd.add_subparsers(dest="weights_command", required=True)
@@ -132,12 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         "names",
         nargs="*",
         metavar="NAME",
-        help=f"one of {', '.join(sorted(weights.SOURCES))}; default: "
-        f"{' '.join(weights.PAPER_WEIGHTS)} (the paper's backbone)",
+        help=f"one of {', '.join(sorted([*weights.SOURCES, *downloads.FILE_SETS]))}; default: "
+        "everything the paper needs (backbone, priors, comparison metrics)",
     )
     fetch.add_argument("--cache", default=None)
     check = weights_sub.add_parser(
-        "check", help="report which weights are present and verify their recorded sha256"
+        "check", help="report which weights are present and verify their sha256"
     )
     check.add_argument("--cache", default=None)
     return parser

@@ -57,73 +57,102 @@ def calibrate_command(args) -> int:
 
 
 def priors_command(args) -> int:
-    """``priors list``: one row per registered prior; a prior whose weights are missing is
-    listed from its metadata, with what to fetch."""
-    from dlmap import zoo
-
+    """``priors list``: one row per registered prior, from its metadata (nothing is built);
+    ``priors table``: Table I's first three columns, printed and optionally saved as CSV."""
+    if args.priors_command == "table":
+        return _table_one(args)
     header = f"{'name':<13}{'model':<28}{'params':>9}  {'training set':<44}weights"
     print(header)
     print("-" * len(header))
     for name in priors.available_priors():
-        try:
-            prior = priors.create_prior(name, cache=args.cache)
-            info, params = prior.info, sum(p.numel() for p in prior.parameters())
-            count = f"{params / 1e6:.1f}M" if params else "0"
-            status = "present" if params else "none needed"
-            if name == "niqe":
-                status = "LIVE's model" if prior.official else "dlmap-fitted (offline)"
-        except weights.WeightsMissingError as error:
-            info = priors.prior_info(name)
-            count = "-"
-            status = f"MISSING: dlmap weights fetch {name}"
-            if name not in zoo.PYIQA_MODELS:
-                status = f"MISSING: {error}"
-        provisional = (
-            " (provisional calibration)" if "provisional" in info.calibration_source else ""
-        )
-        training = (
-            info.training_set if len(info.training_set) <= 42 else info.training_set[:39] + "..."
-        )
-        print(
-            f"{name:<13}{info.display_name[:27]:<28}{count:>9}  {training:<44}{status}{provisional}"
-        )
+        info = priors.prior_info(name)
+        if info is None:
+            print(f"{name:<13}{'(no metadata)':<28}{'-':>9}  {'-':<44}-")
+            continue
+        params = info.params
+        count = "-" if params is None else f"{params / 1e6:.1f}M" if params >= 50_000 else params
+        status = priors.weights_status(name, args.cache)
+        if "provisional" in info.calibration_source:
+            status += " (provisional calibration)"
+        training = info.training_set
+        training = training if len(training) <= 42 else training[:39] + "..."
+        print(f"{name:<13}{info.display_name[:27]:<28}{count:>9}  {training:<44}{status}")
     return 0
+
+
+def _table_one(args) -> int:
+    import csv
+    import io
+
+    rows = priors.table_one_columns()
+    width = max(len(row["model"]) for row in rows)
+    print(f"{'NR-IQA model':<{width}}  {'Training set':<12}  # of params (M)")
+    for row in rows:
+        print(f"{row['model']:<{width}}  {row['training_set']:<12}  {row['params_millions']:>15}")
+    for combined in sorted({r["training_sets"] for r in rows if r["training_set"] == "Multiple"}):
+        print(f'"Multiple": {combined}')
+    if args.out:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        images.write_text_atomic(buffer.getvalue(), args.out)
+    return 0
+
+
+def paper_weights() -> list[str]:
+    """Every weight set the paper's experiments need: backbone, priors, comparison metrics."""
+    from dlmap import downloads
+
+    return [*weights.PAPER_WEIGHTS, *(n for n, s in downloads.FILE_SETS.items() if s.paper)]
 
 
 def weights_command(args) -> int:
     """``fetch``: download what can be downloaded, print the manual steps for the rest (exit
     1 while anything asked for is missing). ``check``: presence and full sha256 verification
-    of every source (exit 1 if one the paper's backbone needs is missing, or any changed)."""
-    status = 0
-    if args.weights_command == "fetch":
-        from dlmap import zoo
+    of every set (exit 1 if one the paper needs is missing, or any file changed)."""
+    from dlmap import downloads
 
-        known = sorted([*weights.SOURCES, *zoo.PYIQA_MODELS])
+    known = sorted([*weights.SOURCES, *downloads.FILE_SETS])
+    if args.weights_command == "fetch":
         unknown = [name for name in args.names if name not in known]
         if unknown:
             raise UsageError(
                 f"weights fetch: unknown {', '.join(unknown)}; known: {', '.join(known)}"
             )
-        for name in args.names or weights.PAPER_WEIGHTS:
+        status = 0
+        for name in args.names or paper_weights():
             try:
-                if name in zoo.PYIQA_MODELS:
-                    zoo.fetch(name, args.cache)
-                    print(f"{name}: ready in {weights.cache_dir(args.cache) / 'torch'}")
+                if name in downloads.FILE_SETS:
+                    downloads.fetch(name, args.cache)
+                    print(f"{name}: ready in {weights.cache_dir(args.cache)}")
                 else:
                     print(f"{name}: ready in {weights.fetch(name, args.cache)}")
             except weights.WeightsMissingError as error:
                 print(f"{name}: MANUAL STEP: {error}")
                 status = 1
         return status
-    for name in sorted(weights.SOURCES):
+    needed, status = set(paper_weights()), 0
+    for name in known:
+        optional = "" if name in needed else " (optional)"
         try:
-            folder = weights.locate(name, cache=args.cache)
-            present, _ = weights.present_files(folder, weights.SOURCES[name].files)
-            weights.verify_files(present, args.cache, full=True)
-            print(f"{name}: present in {folder} (sha256 verified)")
+            if name in downloads.FILE_SETS:
+                missing = downloads.missing_files(name, args.cache)
+                if missing:
+                    raise weights.WeightsMissingError(
+                        downloads.missing_message(name, missing, args.cache)
+                    )
+                published = downloads.verify(name, args.cache, full=True)
+                where = weights.cache_dir(args.cache)
+                note = f"; {published} against the published sha256" if published else ""
+            else:
+                where = weights.locate(name, cache=args.cache)
+                present, _ = weights.present_files(where, weights.SOURCES[name].files)
+                weights.verify_files(present, args.cache, full=True)
+                note = ""
+            print(f"{name}: present in {where} (sha256 verified{note})")
         except weights.WeightsMissingError as error:
-            optional = name not in weights.PAPER_WEIGHTS
-            print(f"{name}: MISSING{' (optional)' if optional else ''}: {error}")
+            print(f"{name}: MISSING{optional}: {error}")
             status = status if optional else 1
         except weights.ChecksumError as error:
             print(f"{name}: CHANGED: {error}")

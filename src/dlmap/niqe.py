@@ -25,6 +25,7 @@ import numpy as np
 import scipy.io
 import torch
 
+from dlmap.downloads import NIQE_OFFICIAL
 from dlmap.priors import Prior, PriorInfo, register_prior
 from dlmap.weights import cache_dir
 
@@ -187,7 +188,7 @@ def fitted_model_path(cache=None, refit: bool = False) -> Path:
 
 def resolve_model_path(cache=None) -> tuple[Path, bool]:
     """(pristine model file, whether it is the official one): official file if present."""
-    official = cache_dir(cache) / "niqe" / OFFICIAL_FILE
+    official = cache_dir(cache) / NIQE_OFFICIAL
     if official.is_file():
         return official, True
     return fitted_model_path(cache), False
@@ -212,6 +213,8 @@ class NIQEPrior(Prior):
         score_range=(0.0, 100.0),
         reference="Mittal, Soundararajan, Bovik, IEEE SPL 2013",
         training_set="pristine photographs",
+        params=FEATURES + FEATURES**2,  # the pristine Gaussian: mean and covariance
+        trained_on_mos=False,
         calibration_source=(
             "provisional: centred on NIQE 10, 5 units per e-fold (wide, so that strongly "
             "degraded images keep a gradient), set by hand, not fitted to MOS"
@@ -246,6 +249,12 @@ class NIQEPrior(Prior):
             display_name=OFFICIAL_DISPLAY if official else FITTED_DISPLAY,
             training_set=f"pristine photographs ({source})",
         )
+
+    @staticmethod
+    def weights_status(cache=None) -> str:
+        if resolve_model_path(cache)[1]:
+            return "LIVE's model"
+        return "dlmap-fitted (offline); LIVE's: dlmap weights fetch niqe"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:

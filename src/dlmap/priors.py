@@ -36,6 +36,8 @@ class PriorInfo:
 
     xi3, xi4: the Eq. 21 constants (xi3 on the direction-corrected scale: for a lower-is-better
     model, on the negated score). score_range: typical raw range, as documented by its source.
+    params: parameter count of the model as built (Table I's third column), None if unknown.
+    trained_on_mos: False for opinion-unaware models (NIQE): Table I shows no training set.
     """
 
     name: str
@@ -47,6 +49,8 @@ class PriorInfo:
     reference: str = ""
     training_set: str = "-"
     calibration_source: str = ""
+    params: int | None = None
+    trained_on_mos: bool = True
 
 
 class Prior(torch.nn.Module):
@@ -150,6 +154,43 @@ def prior_info(name: str) -> PriorInfo | None:
     return getattr(_factory(name), "info", None)
 
 
+def weights_status(name: str, cache=None) -> str:
+    """Whether a registered prior's weights are on disk, without building it: its factory's
+    ``weights_status(cache)`` if it has one, else "none needed" for a parameter-free prior."""
+    factory = _factory(name)
+    if hasattr(factory, "weights_status"):
+        return factory.weights_status(cache)
+    info = prior_info(name)
+    return "none needed" if info is not None and info.params == 0 else "-"
+
+
+PAPER_PRIORS = ("niqe", "clipiqa+", "paq2piq", "hyperiqa", "musiq", "dbcnn", "unique", "liqe")
+"""The eight NR-IQA models of Table I, in its row order."""
+
+
+def table_one_columns(names=PAPER_PRIORS) -> list[dict]:
+    """Table I's first three columns (model, training set, parameters in millions), made
+    from the registry's metadata. As in the paper, a model trained on several data sets
+    shows "Multiple" (the sets are in ``training_sets``) and an opinion-unaware one "-"."""
+    rows = []
+    for name in names:
+        info = prior_info(name)
+        if info is None or info.params is None:
+            raise ValueError(f"prior {name!r} publishes no parameter count for Table I")
+        sets = [part.strip() for part in info.training_set.split(",")]
+        shown = "Multiple" if len(sets) > 1 else info.training_set
+        rows.append(
+            {
+                "model": info.display_name,
+                "training_set": shown if info.trained_on_mos else "-",
+                "params_millions": f"{info.params / 1e6:.3f}",
+                "training_sets": info.training_set if info.trained_on_mos else "-",
+                "prior": name,
+            }
+        )
+    return rows
+
+
 def create_prior(name: str, cache=None, **kwargs) -> Prior:
     """Build the registered prior ``name`` with frozen weights in eval mode.
 
@@ -190,6 +231,7 @@ class Colorfulness(Prior):
         score_range=(0.0, 150.0),
         reference="Hasler and Suesstrunk, Proc. SPIE 5007, 2003",
         calibration_source="set from the published verbal scale, not fitted to MOS",
+        params=0,
     )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -219,6 +261,7 @@ class Sharpness(Prior):
         score_range=(0.0, 12.0),
         reference="Pech-Pacheco et al., ICPR 2000",
         calibration_source="set by hand from typical photographs, not fitted to MOS",
+        params=0,
     )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -17,75 +17,44 @@ pyiqa is licensed PolyForm Noncommercial.
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import RoIPool
 
-from dlmap import weights
+from dlmap import downloads, roi_pool, weights
 from dlmap.priors import Prior, PriorInfo, register_prior
+from dlmap.roi_pool import compiled_roi_pool_works
 
-
-@dataclass(frozen=True)
-class WeightFile:
-    """One file pyiqa reads: where it comes from and where (under the cache) it must be."""
-
-    url: str
-    path: str  # relative to the dlmap cache
-    kind: str  # "pyiqa", "torchvision", "clip" or "timm" (a Hugging Face hub file)
-
-
-def _pyiqa(arch: str, key: str) -> WeightFile:
-    import importlib
-
-    url = importlib.import_module(f"pyiqa.archs.{arch}").default_model_urls[key]
-    return WeightFile(url, f"torch/pyiqa/{os.path.basename(urlparse(url).path)}", "pyiqa")
-
-
-def _torchvision(weights_enum: str) -> WeightFile:
-    import torchvision
-
-    enum_name, member = weights_enum.split(".")
-    url = getattr(getattr(torchvision.models, enum_name), member).url
-    return WeightFile(
-        url, f"torch/checkpoints/{os.path.basename(urlparse(url).path)}", "torchvision"
-    )
-
-
-def _clip(name: str) -> WeightFile:
-    from pyiqa.archs.clip_model import _MODELS
-
-    url = _MODELS[name]
-    return WeightFile(url, f"torch/clip/{os.path.basename(url)}", "clip")
-
-
-def _timm(name: str) -> WeightFile:
-    import timm
-
-    repo = timm.models.get_pretrained_cfg(name).hf_hub_id
-    return WeightFile(f"https://huggingface.co/{repo}", f"huggingface/{repo}", "timm")
+PROVISIONAL = "provisional: mid-range and a quarter of the range, not fitted to MOS"
+# The authors' LIVE-fitted constants for plain CLIP-IQA (pyiqa's "clipiqa"): CLIPIQA+ has
+# learned prompts, so they do not carry over; kept here to be named where CLIPIQA+ is listed.
+CLIPIQA_XI3, CLIPIQA_XI4 = 0.383287415616992, 0.223077718907985
 
 
 @dataclass(frozen=True)
 class PyiqaModel:
-    """A model of Table I as pyiqa provides it. ``files`` is a function (pyiqa and its
-    backbones are imported only when asked). xi3/xi4: Eq. 21 constants on the
-    direction-corrected raw scale; ``calibration_source`` says where they come from."""
+    """A model of Table I as pyiqa provides it (its files: ``downloads.FILE_SETS[name]``).
+
+    params: its parameter count as built by pyiqa (every tensor of the module, CLIP's text
+    tower included; checked against the built architecture by the tests). xi3/xi4: Eq. 21
+    constants on the direction-corrected raw scale; ``calibration_source`` says where they
+    come from ("provisional" when nobody fitted them to MOS).
+    """
 
     name: str
     metric: str
     display_name: str
     reference: str
     training_set: str
-    higher_is_better: bool
+    params: int
     score_range: tuple[float, float]
     xi3: float
     xi4: float
-    calibration_source: str
-    files: callable
+    calibration_source: str = PROVISIONAL
+    higher_is_better: bool = True
 
     def info(self) -> PriorInfo:
         return PriorInfo(
@@ -98,157 +67,110 @@ class PyiqaModel:
             reference=self.reference,
             training_set=self.training_set,
             calibration_source=self.calibration_source,
+            params=self.params,
         )
 
 
 MIN_SIDE = 224
-PROVISIONAL = "provisional: mid-range and a quarter of the range, not fitted to MOS"
+SIX_SETS = "LIVE, CSIQ, BID, CLIVE, KonIQ-10k, KADID-10k"
+AUTHORS = (
+    "the paper's authors' public code (mapping_clean.py of their enhancement method), "
+    "fitted on LIVE for pyiqa's {metric}"
+)
 
 PYIQA_MODELS: dict[str, PyiqaModel] = {
     model.name: model
     for model in (
         PyiqaModel(
-            "dbcnn",
-            "dbcnn",
-            "DBCNN",
-            "Zhang et al., IEEE TCSVT 2020",
-            "KonIQ-10k",
-            True,
-            (0.0, 1.0),
-            0.5,
-            0.25,
-            PROVISIONAL,
-            lambda: (
-                _torchvision("VGG16_Weights.IMAGENET1K_V1"),
-                _pyiqa("dbcnn_arch", "scnn"),
-                _pyiqa("dbcnn_arch", "koniq"),
+            name="dbcnn",
+            metric="dbcnn",
+            display_name="DBCNN",
+            reference="Zhang et al., IEEE TCSVT 2020",
+            training_set="KonIQ-10k",
+            params=15_311_345,
+            score_range=(0.0, 1.0),
+            xi3=0.5,
+            xi4=0.25,
+        ),
+        PyiqaModel(
+            name="hyperiqa",
+            metric="hyperiqa",
+            display_name="HyperIQA",
+            reference="Su et al., CVPR 2020",
+            training_set="KonIQ-10k",
+            params=27_375_369,
+            score_range=(0.0, 1.0),
+            xi3=0.5,
+            xi4=0.25,
+        ),
+        PyiqaModel(
+            name="paq2piq",
+            metric="paq2piq",
+            display_name="PaQ-2-PiQ",
+            reference="Ying et al., CVPR 2020",
+            training_set="FLIVE",
+            params=11_704_897,
+            score_range=(0.0, 100.0),
+            xi3=50.0,
+            xi4=25.0,
+        ),
+        PyiqaModel(
+            name="unique",
+            metric="unique",
+            display_name="UNIQUE",
+            reference="Zhang et al., IEEE TIP 2021",
+            training_set=SIX_SETS,
+            params=22_321_962,
+            score_range=(-3.0, 3.0),
+            xi3=-0.4135264,
+            xi4=1.6893845,
+            calibration_source=(
+                "the UNIQUE authors' perceptual-attack code (zwx8981/PerceptualAttack_BIQA, "
+                "mapping2.py), fitted on LIVE for their UNIQUE checkpoint; refit for pyiqa's "
+                "with `dlmap calibrate`"
             ),
         ),
         PyiqaModel(
-            "hyperiqa",
-            "hyperiqa",
-            "HyperIQA",
-            "Su et al., CVPR 2020",
-            "KonIQ-10k",
-            True,
-            (0.0, 1.0),
-            0.5,
-            0.25,
-            PROVISIONAL,
-            lambda: (_timm("resnet50"), _pyiqa("hypernet_arch", "resnet50-koniq")),
+            name="musiq",
+            metric="musiq",
+            display_name="MUSIQ",
+            reference="Ke et al., ICCV 2021",
+            training_set="KonIQ-10k",
+            params=27_125_825,
+            score_range=(0.0, 100.0),
+            xi3=43.539140163575430,
+            xi4=16.786801106500807,
+            calibration_source=AUTHORS.format(metric="musiq"),
         ),
         PyiqaModel(
-            "paq2piq",
-            "paq2piq",
-            "PaQ-2-PiQ",
-            "Ying et al., CVPR 2020",
-            "FLIVE",
-            True,
-            (0.0, 100.0),
-            50.0,
-            25.0,
-            PROVISIONAL,
-            lambda: (_torchvision("ResNet18_Weights.IMAGENET1K_V1"), _pyiqa("paq2piq_arch", "url")),
+            name="clipiqa+",
+            metric="clipiqa+",
+            display_name="CLIPIQA+",
+            reference="Wang et al., AAAI 2023",
+            training_set="KonIQ-10k",
+            params=102_023_521,
+            score_range=(0.0, 1.0),
+            xi3=0.5,
+            xi4=0.25,
+            calibration_source=(
+                PROVISIONAL + " (the authors' constants are for plain CLIP-IQA, "
+                f"xi3 = {CLIPIQA_XI3}, |xi4| = {CLIPIQA_XI4}, not for CLIPIQA+)"
+            ),
         ),
         PyiqaModel(
-            "unique",
-            "unique",
-            "UNIQUE",
-            "Zhang et al., IEEE TIP 2021",
-            "LIVE, CSIQ, KADID-10k, BID, CLIVE, KonIQ-10k",
-            True,
-            (-3.0, 3.0),
-            0.0,
-            1.5,
-            PROVISIONAL,
-            lambda: (_torchvision("ResNet34_Weights.IMAGENET1K_V1"), _pyiqa("unique_arch", "mix")),
-        ),
-        PyiqaModel(
-            "musiq",
-            "musiq",
-            "MUSIQ",
-            "Ke et al., ICCV 2021",
-            "KonIQ-10k",
-            True,
-            (0.0, 100.0),
-            50.0,
-            25.0,
-            PROVISIONAL,
-            lambda: (_pyiqa("musiq_arch", "koniq10k"),),
-        ),
-        PyiqaModel(
-            "clipiqa+",
-            "clipiqa+",
-            "CLIPIQA+",
-            "Wang et al., AAAI 2023",
-            "KonIQ-10k",
-            True,
-            (0.0, 1.0),
-            0.5,
-            0.25,
-            PROVISIONAL,
-            lambda: (_clip("RN50"), _pyiqa("clipiqa_arch", "clipiqa+")),
-        ),
-        PyiqaModel(
-            "liqe",
-            "liqe_mix",
-            "LIQE",
-            "Zhang et al., CVPR 2023",
-            "LIVE, CSIQ, KADID-10k, BID, CLIVE, KonIQ-10k",
-            True,
-            (1.0, 5.0),
-            3.0,
-            1.0,
-            PROVISIONAL,
-            lambda: (_clip("ViT-B/32"), _pyiqa("liqe_arch", "mix")),
+            name="liqe",
+            metric="liqe_mix",
+            display_name="LIQE",
+            reference="Zhang et al., CVPR 2023",
+            training_set=SIX_SETS,
+            params=151_277_313,
+            score_range=(1.0, 5.0),
+            xi3=2.077636606942305,
+            xi4=1.101934158051146,
+            calibration_source=AUTHORS.format(metric="liqe_mix (15 patches, pyiqa's default)"),
         ),
     )
 }
-
-
-def missing_files(model: PyiqaModel, cache=None) -> list[WeightFile]:
-    """The files of ``model`` that are not in the cache (timm's go to the hub cache)."""
-    root = weights.cache_dir(cache)
-    missing = []
-    for file in model.files():
-        if file.kind == "timm":
-            if not _timm_cached(file.url.removeprefix("https://huggingface.co/")):
-                missing.append(file)
-        elif not (root / file.path).is_file():
-            missing.append(file)
-    return missing
-
-
-def _timm_cached(repo: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    return any(
-        isinstance(try_to_load_from_cache(repo, name), str)
-        for name in ("model.safetensors", "pytorch_model.bin")
-    )
-
-
-def fetch(name: str, cache=None) -> list[Path]:
-    """Download every file of prior ``name`` that is not in the cache yet (the only function
-    here that downloads); timm's backbone goes to the Hugging Face hub cache."""
-    from huggingface_hub import hf_hub_download
-
-    root = weights.cache_dir(cache)
-    placed = []
-    for file in missing_files(PYIQA_MODELS[name], cache):
-        if file.kind == "timm":
-            repo = file.url.removeprefix("https://huggingface.co/")
-            placed.append(Path(hf_hub_download(repo, "model.safetensors")))
-            continue
-        target = root / file.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.part")
-        torch.hub.download_url_to_file(file.url, str(temporary), progress=True)
-        os.replace(temporary, target)
-        placed.append(target)
-    local = [root / f.path for f in PYIQA_MODELS[name].files() if f.kind != "timm"]
-    weights.verify_files(local, cache)  # our sha256 record, checked on later loads
-    return placed
 
 
 @contextlib.contextmanager
@@ -278,15 +200,10 @@ class PyiqaPrior(Prior):
     def __init__(self, name: str, cache=None):
         super().__init__()
         model = PYIQA_MODELS[name]
-        missing = missing_files(model, cache)
-        present = [weights.cache_dir(cache) / f.path for f in model.files() if f.kind != "timm"]
-        weights.verify_files([p for p in present if p.is_file()], cache)
+        missing = downloads.missing_files(name, cache)
         if missing:
-            listed = "; ".join(f"{file.path} <- {file.url}" for file in missing)
-            raise weights.WeightsMissingError(
-                f"{model.display_name} prior: missing in {weights.cache_dir(cache)}: {listed}; "
-                f"fetch them with `dlmap weights fetch {name}`"
-            )
+            raise weights.WeightsMissingError(downloads.missing_message(name, missing, cache))
+        downloads.verify(name, cache)
         import pyiqa
 
         with torch_hub_dir(weights.cache_dir(cache) / "torch"):
@@ -294,10 +211,18 @@ class PyiqaPrior(Prior):
                 model.metric, as_loss=True, loss_reduction="none", device="cpu"
             )
         self.info = model.info()
+        net = getattr(self.metric, "net", None)
+        if isinstance(getattr(net, "roi_pool", None), RoIPool) and not compiled_roi_pool_works():
+            pooling = net.roi_pool  # torchvision's operator is not compiled in: plain torch
+            net.roi_pool = roi_pool.RoIPool(pooling.output_size, pooling.spatial_scale)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Raw scores; images with a side under 224 are first upsampled (bilinear) so that
         the shorter side is 224, the smallest input every model of Table I accepts."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(
+                f"{self.info.display_name} expects (B, 3, H, W), got {tuple(images.shape)}"
+            )
         shorter = min(images.shape[-2:])
         if shorter < MIN_SIDE:
             size = [round(side * MIN_SIDE / shorter) for side in images.shape[-2:]]
@@ -309,7 +234,12 @@ def _factory(name: str):
     def build(cache=None) -> PyiqaPrior:
         return PyiqaPrior(name, cache=cache)
 
+    def weights_status(cache=None) -> str:
+        missing = downloads.missing_files(name, cache)
+        return f"MISSING: dlmap weights fetch {name}" if missing else "present"
+
     build.info = PYIQA_MODELS[name].info()  # metadata without weights (priors.prior_info)
+    build.weights_status = weights_status
     return build
 
 

@@ -1,0 +1,102 @@
+"""Checkpoints fetched from URLs: published sha256, fetch, and `dlmap weights check`."""
+
+import hashlib
+
+import pytest
+import torch
+
+from dlmap import cli, downloads, weights
+
+
+def _fake_download(log):
+    def download(url, path, progress=True):
+        log.append(url)
+        weights.Path(path).write_bytes(url.encode())
+
+    return download
+
+
+def test_published_sha256_is_read_from_openais_and_torchvisions_urls():
+    clip, liqe = downloads.files("liqe")
+    assert clip.published_sha256() == (
+        "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"
+    )
+    assert liqe.published_sha256() is None  # on Hugging Face: asked from the hub at fetch
+    (alexnet,) = downloads.files("lpips")
+    assert alexnet.published_sha256() == "7be5be79"  # torch.hub's hash-prefix convention
+
+
+def test_fetch_places_the_missing_files_checks_the_hubs_sha256_and_records_them(
+    tmp_path, monkeypatch
+):
+    log = []
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _fake_download(log))
+    monkeypatch.setattr(
+        downloads, "_hub_sha256", lambda url: hashlib.sha256(url.encode()).hexdigest()
+    )
+    assert len(downloads.missing_files("musiq", tmp_path)) == 1
+    placed = downloads.fetch("musiq", cache=tmp_path)
+    assert log == [file.url for file in downloads.files("musiq")]
+    assert downloads.missing_files("musiq", tmp_path) == [] and len(placed) == 1
+    manifest = (tmp_path / weights.MANIFEST).read_text()
+    assert str(placed[0].resolve()) in manifest
+    log.clear()
+    downloads.fetch("musiq", cache=tmp_path)
+    assert log == []  # nothing fetched twice
+
+
+@pytest.mark.parametrize("name, published", [("musiq", "0" * 64), ("lpips", "7be5be79")])
+def test_a_download_that_differs_from_its_published_sha256_is_refused_and_removed(
+    name, published, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _fake_download([]))
+    monkeypatch.setattr(
+        downloads, "_hub_sha256", lambda url: "0" * 64 if "huggingface" in url else None
+    )
+    with pytest.raises(weights.ChecksumError, match=f"does not match the {published} published"):
+        downloads.fetch(name, cache=tmp_path)
+    assert not any(path.is_file() for path in tmp_path.rglob("*"))  # neither file nor .part
+
+
+def test_weights_check_flags_a_file_that_differs_from_its_published_sha256(tmp_path, capsys):
+    (file,) = downloads.files("lpips")
+    path = tmp_path / file.path
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not alexnet")
+    assert cli.main(["weights", "check", "--cache", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "lpips: CHANGED: " in out and "7be5be79 published" in out
+    assert "dists: MISSING (optional)" in out  # the same VGG16 as DBCNN's, not in the paper
+
+
+def test_weights_check_passes_when_everything_the_paper_needs_is_present(
+    tmp_path, capsys, monkeypatch
+):
+    content = b"a checkpoint"
+    digest = hashlib.sha256(content).hexdigest()
+    file = downloads.WeightFile(f"https://example.org/clip/models/{digest}/m.pt", "m/m.pt", "clip")
+    only = downloads.FileSet("mine", "a checkpoint", lambda: (file,))
+    monkeypatch.setattr(downloads, "FILE_SETS", {"mine": only})
+    for name in weights.PAPER_WEIGHTS:
+        for entry in weights.SOURCES[name].files:
+            target = tmp_path / name / (entry[0] if isinstance(entry, tuple) else entry)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(b"weights")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "m.pt").write_bytes(content)
+    assert cli.main(["weights", "check", "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "mine: present in" in out and "1 against the published sha256" in out
+    assert "sd2-controlnet: MISSING (optional)" in out
+
+
+def test_fetch_without_names_asks_for_everything_the_paper_needs(tmp_path, capsys, monkeypatch):
+    asked = []
+    monkeypatch.setattr(weights, "fetch", lambda name, cache=None: asked.append(name) or tmp_path)
+    monkeypatch.setattr(downloads, "fetch", lambda name, cache=None: asked.append(name) or [])
+    assert cli.main(["weights", "fetch", "--cache", str(tmp_path)]) == 0
+    expected = [*weights.PAPER_WEIGHTS, *(n for n, s in downloads.FILE_SETS.items() if s.paper)]
+    assert asked == expected
+    for name in ("liqe", "niqe", "lpips", "clip-vit-b-32", "sd2-base", "seesr"):
+        assert name in asked
+    assert "dists" not in asked  # an alternative D1, fetched only by name
