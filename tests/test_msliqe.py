@@ -157,7 +157,7 @@ def test_prior_needs_weights_and_never_downloads(tmp_path, monkeypatch, tiny):
     monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path))
     expected = tmp_path / "ms-liqe" / "ms_liqe.pt"
     assert default_checkpoint() == expected
-    with pytest.raises(WeightsMissingError, match="training issue") as error:
+    with pytest.raises(WeightsMissingError, match="dlmap train-msliqe --install") as error:
         MSLIQEPrior(config=TINY)
     assert str(expected) in str(error.value) and "\n" not in str(error.value)
     with pytest.raises(WeightsMissingError, match="nowhere.pt"):

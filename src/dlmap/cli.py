@@ -1,4 +1,4 @@
-"""The ``dlmap`` command line: ``enhance``, ``demo`` and ``weights``.
+"""The ``dlmap`` command line: ``enhance``, ``demo``, the model and data commands.
 
 Exit codes: 0 success; 1 a run-time failure (missing weights, a solve that diverged);
 2 bad usage or a bad input (one line on stderr per problem; nothing written for that input).
@@ -20,7 +20,10 @@ from tqdm.auto import tqdm
 
 import dlmap
 from dlmap import backbones, downloads, edict, images, priors, solver, weights
+from dlmap.cli_data import add_data_parser, data_command
 from dlmap.cli_models import UsageError, calibrate_command, priors_command, weights_command
+from dlmap.cli_train import add_train_parsers, evaluate_command, train_command
+from dlmap.dataset_sources import DatasetError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -142,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="report which weights are present and verify their sha256"
     )
     check.add_argument("--cache", default=None)
+    add_data_parser(commands)
+    add_train_parsers(commands)
     return parser
 
 
@@ -354,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         "priors": priors_command,
         "calibrate": calibrate_command,
         "weights": weights_command,
+        "data": data_command,
+        "train-msliqe": train_command,
+        "evaluate": evaluate_command,
     }
     try:
         return handlers[args.command](args)
@@ -361,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dlmap: error: {error}", file=sys.stderr)
         return 2
     except (
+        DatasetError,
         weights.WeightsMissingError,
         weights.WeightKeyError,
         weights.ChecksumError,

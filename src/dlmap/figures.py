@@ -1,4 +1,4 @@
-"""Figures: the trajectory of one MAP solve (loss, calibrated score, fidelity per iteration)."""
+"""Figures: the trajectory of one MAP solve, and the learning curve of MS-LIQE training."""
 
 from __future__ import annotations
 
@@ -35,6 +35,30 @@ def plot_history(record: dict, title: str = ""):
         axes[0].legend(fontsize=8)
     if title:
         figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def plot_training(history: list[dict], title: str = "MS-LIQE training"):
+    """Two panels against the epoch: mean fidelity loss (Eq. 27), and the validation SRCC
+    and PLCC of each data set (``msliqe_train.train``'s per-epoch rows)."""
+    epochs = [row["epoch"] for row in history]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3), constrained_layout=True)
+    left.plot(epochs, [row["loss"] for row in history], marker=".")
+    left.set_title("training loss (Eq. 27)", fontsize=9)
+    names = sorted(
+        {key[: -len("_srcc")] for row in history for key in row if key.endswith("_srcc")}
+    )
+    for index, name in enumerate(names):
+        for key, style in (("srcc", "-"), ("plcc", ":")):
+            values = [row.get(f"{name}_{key}", float("nan")) for row in history]
+            right.plot(epochs, values, style, color=f"C{index}", label=f"{name} {key.upper()}")
+    right.set_title("validation correlation", fontsize=9)
+    if names:
+        right.legend(fontsize=7)
+    for axis in (left, right):
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    figure.suptitle(title, fontsize=10)
     return figure
 
 

@@ -262,8 +262,8 @@ class MSLIQEPrior(Prior):
         if not path.is_file():
             if not allow_random or checkpoint is not None:
                 raise WeightsMissingError(
-                    f"MS-LIQE weights not found: {path} (trained by the MS-LIQE training issue; "
-                    "pass checkpoint=PATH, or allow_random=True for random weights)"
+                    f"MS-LIQE weights not found: {path} (train them with `dlmap train-msliqe "
+                    "--install`; or pass checkpoint=PATH, or allow_random=True for random weights)"
                 )
             path = None
         state = torch.load(path, map_location="cpu", weights_only=True) if path else None
@@ -275,7 +275,7 @@ class MSLIQEPrior(Prior):
     @staticmethod
     def weights_status(cache=None) -> str:
         path = default_checkpoint(cache)
-        return "present" if path.is_file() else f"MISSING: {path} (train MS-LIQE or copy it there)"
+        return "present" if path.is_file() else f"MISSING: {path} (dlmap train-msliqe --install)"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)

@@ -148,6 +148,11 @@ def _factory(name: str):
     return _REGISTRY[name]
 
 
+def takes_argument(name: str, argument: str) -> bool:
+    """Whether the factory of prior ``name`` accepts the keyword ``argument``."""
+    return argument in inspect.signature(_factory(name)).parameters
+
+
 def prior_info(name: str) -> PriorInfo | None:
     """A registered prior's metadata without building it (no weights needed): the ``info``
     of its class or factory, or None if the factory does not publish one."""
