@@ -150,3 +150,18 @@ def test_priors_bench_quick_prints_one_row_per_prior():
     for row in rows:
         params, seconds, peak = row.split()[1:]
         assert params.endswith("M") and float(seconds) > 0 and float(peak) >= 0
+
+
+@pytest.mark.slow
+def test_rank_bench_prints_the_fit_ratio_and_the_bootstrap_time():
+    fit, command = run_bench("rank.py", "--resamples", "20")
+    ratio(fit.split("(")[1].split(")")[0], NUMBER + "x")
+    assert command.startswith("dlmap rank, 20 resamples, 9 conditions, 25 subjects")
+
+
+@pytest.mark.slow
+def test_coverage_bench_prints_coverage_with_its_monte_carlo_error():
+    lines = run_bench("coverage.py", "--experiments", "8", "--resamples", "20")
+    assert len(lines) == 6 and lines[0].startswith("8 experiments x 20 resamples")
+    match = re.search(r"coverage ([0-9.]+) \+- ([0-9.]+) \(nominal 0.95\)", lines[-1])
+    assert match and 0 <= float(match.group(1)) <= 1 and float(match.group(2)) >= 0

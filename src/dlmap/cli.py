@@ -20,8 +20,11 @@ from tqdm.auto import tqdm
 
 import dlmap
 from dlmap import backbones, downloads, edict, images, priors, solver, weights
+from dlmap.cli_compare import add_compare_parsers, report_command, simulate_command
 from dlmap.cli_data import add_data_parser, data_command
 from dlmap.cli_models import UsageError, calibrate_command, priors_command, weights_command
+from dlmap.cli_rank import add_rank_parser, rank_command
+from dlmap.cli_select import add_select_parser, select_command
 from dlmap.cli_train import add_train_parsers, evaluate_command, train_command
 from dlmap.dataset_sources import DatasetError
 
@@ -147,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--cache", default=None)
     add_data_parser(commands)
     add_train_parsers(commands)
+    add_select_parser(commands)
+    add_rank_parser(commands)
+    add_compare_parsers(commands)
     return parser
 
 
@@ -362,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         "data": data_command,
         "train-msliqe": train_command,
         "evaluate": evaluate_command,
+        "select": select_command,
+        "rank": rank_command,
+        "simulate": simulate_command,
+        "report": report_command,
     }
     try:
         return handlers[args.command](args)

@@ -1,4 +1,4 @@
-"""Figures: the trajectory of one MAP solve, and the learning curve of MS-LIQE training."""
+"""Figures: one MAP solve's trajectory, MS-LIQE's learning curve, and a ranking (Fig. 5)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,35 @@ def plot_training(history: list[dict], title: str = "MS-LIQE training"):
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
     figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def plot_ranking(rows: list[dict], title: str = "", simulated: bool = False):
+    """Fig. 5 style: each condition's JOD with its 95% interval, best at the top, coloured
+    by its first significance-group letter and labelled with all its letters.
+
+    ``rows``: ``dlmap rank``'s SCORES.csv rows (condition, jod, ci_low, ci_high, group).
+    """
+    rows = sorted(rows, key=lambda row: float(row["jod"]))
+    figure, axis = plt.subplots(figsize=(6, 0.45 * len(rows) + 1.2), constrained_layout=True)
+    letters = sorted({letter for row in rows for letter in row.get("group") or ""})
+    for y, row in enumerate(rows):
+        group = row.get("group") or ""
+        color = f"C{letters.index(group[0]) % 10}" if group else "C0"
+        jod = float(row["jod"])
+        if row.get("ci_low") not in (None, ""):
+            low, high = float(row["ci_low"]), float(row["ci_high"])
+            axis.errorbar(jod, y, xerr=[[jod - low], [high - jod]], fmt="o", color=color,
+                          capsize=3)  # fmt: skip
+        else:
+            axis.plot(jod, y, "o", color=color)
+        axis.annotate(group, (jod, y), textcoords="offset points", xytext=(0, 7),
+                      ha="center", fontsize=8, color=color)  # fmt: skip
+    axis.set_yticks(range(len(rows)), [row["condition"] for row in rows])
+    axis.set_xlabel("quality (JOD; 1 JOD = 75% preference)")
+    axis.grid(axis="x", alpha=0.3)
+    label = " (SIMULATED observers)" if simulated else ""
+    axis.set_title((title or "ranking") + label, fontsize=10)
     return figure
 
 
