@@ -17,8 +17,8 @@ from conftest import photo
 from PIL import Image
 
 from dlmap import degradations, distances, selection, weights
-from dlmap.cli_models import UsageError
 from dlmap.cli_select import add_select_parser, select_command
+from dlmap.errors import UsageError
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins")
 ENHANCERS = {"blur": ("blur", 2), "contrast": ("contrast", 3), "jpeg": ("jpeg", 4)}
@@ -247,7 +247,7 @@ def test_clip_embedding_with_random_vit_b32_quickgelu():
 
     torch.manual_seed(0)
     model = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
-    embedding = distances.ClipEmbedding.from_model(model)
+    embedding = distances.ClipEmbedding.from_network(model)
     small, large = (embedding.embed(photo(side, "rocket")[None]) for side in (64, 96))
     vectors = np.concatenate([small, large, embedding.embed(photo(64, "coins")[None])])
     assert vectors.shape == (3, 512) and embedding.size == 224

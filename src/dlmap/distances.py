@@ -99,6 +99,15 @@ class Distance:
             "weights": weights_used if weights_used is not None else "none (weight-free)",
         }
 
+    @classmethod
+    def from_network(cls, network, device="cpu"):
+        """Wrap a network built elsewhere, e.g. with random weights in tests (``lpips.LPIPS(
+        pnet_rand=True)``, a random VGG16 DISTS, an open_clip model with ``pretrained=None``);
+        subclasses with weights implement ``_setup(network, device, weights_used)``."""
+        wrapped = cls.__new__(cls)
+        wrapped._setup(network, device, ["(given network: not the paper's weights)"])
+        return wrapped
+
 
 # --- D1 --------------------------------------------------------------------------------------
 
@@ -117,13 +126,6 @@ class LpipsDistance(Distance):
         with _cached_torchvision(cache):
             network = lpips.LPIPS(net="alex", version="0.1", verbose=False)
         self._setup(network, device, [*files, _package_file("lpips", "weights/v0.1/alex.pth")])
-
-    @classmethod
-    def from_network(cls, network, device="cpu") -> LpipsDistance:
-        """Wrap an ``lpips.LPIPS`` built elsewhere (tests: ``LPIPS(pnet_rand=True)``)."""
-        distance = cls.__new__(cls)
-        distance._setup(network, device, ["(given network: not the paper's weights)"])
-        return distance
 
     def _setup(self, network, device, weights_used):
         Distance.__init__(self, device, weights_used)
@@ -162,13 +164,6 @@ class DistsDistance(Distance):
         state = torch.load(shipped["file"], map_location="cpu", weights_only=True)
         network.alpha.data, network.beta.data = state["alpha"], state["beta"]
         self._setup(network, device, [*files, shipped])
-
-    @classmethod
-    def from_network(cls, network, device="cpu") -> DistsDistance:
-        """Wrap a ``DISTS_pytorch.DISTS`` built elsewhere (tests: a random VGG16)."""
-        distance = cls.__new__(cls)
-        distance._setup(network, device, ["(given network: not the paper's weights)"])
-        return distance
 
     def _setup(self, network, device, weights_used):
         Distance.__init__(self, device, weights_used)
@@ -274,13 +269,6 @@ class ClipEmbedding(Distance):
         files = _weight_files("clip-vit-b-32", cache)
         model = load_openai_clip(files[0]["file"])
         self._setup(model, device, files)
-
-    @classmethod
-    def from_model(cls, model, device="cpu") -> ClipEmbedding:
-        """Wrap an open_clip model built elsewhere (tests: ``pretrained=None``)."""
-        embedding = cls.__new__(cls)
-        embedding._setup(model, device, ["(given model: not the paper's weights)"])
-        return embedding
 
     def _setup(self, model, device, weights_used):
         import open_clip
