@@ -21,7 +21,7 @@ from scipy.io import savemat
 
 from dlmap import cli_data, datasets
 from dlmap import dataset_sources as sources
-from dlmap.cli_models import UsageError
+from dlmap.errors import UsageError
 
 ALL = list(sources.SETS)
 SYNTHETIC = ["live", "csiq", "kadid10k"]

@@ -17,8 +17,8 @@ from scipy.optimize import check_grad
 from scipy.special import ndtr, ndtri
 
 from dlmap import ranking, significance
-from dlmap.cli_models import UsageError
 from dlmap.cli_rank import add_rank_parser, rank_command, read_counts
+from dlmap.errors import UsageError
 
 ONE_JOD = ranking.SIGMA_DIFFERENCE * ndtri(0.75)  # 0.9999985: pwcmp rounds sigma to 1.4826
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from dlmap.cli_models import UsageError
+from dlmap.errors import UsageError
 
 
 def add_compare_parsers(commands) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dlmap import dataset_sources as sources
 from dlmap import datasets
-from dlmap.cli_models import UsageError
+from dlmap.errors import UsageError
 
 _ROOT_HELP = f"data root (default: ${sources.DATA_ENV}, else ~/.cache/dlmap/data)"
 

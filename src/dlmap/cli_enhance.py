@@ -1,8 +1,5 @@
-"""The ``dlmap`` command line: ``enhance``, ``demo``, the model and data commands.
-
-Exit codes: 0 success; 1 a run-time failure (missing weights, a solve that diverged);
-2 bad usage or a bad input (one line on stderr per problem; nothing written for that input).
-"""
+"""The full ``dlmap`` parser and the ``enhance`` and ``demo`` commands (``dlmap.cli`` runs
+them; it builds only the light commands' parsers when one of those is asked for)."""
 
 from __future__ import annotations
 
@@ -20,23 +17,18 @@ from tqdm.auto import tqdm
 
 import dlmap
 from dlmap import backbones, downloads, edict, images, priors, solver, weights
+from dlmap.cli import Parser
 from dlmap.cli_compare import add_compare_parsers, report_command, simulate_command
 from dlmap.cli_data import add_data_parser, data_command
-from dlmap.cli_models import UsageError, calibrate_command, priors_command, weights_command
+from dlmap.cli_experiment import add_experiment_parser, experiment_command
+from dlmap.cli_models import calibrate_command, priors_command, weights_command
 from dlmap.cli_rank import add_rank_parser, rank_command
 from dlmap.cli_select import add_select_parser, select_command
 from dlmap.cli_train import add_train_parsers, evaluate_command, train_command
-from dlmap.dataset_sources import DatasetError
+from dlmap.errors import UsageError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (the default prints the whole usage first)."""
-
-    def error(self, message: str):
-        self.exit(2, f"dlmap: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -94,7 +86,10 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="dlmap", description=__doc__.splitlines()[0])
+    parser = Parser(
+        prog="dlmap",
+        description="NR-IQA models as image priors: MAP estimation in diffusion latents",
+    )
     parser.add_argument("--version", action="version", version=dlmap.__version__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -153,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_select_parser(commands)
     add_rank_parser(commands)
     add_compare_parsers(commands)
+    add_experiment_parser(commands)
     return parser
 
 
@@ -357,36 +353,18 @@ def demo(args) -> int:
     return enhance(build_parser().parse_args(argv))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handlers = {
-        "enhance": enhance,
-        "demo": demo,
-        "priors": priors_command,
-        "calibrate": calibrate_command,
-        "weights": weights_command,
-        "data": data_command,
-        "train-msliqe": train_command,
-        "evaluate": evaluate_command,
-        "select": select_command,
-        "rank": rank_command,
-        "simulate": simulate_command,
-        "report": report_command,
-    }
-    try:
-        return handlers[args.command](args)
-    except UsageError as error:
-        print(f"dlmap: error: {error}", file=sys.stderr)
-        return 2
-    except (
-        DatasetError,
-        weights.WeightsMissingError,
-        weights.WeightKeyError,
-        weights.ChecksumError,
-    ) as error:
-        print(f"dlmap: error: {error}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+HANDLERS = {
+    "enhance": enhance,
+    "demo": demo,
+    "priors": priors_command,
+    "calibrate": calibrate_command,
+    "weights": weights_command,
+    "data": data_command,
+    "train-msliqe": train_command,
+    "evaluate": evaluate_command,
+    "select": select_command,
+    "rank": rank_command,
+    "simulate": simulate_command,
+    "report": report_command,
+    "experiment": experiment_command,
+}

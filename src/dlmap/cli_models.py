@@ -6,10 +6,7 @@ import json
 from dataclasses import asdict
 
 from dlmap import images, priors, weights
-
-
-class UsageError(ValueError):
-    """A bad argument or input: reported in one line, exit code 2."""
+from dlmap.errors import UsageError
 
 
 def calibrate_command(args) -> int:

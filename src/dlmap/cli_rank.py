@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from dlmap import ranking, significance
-from dlmap.cli_models import UsageError
+from dlmap.errors import UsageError
 
 DEFAULT_RESAMPLES = 500  # pwcmp's example default
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from dlmap import distances, images, selection, weights
-from dlmap.cli_models import UsageError
+from dlmap.errors import UsageError
 
 
 def add_select_parser(commands) -> argparse.ArgumentParser:

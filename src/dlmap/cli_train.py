@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from dlmap.cli_models import UsageError
+from dlmap.errors import UsageError
 
 
 def add_train_parsers(commands) -> None:

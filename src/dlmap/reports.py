@@ -13,8 +13,6 @@ import csv
 import json
 from pathlib import Path
 
-from dlmap import priors
-
 
 def read_rows(path) -> list[dict]:
     with open(path, newline="") as handle:
@@ -59,6 +57,8 @@ def table_one(scores: list[dict], srcc: list[dict], dataset: str = "spaq") -> li
     ``scores``: ``dlmap rank`` rows (condition = prior name); ``srcc``: ``dlmap evaluate``
     rows (prior, dataset, srcc, ...). Rows follow the paper's order, then other priors.
     """
+    from dlmap import priors
+
     jod = {row["condition"]: float(row["jod"]) for row in scores}
     correlation = {row["prior"]: float(row["srcc"]) for row in srcc if row["dataset"] == dataset}
     both = [name for name in jod if name in correlation]

@@ -1,0 +1,112 @@
+"""``dlmap experiment create|serve|export``: the 2AFC experiment with human subjects.
+
+* ``create --pairs PAIRS.csv --images DIR --db study.sqlite`` builds the study: every pair
+  of PAIRS.csv (``dlmap select``) is a trial, ``--training N`` extra pairs come first;
+  sha256 of the pairs file and of every image are stored.
+* ``serve --db study.sqlite`` runs the web app and prints the experimenter's link (a token
+  new at every start); add subjects there, each gets a private link.
+* ``export --db study.sqlite --out DIR`` writes answers.csv, counts.csv, subjects/*.csv (the
+  format ``dlmap rank COUNTS.csv --per-subject DIR/subjects`` reads) and export.json.
+
+Exit codes: 0 success; 2 (via ``UsageError``) a bad argument or input; ``serve`` also exits 2
+when an image has changed since the study was created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+from pathlib import Path
+
+from dlmap.errors import UsageError
+from dlmap.experiment import export, study
+
+
+def add_experiment_parser(commands) -> argparse.ArgumentParser:
+    """Add ``experiment`` (with create, serve, export) to an argparse subparsers object."""
+    experiment = commands.add_parser(
+        "experiment", help="the 2AFC experiment: create a study, serve it, export the counts"
+    )
+    actions = experiment.add_subparsers(dest="experiment_command", required=True)
+    create = actions.add_parser("create", help="build a study database from PAIRS.csv")
+    create.add_argument("--pairs", type=Path, required=True, metavar="PAIRS.csv")
+    create.add_argument(
+        "--images",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the folder the study serves from; file_i/file_j must lie inside it "
+        "(relative paths are relative to DIR)",
+    )
+    create.add_argument("--db", type=Path, required=True, metavar="study.sqlite")
+    create.add_argument(
+        "--training", type=int, default=5, metavar="N", help="training pairs (default 5)"
+    )
+    create.add_argument(
+        "--repeats", type=int, default=1, metavar="R", help="times each pair is shown (default 1)"
+    )
+    create.add_argument("--seed", type=int, default=0, help="seed of training and orders")
+    serve = actions.add_parser("serve", help="run the experiment's web app")
+    serve.add_argument("--db", type=Path, required=True, metavar="study.sqlite")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    exporter = actions.add_parser("export", help="answers and count matrices for `dlmap rank`")
+    exporter.add_argument("--db", type=Path, required=True, metavar="study.sqlite")
+    exporter.add_argument("--out", type=Path, required=True, metavar="DIR")
+    return experiment
+
+
+def serve(db: Path, host: str, port: int) -> None:
+    """Serve until interrupted; prints the experimenter's link (new token at every start)."""
+    from werkzeug.serving import make_server
+
+    from dlmap.experiment.app import create_app
+
+    connection = study.open_study(db)
+    try:
+        changed = study.verify_images(connection)
+    finally:
+        connection.close()
+    if changed:
+        raise study.StudyError(
+            f"{db}: {len(changed)} image(s) changed or missing since the study was created "
+            f"(first: {changed[0]}); the answers would not match the images"
+        )
+    token = secrets.token_urlsafe(24)
+    server = make_server(host, port, create_app(db, token), threaded=True)
+    print(f"experimenter page: http://{host}:{server.server_port}/admin/{token}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def run(args) -> int:
+    """Run ``experiment create|serve|export``; raises StudyError on a bad input."""
+    if args.experiment_command == "create":
+        values = study.create_study(
+            args.db, args.pairs, args.images, args.training, args.repeats, args.seed
+        )
+        print(
+            f"{args.db}: {len(values['conditions'])} conditions, pairs sha256 "
+            f"{values['pairs_sha256'][:12]}, {values['training']} training pairs"
+        )
+    elif args.experiment_command == "serve":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        serve(args.db, args.host, args.port)
+    else:
+        summary = export.export_study(args.db, args.out)
+        print(
+            f"{args.out}: {summary['counted_answers']} counted answers from "
+            f"{len(summary['subject_files'])} subject(s)"
+        )
+    return 0
+
+
+def experiment_command(args) -> int:
+    """``run`` for ``dlmap``'s main command line: study errors become UsageError (exit 2)."""
+    try:
+        return run(args)
+    except study.StudyError as error:
+        raise UsageError(str(error)) from error

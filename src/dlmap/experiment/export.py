@@ -1,0 +1,141 @@
+"""Export a study's answers: the long table, one count matrix per subject and their total.
+
+``OUT/answers.csv`` has one row per stored answer (training included, flagged).
+``OUT/subjects/NAME.csv`` and ``OUT/counts.csv`` are in the format ``dlmap rank`` reads: a
+header row ``winner\\loser`` then the condition names (sorted), one row per condition in the
+same order, cell (i, j) = times i was preferred over j. Every condition is in every file.
+Training answers are not counted; subjects without a counted answer get no file. The totals
+are the sum of the subject files. ``OUT/export.json`` carries the pairs file's sha256 and
+every image's sha256, so that ranking can refuse counts whose images have changed since.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+from dlmap.experiment import study
+
+ANSWER_COLUMNS = (
+    "subject", "trial", "training", "pair_row", "image", "left", "right", "chosen",
+    "chosen_side", "input", "response_ms", "shown_at", "answered_at", "received_at",
+    "screen_width", "screen_height", "device_pixel_ratio", "zoom", "window_width",
+    "window_height",
+)  # fmt: skip
+CORNER = "winner\\loser"
+
+
+def safe_file_name(name: str) -> str:
+    """``name`` with every character outside [A-Za-z0-9._-] replaced by ``_``."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._")
+    return cleaned or "subject"
+
+
+def answers(connection: sqlite3.Connection) -> list[dict]:
+    """Every stored answer with its subject, trial number (1-based) and condition names."""
+    rows = connection.execute(
+        "SELECT s.id AS subject_id, s.name AS subject, t.position + 1 AS trial, t.training,"
+        " t.swapped, p.row AS pair_row, p.image, p.enhancer_i, p.enhancer_j, a.*"
+        " FROM answers a JOIN trials t ON t.id = a.trial JOIN subjects s ON s.id = t.subject"
+        " JOIN pairs p ON p.id = t.pair ORDER BY s.id, t.position"
+    )
+    result = []
+    for row in rows:
+        record = dict(row)
+        pair = (record["enhancer_i"], record["enhancer_j"])
+        record["left"], record["right"] = pair[::-1] if record["swapped"] else pair
+        record["chosen_side"] = record["chosen"]
+        record["chosen"] = record[record["chosen_side"]]
+        result.append(record)
+    return result
+
+
+def count_matrix(records: list[dict], conditions: list[str]) -> np.ndarray:
+    """C[i, j] = times condition i was chosen over condition j (training not counted)."""
+    index = {name: i for i, name in enumerate(conditions)}
+    counts = np.zeros((len(conditions), len(conditions)), dtype=int)
+    for record in records:
+        if record["training"]:
+            continue
+        loser = record["right"] if record["chosen_side"] == "left" else record["left"]
+        counts[index[record["chosen"]], index[loser]] += 1
+    return counts
+
+
+def matrix_csv(counts: np.ndarray, conditions: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([CORNER, *conditions])
+    for name, row in zip(conditions, counts, strict=True):
+        writer.writerow([name, *(int(value) for value in row)])
+    return buffer.getvalue()
+
+
+def export_study(db: Path, out: Path) -> dict:
+    """Write answers.csv, subjects/*.csv, counts.csv and export.json to ``out``; returns the
+    contents of export.json."""
+    out = Path(out)
+    connection = study.open_study(db)
+    try:
+        values = study.meta(connection)
+        records = answers(connection)
+        images = {r["path"]: r["sha256"] for r in connection.execute("SELECT * FROM images")}
+        subjects = study.progress(connection)
+    finally:
+        connection.close()
+    conditions = sorted(values["conditions"])
+    (out / "subjects").mkdir(parents=True, exist_ok=True)
+    stale = sorted((out / "subjects").glob("*.csv"))
+    if stale:
+        raise study.StudyError(
+            f"{out / 'subjects'}: holds {len(stale)} CSV file(s) already; export into an empty "
+            "folder (old subject files would be mixed into the ranking)"
+        )
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ANSWER_COLUMNS, extrasaction="ignore",
+                            lineterminator="\n")  # fmt: skip
+    writer.writeheader()
+    writer.writerows(records)
+    (out / "answers.csv").write_text(buffer.getvalue())
+    total = np.zeros((len(conditions), len(conditions)), dtype=int)
+    files, used = {}, set()
+    for subject in subjects:
+        mine = [r for r in records if r["subject_id"] == subject["id"]]
+        counts = count_matrix(mine, conditions)
+        if not counts.any():
+            continue
+        stem = safe_file_name(subject["name"])
+        if stem.lower() in used:
+            stem = f"{stem}-{subject['id']}"
+        used.add(stem.lower())
+        (out / "subjects" / f"{stem}.csv").write_text(matrix_csv(counts, conditions))
+        files[subject["name"]] = f"subjects/{stem}.csv"
+        total += counts
+    (out / "counts.csv").write_text(matrix_csv(total, conditions))
+    summary = {
+        "study": str(Path(db).resolve()),
+        "exported": study.now(),
+        "pairs_file": values["pairs_file"],
+        "pairs_sha256": values["pairs_sha256"],
+        "pairs_sidecar_sha256": values.get("pairs_sidecar_sha256"),
+        "images_dir": values["images_dir"],
+        "image_sha256": images,
+        "conditions": conditions,
+        "seed": values["seed"],
+        "training_pairs": values["training"],
+        "repeats": values["repeats"],
+        "subject_files": files,
+        "subjects": [
+            {"name": s["name"], "answered": s["answered"], "trials": s["total"]} for s in subjects
+        ],
+        "counted_answers": int(total.sum()),
+        "note": "training answers are in answers.csv but not in the counts",
+    }
+    (out / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
