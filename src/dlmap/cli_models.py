@@ -134,12 +134,7 @@ def weights_command(args) -> int:
         optional = "" if name in needed else " (optional)"
         try:
             if name in downloads.FILE_SETS:
-                missing = downloads.missing_files(name, args.cache)
-                if missing:
-                    raise weights.WeightsMissingError(
-                        downloads.missing_message(name, missing, args.cache)
-                    )
-                published = downloads.verify(name, args.cache, full=True)
+                published = downloads.require(name, args.cache, full=True)
                 where = weights.cache_dir(args.cache)
                 note = f"; {published} against the published sha256" if published else ""
             else:

@@ -49,10 +49,7 @@ class UnknownDistanceError(ValueError):
 def _weight_files(set_name: str, cache) -> list[dict]:
     """Check that every file of download set ``set_name`` is in the cache (else raise
     ``WeightsMissingError``), verify their sha256, and return their provenance."""
-    missing = downloads.missing_files(set_name, cache)
-    if missing:
-        raise weights.WeightsMissingError(downloads.missing_message(set_name, missing, cache))
-    downloads.verify(set_name, cache)
+    downloads.require(set_name, cache)
     present = downloads.present_paths(set_name, cache)
     digests = weights.verify_files([path for _, path in present], cache)
     return [

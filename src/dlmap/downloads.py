@@ -225,6 +225,15 @@ def verify(name: str, cache=None, full: bool = False) -> int:
     return published
 
 
+def require(name: str, cache=None, full: bool = False) -> int:
+    """Every file of set ``name`` present (else one ``WeightsMissingError`` naming the files,
+    their URLs, the folder and the fetch command) and verified (``verify``)."""
+    missing = missing_files(name, cache)
+    if missing:
+        raise weights.WeightsMissingError(missing_message(name, missing, cache))
+    return verify(name, cache, full=full)
+
+
 def _hub_sha256(url: str) -> str | None:
     """The LFS sha256 Hugging Face records for a ``.../resolve/<revision>/<file>`` URL."""
     from huggingface_hub import HfApi

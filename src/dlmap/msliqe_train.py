@@ -153,12 +153,7 @@ def openai_clip_state(cache=None) -> dict:
 
     from dlmap import downloads, weights
 
-    missing = downloads.missing_files("clip-vit-b-32", cache)
-    if missing:
-        raise weights.WeightsMissingError(
-            downloads.missing_message("clip-vit-b-32", missing, cache)
-        )
-    downloads.verify("clip-vit-b-32", cache)
+    downloads.require("clip-vit-b-32", cache)
     (file,) = downloads.files("clip-vit-b-32")
     path = weights.cache_dir(cache) / file.path
     return open_clip.load_openai_model(str(path), precision="fp32", device="cpu").state_dict()

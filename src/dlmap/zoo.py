@@ -200,10 +200,7 @@ class PyiqaPrior(Prior):
     def __init__(self, name: str, cache=None):
         super().__init__()
         model = PYIQA_MODELS[name]
-        missing = downloads.missing_files(name, cache)
-        if missing:
-            raise weights.WeightsMissingError(downloads.missing_message(name, missing, cache))
-        downloads.verify(name, cache)
+        downloads.require(name, cache)
         import pyiqa
 
         with torch_hub_dir(weights.cache_dir(cache) / "torch"):
