@@ -10,7 +10,7 @@ def test_readme_opens_with_two_setup_commands_main_job_then_tests():
     block = re.search(r"<!-- setup.*?-->\n```bash\n(.*?)```", README, re.S).group(1)
     lines = block.strip().splitlines()
     assert len(lines) == 2
-    assert "dlmap demo" in lines[0] and "pytest" in lines[1]
+    assert "presets/demo.yaml" in lines[0] and "pytest" in lines[1]
     ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
     assert "```bash" in ci and "README.md" in ci  # .ci/run executes the README's bash blocks
 

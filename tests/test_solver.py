@@ -206,3 +206,26 @@ def test_non_finite_gradient_stops_the_solve_naming_the_iteration(tiny32, two_ph
         config = solver.SolverConfig(mode=mode, iters=3)
         with pytest.raises(solver.NonFiniteError, match="iteration 0: non-finite gradient"):
             solver.map_solve(tiny32, kinked, two_photos.float(), config, SMALL, quiet=True)
+
+
+def test_a_stored_inversion_reused_for_two_priors_gives_the_same_result(tiny64, two_photos):
+    """The workflow inverts each image once (Alg. 1 line 2) and reuses it for every prior."""
+    config = solver.SolverConfig(iters=2, seed=3)
+    inversion = solver.invert_images(tiny64, two_photos, SMALL, seeds=[3, 3])
+    for name in ("colorfulness", "sharpness"):
+        prior = create_prior(name)
+        fresh = solver.map_solve(tiny64, prior, two_photos, config, SMALL, quiet=True)
+        reused = solver.map_solve(
+            tiny64, prior, two_photos, config, SMALL, quiet=True, inversion=inversion
+        )
+        assert torch.equal(fresh.x, reused.x) and torch.equal(fresh.y, reused.y)
+        assert fresh.history == reused.history
+
+
+def test_an_inversion_of_other_images_is_refused(tiny64, two_photos):
+    inversion = solver.invert_images(tiny64, two_photos[:1], SMALL)
+    with pytest.raises(ValueError, match="1 pairs for 2 images"):
+        solver.map_solve(
+            tiny64, create_prior("colorfulness"), two_photos, solver.SolverConfig(iters=1),
+            SMALL, quiet=True, inversion=inversion,
+        )  # fmt: skip

@@ -31,6 +31,9 @@ def add_compare_parsers(commands) -> None:
     report.add_argument("--srcc", type=Path, nargs="*", default=[], help="dlmap evaluate CSVs")
     report.add_argument("--dataset", default="spaq", help="SRCC of Table I: this data set")
     report.add_argument("--title", default="")
+    report.add_argument(
+        "--reduced", action="store_true", help="stamp every output as made with reduced settings"
+    )
 
 
 def simulate_command(args) -> int:
@@ -83,11 +86,14 @@ def report_command(args) -> int:
 
     rows = _read(args.scores, {"condition", "jod", "ci_low", "ci_high", "group"})
     simulated = reports.is_simulated(args.scores)
-    figure = figures.plot_ranking(rows, args.title, simulated)
+    stamp = "REDUCED SETTINGS (demo): not the paper's result"
+    title = f"{args.title} [{stamp}]" if args.reduced else args.title
+    banner = f"**{stamp}.**\n\n" if args.reduced else ""
+    figure = figures.plot_ranking(rows, title, simulated)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(f"{args.out}.pdf")
     write_bytes_atomic(f"{args.out}.png", figures.figure_png_bytes(figure))
-    write_text_atomic(reports.ranking_markdown(rows, simulated), f"{args.out}.md")
+    write_text_atomic(banner + reports.ranking_markdown(rows, simulated), f"{args.out}.md")
     written = [f"{args.out}.png", f"{args.out}.pdf", f"{args.out}.md"]
     if args.srcc:
         srcc = [row for path in args.srcc for row in _read(path, {"prior", "dataset", "srcc"})]
@@ -96,7 +102,7 @@ def report_command(args) -> int:
         except ValueError as error:
             raise UsageError(str(error)) from error
         reports.write_csv(table, f"{args.out}.table1.csv")
-        markdown = reports.table_one_markdown(table, args.dataset, simulated)
+        markdown = banner + reports.table_one_markdown(table, args.dataset, simulated)
         write_text_atomic(markdown, f"{args.out}.table1.md")
         written += [f"{args.out}.table1.csv", f"{args.out}.table1.md"]
     print("wrote " + ", ".join(written))

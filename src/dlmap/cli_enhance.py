@@ -4,19 +4,15 @@ them; it builds only the light commands' parsers when one of those is asked for)
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import platform
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 import dlmap
-from dlmap import backbones, downloads, edict, images, priors, solver, weights
+from dlmap import backbones, downloads, edict, images, priors, records, solver, weights
 from dlmap.cli import Parser
 from dlmap.cli_compare import add_compare_parsers, report_command, simulate_command
 from dlmap.cli_data import add_data_parser, data_command
@@ -182,22 +178,6 @@ def _configs(args):
     return solver_config, edict_config
 
 
-def _output_paths(out: Path, path: Path) -> dict[str, Path]:
-    return {
-        k: out / f"{path.stem}{suffix}"
-        for k, suffix in (
-            ("x", ".x.png"),
-            ("y", ".y.png"),
-            ("plot", ".history.png"),
-            ("json", ".json"),
-        )
-    }
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def enhance(args) -> int:
     solver_config, edict_config = _configs(args)
     stems: dict[str, Path] = {}
@@ -265,57 +245,16 @@ def enhance(args) -> int:
 
 
 def _write_outputs(args, path, index, result, prior, backbone, seconds) -> None:
-    outputs = _output_paths(args.out, path)
-    images.save_png_atomic(result.x[index], outputs["x"])
-    if result.y is not None:
-        images.save_png_atomic(result.y[index], outputs["y"])
-    record = {
-        "input": str(path),
-        "input_sha256": _sha256(path),
-        "outputs": {
-            k: v.name
-            for k, v in outputs.items()
-            if (k != "y" or result.y is not None) and (k != "plot" or args.plot)
-        },
-        "reduced": bool(backbone is not None and backbone.reduced),
-        "backbone": backbone.name if backbone is not None else None,
-        "weights": backbone.provenance if backbone is not None else {},
-        "prior": asdict(prior.info),
-        "config": {
-            **result.config,
-            "size": args.size,
-            "dtype": args.dtype,
-            "autocast": args.autocast,
-            "encode": args.encode,
-            "device": args.device,
-        },
-        "history": [
-            {
-                key: (value[index] if isinstance(value, list) else value)
-                for key, value in step.items()
-            }
-            for step in result.history
-        ],
-        "final": _select(result.final, index),
-        "seconds": seconds,
-        "versions": {
-            "dlmap": dlmap.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+    settings = {
+        "size": args.size,
+        "dtype": args.dtype,
+        "autocast": args.autocast,
+        "encode": args.encode,
+        "device": args.device,
     }
-    if args.plot:
-        from dlmap import figures
-
-        figure = figures.plot_history(record, title=f"{path.name}: {prior.info.display_name}")
-        images.write_bytes_atomic(outputs["plot"], figures.figure_png_bytes(figure))
-    images.write_text_atomic(json.dumps(record, indent=2) + "\n", outputs["json"])
-
-
-def _select(value, index):
-    if isinstance(value, dict):
-        return {key: _select(item, index) for key, item in value.items()}
-    return value[index] if isinstance(value, list) else value
+    records.write_enhanced(
+        args.out, path, index, result, prior, backbone, seconds, settings, plot=args.plot
+    )
 
 
 def demo(args) -> int:

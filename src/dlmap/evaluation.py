@@ -50,10 +50,11 @@ def score_images(prior, paths, size: int | None = None, quiet: bool = False) -> 
     ``size``, shorter side resized to ``size`` and centre-cropped to a square)."""
     from dlmap.images import load_image
 
+    device = next((p.device for p in prior.parameters()), torch.device("cpu"))
     scores = []
     for path in tqdm(paths, desc="scoring", unit="image", disable=quiet):
-        image = load_image(path, size)
-        scores.append(float(prior(image[None].float()).reshape(-1)[0]))
+        image = load_image(path, size)[None].float().to(device)
+        scores.append(float(prior(image).reshape(-1)[0]))
     return scores
 
 

@@ -76,6 +76,20 @@ def fidelity_utility(
     ``enhanced``: enhancer -> folder of its outputs; ``references``: folder of the pristine
     images under the same file names. Similarities are computed once and cached.
     """
+
+    def output_file(name: str, image: str) -> Path:
+        return Path(enhanced[name]) / image
+
+    def reference_file(image: str) -> Path:
+        return Path(references) / image
+
+    return file_fidelity_utility(output_file, reference_file, metric, jod_per_unit)
+
+
+def file_fidelity_utility(output_file, reference_file, metric="ms-ssim", jod_per_unit=10.0):
+    """``fidelity_utility`` with the files given by functions: ``output_file(enhancer,
+    image)`` and ``reference_file(image)`` return paths (the workflow's pairs file lists
+    each output's file)."""
     from dlmap.images import load_image
 
     similarity = _similarity(metric)
@@ -83,8 +97,8 @@ def fidelity_utility(
 
     def utility(name: str, image: str) -> float:
         if (name, image) not in cache:
-            output = load_image(Path(enhanced[name]) / image, None)
-            reference = load_image(Path(references) / image, None)
+            output = load_image(output_file(name, image), None)
+            reference = load_image(reference_file(image), None)
             if output.shape != reference.shape:
                 raise ValueError(f"{image}: {name}'s output and the reference differ in size")
             cache[(name, image)] = jod_per_unit * similarity(output, reference)

@@ -113,7 +113,17 @@ def enhancer_folders(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _enhanced_files(name: str, folder: Path) -> dict[str, Path]:
+def _enhanced_files(name: str, folder: Path | list[Path]) -> dict[str, Path]:
+    """One enhancer's images by name; ``folder`` may be a list of folders (the workflow's
+    chunks), whose images are merged (a name in two of them is refused)."""
+    if isinstance(folder, (list, tuple)):
+        merged: dict[str, Path] = {}
+        for part in folder:
+            for image, path in _enhanced_files(name, Path(part)).items():
+                if image in merged:
+                    raise SelectionInputError(f"enhancer {name}: {merged[image]} and {path} clash")
+                merged[image] = path
+        return merged
     if not folder.is_dir():
         raise SelectionInputError(f"enhancer {name}: {folder} is not a folder")
     pngs = sorted(path for path in folder.iterdir() if path.suffix.lower() == ".png")
@@ -153,7 +163,10 @@ def find_candidates(enhancers: dict[str, Path], originals: Path | None = None) -
     ``SelectionInputError`` naming each enhancer that lacks images the others have."""
     if len(enhancers) < 2:
         raise SelectionInputError(f"need at least two enhancers, got {len(enhancers)}")
-    files = {name: _enhanced_files(name, Path(folder)) for name, folder in enhancers.items()}
+    files = {
+        name: _enhanced_files(name, folder if isinstance(folder, list) else Path(folder))
+        for name, folder in enhancers.items()
+    }
     every = sorted(set().union(*files.values()))
     problems = [
         f"enhancer {name} ({enhancers[name]}) lacks {_listing(sorted(set(every) - set(own)))}"
@@ -164,7 +177,8 @@ def find_candidates(enhancers: dict[str, Path], originals: Path | None = None) -
         raise SelectionInputError("the enhancers' image names differ: " + "; ".join(problems))
     found = _original_files(originals, every) if originals is not None else None
     folder = Path(originals) if originals is not None else None
-    return Candidates({k: Path(v) for k, v in enhancers.items()}, every, files, found, folder)
+    folders = {k: v if isinstance(v, list) else Path(v) for k, v in enhancers.items()}
+    return Candidates(folders, every, files, found, folder)
 
 
 def _read(path: Path, size: int | None) -> torch.Tensor:
@@ -212,11 +226,19 @@ def distance_tables(
     return DistanceTables(candidates, d1, np.stack(embeddings), settings)
 
 
-def select_pairs(tables: DistanceTables, k: int = 20, gamma: float = 0.1) -> list[dict]:
-    """Eq. 18 for every pair of enhancers: K rows per pair, in order of selection."""
+def select_pairs(
+    tables: DistanceTables, k: int = 20, gamma: float = 0.1, anchor: str | None = None
+) -> list[dict]:
+    """Eq. 18 for every pair of enhancers: K rows per pair, in order of selection. With
+    ``anchor``, only the pairs that include it (Sec. V-B: MS-LIQE against each of the
+    three models that inspired it, 3 x 20 pairs)."""
     candidates = tables.candidates
+    if anchor is not None and anchor not in candidates.enhancers:
+        raise SelectionInputError(f"anchor {anchor!r} is not one of the enhancers")
     rows = []
     for p, (first, second) in enumerate(candidates.pairs):
+        if anchor is not None and anchor not in (first, second):
+            continue
         for order, pick in enumerate(greedy_select(tables.d1[p], tables.embeddings, k, gamma)):
             name = candidates.names[pick.index]
             rows.append(
@@ -246,7 +268,10 @@ def selection_settings(tables: DistanceTables, k: int, gamma: float, rows: list)
         "gamma": gamma,
         **tables.settings,
         "tie_break": TIE_BREAK,
-        "enhancers": {name: str(folder) for name, folder in candidates.enhancers.items()},
+        "enhancers": {
+            name: [str(f) for f in folder] if isinstance(folder, list) else str(folder)
+            for name, folder in candidates.enhancers.items()
+        },
         "originals": None
         if candidates.originals_folder is None
         else str(candidates.originals_folder),

@@ -166,12 +166,16 @@ def map_solve(
     seeds: list[int] | None = None,
     quiet: bool = False,
     description: str = "MAP",
+    inversion: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> SolveResult:
     """Enhance a batch of images (B, 3, H, W) in [0, 1], one prior per image (Alg. 1).
 
     ``backbone`` is a ``dlmap.backbones.Backbone`` (unused in pixel modes). ``seeds`` seeds
-    each image's VAE posterior sample (default: ``config.seed`` for all). Raises
-    ``NonFiniteError`` naming the iteration if a loss, gradient or latent stops being finite.
+    each image's VAE posterior sample (default: ``config.seed`` for all). ``inversion``: the
+    noise pair (x_T, y_T) of Alg. 1 line 2 from ``invert_images`` for these images, backbone,
+    seeds and EDICT settings, so one inversion serves every prior (computed here if None).
+    Raises ``NonFiniteError`` naming the iteration if a loss, gradient or latent stops being
+    finite.
     """
     batch = images.shape[0]
     priors = list(priors) if isinstance(priors, (list, tuple)) else [priors] * batch
@@ -194,19 +198,34 @@ def map_solve(
         result = _pixel_solve(priors, x_init, config, quiet, description)
     else:
         seeds = seeds if seeds is not None else [config.seed] * batch
+        if inversion is None:
+            inversion = invert_images(backbone, x_init, edict_config, seeds)
+        elif inversion[0].shape != inversion[1].shape or inversion[0].shape[0] != batch:
+            raise ValueError(f"inversion holds {inversion[0].shape[0]} pairs for {batch} images")
         result = _latent_solve(
-            backbone, priors, x_init, config, edict_config, seeds, quiet, description
+            backbone, priors, x_init, config, edict_config, inversion, quiet, description
         )
     result.config = settings
     return result
 
 
-def _latent_solve(backbone, priors, x_init, config, edict_config, seeds, quiet, description):
+@torch.no_grad()
+def invert_images(backbone, images: torch.Tensor, edict_config=edict.EdictConfig(), seeds=None):
+    """Alg. 1 line 2: encode each image (seeded posterior sample or mean) and invert it with
+    EDICT (Eqs. 12-15) to its noise pair (x_T, y_T), each (B, C, h, w). Independent of the
+    prior and of lambda, so the workflow inverts each image once and reuses it."""
+    seeds = seeds if seeds is not None else [0] * images.shape[0]
+    schedule = edict.make_schedule(edict_config)
+    cond = backbone.condition(images)
+    latent = backbone.encode(images, seeds)
+    return edict.invert(backbone.eps, latent, latent, schedule, cond)
+
+
+def _latent_solve(backbone, priors, x_init, config, edict_config, inversion, quiet, description):
     batch = x_init.shape[0]
     schedule = edict.make_schedule(edict_config)
     cond = backbone.condition(x_init)
-    latent = backbone.encode(x_init, seeds)
-    x_T, y_T = edict.invert(backbone.eps, latent, latent, schedule, cond)  # Alg. 1 line 2
+    x_T, y_T = (t.to(device=x_init.device) for t in inversion)
     momentum = torch.zeros_like(torch.cat([x_T, y_T]))
     pair_priors = priors + priors
     pair_init = torch.cat([x_init, x_init])

@@ -139,3 +139,30 @@ def export_study(db: Path, out: Path) -> dict:
     }
     (out / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def verify_export(export: Path, pairs: Path, images_dir: Path) -> dict:
+    """Check that an exported study still matches the pairs file and the images it was
+    built from (DESIGN "2AFC experiment": old answers are never mixed with new images).
+    Returns export.json's contents; raises ``StudyError`` naming the first mismatch."""
+    export, images_dir = Path(export), Path(images_dir)
+    summary_path = export / "export.json"
+    if not summary_path.is_file():
+        raise study.StudyError(
+            f"{export}: no export.json; run `dlmap experiment export --db STUDY --out {export}`"
+            " after the subjects have answered"
+        )
+    summary = json.loads(summary_path.read_text())
+    if summary["pairs_sha256"] != study.sha256_file(pairs):
+        raise study.StudyError(
+            f"{export}: the study was built from other pairs than {pairs} (sha256 "
+            f"{summary['pairs_sha256'][:12]} vs {study.sha256_file(pairs)[:12]}); its answers "
+            "do not belong to the current enhanced images"
+        )
+    for relative, digest in summary["image_sha256"].items():
+        path = images_dir / relative
+        if not path.is_file() or study.sha256_file(path) != digest:
+            raise study.StudyError(
+                f"{export}: {path} changed since the study was built; rerun the study"
+            )
+    return summary

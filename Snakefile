@@ -1,0 +1,73 @@
+# dlmap: the paper as one DAG (see README "The workflow").
+#   snakemake --profile profiles/local --configfile presets/demo.yaml   (demo, CPU, minutes)
+#   snakemake --profile slurm                                           (the paper, config.yaml)
+# A --configfile replaces config.yaml wholesale (presets are complete), and every config is
+# validated against workflow/schemas/config.schema.yaml before any job runs.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    chunk=r"\d{3}",
+    prior=r"[^/]+",
+    comparison=r"[A-Za-z0-9_-]+",
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/images.smk"
+include: "workflow/rules/msliqe.smk"
+include: "workflow/rules/enhance.smk"
+include: "workflow/rules/compare.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True
+
+
+# The paper's experiments as named targets, e.g. `snakemake --profile slurm ablations`.
+rule models:  # Fig. 5, Table I, Fig. 6
+    input:
+        f"{OUT}/report/ranking-models.png",
+        f"{OUT}/report/table1.csv",
+        f"{OUT}/report/fig6-pairs-models.png",
+        f"{OUT}/experiment/models.sqlite",
+
+
+rule ablations:  # Figs. 1, 2, 7, 8
+    input:
+        [f"{OUT}/report/{name}.png" for name in ABLATION_FIGURES],
+
+
+rule msliqe:  # Sec. V-B, Fig. 9 (and MS-LIQE's training curve)
+    input:
+        f"{OUT}/report/ranking-msliqe.png",
+        f"{OUT}/report/fig9-pairs-msliqe.png",
+        f"{OUT}/report/votes-msliqe.png",
+
+
+rule enhancers:  # Sec. V-C, Figs. 10, 11
+    input:
+        f"{OUT}/report/ranking-enhancers.png",
+        f"{OUT}/report/fig11-pairs-enhancers.png",
+
+
+rule post_enhancement:  # Sec. V-D, Fig. 12
+    input:
+        f"{OUT}/report/fig12-post-enhancement.png",

@@ -1,0 +1,207 @@
+"""The Snakemake workflow: config validation, the paper's full DAG, the profiles, and
+what reruns after a change (dry runs that count the planned jobs per rule)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+DEMO = ROOT / "presets" / "demo.yaml"
+
+
+def snakemake(*args, cwd=ROOT, check=True):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    run = subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    if check and run.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{run.stdout}\n{run.stderr}")
+    return run
+
+
+def planned(*args, cwd=ROOT) -> dict[str, int]:
+    """Jobs per rule of a dry run."""
+    text = snakemake("-n", "--cores", "1", *args, cwd=cwd).stdout
+    if "Nothing to be done" in text:
+        return {}
+    table = text[text.index("Job stats:") : text.index("Reasons:")]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", table, re.M))
+    counts.pop("total", None)
+    return {rule: int(n) for rule, n in counts.items()}
+
+
+def write_config(tmp_path, changes: dict, base=DEMO) -> Path:
+    values = yaml.safe_load(base.read_text())
+    for key, value in changes.items():
+        target = values
+        *parents, last = key.split(".")
+        for parent in parents:
+            target = target[parent]
+        target[last] = value
+    path = tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_the_paper_config_builds_the_whole_dag_without_weights_or_data(tmp_path):
+    env_cache = {"DLMAP_CACHE": str(tmp_path / "cache"), "DLMAP_DATA": str(tmp_path / "data")}
+    os.environ.update(env_cache)
+    try:
+        jobs = planned("--configfile", str(ROOT / "config.yaml"), cwd=tmp_path)
+    finally:
+        for key in env_cache:
+            os.environ.pop(key)
+    assert jobs["enhance_chunk"] == 9 * 20  # nine priors x 500 images in chunks of 25
+    assert jobs["invert_chunk"] == 20 + 1  # once per chunk, plus vanilla SD2 for Fig. 7
+    assert jobs["prepare_images"] == 20 and jobs["select_test_images"] == 1
+    assert jobs["evaluate_prior"] == 9 and jobs["calibrate_prior"] == 5
+    assert jobs["train_msliqe"] == 1 and jobs["fetch_dataset"] == 7
+    assert jobs["select_pairs"] == jobs["rank"] == jobs["human_counts"] == 3
+    assert jobs["post_enhance"] == jobs["check_external"] == 6
+    assert {"fetch_weights_seesr", "fetch_weights_liqe", "table_one", "figures"} <= set(jobs)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"priros": ["niqe"]}, "priros"),
+        ({"solver.iters": "forty"}, "forty"),
+        ({"edict.order": "sideways"}, "sideways"),
+        ({"comparisons.models.enhancers": ["niqe"]}, "enhancers"),
+    ],
+)
+def test_a_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, message):
+    run = snakemake("-n", "--configfile", str(write_config(tmp_path, change)), check=False,
+                    cwd=tmp_path)  # fmt: skip
+    assert run.returncode != 0
+    assert message in run.stdout + run.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def gpu_rules() -> set[str]:
+    """The rules that declare the `gpu` resource."""
+    names = set()
+    for path in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]:
+            if "gpu=GPU" in block:
+                names.add(block.split(":", 1)[0])
+    return names
+
+
+def test_profile_slurm_resolves_to_the_slurm_executor_with_gpu_resources(monkeypatch):
+    from snakemake.cli import parse_args
+
+    monkeypatch.chdir(ROOT)  # `--profile slurm` is ./slurm from the repository root
+    _, args = parse_args(["--profile", "slurm", "-n"])
+    assert args.executor == "slurm"
+    assert set(args.set_resources) == gpu_rules() and "enhance_chunk" in gpu_rules()
+    for rule, resources in args.set_resources.items():
+        assert resources["gpu"].value == 1, rule
+        assert resources["mem_mb"].value >= 16000 and resources["runtime"].value >= 60
+    assert "rank" not in args.set_resources  # CPU rules ask for no GPU
+    partition = args.set_resources["enhance_chunk"]["slurm_partition"].raw
+    monkeypatch.setenv("DLMAP_SLURM_GPU_PARTITION", "gpu-a100")
+    assert eval(partition) == "gpu-a100"  # the plugin evaluates the same expression
+    monkeypatch.delenv("DLMAP_SLURM_GPU_PARTITION")
+    monkeypatch.setenv("DLMAP_SLURM_PARTITION", "batch")
+    assert eval(partition) == "batch"
+    assert eval(args.default_resources["slurm_account"].raw) == ""
+
+
+# A small configuration whose enhancement stage really runs (about a minute): 2 images in 2
+# chunks, 3 training-free priors, T = 2, one iteration.
+SMALL = {
+    "size": 192, "chunk_size": 1, "batch_size": 1, "images.count": 2, "edict.steps": 2,
+    "solver.iters": 1, "priors": ["niqe", "sharpness", "colorfulness"],
+    "calibration.priors": [], "msliqe.train": False, "ablations.images": 1,
+    "comparisons": {"models": {"enhancers": ["niqe", "sharpness", "colorfulness"]},
+                    "enhancers": {"enhancers": ["sharpness", "unsharp", "denoise"]}},
+    "post_enhancement.prior": "sharpness", "post_enhancement.images": 1,
+    "selection.size": 192, "selection.k": 1,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A workflow whose enhancement jobs and one comparison really ran (so Snakemake
+    recorded their params and inputs) and whose other outputs are marked done with `--touch`,
+    as if everything had run."""
+    folder = tmp_path_factory.mktemp("finished")
+    config = write_config(folder, SMALL)
+    out = yaml.safe_load(config.read_text())["out"]
+    targets = [f"{out}/enhanced/{p}/c{c:03d}" for p in SMALL["priors"] for c in range(2)]
+    targets.append(f"{out}/comparison/models/scores.csv")  # pairs, observers, ranking
+    snakemake(*targets, "--cores", "2", "--configfile", str(config), cwd=folder)
+    text = snakemake("-n", "--cores", "1", "--configfile", str(config), cwd=folder).stdout
+    for line in re.findall(r"^\s+output: (.+)$", text, re.M):
+        for name in line.split(", "):
+            path = folder / name
+            if path.suffix:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+    snakemake("--touch", "--cores", "1", "--configfile", str(config), cwd=folder)
+    assert planned("--configfile", str(config), cwd=folder) == {}
+    return folder
+
+
+COMPARISON_RULES = {"select_pairs", "build_experiment", "simulate_observers", "rank",
+                    "report_ranking", "figure_pairs", "all", "figures", "table_one"}  # fmt: skip
+
+
+def test_the_enhancement_jobs_wrote_one_record_per_image(finished):
+    records = sorted(finished.glob("results/demo/enhanced/*/c*/*.json"))
+    assert len(records) == 3 * 2
+    assert all(json.loads(r.read_text())["reduced"] is True for r in records)
+    assert all(json.loads(r.read_text())["config"]["inversion"] for r in records)
+
+
+def test_a_new_lambda_for_one_prior_reruns_its_chunks_and_the_comparisons_only(finished):
+    changed = write_config(finished, {**SMALL, "prior_settings": {"niqe": {"lam": 0.5}}})
+    jobs = planned("--configfile", str(changed), cwd=finished)
+    assert jobs.pop("enhance_chunk") == 2  # niqe's two chunks, no other prior's
+    assert jobs.pop("select_pairs") == 1  # the one comparison niqe is in
+    assert set(jobs) <= COMPARISON_RULES, jobs
+
+
+def test_a_ninth_prior_adds_its_chunks_and_reruns_only_the_comparisons(finished):
+    added = write_config(finished, {
+        **SMALL, "priors": SMALL["priors"] + ["musiq"],
+        "comparisons": {**SMALL["comparisons"],
+                        "models": {"enhancers": SMALL["priors"] + ["musiq"]}},
+    })  # fmt: skip
+    jobs = planned("--configfile", str(added), cwd=finished)
+    assert jobs.pop("enhance_chunk") == 2 and jobs.pop("evaluate_prior") == 1
+    assert jobs.pop("select_pairs") == 1
+    assert jobs.pop("fetch_weights_musiq") == 1  # its checkpoint, fetched once
+    assert set(jobs) <= COMPARISON_RULES, jobs
+
+
+def test_lint_reports_nothing_but_the_conda_envs_of_an_installed_environment(tmp_path):
+    run = snakemake("--lint", "--configfile", str(DEMO), check=False, cwd=tmp_path)
+    text = run.stdout + run.stderr
+    findings = re.findall(r"^\s{4}\* (.+?):$", text, re.M)
+    assert set(findings) <= {"Specify a conda environment or container for each rule."}, text
+
+
+def test_each_script_saves_its_job_so_it_can_be_rerun_alone(tmp_path):
+    scripts = sorted((ROOT / "workflow" / "scripts").glob("*.py"))
+    assert scripts
+    for script in scripts:
+        if script.name.startswith("_"):
+            continue
+        assert "job(globals())" in script.read_text(), script.name
+    run = subprocess.run([sys.executable, str(scripts[-1])], capture_output=True, text=True,
+                         cwd=ROOT / "workflow" / "scripts")  # fmt: skip
+    assert run.returncode != 0 and "LOG.job.json" in run.stderr
+    shutil.rmtree(tmp_path, ignore_errors=True)

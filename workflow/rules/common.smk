@@ -1,0 +1,291 @@
+# Helpers shared by the rules: paths, chunks, per-prior settings, resources, targets.
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from dlmap import chunks
+from dlmap.dataset_sources import data_root
+from dlmap.downloads import FILE_SETS
+
+# The `dlmap` command of the environment that runs Snakemake (no PATH needed).
+DLMAP = str(Path(sys.executable).parent / "dlmap")
+OUT = config["out"]
+LOGS = f"{OUT}/logs"
+BENCH = f"{OUT}/benchmarks"
+REDUCED = config["reduced"]
+IDS = chunks.image_ids(config["images"]["count"])
+CHUNKS = chunks.chunks(config["images"]["count"], config["chunk_size"])
+CHUNK_NAMES = [f"{index:03d}" for index in range(len(CHUNKS))]
+PRIORS = config["priors"]
+DATA = str(data_root(config["data_root"]))
+ABLATION_IDS = IDS[: config["ablations"]["images"]]
+POST_IDS = IDS[: config["post_enhancement"]["images"]]
+ABLATION_FIGURES = ["fig1-pixel-vs-latent", "fig2-lambda-sweep", "fig2-lambda-plot",
+                    "fig7-vanilla-vs-controlnet", "fig8-direct-vs-map"]  # fmt: skip
+PAIR_FIGURES = {"models": "fig6-pairs", "msliqe": "fig9-pairs", "enhancers": "fig11-pairs"}
+# External enhancers' folders; "{out}" stands for the output folder (the demo makes its own).
+EXTERNAL = {name: path.format(out=OUT) for name, path in config["external"].items()}
+
+def gpus_present():
+    """GPUs on this machine (CUDA_VISIBLE_DEVICES if set, else nvidia-smi; 0 without)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return listing.stdout.count("GPU ") if listing.returncode == 0 else 0
+
+
+# GPU rules ask for `gpu` (one per job when the config runs on CUDA). On one machine the
+# scheduler may run as many at once as there are GPUs; on SLURM each job asks the cluster.
+GPU = 1 if config["device"].startswith("cuda") else 0
+if workflow.local_exec and "gpu" not in workflow.global_resources:
+    workflow.register_resource("gpu", gpus_present())
+
+
+def chunk_ids(wildcards):
+    return CHUNKS[int(wildcards.chunk)]
+
+
+def chunk_of(image_id):
+    return f"{IDS.index(image_id) // config['chunk_size']:03d}"
+
+
+def images_dir(chunk):
+    return f"{OUT}/images/c{chunk}"
+
+
+def all_image_dirs():
+    return [images_dir(c) for c in CHUNK_NAMES]
+
+
+def prior_solver(prior):
+    """The solver settings of one prior: the shared ones, then its own overrides."""
+    return {**config["solver"], **config["prior_settings"].get(prior, {})}
+
+
+def edict_values():
+    return {k: v for k, v in config["edict"].items() if k != "encode"}
+
+
+def backbone_settings(name=None):
+    return dict(
+        name=name or config["backbone"],
+        device=config["device"],
+        dtype=config["dtype"],
+        autocast=config["autocast"],
+        encode=config["edict"]["encode"],
+        cache=config["cache"],
+    )
+
+
+def weights_cache():
+    from dlmap.weights import cache_dir
+
+    return str(cache_dir(config["cache"]))
+
+
+def weight_files(name):
+    """The files a weight set puts in the dlmap cache (Hugging Face hub files excepted)."""
+    from dlmap import downloads
+
+    return [
+        str(downloads.local_path(f, config["cache"]))
+        for f in downloads.files(name)
+        if f.kind != "timm"
+    ]
+
+
+def prior_weights(prior):
+    """The fetch outputs a prior needs. NIQE runs offline on a pristine model fitted to
+    bundled photographs (labelled so); the paper's runs need LIVE's official model."""
+    if prior == "niqe" and REDUCED:
+        return []
+    if prior in FILE_SETS and FILE_SETS[prior].paper:
+        return weight_files(prior)
+    return []
+
+
+def backbone_weights(name):
+    if name.startswith("tiny"):
+        return []
+    needs = {"sd2-seesr": ["sd2-base", "seesr", "ram-swin-large", "dape"], "sd2": ["sd2-base"]}
+    return [f"{weights_cache()}/{source}" for source in needs.get(name, ["sd2-base"])]
+
+
+def msliqe_checkpoint():
+    return f"{OUT}/msliqe/ms_liqe.pt" if config["msliqe"]["train"] else None
+
+
+def prior_inputs(prior):
+    """What building a prior needs: weights, the trained MS-LIQE, fitted constants."""
+    files = {"weights": prior_weights(prior)}
+    if prior == "ms-liqe" and msliqe_checkpoint():
+        files["checkpoint"] = msliqe_checkpoint()
+    if prior in config["calibration"]["priors"]:
+        files["calibration"] = f"{OUT}/calibration/{prior}.json"
+    return files
+
+
+def enhanced_dirs(enhancer):
+    """An enhancer's image folders: a prior's MAP chunks, or an external enhancer's folder
+    (checked and copied by check_external, since no rule of ours writes it)."""
+    if enhancer in EXTERNAL:
+        return [f"{OUT}/external/{enhancer}"]
+    return [f"{OUT}/enhanced/{enhancer}/c{c}" for c in CHUNK_NAMES]
+
+
+def comparison_enhancers(comparison):
+    return config["comparisons"][comparison]["enhancers"]
+
+
+def stamp():
+    """Settings every script records: reduced or not, and the config's provenance."""
+    return {"reduced": REDUCED, "out": OUT}
+
+
+def all_targets():
+    targets = [f"{OUT}/report/ranking-{c}.md" for c in config["comparisons"]]
+    targets += [f"{OUT}/report/table1.md", f"{OUT}/report/figures.done"]
+    targets += [f"{OUT}/experiment/{c}.sqlite" for c in config["comparisons"]]
+    return targets
+
+
+# (data.smk)
+def weight_sets():
+    """Every weight set the configuration needs."""
+    needed = {p for p in PRIORS + [config["ablations"]["prior"]] if prior_weights(p)}
+    needed |= {"lpips"} if config["selection"]["d1"] == "lpips" else set()
+    needed |= {"dists"} if config["selection"]["d1"] == "dists" else set()
+    needed |= {"clip-vit-b-32"} if config["selection"]["d2"] == "clip" else set()
+    if config["msliqe"]["train"] and "--init" not in " ".join(config["msliqe"]["options"]):
+        needed |= {"clip-vit-b-32"}
+    return sorted(needed)
+
+
+# (data.smk)
+def manifest_sources(wildcards):
+    names = manifest_datasets(wildcards.group)
+    if names == ["synthetic"]:
+        return [f"{OUT}/data/synthetic/manifest.csv"]
+    return [f"{DATA}/{name}" for name in names]
+
+
+# (data.smk)
+def manifest_datasets(group):
+    return {
+        "train": config["msliqe"]["datasets"],
+        "evaluate": config["msliqe"]["evaluate_on"],
+        "calibration": config["calibration"]["datasets"],
+        "testpool": config["images"]["datasets"],
+    }[group]
+
+
+# (images.smk)
+def prepare_inputs(wildcards):
+    if config["images"]["source"] == "bundled":
+        return []
+    return [f"{OUT}/images/selection.csv"]
+
+
+# (enhance.smk)
+def chunks_of(ids):
+    return sorted({chunk_of(i) for i in ids})
+
+
+# (enhance.smk)
+def ablation_variants():
+    """Fig. 1 (b)-(d), Fig. 2's lambda sweep, Fig. 7's vanilla SD2, Fig. 8's direct."""
+    variants = {
+        "pixel-direct": {"mode": "pixel-direct"},
+        "pixel-map": {"mode": "pixel-map"},
+        "latent-map": {"mode": "latent-map"},
+        "latent-direct": {"mode": "latent-direct"},
+        "vanilla": {"mode": "latent-map", "backbone": config["ablations"]["vanilla_backbone"]},
+    }
+    for lam in config["ablations"]["lambdas"]:
+        variants[f"pixel-map-lambda{lam:g}"] = {"mode": "pixel-map", "lam": lam}
+    return variants
+
+
+# (enhance.smk)
+def ablation_inputs(wildcards):
+    variant = ablation_variants()[wildcards.variant]
+    prior = config["ablations"]["prior"]
+    files = {**prior_inputs(prior), "images": [images_dir(c) for c in chunks_of(ABLATION_IDS)]}
+    if variant["mode"].startswith("latent"):
+        backbone = variant.get("backbone", config["backbone"])
+        files["inversion"] = [
+            f"{OUT}/inversions/{backbone}/c{c}.pt" for c in chunks_of(ABLATION_IDS)
+        ]
+    return files
+
+
+# (enhance.smk)
+def external_source(wildcards):
+    """An external folder made by this workflow (the demo's classical enhancers) is an
+    input; a user's folder is not (nothing here makes it): its digest is a param instead, so
+    changed files still rerun what depends on them."""
+    folder = EXTERNAL[wildcards.enhancer]
+    return [folder] if folder.startswith(f"{OUT}/") else []
+
+
+# (compare.smk)
+def comparison_inputs(wildcards):
+    enhancers = comparison_enhancers(wildcards.comparison)
+    files = {"originals": all_image_dirs()}
+    for name in enhancers:
+        files[f"enhancer_{name}"] = enhanced_dirs(name)
+    if config["selection"]["d1"] in ("lpips", "dists"):
+        files["d1"] = weight_files(config["selection"]["d1"])
+    if config["selection"]["d2"] == "clip":
+        files["d2"] = weight_files("clip-vit-b-32")
+    return files
+
+
+# (compare.smk)
+def human_export(comparison):
+    exports = config["observers"]["exports"]
+    return exports.get(comparison, f"{OUT}/experiment/{comparison}-export")
+
+
+# (compare.smk)
+def observer_files(comparison):
+    """The counts the ranking reads: simulated (named so) or the human study's."""
+    if config["observers"]["kind"] == "simulated":
+        folder = f"{OUT}/comparison/{comparison}/simulated"
+        return {"counts": f"{folder}/sim-total.csv", "subjects": f"{folder}/sim-subjects"}
+    folder = f"{OUT}/comparison/{comparison}/human"
+    return {"counts": f"{folder}/counts.csv", "subjects": f"{folder}/subjects"}
+
+
+# (compare.smk)
+def ranking_title(comparison):
+    titles = {
+        "models": "Fig. 5: NR-IQA models by their MAP-enhanced images",
+        "msliqe": "Sec. V-B: MS-LIQE against LIQE, MUSIQ and UNIQUE",
+        "enhancers": "Fig. 10: real-world image enhancers",
+    }
+    return titles.get(comparison, f"comparison {comparison}")
+
+
+# (figures.smk)
+def figure_name(comparison):
+    return PAIR_FIGURES.get(comparison, f"pairs-{comparison}")
+
+
+# (figures.smk)
+def figure_files():
+    files = [f"{OUT}/report/{name}.png" for name in ABLATION_FIGURES]
+    files += [f"{OUT}/report/{figure_name(c)}-{c}.png" for c in config["comparisons"]]
+    files += [
+        f"{OUT}/report/votes-{c}.png"
+        for c, spec in config["comparisons"].items()
+        if spec.get("anchor")
+    ]
+    if config["post_enhancement"]["bases"]:
+        files.append(f"{OUT}/report/fig12-post-enhancement.png")
+    return files

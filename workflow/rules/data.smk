@@ -1,0 +1,86 @@
+# Stage 1: weights and data sets. Downloads are marked for Snakemake's between-workflow
+# cache (`--cache`, with $SNAKEMAKE_OUTPUT_CACHE set); sets that need a request form or a
+# cloud-drive download fail at once, printing the exact steps and target folder.
+
+
+_owned = set()  # a file two sets share (OpenAI's CLIP) is fetched by the first
+for _set in weight_sets():
+    _files = [f for f in weight_files(_set) if f not in _owned]
+    _owned.update(_files)
+    if not _files:
+        continue
+
+    rule:
+        name:
+            f"fetch_weights_{_set.replace('+', 'plus').replace('-', '_')}"
+        output:
+            **{f"file{i}": path for i, path in enumerate(_files)},
+        params:
+            name=_set,
+            cache=weights_cache(),
+            dlmap=DLMAP,
+        log:
+            f"{LOGS}/fetch_weights/{_set}.log",
+        cache: "omit-software"
+        shell:
+            "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}' > {log} 2>&1"
+
+
+_backbones = [config["backbone"], config["ablations"]["vanilla_backbone"]]
+for _folder in sorted({f for b in _backbones for f in backbone_weights(b)}):
+
+    rule:
+        name:
+            f"fetch_weights_{os.path.basename(_folder).replace('-', '_')}"
+        output:
+            directory(_folder),
+        params:
+            name=os.path.basename(_folder),
+            cache=weights_cache(),
+            dlmap=DLMAP,
+        log:
+            f"{LOGS}/fetch_weights/{os.path.basename(_folder)}.log",
+        cache: "omit-software"
+        shell:
+            "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}' > {log} 2>&1"
+
+
+rule fetch_dataset:
+    output:
+        directory(f"{DATA}/{{dataset}}"),
+    params:
+        root=lambda wildcards, output: os.path.dirname(output[0]),
+        dlmap=DLMAP,
+    log:
+        f"{LOGS}/fetch_dataset/{{dataset}}.log",
+    cache: "omit-software"
+    shell:
+        "{params.dlmap:q} data fetch {wildcards.dataset} --root '{params.root}' > {log} 2>&1"
+
+
+rule synthetic_iqa:
+    output:
+        f"{OUT}/data/synthetic/manifest.csv",
+    params:
+        dlmap=DLMAP,
+    log:
+        f"{LOGS}/synthetic_iqa.log",
+    shell:
+        "{params.dlmap:q} data synthetic --out $(dirname {output}) > {log} 2>&1"
+
+
+rule dataset_manifest:
+    input:
+        manifest_sources,
+    output:
+        f"{OUT}/data/{{group}}.csv",
+    params:
+        names=lambda wildcards: manifest_datasets(wildcards.group),
+        root=DATA,
+        stamp=stamp(),
+    log:
+        f"{LOGS}/dataset_manifest/{{group}}.log",
+    wildcard_constraints:
+        group="train|evaluate|calibration|testpool",
+    script:
+        "../scripts/dataset_manifest.py"

@@ -1,0 +1,135 @@
+# Stage 4: EDICT inversion (once per image, reused by every prior), MAP enhancement in jobs
+# of one prior x one chunk (models loaded once per job, the chunk solved in batches), the
+# ablations (Figs. 1, 2, 7, 8), other enhancers' outputs (Sec. V-C) and post-enhancement
+# (Sec. V-D).
+
+
+
+rule invert_chunk:
+    input:
+        images=lambda wildcards: images_dir(wildcards.chunk),
+        weights=lambda wildcards: backbone_weights(wildcards.backbone),
+    output:
+        f"{OUT}/inversions/{{backbone}}/c{{chunk}}.pt",
+    params:
+        backbone=lambda wildcards: backbone_settings(wildcards.backbone),
+        edict=edict_values(),
+        size=config["size"],
+        seed=config["solver"]["seed"],
+        batch_size=config["batch_size"],
+        library=chunks.source_digest(),
+    resources:
+        gpu=GPU,
+    log:
+        f"{LOGS}/invert_chunk/{{backbone}}-c{{chunk}}.log",
+    cache: "omit-software"
+    script:
+        "../scripts/invert_chunk.py"
+
+
+rule enhance_chunk:
+    input:
+        unpack(lambda wildcards: prior_inputs(wildcards.prior)),
+        images=lambda wildcards: images_dir(wildcards.chunk),
+        inversion=f"{OUT}/inversions/{config['backbone']}/c{{chunk}}.pt",
+    output:
+        directory(f"{OUT}/enhanced/{{prior}}/c{{chunk}}"),
+    params:
+        prior=lambda wildcards: wildcards.prior,
+        solver=lambda wildcards: prior_solver(wildcards.prior),
+        backbone=backbone_settings(),
+        edict=edict_values(),
+        size=config["size"],
+        batch_size=config["batch_size"],
+        stamp=stamp(),
+    resources:
+        gpu=GPU,
+    log:
+        f"{LOGS}/enhance_chunk/{{prior}}-c{{chunk}}.log",
+    benchmark:
+        f"{BENCH}/enhance_chunk/{{prior}}-c{{chunk}}.tsv"
+    script:
+        "../scripts/enhance_chunk.py"
+
+
+rule enhance_ablation:
+    input:
+        unpack(ablation_inputs),
+    output:
+        directory(f"{OUT}/ablations/{{variant}}"),
+    params:
+        prior=config["ablations"]["prior"],
+        ids=ABLATION_IDS,
+        solver=lambda wildcards: {
+            **prior_solver(config["ablations"]["prior"]),
+            **{k: v for k, v in ablation_variants()[wildcards.variant].items() if k != "backbone"},
+        },
+        backbone=lambda wildcards: backbone_settings(
+            ablation_variants()[wildcards.variant].get("backbone")
+        ),
+        edict=edict_values(),
+        size=config["size"],
+        batch_size=config["batch_size"],
+        stamp=stamp(),
+    resources:
+        gpu=GPU,
+    log:
+        f"{LOGS}/enhance_ablation/{{variant}}.log",
+    benchmark:
+        f"{BENCH}/enhance_ablation/{{variant}}.tsv"
+    script:
+        "../scripts/enhance_chunk.py"
+
+
+rule check_external:
+    input:
+        external_source,
+    output:
+        directory(f"{OUT}/external/{{enhancer}}"),
+    params:
+        source=lambda wildcards: EXTERNAL[wildcards.enhancer],
+        digest=lambda wildcards: chunks.folder_digest(EXTERNAL[wildcards.enhancer]),
+        ids=IDS,
+        size=config["size"],
+    log:
+        f"{LOGS}/check_external/{{enhancer}}.log",
+    script:
+        "../scripts/check_external.py"
+
+
+rule demo_external:
+    input:
+        all_image_dirs(),
+    output:
+        directory(f"{OUT}/demo-external/{{enhancer}}"),
+    params:
+        stamp=stamp(),
+    log:
+        f"{LOGS}/demo_external/{{enhancer}}.log",
+    script:
+        "../scripts/demo_external.py"
+
+
+rule post_enhance:
+    input:
+        unpack(lambda wildcards: prior_inputs(config["post_enhancement"]["prior"])),
+        base=f"{OUT}/external/{{base}}",
+    output:
+        directory(f"{OUT}/post/{{base}}"),
+    params:
+        prior=config["post_enhancement"]["prior"],
+        ids=POST_IDS,
+        solver=prior_solver(config["post_enhancement"]["prior"]),
+        backbone=backbone_settings(),
+        edict=edict_values(),
+        size=config["size"],
+        batch_size=config["batch_size"],
+        stamp=stamp(),
+    resources:
+        gpu=GPU,
+    log:
+        f"{LOGS}/post_enhance/{{base}}.log",
+    benchmark:
+        f"{BENCH}/post_enhance/{{base}}.tsv"
+    script:
+        "../scripts/enhance_chunk.py"

@@ -1,0 +1,102 @@
+# Stage 6: the paper's figures and the report's captions.
+
+
+rule figure_ablations:
+    input:
+        inputs=[images_dir(c) for c in chunks_of(ABLATION_IDS)],
+        variants=expand(f"{OUT}/ablations/{{variant}}", variant=ablation_variants()),
+    output:
+        [
+            report(
+                f"{OUT}/report/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Ablations (Figs. 1, 2, 7, 8)",
+            )
+            for name in ABLATION_FIGURES
+        ],
+    params:
+        figure="ablations",
+        ids=ABLATION_IDS,
+        lambdas=config["ablations"]["lambdas"],
+        prior=config["ablations"]["prior"],
+        stamp=stamp(),
+    log:
+        f"{LOGS}/figure_ablations.log",
+    script:
+        "../scripts/figures.py"
+
+
+rule figure_pairs:
+    input:
+        pairs=f"{OUT}/comparison/{{comparison}}/pairs.csv",
+        originals=all_image_dirs(),
+    output:
+        report(
+            f"{OUT}/report/{{figure}}-{{comparison}}.png",
+            caption="../report/pairs.rst",
+            category="Selected pairs (Figs. 6, 9, 11)",
+            labels={"comparison": "{comparison}"},
+        ),
+    params:
+        figure="pairs",
+        per_pair=config["figures"]["grid_pairs"],
+        stamp=stamp(),
+    log:
+        f"{LOGS}/figure_pairs/{{figure}}-{{comparison}}.log",
+    wildcard_constraints:
+        figure=r"fig\d+-pairs|pairs",
+    script:
+        "../scripts/figures.py"
+
+
+rule figure_votes:
+    input:
+        counts=lambda wildcards: observer_files(wildcards.comparison)["counts"],
+    output:
+        report(
+            f"{OUT}/report/votes-{{comparison}}.png",
+            caption="../report/votes.rst",
+            category="Selected pairs (Figs. 6, 9, 11)",
+            labels={"comparison": "{comparison}"},
+        ),
+    params:
+        figure="votes",
+        anchor=lambda wildcards: config["comparisons"][wildcards.comparison]["anchor"],
+        stamp=stamp(),
+    log:
+        f"{LOGS}/figure_votes/{{comparison}}.log",
+    script:
+        "../scripts/figures.py"
+
+
+rule figure_post:
+    input:
+        inputs=[images_dir(c) for c in chunks_of(POST_IDS)],
+        bases=expand(f"{OUT}/external/{{base}}", base=config["post_enhancement"]["bases"]),
+        refined=expand(f"{OUT}/post/{{base}}", base=config["post_enhancement"]["bases"]),
+    output:
+        report(
+            f"{OUT}/report/fig12-post-enhancement.png",
+            caption="../report/fig12-post-enhancement.rst",
+            category="Post-enhancement (Fig. 12)",
+        ),
+    params:
+        figure="post",
+        ids=POST_IDS,
+        bases=config["post_enhancement"]["bases"],
+        stamp=stamp(),
+    log:
+        f"{LOGS}/figure_post.log",
+    script:
+        "../scripts/figures.py"
+
+
+rule figures:
+    input:
+        figure_files(),
+    output:
+        f"{OUT}/report/figures.done",
+    log:
+        f"{LOGS}/figures.log",
+    shell:
+        "ls {input} > {output} 2> {log}"

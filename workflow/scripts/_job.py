@@ -1,0 +1,66 @@
+"""How every script gets its job: Snakemake's `snakemake` object when run by Snakemake
+(saved as LOG.job.json beside the rule's log), or that saved file when run alone:
+
+    python workflow/scripts/NAME.py results/.../logs/RULE/....log.job.json
+
+so a failed job can be rerun outside Snakemake for debugging."""
+
+import json
+import logging
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+class Files(list):
+    """input/output/log: a list with named entries as attributes (like Snakemake's)."""
+
+    def __init__(self, items, names):
+        super().__init__(items)
+        for name, value in names.items():
+            setattr(self, name, value)
+
+
+def job(namespace: dict):
+    """The job (input, output, params, log, wildcards, threads, resources), logging set up
+    to the rule's log file."""
+    if "snakemake" in namespace:
+        smk = namespace["snakemake"]
+        saved = {
+            key: {
+                "items": _plain(list(getattr(smk, key))),
+                "names": _plain(dict(getattr(smk, key).items())),
+            }
+            for key in ("input", "output", "log")
+        }
+        saved["params"] = _plain(dict(smk.params.items()))
+        saved["wildcards"] = _plain(dict(smk.wildcards.items()))
+        saved["threads"] = smk.threads
+        if smk.log:
+            Path(f"{smk.log[0]}.job.json").write_text(json.dumps(saved, indent=1) + "\n")
+    elif len(sys.argv) == 2:
+        saved = json.loads(Path(sys.argv[1]).read_text())
+    else:
+        sys.exit("usage: python workflow/scripts/NAME.py LOG.job.json (saved by a Snakemake run)")
+    files = {k: Files(saved[k]["items"], saved[k]["names"]) for k in ("input", "output", "log")}
+    result = SimpleNamespace(
+        **files,
+        params=SimpleNamespace(**saved["params"]),
+        wildcards=SimpleNamespace(**saved["wildcards"]),
+        threads=saved["threads"],
+    )
+    if result.log and "snakemake" in namespace:  # everything, tracebacks included, to the log
+        stream = open(result.log[0], "a", buffering=1)  # noqa: SIM115 (open for the job's life)
+        sys.stdout = sys.stderr = stream
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    if "torch" in sys.modules:  # the rule's threads, not every core for every parallel job
+        sys.modules["torch"].set_num_threads(max(1, int(result.threads)))
+    return result

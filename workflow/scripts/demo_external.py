@@ -1,0 +1,14 @@
+"""Rule demo_external: the demo's "other enhancers" (Sec. V-C): classical scikit-image
+enhancers applied to every test image."""
+
+from pathlib import Path
+
+from _job import job
+
+from dlmap import demo_set
+
+smk = job(globals())
+out = Path(smk.output[0])
+for folder in smk.input:
+    demo_set.enhance_folder(smk.wildcards.enhancer, Path(folder), out)
+print(f"{smk.wildcards.enhancer}: {len(list(out.glob('*.png')))} images -> {out}")

@@ -1,0 +1,22 @@
+"""Rule invert_chunk: EDICT-invert every image of one chunk once (Alg. 1 line 2); every
+prior's enhancement job of that chunk starts from this file."""
+
+from pathlib import Path
+
+from _job import job
+
+from dlmap import pipeline
+
+smk = job(globals())
+paths = sorted(Path(smk.input.images).glob("*.png"))
+settings = pipeline.BackboneSettings(**smk.params.backbone)
+pipeline.invert_chunk(
+    paths,
+    settings,
+    smk.params.edict,
+    smk.params.size,
+    smk.params.seed,
+    Path(smk.output[0]),
+    batch_size=smk.params.batch_size,
+)
+print(f"inverted {len(paths)} images with {settings.name} -> {smk.output[0]}")
