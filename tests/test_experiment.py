@@ -236,3 +236,22 @@ def test_cli_create_reports_bad_input_in_one_line(tmp_path, capsys):
     with pytest.raises(UsageError, match="changed or missing"):
         experiment_command(argparse.Namespace(experiment_command="serve",
                            db=tmp_path / "s.sqlite", host="127.0.0.1", port=0))  # fmt: skip
+
+
+def test_an_export_is_refused_once_the_pairs_or_an_image_changed(db, tmp_path):
+    """The workflow's human_counts: old answers never meet new images (DESIGN "2AFC")."""
+    out = tmp_path / "export"
+    export.export_study(db, out)
+    pairs, images = tmp_path / "PAIRS.csv", tmp_path / "images"
+    assert export.verify_export(out, pairs, images)["conditions"] == sorted(CONDITIONS)
+    with pytest.raises(study.StudyError, match="no export.json"):
+        export.verify_export(tmp_path / "nowhere", pairs, images)
+    image = images / "beta" / "img1.png"
+    original = image.read_bytes()
+    image.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    with pytest.raises(study.StudyError, match="img1.png changed"):
+        export.verify_export(out, pairs, images)
+    image.write_bytes(original)
+    pairs.write_text(pairs.read_text() + "alpha,beta,img0,3,0.5,,0.5,alpha/img0.png,beta/img0.png\n")
+    with pytest.raises(study.StudyError, match="other pairs"):
+        export.verify_export(out, pairs, images)

@@ -132,6 +132,35 @@ def test_eight_enhancers_give_28_pairs_of_20_images():
         assert len({row["image"] for row in picked}) == 20
 
 
+def test_an_anchor_keeps_only_its_own_pairs_sec_v_b():
+    """MS-LIQE against each of the three models that inspired it: 3 x 20 rows, the same
+    picks as the full selection gives for those pairs."""
+    rng = np.random.default_rng(5)
+    candidates = _fake_candidates(4, 25)
+    tables = selection.DistanceTables(candidates, rng.uniform(0, 1, (6, 25)), _unit_rows(rng, 25))
+    everything = selection.select_pairs(tables, k=20)
+    anchored = selection.select_pairs(tables, k=20, anchor="model0")
+    assert len(anchored) == 3 * 20
+    assert anchored == [r for r in everything if "model0" in (r["enhancer_i"], r["enhancer_j"])]
+    with pytest.raises(selection.SelectionInputError, match="anchor 'nobody'"):
+        selection.select_pairs(tables, k=20, anchor="nobody")
+
+
+def test_an_enhancer_may_span_several_folders_but_not_repeat_a_name(layout, tmp_path):
+    """The workflow's chunks: one enhancer's images in several folders."""
+    first, second = tmp_path / "c000", tmp_path / "c001"
+    for folder, names in ((first, PHOTOS[:2]), (second, PHOTOS[2:])):
+        folder.mkdir()
+        for name in names:
+            (folder / f"{name}.png").write_bytes((layout / "originals" / f"{name}.png").read_bytes())
+    enhancers = {"chunked": [first, second], "whole": layout / "originals"}
+    candidates = selection.find_candidates(enhancers)
+    assert candidates.names == sorted(PHOTOS)
+    (second / f"{PHOTOS[0]}.png").write_bytes((first / f"{PHOTOS[0]}.png").read_bytes())
+    with pytest.raises(selection.SelectionInputError, match="clash"):
+        selection.find_candidates(enhancers)
+
+
 class Counting:
     """Wraps a D1 metric or D2 embedding and records what passes through it."""
 

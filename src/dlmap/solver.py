@@ -209,11 +209,12 @@ def map_solve(
     return result
 
 
-@torch.no_grad()
 def invert_images(backbone, images: torch.Tensor, edict_config=edict.EdictConfig(), seeds=None):
     """Alg. 1 line 2: encode each image (seeded posterior sample or mean) and invert it with
     EDICT (Eqs. 12-15) to its noise pair (x_T, y_T), each (B, C, h, w). Independent of the
-    prior and of lambda, so the workflow inverts each image once and reuses it."""
+    prior and of lambda, so the workflow inverts each image once and reuses it. (No autograd
+    graph is built: the images and the frozen networks do not require gradients. Running it
+    under ``torch.no_grad`` would let torch pick other float32 kernels than a solve does.)"""
     seeds = seeds if seeds is not None else [0] * images.shape[0]
     schedule = edict.make_schedule(edict_config)
     cond = backbone.condition(images)
@@ -225,7 +226,9 @@ def _latent_solve(backbone, priors, x_init, config, edict_config, inversion, qui
     batch = x_init.shape[0]
     schedule = edict.make_schedule(edict_config)
     cond = backbone.condition(x_init)
-    x_T, y_T = (t.to(device=x_init.device) for t in inversion)
+    # One memory layout whether the pair was just computed or loaded from a file (torch picks
+    # float32 kernels by layout, so a stored inversion reproduces a fresh solve exactly).
+    x_T, y_T = (t.to(device=x_init.device).contiguous() for t in inversion)
     momentum = torch.zeros_like(torch.cat([x_T, y_T]))
     pair_priors = priors + priors
     pair_init = torch.cat([x_init, x_init])

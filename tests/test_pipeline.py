@@ -1,0 +1,96 @@
+"""The workflow's job functions: chunks, digests, stored inversions and chunk enhancement."""
+
+import json
+
+import pytest
+import torch
+from conftest import photo
+
+from dlmap import chunks, images, pipeline, solver
+from dlmap.priors import create_prior
+
+
+def test_chunks_are_fixed_by_position_and_cover_every_id_once():
+    parts = chunks.chunks(7, 3)
+    assert parts == [["0000", "0001", "0002"], ["0003", "0004", "0005"], ["0006"]]
+    assert chunks.chunks(7, 3) == parts and chunks.chunks(8, 3)[:2] == parts[:2]
+    with pytest.raises(ValueError, match="chunk_size"):
+        chunks.chunks(7, 0)
+    with pytest.raises(ValueError, match="test images"):
+        chunks.image_ids(0)
+
+
+def test_source_digest_changes_with_the_library_code(tmp_path, monkeypatch):
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.py").write_text(f"x = '{name}'\n")
+    monkeypatch.setattr(chunks, "SRC", tmp_path)
+    before = chunks.source_digest(("a", "b"))
+    assert chunks.source_digest(("b", "a")) == before
+    (tmp_path / "b.py").write_text("x = 'changed'\n")
+    assert chunks.source_digest(("a", "b")) != before
+    monkeypatch.undo()
+    assert len(chunks.source_digest()) == 64  # the real inversion modules exist
+
+
+def test_folder_digest_sees_added_and_rewritten_images(tmp_path):
+    assert chunks.folder_digest(tmp_path / "missing") == "missing"
+    (tmp_path / "0000.png").write_bytes(b"x")
+    first = chunks.folder_digest(tmp_path)
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert chunks.folder_digest(tmp_path) == first
+    (tmp_path / "0001.png").write_bytes(b"y")
+    assert chunks.folder_digest(tmp_path) != first
+
+
+@pytest.fixture(scope="module")
+def chunk(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("chunk")
+    paths = []
+    for index, name in enumerate(("astronaut", "coffee")):
+        path = folder / f"{index:04d}.png"
+        images.save_png_atomic(photo(64, name).float(), path)
+        paths.append(path)
+    return paths
+
+
+TINY = pipeline.BackboneSettings(name="tiny-seesr", device="cpu")
+EDICT = {"steps": 3}
+SOLVER = {"iters": 2, "seed": 4}
+
+
+def test_a_chunk_job_from_the_stored_inversion_equals_a_solve_of_its_own(chunk, tmp_path):
+    store = tmp_path / "inversion.pt"
+    pipeline.invert_chunk(chunk, TINY, EDICT, 64, seed=4, out=store)
+    prior = create_prior("sharpness")
+    written = pipeline.enhance_chunk(
+        chunk, tmp_path / "out", prior, TINY, SOLVER, EDICT, 64, inversion=store, batch_size=2
+    )
+    assert [r["config"]["inversion"] for r in written] == [str(store)] * 2
+    batch = pipeline.load_batch(chunk, 64, "cpu", "float32")
+    alone = solver.map_solve(TINY.load(), prior, batch, solver.SolverConfig(**SOLVER),
+                             pipeline.edict_config(EDICT), seeds=[4, 4], quiet=True)  # fmt: skip
+    for index, path in enumerate(chunk):
+        ours = images.load_image(tmp_path / "out" / f"{path.stem}.x.png", size=None)
+        reference = torch.from_numpy(images.to_uint8(alone.x[index])).permute(2, 0, 1) / 255
+        assert torch.equal(ours, reference.float())
+        record = json.loads((tmp_path / "out" / f"{path.stem}.json").read_text())
+        assert record["final"]["x"]["score"] == pytest.approx(alone.final["x"]["score"][index])
+
+
+def test_an_inversion_of_another_image_is_refused(chunk, tmp_path):
+    store = tmp_path / "inversion.pt"
+    pipeline.invert_chunk(chunk[:1], TINY, EDICT, 64, seed=0, out=store)
+    with pytest.raises(ValueError, match="holds no inversion of 0001"):
+        pipeline.load_inversion(store, chunk)
+    images.save_png_atomic(photo(64, "chelsea").float(), tmp_path / "0000.png")
+    with pytest.raises(ValueError, match="made from another image"):
+        pipeline.load_inversion([store], [tmp_path / "0000.png"])
+
+
+def test_the_workflow_calibration_replaces_the_shipped_constants(tmp_path):
+    fit = {"xi3": 1.5, "xi4": 0.25, "count": 9, "srcc": 0.8, "plcc_raw": 0.7,
+           "plcc_calibrated": 0.75, "source": "calibration.csv"}  # fmt: skip
+    (tmp_path / "fit.json").write_text(json.dumps(fit))
+    prior = pipeline.build_prior("sharpness", calibration=tmp_path / "fit.json")
+    assert (prior.info.xi3, prior.info.xi4) == (1.5, 0.25)
+    assert "fitted by the workflow" in prior.info.calibration_source
