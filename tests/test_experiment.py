@@ -252,6 +252,7 @@ def test_an_export_is_refused_once_the_pairs_or_an_image_changed(db, tmp_path):
     with pytest.raises(study.StudyError, match="img1.png changed"):
         export.verify_export(out, pairs, images)
     image.write_bytes(original)
-    pairs.write_text(pairs.read_text() + "alpha,beta,img0,3,0.5,,0.5,alpha/img0.png,beta/img0.png\n")
+    extra = "alpha,beta,img0,3,0.5,,0.5,alpha/img0.png,beta/img0.png\n"
+    pairs.write_text(pairs.read_text() + extra)
     with pytest.raises(study.StudyError, match="other pairs"):
         export.verify_export(out, pairs, images)

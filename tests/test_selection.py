@@ -152,7 +152,8 @@ def test_an_enhancer_may_span_several_folders_but_not_repeat_a_name(layout, tmp_
     for folder, names in ((first, PHOTOS[:2]), (second, PHOTOS[2:])):
         folder.mkdir()
         for name in names:
-            (folder / f"{name}.png").write_bytes((layout / "originals" / f"{name}.png").read_bytes())
+            source = layout / "originals" / f"{name}.png"
+            (folder / f"{name}.png").write_bytes(source.read_bytes())
     enhancers = {"chunked": [first, second], "whole": layout / "originals"}
     candidates = selection.find_candidates(enhancers)
     assert candidates.names == sorted(PHOTOS)
