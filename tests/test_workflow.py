@@ -1,6 +1,7 @@
 """The Snakemake workflow: config validation, the paper's full DAG, the profiles, and
 what reruns after a change (dry runs that count the planned jobs per rule)."""
 
+import csv
 import json
 import os
 import re
@@ -205,3 +206,26 @@ def test_each_script_saves_its_job_so_it_can_be_rerun_alone(tmp_path):
                          cwd=ROOT / "workflow" / "scripts")  # fmt: skip
     assert run.returncode != 0 and "LOG.job.json" in run.stderr
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_the_paper_image_stage_selects_and_preprocesses_from_the_data_sets(tmp_path):
+    """Sec. IV-A on fake copies of LIVE Challenge, KonIQ-10k and SPAQ (their real layouts):
+    manifest, selection with its rules and reasons, 64 px chunks."""
+    from fake_iqa_layouts import write_layout
+
+    for name in ("clive", "koniq10k", "spaq"):
+        write_layout(name, tmp_path / "data")
+    changes = {"data_root": str(tmp_path / "data"), "images.count": 6, "chunk_size": 3, "size": 64}
+    config = write_config(tmp_path, changes, base=ROOT / "config.yaml")
+    targets = ["results/paper/images/c000", "results/paper/images/c001"]
+    snakemake(*targets, "--cores", "2", "--configfile", str(config), cwd=tmp_path)
+    out = tmp_path / "results" / "paper" / "images"
+    rows = list(csv.DictReader((out / "selection.csv").open()))
+    assert [r["dataset"] for r in rows] == ["clive"] * 2 + ["koniq10k"] * 2 + ["spaq"] * 2
+    record = json.loads((out / "selection.csv.json").read_text())
+    assert {e["reason"].split(" (")[0] for e in record["excluded"]} == {"extremely low quality"}
+    pngs = sorted(p.name for p in out.glob("c*/*.png"))
+    assert pngs == [f"{i:04d}.png" for i in range(6)]
+    from PIL import Image
+
+    assert Image.open(out / "c001" / "0005.png").size == (64, 64)

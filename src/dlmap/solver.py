@@ -198,18 +198,21 @@ def map_solve(
         result = _pixel_solve(priors, x_init, config, quiet, description)
     else:
         seeds = seeds if seeds is not None else [config.seed] * batch
+        cond = backbone.condition(x_init)  # image embeddings: once per image per solve
         if inversion is None:
-            inversion = invert_images(backbone, x_init, edict_config, seeds)
+            inversion = invert_images(backbone, x_init, edict_config, seeds, cond)
         elif inversion[0].shape != inversion[1].shape or inversion[0].shape[0] != batch:
             raise ValueError(f"inversion holds {inversion[0].shape[0]} pairs for {batch} images")
         result = _latent_solve(
-            backbone, priors, x_init, config, edict_config, inversion, quiet, description
+            backbone, priors, x_init, cond, config, edict_config, inversion, quiet, description
         )
     result.config = settings
     return result
 
 
-def invert_images(backbone, images: torch.Tensor, edict_config=edict.EdictConfig(), seeds=None):
+def invert_images(
+    backbone, images: torch.Tensor, edict_config=edict.EdictConfig(), seeds=None, cond=None
+):
     """Alg. 1 line 2: encode each image (seeded posterior sample or mean) and invert it with
     EDICT (Eqs. 12-15) to its noise pair (x_T, y_T), each (B, C, h, w). Independent of the
     prior and of lambda, so the workflow inverts each image once and reuses it. (No autograd
@@ -217,15 +220,16 @@ def invert_images(backbone, images: torch.Tensor, edict_config=edict.EdictConfig
     under ``torch.no_grad`` would let torch pick other float32 kernels than a solve does.)"""
     seeds = seeds if seeds is not None else [0] * images.shape[0]
     schedule = edict.make_schedule(edict_config)
-    cond = backbone.condition(images)
+    cond = cond if cond is not None else backbone.condition(images)
     latent = backbone.encode(images, seeds)
     return edict.invert(backbone.eps, latent, latent, schedule, cond)
 
 
-def _latent_solve(backbone, priors, x_init, config, edict_config, inversion, quiet, description):
+def _latent_solve(
+    backbone, priors, x_init, cond, config, edict_config, inversion, quiet, description
+):
     batch = x_init.shape[0]
     schedule = edict.make_schedule(edict_config)
-    cond = backbone.condition(x_init)
     # One memory layout whether the pair was just computed or loaded from a file (torch picks
     # float32 kernels by layout, so a stored inversion reproduces a fresh solve exactly).
     x_T, y_T = (t.to(device=x_init.device).contiguous() for t in inversion)
