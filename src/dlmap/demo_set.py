@@ -1,0 +1,242 @@
+"""The demo preset's test images and "other enhancers", offline (stand-ins for Sec. IV-A, V-C).
+
+The paper enhances 500 photographs of realistic mixed distortions drawn from LIVE Challenge,
+KonIQ-10k and SPAQ (Sec. IV-A, ``dlmap.testset``). The demo has no network and no data sets,
+so it uses colour photographs bundled with scikit-image instead (``PHOTOGRAPHS``), each
+degraded by a seeded realistic chain (``realistic_degradation``). Unlike the paper's images
+these have pristine references, so fidelity can be measured (simulated observers).
+
+The chain follows a camera pipeline, scene-level errors first, then the optics, the sensor and
+the codec; each step is applied with its own probability at a level drawn at random, and at
+least ``MIN_STEPS`` steps are applied to every image:
+
+1. ``exposure``: under-exposure (``dlmap.degradations.exposure``, gain 2 ** (-0.5 level),
+   levels 1-3) or over-exposure (here: gain 2 ** (0.25 level), levels 1-3, clipped; smaller
+   steps than under-exposure because the clipped highlights are lost for good);
+2. ``colour``: a white-balance error, warm (``dlmap.degradations.colour``: red up, blue down
+   by 0.04 level) or cool (here: the mirror image), levels 1-3;
+3. ``blur``: optical blur, Gaussian sigma 0.8 level pixels (``dlmap.degradations``), 1-2;
+4. ``noise``: sensor noise, Gaussian sigma 0.03 level (``dlmap.degradations``), 1-2;
+5. ``jpeg``: JPEG at quality 60, 35, 20 (``dlmap.degradations``), levels 1-3.
+
+The demo's Sec. V-C ranking also needs enhancers other than the MAP one, whose outputs enter
+the ranking as folders: ``CLASSICAL_ENHANCERS`` are three classical ones (unsharp masking, a
+total-variation denoiser, automatic levels with gray-world white balance) and
+``enhance_folder`` writes one's outputs for a folder of test images.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dlmap import degradations
+from dlmap.images import center_crop_resize, read_image, save_png_atomic
+
+PHOTOGRAPHS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle")
+"""The default demo photographs: scikit-image's colour photographs of natural scenes."""
+
+_SOURCES = {
+    "astronaut": ("astronaut", None),
+    "coffee": ("coffee", None),
+    "chelsea": ("chelsea", None),
+    "rocket": ("rocket", None),
+    "motorcycle": ("stereo_motorcycle", 0),  # the left view of the stereo pair
+    "hubble_deep_field": ("hubble_deep_field", None),
+    "immunohistochemistry": ("immunohistochemistry", None),
+}
+"""Every colour RGB image scikit-image bundles (no download): name -> (loader, item of a
+tuple). The last two are a telescope and a microscope image, not photographs of scenes; they
+are accepted because they are colour and offline, but are not in ``PHOTOGRAPHS``."""
+
+MIN_STEPS = 3
+# step -> (probability of applying it, levels it may take)
+STEPS = {
+    "exposure": (0.7, (1, 2, 3)),
+    "colour": (0.6, (1, 2, 3)),
+    "blur": (0.7, (1, 2)),
+    "noise": (0.7, (1, 2)),
+    "jpeg": (0.8, (1, 2, 3)),
+}
+
+
+def source_name(name: str) -> str:
+    """The provenance label of photograph ``name``, e.g. ``"skimage:astronaut"``."""
+    _check_name(name)
+    loader, item = _SOURCES[name]
+    return f"skimage:{loader}" if item is None else f"skimage:{loader}[{item}]"
+
+
+def _check_name(name: str) -> None:
+    if name not in _SOURCES:
+        raise ValueError(f"unknown photograph {name!r}; known: {', '.join(_SOURCES)}")
+
+
+def pristine(name: str, size: int) -> np.ndarray:
+    """Photograph ``name``, bicubic-resized and centre-cropped to (size, size, 3) float64 in
+    [0, 1] (``dlmap.images.center_crop_resize``, the paper's preprocessing, Sec. IV-A)."""
+    from skimage import data
+
+    _check_name(name)
+    loader, item = _SOURCES[name]
+    pixels = getattr(data, loader)()
+    if item is not None:
+        pixels = pixels[item]
+    pixels = np.asarray(pixels, dtype=np.float32)[..., :3] / 255.0
+    return center_crop_resize(pixels, size).astype(np.float64)
+
+
+def _over_exposure(image: np.ndarray, level: int) -> np.ndarray:
+    return np.clip(image * 2.0 ** (0.25 * level), 0.0, 1.0)
+
+
+def _cool_cast(image: np.ndarray, level: int) -> np.ndarray:
+    return np.clip(image + np.array([-0.04, 0.0, 0.04]) * level, 0.0, 1.0)
+
+
+def _draw_steps(rng: np.random.Generator) -> list[str]:
+    names = list(STEPS)
+    applied = [rng.random() < STEPS[name][0] for name in names]
+    skipped = [i for i, on in enumerate(applied) if not on]
+    missing = MIN_STEPS - sum(applied)
+    if missing > 0:
+        for i in rng.choice(skipped, size=missing, replace=False):
+            applied[int(i)] = True
+    return [name for name, on in zip(names, applied, strict=True) if on]
+
+
+def realistic_degradation(image: np.ndarray, seed) -> tuple[np.ndarray, dict]:
+    """Degrade ``image`` ((H, W, 3) float in [0, 1]) by the seeded realistic chain of the
+    module docstring (a stand-in for the authentic distortions of Sec. IV-A).
+
+    ``seed`` is anything ``numpy.random.default_rng`` accepts (an int, a list of ints). Returns
+    the degraded image (float64 in [0, 1]) and a JSON-able record: ``{"seed": ..., "steps":
+    [{"step": "exposure", "direction": "under", "level": 2}, ...]}`` in the order applied.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+    rng = np.random.default_rng(seed)
+    steps = []
+    for name in _draw_steps(rng):
+        level = int(rng.choice(STEPS[name][1]))
+        step = {"step": name, "level": level}
+        if name == "exposure":
+            step["direction"] = "under" if rng.random() < 0.5 else "over"
+            if step["direction"] == "over":
+                image = _over_exposure(image, level)
+            else:
+                image = degradations.degrade(image, "exposure", level)
+        elif name == "colour":
+            step["direction"] = "warm" if rng.random() < 0.5 else "cool"
+            if step["direction"] == "cool":
+                image = _cool_cast(image, level)
+            else:
+                image = degradations.degrade(image, "colour", level)
+        else:
+            image = degradations.degrade(image, name, level, rng)
+        steps.append(step)
+    record = {"seed": seed if isinstance(seed, int) else list(np.atleast_1d(seed).tolist())}
+    record["steps"] = steps
+    return image, record
+
+
+def image_seed(seed: int, image_id: str) -> list[int]:
+    """The seed of one demo image: the set's ``seed`` and a CRC-32 of its id, so an image's
+    chain does not depend on which other images are made with it (chunks stay consistent)."""
+    return [int(seed), zlib.crc32(str(image_id).encode("utf-8"))]
+
+
+def _save(image: np.ndarray, path: Path) -> None:
+    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+    save_png_atomic(tensor, path)
+
+
+def make_demo_set(names, size: int, seed: int, ids, references_dir, inputs_dir) -> list[dict]:
+    """Write ``references_dir/{id}.png`` (pristine) and ``inputs_dir/{id}.png`` (degraded)
+    for each photograph of ``names`` and its id of ``ids`` (same length; the workflow's
+    "0000", "0001", ...). Returns one row per image: ``{"id", "source", "steps"}`` with
+    ``steps`` the chain's record as a JSON string; the caller writes them."""
+    names, ids = list(names), [str(image_id) for image_id in ids]
+    if len(names) != len(ids):
+        raise ValueError(f"{len(names)} photographs but {len(ids)} ids")
+    if len(set(ids)) != len(ids):
+        raise ValueError("ids must be distinct")
+    for name in names:
+        _check_name(name)
+    references_dir, inputs_dir = Path(references_dir), Path(inputs_dir)
+    references_dir.mkdir(parents=True, exist_ok=True)
+    inputs_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, image_id in zip(names, ids, strict=True):
+        clean = pristine(name, size)
+        degraded, record = realistic_degradation(clean, image_seed(seed, image_id))
+        _save(clean, references_dir / f"{image_id}.png")
+        _save(degraded, inputs_dir / f"{image_id}.png")
+        rows.append({"id": image_id, "source": source_name(name), "steps": json.dumps(record)})
+    return rows
+
+
+# --- classical "other enhancers" (Sec. V-C) -------------------------------------------------
+
+
+def unsharp(image: np.ndarray) -> np.ndarray:
+    """Unsharp masking of the luma only (so chroma noise is not amplified)."""
+    from skimage.filters import unsharp_mask
+
+    image = np.asarray(image, dtype=np.float64)
+    luma = image @ np.array([0.299, 0.587, 0.114])
+    sharp = unsharp_mask(luma, radius=UNSHARP_RADIUS, amount=UNSHARP_AMOUNT)
+    return np.clip(image + (sharp - luma)[..., None], 0.0, 1.0)
+
+
+def denoise(image: np.ndarray) -> np.ndarray:
+    """Total-variation denoising (Chambolle's algorithm), all channels jointly."""
+    from skimage.restoration import denoise_tv_chambolle
+
+    image = np.asarray(image, dtype=np.float64)
+    return np.clip(denoise_tv_chambolle(image, weight=TV_WEIGHT, channel_axis=-1), 0.0, 1.0)
+
+
+def autolevels(image: np.ndarray) -> np.ndarray:
+    """Gray-world white balance (each channel's mean scaled to the mean of all three), then
+    automatic levels: the luma's ``LEVELS_PERCENTILES`` stretched to 0 and 1, one linear
+    map for all channels (hues kept). Gray world assumes the scene averages to grey: on a
+    scene of one dominant colour (an orange cat, a red cup) it adds a cast."""
+    image = np.asarray(image, dtype=np.float64)
+    means = image.reshape(-1, 3).mean(axis=0)
+    gains = means.mean() / np.maximum(means, 1e-6)
+    balanced = np.clip(image * gains, 0.0, 1.0)
+    luma = balanced @ np.array([0.299, 0.587, 0.114])
+    low, high = np.percentile(luma, LEVELS_PERCENTILES)
+    if high - low < 1e-3:
+        return balanced
+    return np.clip((balanced - low) / (high - low), 0.0, 1.0)
+
+
+UNSHARP_RADIUS, UNSHARP_AMOUNT = 1.5, 0.8
+TV_WEIGHT = 0.05
+LEVELS_PERCENTILES = (0.5, 99.5)
+
+CLASSICAL_ENHANCERS = {"unsharp": unsharp, "denoise": denoise, "autolevels": autolevels}
+"""name -> enhancer: (H, W, 3) float in [0, 1] -> same shape, float64 in [0, 1]."""
+
+
+def enhance_folder(name: str, inputs_dir, out_dir) -> list[Path]:
+    """Apply ``CLASSICAL_ENHANCERS[name]`` to every ``*.png`` directly in ``inputs_dir`` and
+    write ``out_dir/{stem}.png``; returns the written paths (sorted by stem)."""
+    if name not in CLASSICAL_ENHANCERS:
+        raise ValueError(f"unknown enhancer {name!r}; known: {', '.join(CLASSICAL_ENHANCERS)}")
+    enhancer = CLASSICAL_ENHANCERS[name]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in sorted(Path(inputs_dir).glob("*.png")):
+        target = out_dir / f"{source.stem}.png"
+        _save(enhancer(read_image(source)), target)
+        written.append(target)
+    return written
