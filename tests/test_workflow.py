@@ -229,3 +229,30 @@ def test_the_paper_image_stage_selects_and_preprocesses_from_the_data_sets(tmp_p
     from PIL import Image
 
     assert Image.open(out / "c001" / "0005.png").size == (64, 64)
+
+
+def test_a_killed_run_leaves_nothing_that_looks_complete_and_a_rerun_finishes(tmp_path):
+    import signal
+    import time
+
+    config = write_config(tmp_path, {**SMALL, "priors": ["sharpness"]})
+    target = "results/demo/enhanced/sharpness/c000"
+    args = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), target, "--cores", "1",
+            "--configfile", str(config)]  # fmt: skip
+    run = subprocess.Popen(args, cwd=tmp_path, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    log = tmp_path / "results/demo/logs/enhance_chunk/sharpness-c000.log"
+    deadline = time.monotonic() + 240
+    while not log.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGKILL)  # snakemake and its job, mid-enhancement
+    run.wait()
+    assert not list((tmp_path / target).glob("*.json"))  # no finished record
+    snakemake("--unlock", "--configfile", str(config), cwd=tmp_path)  # the killed run's lock
+    refused = snakemake(target, "--cores", "1", "--configfile", str(config), check=False,
+                        cwd=tmp_path)  # fmt: skip
+    assert refused.returncode != 0 and "incomplete" in (refused.stdout + refused.stderr).lower()
+    snakemake(target, "--cores", "1", "--rerun-incomplete", "--configfile", str(config),
+              cwd=tmp_path)  # fmt: skip
+    records = list((tmp_path / target).glob("*.json"))
+    assert len(records) == 1 and json.loads(records[0].read_text())["final"]  # chunk 000: 1
