@@ -235,16 +235,17 @@ def test_a_killed_run_leaves_nothing_that_looks_complete_and_a_rerun_finishes(tm
     import signal
     import time
 
-    config = write_config(tmp_path, {**SMALL, "priors": ["sharpness"]})
+    config = write_config(tmp_path, {**SMALL, "priors": ["sharpness"], "solver.iters": 30})
     target = "results/demo/enhanced/sharpness/c000"
     args = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), target, "--cores", "1",
             "--configfile", str(config)]  # fmt: skip
     run = subprocess.Popen(args, cwd=tmp_path, start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    log = tmp_path / "results/demo/logs/enhance_chunk/sharpness-c000.log"
+    started = tmp_path / target  # made by the job before it solves (30 iterations)
     deadline = time.monotonic() + 240
-    while not log.exists() and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while not started.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), "the enhancement job never started"
     os.killpg(run.pid, signal.SIGKILL)  # snakemake and its job, mid-enhancement
     run.wait()
     assert not list((tmp_path / target).glob("*.json"))  # no finished record
