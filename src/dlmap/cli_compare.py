@@ -86,10 +86,8 @@ def report_command(args) -> int:
 
     rows = _read(args.scores, {"condition", "jod", "ci_low", "ci_high", "group"})
     simulated = reports.is_simulated(args.scores)
-    stamp = "REDUCED SETTINGS (demo): not the paper's result"
-    title = f"{args.title} [{stamp}]" if args.reduced else args.title
-    banner = f"**{stamp}.**\n\n" if args.reduced else ""
-    figure = figures.plot_ranking(rows, title, simulated)
+    banner = f"**{figures.REDUCED_STAMP}.**\n\n" if args.reduced else ""
+    figure = figures.plot_ranking(rows, args.title, simulated, reduced=args.reduced)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(f"{args.out}.pdf")
     write_bytes_atomic(f"{args.out}.png", figures.figure_png_bytes(figure))

@@ -1,16 +1,89 @@
-"""Figures: one MAP solve's trajectory, MS-LIQE's learning curve, and a ranking (Fig. 5)."""
+"""Figures: one MAP solve's trajectory, MS-LIQE's learning curve, and a ranking (Fig. 5),
+and the titles every figure of dlmap carries (``set_title``).
+
+A title is wrapped to its figure's width, measured with the font it is drawn in, and the
+stamps (reduced settings, simulated observers) follow on lines of their own, so neither is
+ever cut off by the figure's edges however long it is.
+"""
 
 from __future__ import annotations
 
 import io
+import textwrap
+from collections.abc import Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import RendererAgg  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+
+REDUCED_STAMP = (
+    "REDUCED SETTINGS (demo: toy-size networks, random or briefly trained) \u2014 "
+    "not the paper's result"
+)
+SIMULATED_STAMP = "SIMULATED observers \u2014 not a human study"
+TITLE_FONTSIZE = 10
+TITLE_MARGIN_INCHES = 0.1
+"""Free space kept between a title line and each side edge of its figure."""
 
 
-def plot_history(record: dict, title: str = ""):
+def stamps(reduced: bool = False, simulated: bool = False) -> list[str]:
+    """The stamps a figure carries: reduced settings, simulated observers, or none."""
+    return [REDUCED_STAMP] * bool(reduced) + [SIMULATED_STAMP] * bool(simulated)
+
+
+def text_width_inches(text: str, fontsize: float, weight: str = "normal") -> float:
+    """The width of one line of text as matplotlib draws it (its default font)."""
+    renderer = RendererAgg(1, 1, 72)  # at 72 dpi one pixel is one point
+    prop = FontProperties(size=fontsize, weight=weight)
+    width, _, _ = renderer.get_text_width_height_descent(text, prop, ismath=False)
+    return width / 72
+
+
+def title_lines(
+    parts: Sequence[str], width_inches: float, fontsize: float = TITLE_FONTSIZE,
+    weight: str = "normal",
+) -> list[str]:  # fmt: skip
+    """``parts`` (a title, then its stamps; empty ones skipped), each wrapped at word
+    boundaries into lines no wider than ``width_inches`` less a margin on both sides."""
+    room = width_inches - 2 * TITLE_MARGIN_INCHES
+    lines: list[str] = []
+    for part in parts:
+        if not part:
+            continue
+        for paragraph in str(part).split("\n"):
+            chars = len(paragraph)
+            wrapped = [paragraph]
+            while chars > 1 and any(
+                text_width_inches(line, fontsize, weight) > room for line in wrapped
+            ):
+                chars -= 1
+                wrapped = textwrap.wrap(paragraph, chars, break_on_hyphens=False) or [""]
+            lines += wrapped
+    return lines
+
+
+def set_title(
+    figure, title: str, reduced: bool = False, simulated: bool = False,
+    fontsize: float = TITLE_FONTSIZE, **where,
+):  # fmt: skip
+    """The figure's title (``figure.suptitle``), wrapped to its width, with the stamps on
+    lines of their own; red and bold when the figure shows reduced settings. ``where``:
+    suptitle's placement (``y=``, ``va=``). Returns the title's ``Text`` (None if empty)."""
+    weight = "bold" if reduced else "normal"
+    lines = title_lines(
+        [title, *stamps(reduced, simulated)], figure.get_figwidth(), fontsize, weight
+    )
+    if not lines:
+        return None
+    return figure.suptitle("\n".join(lines), fontsize=fontsize, fontweight=weight,
+                           color="firebrick" if reduced else "black", **where)  # fmt: skip
+
+
+def plot_history(record: dict, title: str = "", reduced: bool = False):
     """A figure with three panels, loss, calibrated score and fidelity against the iteration.
 
     ``record`` is one problem's JSON record as ``dlmap enhance`` writes it: ``history`` is a
@@ -33,12 +106,11 @@ def plot_history(record: dict, title: str = ""):
     if "loss" in final:
         axes[0].axhline(final["loss"], color="C1", linestyle="--", label="returned images")
         axes[0].legend(fontsize=8)
-    if title:
-        figure.suptitle(title, fontsize=10)
+    set_title(figure, title, reduced)
     return figure
 
 
-def plot_training(history: list[dict], title: str = "MS-LIQE training"):
+def plot_training(history: list[dict], title: str = "MS-LIQE training", reduced: bool = False):
     """Two panels against the epoch: mean fidelity loss (Eq. 27), and the validation SRCC
     and PLCC of each data set (``msliqe_train.train``'s per-epoch rows)."""
     epochs = [row["epoch"] for row in history]
@@ -58,11 +130,41 @@ def plot_training(history: list[dict], title: str = "MS-LIQE training"):
     for axis in (left, right):
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
-    figure.suptitle(title, fontsize=10)
+    set_title(figure, title, reduced)
     return figure
 
 
-def plot_ranking(rows: list[dict], title: str = "", simulated: bool = False):
+def plot_vae_training(history: list[dict], held_out: list[dict], factor: int,
+                      reduced: bool = True):  # fmt: skip
+    """The tiny VAE's training (``dlmap.tiny_vae``): reconstruction error against the step,
+    and the held-out PSNR of each photograph, the VAE's against bicubic by its factor."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), constrained_layout=True)
+    steps = [row["step"] for row in history]
+    left.plot(steps, [row["mse"] for row in history], linewidth=0.6, alpha=0.5, label="batch")
+    window = max(1, len(history) // 20)
+    if len(history) >= window:
+        smooth = np.convolve([row["mse"] for row in history], np.ones(window) / window, "valid")
+        left.plot(steps[window - 1 :], smooth, color="C1", label=f"mean of {window}")
+    left.set_yscale("log")
+    left.set_xlabel("step")
+    left.set_title("training MSE (images in [-1, 1])", fontsize=9)
+    left.legend(fontsize=7)
+    names = [row["image"] for row in held_out]
+    positions = np.arange(len(names))
+    right.bar(positions - 0.2, [row["vae_mean_psnr"] for row in held_out], 0.4, label="VAE")
+    right.bar(positions + 0.2, [row["bicubic_psnr"] for row in held_out], 0.4,
+              label=f"bicubic {factor}x down + up")  # fmt: skip
+    right.set_xticks(positions, names, rotation=30, ha="right", fontsize=7)
+    right.set_ylabel("PSNR (dB)")
+    right.set_title("held-out photographs", fontsize=9)
+    right.legend(fontsize=7)
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+    set_title(figure, f"Tiny VAE ({factor}x): trained on the spot", reduced)
+    return figure
+
+
+def plot_ranking(rows: list[dict], title: str = "", simulated: bool = False, reduced: bool = False):
     """Fig. 5 style: each condition's JOD with its 95% interval, best at the top, coloured
     by its first significance-group letter and labelled with all its letters.
 
@@ -86,8 +188,7 @@ def plot_ranking(rows: list[dict], title: str = "", simulated: bool = False):
     axis.set_yticks(range(len(rows)), [row["condition"] for row in rows])
     axis.set_xlabel("quality (JOD; 1 JOD = 75% preference)")
     axis.grid(axis="x", alpha=0.3)
-    label = " (SIMULATED observers)" if simulated else ""
-    axis.set_title((title or "ranking") + label, fontsize=10)
+    set_title(figure, title or "ranking", reduced, simulated)
     return figure
 
 

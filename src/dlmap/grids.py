@@ -24,19 +24,18 @@ from PIL import Image
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from dlmap.figures import REDUCED_STAMP, TITLE_FONTSIZE, set_title, title_lines  # noqa: E402
 from dlmap.images import read_image, write_bytes_atomic  # noqa: E402
 
-REDUCED_STAMP = "REDUCED SETTINGS (demo: tiny random models) \u2014 not the paper's result"
+__all__ = ["REDUCED_STAMP"]  # re-exported: grids stamp with the same words as every figure
 MISSING = "missing"
 _LABEL_CHARS = 24  # row labels are wrapped at this many characters
 
 
 def _titled(figure, title: str, reduced: bool, **where) -> None:
-    """The figure's title; with ``reduced`` the stamp is added on its own line, in red."""
-    text = "\n".join(part for part in (title, REDUCED_STAMP if reduced else "") if part)
-    if text:
-        figure.suptitle(text, fontsize=10, color="firebrick" if reduced else "black",
-                        fontweight="bold" if reduced else "normal", **where)  # fmt: skip
+    """The figure's title, wrapped to its width; with ``reduced`` the stamp follows on lines
+    of its own, and the whole title is red (``figures.set_title``)."""
+    set_title(figure, title, reduced, **where)
 
 
 def _check_length(name: str, values: Sequence, expected: int, what: str) -> None:
@@ -101,10 +100,11 @@ def image_grid(
                          if c), default=0)  # fmt: skip
     under = 0.06 + 0.16 * caption_lines  # inches of text under each image
     header = 0.3 if column_labels is not None else 0.05
-    title_lines = len([part for part in (title, REDUCED_STAMP if reduced else "") if part])
-    top = 0.1 + 0.22 * title_lines + header
     gap = 0.06
     width = left + ncols * (cell_inches + gap) + 0.1
+    weight = "bold" if reduced else "normal"
+    lines = len(title_lines([title, REDUCED_STAMP if reduced else ""], width, weight=weight))
+    top = 0.1 + 0.022 * TITLE_FONTSIZE * lines + header
     height = top + sum(h + under for h in heights) + 0.1
     figure = plt.figure(figsize=(width, height))
     y = height - top  # top edge of the current row, inches from the bottom

@@ -80,7 +80,7 @@ def write_enhanced(
         from dlmap import figures
 
         title = f"{Path(source).name}: {prior.info.display_name}"
-        figure = figures.plot_history(record, title=title)
+        figure = figures.plot_history(record, title=title, reduced=reduced)
         images.write_bytes_atomic(outputs["plot"], figures.figure_png_bytes(figure))
     images.write_text_atomic(json.dumps(record, indent=2) + "\n", outputs["json"])
     return record
