@@ -66,6 +66,14 @@ def test_edict_time_quick_prints_the_ratios_last():
     ratio(lines[-1], rf"MAP iteration / forward h = {NUMBER} \(target <= 4\.5, recompute\)")
 
 
+@pytest.mark.slow
+def test_tiny_vae_cost_quick_prints_both_latents_and_the_ratio():
+    lines = run_bench("tiny_vae_cost.py", "--quick", "--threads", "1")
+    assert any(line.startswith("8x (random tiny VAE)") and " 8x8 " in line for line in lines)
+    assert any(line.startswith("4x (trained VAE's") and " 16x16 " in line for line in lines)
+    ratio(lines[-1], rf"4x VAE / 8x VAE per MAP iteration = {NUMBER}")
+
+
 def test_gpu_iteration_without_cuda_or_tiny_exits_with_code_2():
     import os
 

@@ -27,6 +27,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, ModelMixin, UNet2DConditionModel
@@ -311,6 +312,7 @@ def load_backbone(
     encode_mode: str = "sample",
     autocast_dtype: torch.dtype | None = None,
     seed: int = 0,
+    vae: str | os.PathLike | None = None,
 ) -> Backbone:
     """Build the backbone ``name`` (one of ``BACKBONES``).
 
@@ -321,15 +323,35 @@ def load_backbone(
     image_embedder_config: the Swin's configuration (default ``dape.DAPE_SWIN_L``).
     Every weight file is located before anything is loaded, so a missing file fails at once
     with ``WeightsMissingError``. seed: initialisation of the tiny random networks only.
+    vae: for the tiny backbones, a folder with the VAE trained by ``dlmap train-vae``
+    (``dlmap.tiny_vae``) to use instead of their random VAE.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if vae is not None and not name.startswith("tiny"):
+        raise ValueError(
+            f"a trained tiny VAE ({vae}) replaces the tiny backbones' random VAE; backbone "
+            f"{name!r} loads SD2's VAE"
+        )
     if name.startswith("tiny"):
         from dlmap.tiny import tiny_backbone
 
         kind = name.removeprefix("tiny-")
-        backbone = tiny_backbone(kind, seed=seed, dtype=dtype, encode_mode=encode_mode)
+        trained = None
+        if vae is not None:
+            from dlmap.tiny_vae import load_trained_vae
+
+            trained = load_trained_vae(vae)
+        backbone = tiny_backbone(kind, seed=seed, dtype=dtype, encode_mode=encode_mode,
+                                 vae=trained)  # fmt: skip
         backbone.autocast_dtype = autocast_dtype
+        if vae is not None:
+            folder = Path(vae).resolve()
+            files = sorted(p for p in folder.iterdir() if p.is_file())
+            backbone.provenance = {"tiny-vae": {
+                "folder": str(folder),
+                "sha256": {p.name: weights.sha256_of(p) for p in files},
+            }}  # fmt: skip
         return backbone.to(device)
     folders = {"sd2-base": weights.locate("sd2-base", sd2, cache)}
     if name == "sd2-seesr":

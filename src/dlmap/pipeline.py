@@ -32,6 +32,7 @@ class BackboneSettings:
     autocast: str = "none"
     encode: str = "sample"
     cache: str | None = None
+    vae: str | None = None  # tiny backbones: the trained VAE's folder (dlmap.tiny_vae)
 
     def load(self):
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -43,6 +44,7 @@ class BackboneSettings:
             device=self.device,
             encode_mode=self.encode,
             autocast_dtype=AUTOCAST[self.autocast],
+            vae=self.vae,
         )
 
 
@@ -86,6 +88,7 @@ def invert_chunk(
             "backbone": settings.name,
             "dtype": settings.dtype,
             "encode": settings.encode,
+            "vae": settings.vae,
             "edict": edict_values,
             "size": size,
             "seed": seed,
