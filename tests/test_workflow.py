@@ -127,7 +127,7 @@ SMALL = {
     "comparisons": {"models": {"enhancers": ["niqe", "sharpness", "colorfulness"]},
                     "enhancers": {"enhancers": ["sharpness", "unsharp", "denoise"]}},
     "post_enhancement.prior": "sharpness", "post_enhancement.images": 1,
-    "selection.size": 192, "selection.k": 1,
+    "selection.size": 192, "selection.k": 1, "tiny_vae.steps": 5,
 }  # fmt: skip
 
 
@@ -186,6 +186,16 @@ def test_a_ninth_prior_adds_its_chunks_and_reruns_only_the_comparisons(finished)
     assert jobs.pop("select_pairs") == 1
     assert jobs.pop("fetch_weights_musiq") == 1  # its checkpoint, fetched once
     assert set(jobs) <= COMPARISON_RULES, jobs
+
+
+def test_a_retrained_tiny_vae_reruns_the_inversions_and_every_prior_but_no_data_rule(finished):
+    changed = write_config(finished, {**SMALL, "tiny_vae.steps": 6})
+    jobs = planned("--configfile", str(changed), cwd=finished)
+    assert jobs.pop("train_tiny_vae") == 1
+    assert jobs.pop("enhance_chunk") == 3 * 2  # every prior's every chunk
+    assert jobs.pop("invert_chunk") >= 2  # the tiny-seesr chunks (and tiny-vanilla's)
+    assert not set(jobs) & {"prepare_images", "synthetic_iqa", "demo_external", "check_external",
+                            "dataset_manifest", "calibrate_prior"}, jobs  # fmt: skip
 
 
 def test_lint_reports_nothing_but_the_conda_envs_of_an_installed_environment(tmp_path):

@@ -20,10 +20,16 @@ from dlmap.cli_experiment import add_experiment_parser, experiment_command
 from dlmap.cli_models import calibrate_command, priors_command, weights_command
 from dlmap.cli_rank import add_rank_parser, rank_command
 from dlmap.cli_select import add_select_parser, select_command
-from dlmap.cli_train import add_train_parsers, evaluate_command, train_command
+from dlmap.cli_train import (
+    add_train_parsers,
+    evaluate_command,
+    train_command,
+    train_vae_command,
+)
 from dlmap.errors import UsageError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+TINY_VAE_MINUTES = "about eight minutes"  # training the tiny VAE (dlmap.tiny_vae), measured
 AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -74,6 +80,12 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seesr", default=None, help="SeeSR folder (controlnet/, unet/)")
     parser.add_argument("--dape", default=None, help="folder of DAPE.pth")
     parser.add_argument("--ram", default=None, help="folder of ram_swin_large_14m.pth")
+    parser.add_argument(
+        "--vae",
+        default=None,
+        type=Path,
+        help="tiny backbones: a VAE trained by `dlmap train-vae` instead of the random one",
+    )
     parser.add_argument("--cache", default=None, help=f"weights folder (${weights.CACHE_ENV})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
@@ -96,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="enhance bundled photographs on the tiny backbone")
     demo.add_argument("--out", type=Path, default=Path("results/demo"))
     demo.add_argument("--iters", type=int, default=10)
+    demo.add_argument(
+        "--vae",
+        type=Path,
+        default=None,
+        help="a trained tiny VAE to use (default: train one into OUT/vae, or reuse it there)",
+    )
+    demo.add_argument("--cache", default=None, help=f"weights folder (${weights.CACHE_ENV})")
     demo.add_argument("--quiet", action="store_true")
 
     calibrate = commands.add_parser(
@@ -175,6 +194,16 @@ def _configs(args):
         raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out}: exists and is not a folder")
+    if args.vae is not None:
+        from dlmap.tiny_vae import TrainedVaeError, read_record
+
+        if not args.backbone.startswith("tiny"):
+            raise UsageError(f"--vae replaces the tiny backbones' random VAE; --backbone "
+                             f"{args.backbone} loads SD2's VAE")  # fmt: skip
+        try:
+            read_record(args.vae)
+        except TrainedVaeError as error:
+            raise UsageError(f"--vae {error}") from error
     return solver_config, edict_config
 
 
@@ -206,6 +235,7 @@ def enhance(args) -> int:
             device=args.device,
             encode_mode=args.encode,
             autocast_dtype=AUTOCAST[args.autocast],
+            vae=args.vae,
         )
     prior = prior.to(device=args.device, dtype=dtype)
 
@@ -258,9 +288,35 @@ def _write_outputs(args, path, index, result, prior, backbone, seconds) -> None:
 
 
 def demo(args) -> int:
-    """Enhance two photographs bundled with scikit-image on the tiny random backbone."""
+    """Enhance two photographs bundled with scikit-image on the tiny backbone: random UNet
+    and ControlNet, with the VAE trained on the spot (``dlmap.tiny_vae``, ``TINY_VAE_MINUTES`` on
+    2 CPU cores, once: it is kept in the weights cache, and reused from OUT/vae when it is
+    already there)."""
     from skimage import data
 
+    from dlmap import tiny_vae
+
+    vae = args.vae
+    if vae is None:
+        vae = args.out / "vae"
+        try:
+            record = tiny_vae.read_record(vae)
+            print(f"dlmap demo: reusing the trained tiny VAE in {vae}")
+        except tiny_vae.TrainedVaeError:
+            key = tiny_vae.training_key()
+            print(f"dlmap demo: the tiny VAE {key} (from the weights cache, or trained there "
+                  f"first: {TINY_VAE_MINUTES} on 2 CPU cores) -> {vae}")  # fmt: skip
+            cached, record = tiny_vae.cached_vae(cache=args.cache, quiet=args.quiet)
+            tiny_vae.copy_vae(cached, vae)
+    else:
+        try:
+            record = tiny_vae.read_record(vae)
+        except tiny_vae.TrainedVaeError as error:
+            raise UsageError(f"--vae {error}") from error
+    mean = record["mean"]
+    print(f"dlmap demo: the tiny VAE reconstructs held-out photographs at "
+          f"{mean['vae_mean_psnr']:.2f} dB PSNR (bicubic {record['factor']}x down and up: "
+          f"{mean['bicubic_psnr']:.2f} dB)")  # fmt: skip
     inputs = args.out / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -276,6 +332,8 @@ def demo(args) -> int:
         str(args.out),
         "--backbone",
         "tiny-seesr",
+        "--vae",
+        str(vae),
         "--size",
         "128",
         "--iters",
@@ -288,7 +346,8 @@ def demo(args) -> int:
     ]
     if args.quiet:
         argv.append("--quiet")
-    print("dlmap demo: tiny random backbone (reduced settings, not the paper's models)")
+    print("dlmap demo: tiny backbone, random UNet and ControlNet with the trained VAE "
+          "(reduced settings, not the paper's models)")  # fmt: skip
     return enhance(build_parser().parse_args(argv))
 
 
@@ -300,6 +359,7 @@ HANDLERS = {
     "weights": weights_command,
     "data": data_command,
     "train-msliqe": train_command,
+    "train-vae": train_vae_command,
     "evaluate": evaluate_command,
     "select": select_command,
     "rank": rank_command,

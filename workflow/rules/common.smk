@@ -71,14 +71,28 @@ def edict_values():
     return {k: v for k, v in config["edict"].items() if k != "encode"}
 
 
+def tiny_vae_dir(backbone):
+    """The trained VAE's folder for a tiny backbone when the config trains one (train_tiny_vae)."""
+    if backbone.startswith("tiny") and config["tiny_vae"]["train"]:
+        return f"{OUT}/tiny-vae"
+    return None
+
+
+def vae_input(backbone):
+    folder = tiny_vae_dir(backbone)
+    return {"vae": folder} if folder else {}
+
+
 def backbone_settings(name=None):
+    name = name or config["backbone"]
     return dict(
-        name=name or config["backbone"],
+        name=name,
         device=config["device"],
         dtype=config["dtype"],
         autocast=config["autocast"],
         encode=config["edict"]["encode"],
         cache=config["cache"],
+        vae=tiny_vae_dir(name),
     )
 
 
@@ -218,6 +232,7 @@ def ablation_inputs(wildcards):
     files = {**prior_inputs(prior), "images": [images_dir(c) for c in chunks_of(ABLATION_IDS)]}
     if variant["mode"].startswith("latent"):
         backbone = variant.get("backbone", config["backbone"])
+        files.update(vae_input(backbone))
         files["inversion"] = [
             f"{OUT}/inversions/{backbone}/c{c}.pt" for c in chunks_of(ABLATION_IDS)
         ]

@@ -1,12 +1,39 @@
-# Stage 4: EDICT inversion (once per image, reused by every prior), MAP enhancement in jobs
+# Stage 4: the demo's tiny VAE trained on the spot (tiny backbones only), EDICT inversion
+# (once per image, reused by every prior), MAP enhancement in jobs
 # of one prior x one chunk (models loaded once per job, the chunk solved in batches), the
 # ablations (Figs. 1, 2, 7, 8), other enhancers' outputs (Sec. V-C) and post-enhancement
 # (Sec. V-D).
 
 
 
+rule train_tiny_vae:
+    output:
+        vae=directory(f"{OUT}/tiny-vae"),
+        plot=report(
+            f"{OUT}/report/tiny-vae.png",
+            caption="../report/tiny-vae.rst",
+            category="Tiny VAE (demo)",
+        ),
+    params:
+        steps=config["tiny_vae"]["steps"],
+        seed=config["tiny_vae"]["seed"],
+        library=chunks.source_digest(("tiny_vae",)),
+        cache=weights_cache(),
+        dlmap=DLMAP,
+    threads: 2  # the training fixes its torch threads at 2 (dlmap.tiny_vae.VaeTraining)
+    log:
+        f"{LOGS}/train_tiny_vae.log",
+    benchmark:
+        f"{BENCH}/train_tiny_vae.tsv"
+    shell:  # reuses <cache>/tiny-vae/KEY when the same training already ran (dlmap.tiny_vae)
+        "{params.dlmap:q} train-vae --out {output.vae} --steps {params.steps}"
+        " --seed {params.seed} --cache '{params.cache}' --quiet > {log} 2>&1"
+        " && cp {output.vae}/training.png {output.plot}"
+
+
 rule invert_chunk:
     input:
+        unpack(lambda wildcards: vae_input(wildcards.backbone)),
         images=lambda wildcards: images_dir(wildcards.chunk),
         weights=lambda wildcards: backbone_weights(wildcards.backbone),
     output:
@@ -29,7 +56,7 @@ rule invert_chunk:
 
 rule enhance_chunk:
     input:
-        unpack(lambda wildcards: prior_inputs(wildcards.prior)),
+        unpack(lambda wildcards: {**prior_inputs(wildcards.prior), **vae_input(config["backbone"])}),
         images=lambda wildcards: images_dir(wildcards.chunk),
         inversion=f"{OUT}/inversions/{config['backbone']}/c{{chunk}}.pt",
     output:
@@ -112,7 +139,8 @@ rule demo_external:
 
 rule post_enhance:
     input:
-        unpack(lambda wildcards: prior_inputs(config["post_enhancement"]["prior"])),
+        unpack(lambda wildcards: {**prior_inputs(config["post_enhancement"]["prior"]),
+                                  **vae_input(config["backbone"])}),
         base=f"{OUT}/external/{{base}}",
     output:
         directory(f"{OUT}/post/{{base}}"),
