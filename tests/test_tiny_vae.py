@@ -198,10 +198,6 @@ def test_the_trained_vae_beats_bicubic_on_held_out_photographs(trained_vae):
     assert again[0]["vae_mean_psnr"] == pytest.approx(rows[1]["vae_mean_psnr"], abs=1e-3)
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return tiny_vae.psnr(a, b)
-
-
 @pytest.mark.slow
 def test_latent_map_with_the_trained_vae_returns_photographs_not_noise(trained_vae):
     image = torch.from_numpy(demo_set.pristine("coffee", 128)).permute(2, 0, 1)[None].float()
@@ -220,7 +216,7 @@ def test_latent_map_with_the_trained_vae_returns_photographs_not_noise(trained_v
                        quiet=True)  # fmt: skip
     noise = map_solve(random_vae, prior, image.double(), SolverConfig(iters=3), edict,
                       quiet=True)  # fmt: skip
-    assert _psnr(solved.x, image) > 20 > 12 > _psnr(noise.x, image)
+    assert tiny_vae.psnr(solved.x, image) > 20 > 12 > tiny_vae.psnr(noise.x, image)
     assert not torch.allclose(solved.x, start.x, atol=1e-3)  # the prior changed the image
     assert solved.final["loss"][0] < solved.history[0]["loss"][0]  # Eq. 17's objective fell
 
