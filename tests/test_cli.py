@@ -38,7 +38,12 @@ def test_enhance_writes_the_pair_and_a_json_record(tmp_path, good_png, capsys):
         assert images.read_image(out / name).shape == (64, 64, 3)
     record = json.loads((out / "astronaut.json").read_text())
     assert len(record["history"]) == 2
-    assert set(record["history"][0]) == {"iteration", "loss", "score", "raw_score", "fidelity"}
+    assert set(record["history"][0]) == {
+        "iteration", "loss", "score", "raw_score", "fidelity", "grad_fidelity", "grad_prior",
+        "prior_share", "active",
+    }  # fmt: skip
+    assert record["score_scale"] == {"name": "authors", "xi1": 100.0, "range": [0.0, 100.0]}
+    assert record["early_stop"]["applied"] is False  # colorfulness: provisional constants
     assert record["config"]["edict"]["steps"] == 4 and record["config"]["solver"]["lam"] == 0.01
     assert record["reduced"] is True and record["prior"]["name"] == "colorfulness"
     assert set(record["final"]) == {"loss", "x", "y"}
@@ -81,6 +86,9 @@ def test_bad_inputs_exit_2_with_one_line_each_and_write_nothing_for_them(
         (["--device", "cuda:3"], "CUDA is not available"),
         (["--batch-size", "0"], "positive integer"),
         (["--mode", "latent"], "invalid choice"),
+        (["--score-scale", "percent"], "invalid choice"),
+        (["--stop-at", "120"], "stop_score must lie in (0, 100] on the authors scale"),
+        (["--stop-at", "2", "--score-scale", "printed"], "stop_score must lie in (0, 1]"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line_before_any_work(

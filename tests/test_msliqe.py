@@ -166,7 +166,8 @@ def test_prior_needs_weights_and_never_downloads(tmp_path, monkeypatch, tiny):
     prior = create_prior("ms-liqe", config=TINY, allow_random=True)
     images = photo(224, "astronaut", torch.float32)[None]
     assert prior.info.higher_is_better and prior.info.score_range == (1.0, 5.0)
-    assert 0 < prior.calibrated(images).item() < 1
+    assert 0 < prior.calibrated(images, "printed").item() < 1
+    assert not prior.info.calibration_fitted  # random weights: the shipped fit does not apply
 
     expected.parent.mkdir()
     torch.save(tiny.clip.state_dict(), expected)

@@ -156,6 +156,13 @@ def test_cli_trains_installs_and_evaluates_by_name(small_synthetic, tmp_path, ca
     (row,) = list(csv.DictReader(open(table)))
     assert row["dataset"] == "synthetic" and row["count"] == "54" and row["split"] == "all"
     assert -1 <= float(row["srcc"]) <= 1 and "SRCC" in capsys.readouterr().out
+    scores = list(csv.DictReader(open(tmp_path / "eval.images.csv")))  # beside the summary
+    assert len(scores) == 54 and {r["score_scale"] for r in scores} == {"authors"}
+    raw = [float(r["raw_score"]) for r in scores]
+    mos = [float(r["mos"]) for r in scores]
+    assert correlations(raw, mos)["srcc"] == pytest.approx(float(row["srcc"]))
+    assert all(0 < float(r["calibrated_score"]) < 100 for r in scores)
+    assert prior.info.calibration_fitted is False  # a toy architecture: provisional constants
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ from dlmap import priors
 @pytest.mark.parametrize("name", priors.available_priors())
 def test_every_prior_scores_each_image_alone_with_finite_nonzero_gradients(name, offline_priors):
     """Random weights (real architectures): a 64x64 photograph upsampled to 224 and a 512x512
-    one, forward and backward; per-image scores; calibrated scores in (0, 1); frozen."""
+    one, forward and backward; per-image scores; calibrated scores in (0, 100), or (0, 1) as
+    printed; frozen."""
     prior = build_prior(name, offline_priors)
     assert prior.info.name == name and prior.info.display_name and prior.info.reference
     small = F.interpolate(photo(64, "astronaut")[None].float(), size=224, mode="bilinear")
@@ -28,8 +29,10 @@ def test_every_prior_scores_each_image_alone_with_finite_nonzero_gradients(name,
     together = prior(pair).detach()
     assert together.shape == (2,)
     assert torch.allclose(together[0], alone["small"][0], rtol=1e-4, atol=1e-5)
-    calibrated = prior.calibrated(pair)
-    assert ((calibrated > 0) & (calibrated < 1)).all()
+    calibrated = prior.calibrated(pair)  # the default scale: the authors' 0-100
+    assert ((calibrated > 0) & (calibrated < 100)).all()
+    printed = prior.calibrated(pair, "printed")
+    assert ((printed > 0) & (printed < 1)).all() and torch.allclose(calibrated, 100 * printed)
     assert not any(p.requires_grad for p in prior.parameters())
 
 

@@ -116,7 +116,9 @@ def test_pixel_map_trades_fidelity_against_the_prior():
     prior = quadratic_prior(target)
     results = {}
     for lam in (0.1, 10.0):
-        config = solver.SolverConfig(mode="pixel-map", iters=400, lam=lam, pixel_lr=0.005)
+        config = solver.SolverConfig(
+            mode="pixel-map", iters=400, lam=lam, pixel_lr=0.005, score_scale="printed"
+        )
         results[lam] = solver.map_solve(None, prior, start, config, quiet=True).x.mean().item()
     assert 0.2 < results[0.1] < results[10.0] < 0.8
 
@@ -168,6 +170,9 @@ def test_same_seed_same_output_and_seed_matters(tiny32, two_photos):
         ({"momentum": 1.0}, "momentum"),
         ({"grad_clip": 0.0}, "grad_clip"),
         ({"gradient": "sloppy"}, "gradient must be one of"),
+        ({"score_scale": "percent"}, "score scale must be one of authors, printed"),
+        ({"stop_score": 0.0}, r"stop_score must lie in \(0, 100\]"),
+        ({"stop_score": 1.5, "score_scale": "printed"}, r"stop_score must lie in \(0, 1\]"),
     ],
 )
 def test_bad_solver_settings_are_rejected(kwargs, message):

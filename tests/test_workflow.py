@@ -168,7 +168,9 @@ def test_the_enhancement_jobs_wrote_one_record_per_image(finished):
 
 
 def test_a_new_lambda_for_one_prior_reruns_its_chunks_and_the_comparisons_only(finished):
-    changed = write_config(finished, {**SMALL, "prior_settings": {"niqe": {"lam": 0.5}}})
+    settings = yaml.safe_load(DEMO.read_text())["prior_settings"]  # the others' stay as run
+    settings = {**settings, "niqe": {"lam": 0.5}}
+    changed = write_config(finished, {**SMALL, "prior_settings": settings})
     jobs = planned("--configfile", str(changed), cwd=finished)
     assert jobs.pop("enhance_chunk") == 2  # niqe's two chunks, no other prior's
     assert jobs.pop("select_pairs") == 1  # the one comparison niqe is in

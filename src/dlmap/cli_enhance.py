@@ -12,12 +12,22 @@ import torch
 from tqdm.auto import tqdm
 
 import dlmap
-from dlmap import backbones, downloads, edict, images, priors, records, solver, weights
+from dlmap import (
+    backbones,
+    calibration,
+    downloads,
+    edict,
+    images,
+    priors,
+    records,
+    solver,
+    weights,
+)
 from dlmap.cli import Parser
 from dlmap.cli_compare import add_compare_parsers, report_command, simulate_command
 from dlmap.cli_data import add_data_parser, data_command
 from dlmap.cli_experiment import add_experiment_parser, experiment_command
-from dlmap.cli_models import calibrate_command, priors_command, weights_command
+from dlmap.cli_models import calibrate_command, priors_command, score_command, weights_command
 from dlmap.cli_rank import add_rank_parser, rank_command
 from dlmap.cli_select import add_select_parser, select_command
 from dlmap.cli_train import (
@@ -31,6 +41,7 @@ from dlmap.errors import UsageError
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 TINY_VAE_MINUTES = "about eight minutes"  # training the tiny VAE (dlmap.tiny_vae), measured
 AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+WEAK_PRIOR_SHARE = 0.01  # below this share of the gradient in every iteration, warn
 
 
 def _positive_int(text: str) -> int:
@@ -51,7 +62,25 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", default=defaults_s.mode, choices=solver.MODES)
     parser.add_argument("--steps", type=int, default=defaults_e.steps, help="EDICT steps T")
     parser.add_argument("--iters", type=int, default=defaults_s.iters, help="MaxIter")
-    parser.add_argument("--lambda", dest="lam", type=float, default=defaults_s.lam)
+    parser.add_argument(
+        "--lambda", dest="lam", type=float, default=defaults_s.lam, help="lambda of Eq. 17"
+    )
+    parser.add_argument(
+        "--score-scale",
+        default=defaults_s.score_scale,
+        choices=sorted(calibration.SCORE_SCALES),
+        help="xi1 of Eq. 21: authors (0-100, the authors' code) or printed (0-1); it fixes "
+        "what --lambda means",
+    )
+    parser.add_argument(
+        "--stop-at",
+        type=float,
+        default=None,
+        metavar="SCORE",
+        help="latent-map: stop a problem once the calibrated score of x reaches SCORE (default "
+        "90%% of the scale: 90 or 0.9); only for priors with fitted Eq. 21 constants",
+    )
+    parser.add_argument("--no-early-stop", action="store_true", help="run every iteration")
     parser.add_argument("--lr", type=float, default=defaults_s.lr, help="alpha of Alg. 1")
     parser.add_argument("--momentum", type=float, default=defaults_s.momentum, help="rho")
     parser.add_argument("--grad-clip", type=float, default=defaults_s.grad_clip)
@@ -134,6 +163,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("--cache", default=None, help="where the registry finds constants")
 
+    score = commands.add_parser(
+        "score", help="a prior's raw and calibrated scores of image files (one row each)"
+    )
+    score.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    score.add_argument("--prior", required=True, help="prior name (dlmap priors list)")
+    score.add_argument(
+        "--prior-file", type=Path, help="YAML file registering your priors (name: module:factory)"
+    )
+    score.add_argument("--out", type=Path, default=None, help="also write the rows as CSV")
+    score.add_argument(
+        "--size", type=int, default=None, help="resize and crop to SIZE first (default: as is)"
+    )
+    score.add_argument(
+        "--score-scale",
+        default=calibration.DEFAULT_SCALE,
+        choices=sorted(calibration.SCORE_SCALES),
+        help="xi1 of Eq. 21: authors (0-100) or printed (0-1)",
+    )
+    score.add_argument("--device", default="cpu")
+    score.add_argument("--cache", default=None, help=f"weights folder (${weights.CACHE_ENV})")
+
     priors_cmd = commands.add_parser("priors", help="the registered priors")
     priors_sub = priors_cmd.add_subparsers(dest="priors_command", required=True)
     listing = priors_sub.add_parser("list", help="name, parameters, training set, weights")
@@ -179,6 +229,9 @@ def _configs(args):
             downsampling=args.downsampling,
             gradient=args.gradient,
             seed=args.seed,
+            score_scale=args.score_scale,
+            early_stop=not args.no_early_stop,
+            stop_score=args.stop_at,
         )
         edict_config = edict.EdictConfig(
             steps=args.steps, mix=args.mix, steps_offset=args.steps_offset, order=args.order
@@ -240,6 +293,7 @@ def enhance(args) -> int:
     prior = prior.to(device=args.device, dtype=dtype)
 
     failed = 0
+    weak: list[tuple[str, float]] = []  # inputs where the prior barely acted
     loaded = []
     for path in dict.fromkeys(args.inputs):
         try:
@@ -270,11 +324,20 @@ def enhance(args) -> int:
             continue
         seconds = (time.perf_counter() - began) / len(chunk)
         for index, (path, _) in enumerate(chunk):
-            _write_outputs(args, path, index, result, prior, backbone, seconds)
+            record = _write_outputs(args, path, index, result, prior, backbone, seconds)
+            shares = [step["prior_share"] for step in record["history"]]
+            if shares and max(shares) < WEAK_PRIOR_SHARE:
+                weak.append((path.name, max(shares)))
+    if weak:
+        names = ", ".join(f"{name} ({share:.2%})" for name, share in weak)
+        print(f"dlmap: warning: the prior's share of the image-space gradient stayed under "
+              f"{WEAK_PRIOR_SHARE:.0%} in every iteration for {names}: it barely acted; "
+              f"raise --lambda (now {args.lam:g}, {args.score_scale} scale)",
+              file=sys.stderr)  # fmt: skip
     return failed
 
 
-def _write_outputs(args, path, index, result, prior, backbone, seconds) -> None:
+def _write_outputs(args, path, index, result, prior, backbone, seconds) -> dict:
     settings = {
         "size": args.size,
         "dtype": args.dtype,
@@ -282,7 +345,7 @@ def _write_outputs(args, path, index, result, prior, backbone, seconds) -> None:
         "encode": args.encode,
         "device": args.device,
     }
-    records.write_enhanced(
+    return records.write_enhanced(
         args.out, path, index, result, prior, backbone, seconds, settings, plot=args.plot
     )
 
@@ -356,6 +419,7 @@ HANDLERS = {
     "demo": demo,
     "priors": priors_command,
     "calibrate": calibrate_command,
+    "score": score_command,
     "weights": weights_command,
     "data": data_command,
     "train-msliqe": train_command,

@@ -1,4 +1,4 @@
-"""The ``dlmap`` commands about models: ``weights``, ``priors`` and ``calibrate``."""
+"""The ``dlmap`` commands about models: ``weights``, ``priors``, ``calibrate`` and ``score``."""
 
 from __future__ import annotations
 
@@ -53,18 +53,102 @@ def calibrate_command(args) -> int:
     return 0
 
 
+SCORE_COLUMNS = (
+    "image", "width", "height", "prior", "raw_score", "calibrated_score", "score_scale",
+    "scale_max", "calibration_fitted", "calibration_source",
+)  # fmt: skip
+
+
+def score_command(args) -> int:
+    """``dlmap score``: one row per image with the prior's raw score and its calibrated score
+    (Eq. 21 on the chosen scale), scored one at a time at the image's own size unless
+    ``--size`` is given, as the enhancer's records score what it writes."""
+    import csv
+    import io
+    import sys
+
+    import torch
+
+    from dlmap import calibration
+
+    scale = calibration.score_scale(args.score_scale)
+    try:
+        if args.prior_file is not None:
+            priors.register_from_file(args.prior_file)
+        prior = priors.create_prior(args.prior, cache=args.cache)
+    except (priors.UnknownPriorError, ValueError) as error:
+        raise UsageError(str(error)) from error
+    if args.size is not None:
+        try:
+            images.check_size(args.size)
+        except ValueError as error:
+            raise UsageError(f"--size: {error}") from error
+    prior = prior.to(device=args.device)
+    info, rows, failed = prior.info, [], 0
+    for path in args.images:
+        try:
+            image = images.load_image(path, size=args.size)[None].to(args.device)
+        except images.ImageError as error:
+            print(f"dlmap: error: {error}", file=sys.stderr)
+            failed = 2
+            continue
+        with torch.no_grad():
+            raw = prior(image).reshape(-1)
+            if raw.shape != (1,) or not torch.isfinite(raw).all():
+                print(f"dlmap: error: {path}: prior {info.name!r} gave no finite score",
+                      file=sys.stderr)  # fmt: skip
+                failed = max(failed, 1)
+                continue
+            calibrated = calibration.calibrate(
+                raw, info.xi3, info.xi4, info.higher_is_better, scale.xi1
+            )
+        rows.append(
+            {
+                "image": str(path),
+                "width": image.shape[-1],
+                "height": image.shape[-2],
+                "prior": info.name,
+                "raw_score": float(raw[0]),
+                "calibrated_score": float(calibrated[0]),
+                "score_scale": scale.name,
+                "scale_max": scale.xi1,
+                "calibration_fitted": info.calibration_fitted,
+                "calibration_source": info.calibration_source,
+            }
+        )
+    for row in rows:
+        print(f"{row['image']}: {info.name} raw {row['raw_score']:.6g}, calibrated "
+              f"{row['calibrated_score']:.6g} ({scale.label})")  # fmt: skip
+    if args.out is not None and rows:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=SCORE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        images.write_text_atomic(buffer.getvalue(), args.out)
+    if not info.calibration_fitted:
+        print(f"note: {info.name}'s Eq. 21 constants are not fitted to MOS "
+              f"({info.calibration_source})", file=sys.stderr)  # fmt: skip
+    return failed
+
+
 def priors_command(args) -> int:
     """``priors list``: one row per registered prior, from its metadata (nothing is built);
     ``priors table``: Table I's first three columns, printed and optionally saved as CSV."""
     if args.priors_command == "table":
         return _table_one(args)
-    header = f"{'name':<13}{'model':<28}{'params':>9}  {'training set':<44}weights"
+    from dlmap.calibration import DEFAULT_SCALE, SCORE_SCALES
+
+    scale = SCORE_SCALES[DEFAULT_SCALE]
+    others = ", ".join(f"{s.name}: {s.label}" for s in SCORE_SCALES.values() if s is not scale)
+    print(f"calibrated scores q (Eq. 21) lie on the {scale.name} scale, {scale.label} "
+          f"(--score-scale; {others}); calibration: fitted to MOS, or provisional")  # fmt: skip
+    header = f"{'name':<13}{'model':<28}{'params':>9}  {'training set':<44}{'q':<7}weights"
     print(header)
     print("-" * len(header))
     for name in priors.available_priors():
         info = priors.prior_info(name)
         if info is None:
-            print(f"{name:<13}{'(no metadata)':<28}{'-':>9}  {'-':<44}-")
+            print(f"{name:<13}{'(no metadata)':<28}{'-':>9}  {'-':<44}{'-':<7}-")
             continue
         params = info.params
         count = "-" if params is None else f"{params / 1e6:.1f}M" if params >= 50_000 else params
@@ -73,7 +157,8 @@ def priors_command(args) -> int:
             status += " (provisional calibration)"
         training = info.training_set
         training = training if len(training) <= 42 else training[:39] + "..."
-        print(f"{name:<13}{info.display_name[:27]:<28}{count:>9}  {training:<44}{status}")
+        print(f"{name:<13}{info.display_name[:27]:<28}{count:>9}  {training:<44}"
+              f"{scale.label:<7}{status}")  # fmt: skip
     return 0
 
 

@@ -157,10 +157,14 @@ def evaluate_command(args) -> int:
             raise UsageError(f"--checkpoint: prior {args.prior!r} takes no checkpoint")
         kwargs["checkpoint"] = args.checkpoint
     prior = priors.create_prior(args.prior, cache=args.cache, **kwargs)
-    rows = evaluation.evaluate(prior, entries, args.size, args.quiet)
+    per_image: list[dict] = []
+    rows = evaluation.evaluate(prior, entries, args.size, args.quiet, per_image)
     for row in rows:
         row["split"] = args.split
     evaluation.write_rows(rows, args.out)
+    scores_path = evaluation.per_image_path(args.out)
+    evaluation.write_rows(per_image, scores_path)
+    print(f"per-image scores: {scores_path}")
     for row in rows:
         print(
             f"{row['prior']} on {row['dataset']} ({row['count']} images, {args.split}): "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,8 +59,15 @@ def score_images(prior, paths, size: int | None = None, quiet: bool = False) -> 
     return scores
 
 
-def evaluate(prior, items, size: int | None = None, quiet: bool = False) -> list[dict]:
-    """One row per data set of ``items`` (``msliqe_train.Item``): its correlations."""
+def evaluate(
+    prior, items, size: int | None = None, quiet: bool = False, per_image: list | None = None
+) -> list[dict]:
+    """One row per data set of ``items`` (``msliqe_train.Item``): its correlations. With a
+    list ``per_image``, one row per image is appended to it: data set, image, MOS, the raw
+    score and the calibrated score (Eq. 21) on the default scale."""
+    from dlmap.calibration import DEFAULT_SCALE, calibrate, score_scale
+
+    scale, info = score_scale(DEFAULT_SCALE), prior.info
     rows = []
     for name in sorted({item.dataset for item in items}):
         chosen = [item for item in items if item.dataset == name]
@@ -67,7 +75,25 @@ def evaluate(prior, items, size: int | None = None, quiet: bool = False) -> list
         mos = [item.mos for item in chosen]
         row = correlations(scores, mos, prior.info.higher_is_better)
         rows.append({"prior": prior.info.name, "dataset": name, **row})
+        if per_image is not None:
+            raw = torch.tensor(scores, dtype=torch.float64)
+            calibrated = calibrate(raw, info.xi3, info.xi4, info.higher_is_better, scale.xi1)
+            for item, value, q in zip(chosen, scores, calibrated.tolist(), strict=True):
+                per_image.append(
+                    {
+                        "prior": info.name, "dataset": name, "image": str(item.image),
+                        "mos": item.mos, "raw_score": value, "calibrated_score": q,
+                        "score_scale": scale.name, "scale_max": scale.xi1,
+                    }
+                )  # fmt: skip
     return rows
+
+
+def per_image_path(summary) -> Path:
+    """Where ``dlmap evaluate`` writes per-image scores beside its summary CSV:
+    NAME.csv -> NAME.images.csv."""
+    summary = Path(summary)
+    return summary.with_name(f"{summary.stem}.images.csv")
 
 
 def write_rows(rows: list[dict], path: str | os.PathLike) -> None:

@@ -84,30 +84,59 @@ def set_title(
 
 
 def plot_history(record: dict, title: str = "", reduced: bool = False):
-    """A figure with three panels, loss, calibrated score and fidelity against the iteration.
+    """Four panels against the iteration: loss, calibrated score (on the record's scale),
+    fidelity, and the image-space gradient norms of D0 and lambda q with the prior's share.
 
     ``record`` is one problem's JSON record as ``dlmap enhance`` writes it: ``history`` is a
-    list of per-iteration dicts and ``final`` the values of the returned images.
+    list of per-iteration dicts and ``final`` the values of the returned images. Where early
+    stopping applied, the threshold and the iteration at which it fired are drawn.
     """
     history = record["history"]
     iterations = [step["iteration"] for step in history]
-    figure, axes = plt.subplots(1, 3, figsize=(10, 3), constrained_layout=True)
+    scale = record.get("score_scale") or {"range": [0, 1]}
+    low, high = scale["range"]
+    figure, axes = plt.subplots(1, 4, figsize=(13, 3), constrained_layout=True)
     panels = (
         ("loss", "energy E (Eq. 17)"),
-        ("score", "calibrated score q (Eq. 21)"),
+        ("score", f"calibrated score q (Eq. 21, {low:g}-{high:g} scale)"),
         ("fidelity", "fidelity D0"),
     )
-    for axis, (key, label) in zip(axes, panels, strict=True):
+    for axis, (key, label) in zip(axes[:3], panels, strict=True):
         axis.plot(iterations, [step[key] for step in history], marker=".", label="iterations")
-        axis.set_xlabel("iteration")
         axis.set_title(label, fontsize=9)
-        axis.grid(alpha=0.3)
     final = record.get("final", {})
     if "loss" in final:
         axes[0].axhline(final["loss"], color="C1", linestyle="--", label="returned images")
         axes[0].legend(fontsize=8)
+    stop = record.get("early_stop") or {}
+    if stop.get("applied"):
+        axes[1].axhline(stop["threshold"], color="0.4", linestyle=":", label="early stop at")
+        if stop.get("iteration") is not None:
+            axes[1].axvline(stop["iteration"], color="C3", linestyle="--", label="stopped")
+        axes[1].legend(fontsize=7)
+    _plot_gradient_shares(axes[3], history)
+    for axis in axes:
+        axis.set_xlabel("iteration")
+        axis.grid(alpha=0.3)
     set_title(figure, title, reduced)
     return figure
+
+
+def _plot_gradient_shares(axis, history: list[dict]) -> None:
+    """Norms of the image-space gradients of D0 and lambda q (log axis), the share in the title."""
+    if not history or "grad_prior" not in history[0]:
+        axis.set_title("gradient norms: not recorded", fontsize=9)
+        return
+    iterations = [step["iteration"] for step in history]
+    for key, label, colour in (("grad_fidelity", "D0", "C0"), ("grad_prior", "\u03bb q", "C1")):
+        values = [step[key] if step[key] > 0 else float("nan") for step in history]
+        axis.plot(iterations, values, marker=".", color=colour, label=f"\u2016\u2207 {label}\u2016")
+    if any(step["grad_fidelity"] > 0 or step["grad_prior"] > 0 for step in history):
+        axis.set_yscale("log")
+    shares = [step["prior_share"] for step in history]
+    axis.set_title(f"image-space gradient norms\nprior's share {min(shares):.1%}-{max(shares):.1%}",
+                   fontsize=9)  # fmt: skip
+    axis.legend(fontsize=7)
 
 
 def plot_training(history: list[dict], title: str = "MS-LIQE training", reduced: bool = False):

@@ -218,6 +218,13 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(data.permute(1, 2, 0).numpy())
 
 
+def quantise(images: torch.Tensor) -> torch.Tensor:
+    """Images as an 8-bit PNG stores them: clamped to [0, 1] and rounded to the nearest of
+    0..255 (as ``to_uint8``), back in [0, 1] with the input's dtype and device."""
+    levels = torch.round(images.detach().to(torch.float64).clamp(0.0, 1.0) * 255.0)
+    return levels.to(images.dtype) / 255.0  # k / 255 in the image's dtype, as read_image
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a hidden temporary file in the same directory."""
     final = Path(path)

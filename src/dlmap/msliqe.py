@@ -245,6 +245,7 @@ class MSLIQEPrior(Prior):
             "the paper's authors' public code (mapping_clean.py), fitted on LIVE for their "
             "MS-LIQE checkpoint; refit for a checkpoint trained here with `dlmap calibrate`"
         ),
+        calibration_fitted=True,
         params=151_277_313,  # CLIP ViT-B/32 with its text tower (checked by the tests)
     )
 
@@ -271,6 +272,16 @@ class MSLIQEPrior(Prior):
             config = config_from_dict(state["config"])  # a checkpoint of `dlmap train-msliqe`
         self.model = MSLIQE.from_config(config, state)
         self.info = replace(self.info, params=sum(p.numel() for p in self.model.parameters()))
+        if path is None or (config is not None and config != MSLIQEConfig()):
+            self.info = replace(  # random weights, or not the authors' architecture
+                self.info,
+                calibration_fitted=False,
+                calibration_source=(
+                    "provisional: the authors' LIVE-fitted constants are for their trained "
+                    "MS-LIQE, not for these weights (random, or another architecture; fit "
+                    "theirs with `dlmap calibrate`)"
+                ),
+            )
 
     @staticmethod
     def weights_status(cache=None) -> str:

@@ -133,7 +133,10 @@ def build_prior(name: str, cache=None, checkpoint=None, calibration=None, device
     if calibration:
         fit = LogisticFit(**json.loads(Path(calibration).read_text()))
         source = f"fitted by the workflow: {fit.source} (n={fit.count}, SRCC {fit.srcc:.3f})"
-        prior.info = replace(prior.info, xi3=fit.xi3, xi4=fit.xi4, calibration_source=source)
+        prior.info = replace(
+            prior.info, xi3=fit.xi3, xi4=fit.xi4, calibration_source=source,
+            calibration_fitted=True,
+        )  # fmt: skip
     return prior.to(device)
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from dlmap.calibration import calibrate, load_constants
+from dlmap.calibration import DEFAULT_SCALE, calibrate, load_constants, score_scale
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class PriorInfo:
     model, on the negated score). score_range: typical raw range, as documented by its source.
     params: parameter count of the model as built (Table I's third column), None if unknown.
     trained_on_mos: False for opinion-unaware models (NIQE): Table I shows no training set.
+    calibration_fitted: True when xi3 and xi4 were fitted to opinion scores for this model
+    (shipped from a source, or by ``dlmap calibrate``), False for provisional constants set by
+    hand; early stopping at a calibrated score applies only to fitted ones (dlmap.solver).
     """
 
     name: str
@@ -51,6 +54,7 @@ class PriorInfo:
     calibration_source: str = ""
     params: int | None = None
     trained_on_mos: bool = True
+    calibration_fitted: bool = False
 
 
 class Prior(torch.nn.Module):
@@ -62,9 +66,12 @@ class Prior(torch.nn.Module):
     def name(self) -> str:
         return self.info.name
 
-    def calibrated(self, images: torch.Tensor) -> torch.Tensor:
-        """q_xi(q_w(x)) of Eq. 21: a score in (0, 1), higher is better."""
-        return calibrate(self(images), self.info.xi3, self.info.xi4, self.info.higher_is_better)
+    def calibrated(self, images: torch.Tensor, scale: str = DEFAULT_SCALE) -> torch.Tensor:
+        """q_xi(q_w(x)) of Eq. 21 on the named ``ScoreScale``: a score in (0, xi1), higher is
+        better."""
+        info = self.info
+        xi1 = score_scale(scale).xi1
+        return calibrate(self(images), info.xi3, info.xi4, info.higher_is_better, xi1)
 
 
 class CallablePrior(Prior):
@@ -211,7 +218,13 @@ def create_prior(name: str, cache=None, **kwargs) -> Prior:
     fitted = load_constants(name, cache)
     if fitted is not None:  # `dlmap calibrate` output overrides the shipped constants
         source = f"fitted: {fitted.source} (n={fitted.count}, SRCC {fitted.srcc:.3f})"
-        prior.info = replace(prior.info, xi3=fitted.xi3, xi4=fitted.xi4, calibration_source=source)
+        prior.info = replace(
+            prior.info,
+            xi3=fitted.xi3,
+            xi4=fitted.xi4,
+            calibration_source=source,
+            calibration_fitted=True,
+        )
     prior.requires_grad_(False)
     return prior.eval()
 

@@ -14,6 +14,7 @@ import torch
 
 import dlmap
 from dlmap import images
+from dlmap.calibration import DEFAULT_SCALE, score_scale
 
 
 def output_paths(out: Path, stem: str) -> dict[str, Path]:
@@ -53,6 +54,8 @@ def write_enhanced(
     if result.y is not None:
         images.save_png_atomic(result.y[index], outputs["y"])
     reduced = bool(backbone is not None and backbone.reduced)
+    history = [select_problem(step, index) for step in result.history]
+    scale = score_scale(result.config.get("solver", {}).get("score_scale", DEFAULT_SCALE))
     record = {
         "input": str(source),
         "input_sha256": sha256_file(source),
@@ -66,8 +69,10 @@ def write_enhanced(
         "weights": backbone.provenance if backbone is not None else {},
         "prior": asdict(prior.info),
         "config": {**result.config, **settings},
-        "history": [select_problem(step, index) for step in result.history],
+        "score_scale": scale.as_dict(),  # every calibrated "score" below is on this scale
+        "history": [step for step in history if step.get("active", True)],
         "final": select_problem(result.final, index),
+        "early_stop": select_problem(result.early_stop, index) if result.early_stop else None,
         "seconds": seconds,
         "versions": {
             "dlmap": dlmap.__version__,

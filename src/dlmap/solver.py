@@ -7,11 +7,26 @@ Modes (``SolverConfig.mode``):
 * ``"pixel-map"``    Eq. 2 (Figs. 1c, 2): minimise MSE(x, x_init) - lambda q(x) over pixels.
 * ``"pixel-direct"`` Eq. 1 (Fig. 1b): maximise q(x) over pixels.
 
-Latent modes follow the authors' code: the loss is averaged over the pair (x, y) (Alg. 1 lines
-5-7), the gradient is clipped element-wise (default +-1e-3), then m = rho m + g and
-z = z - alpha m (Alg. 1 lines 10-11 with alpha = 2, rho = 0.9). q is the calibrated score of
-Eq. 21 in (0, 1); images are in [0, 1]; D0 is Eq. 20 on those images. These units fix what
-lambda = 0.01 means.
+Latent modes follow the authors' code: decoded images are clamped to [0, 1] before the prior
+and the fidelity term see them, the loss is averaged over the pair (x, y) (Alg. 1 lines 5-7),
+the gradient is clipped element-wise (default +-1e-3), then m = rho m + g and z = z - alpha m
+(Alg. 1 lines 10-11 with alpha = 2, rho = 0.9). q is the calibrated score of Eq. 21 on the
+configured ``ScoreScale`` (default: the authors' 0-100, xi1 = 100; ``"printed"``: 0-1); images
+are in [0, 1]; D0 is Eq. 20 on those images. These units fix what lambda = 0.01 means.
+
+The balance of the two terms is measured, not assumed: every iteration records the norms of
+the image-space gradients of the fidelity term and of lambda q (one backward through the prior
+and the fidelity term, whose result is then carried back through h, so it costs nothing
+extra), and the prior's share ||lambda grad q|| / (||grad D0|| + ||lambda grad q||).
+
+Early stopping as in the authors' MAP script (latent-map mode only): a problem stops once the
+calibrated score of x reaches ``stop_score`` (default 90 on the 0-100 scale, 0.9 on the
+printed one), where the prior's Eq. 21 constants are fitted (``PriorInfo.calibration_fitted``);
+on provisional constants the threshold would be arbitrary, so it never applies there. In a
+batch a stopped problem's noise pair freezes while the others go on; ``iters`` stays the cap.
+
+``final`` describes the images as written: clamped to [0, 1] and rounded to 8 bits, as the PNG
+stores them (``dlmap.images.quantise``).
 
 The paper names no optimiser for the pixel modes (alpha = 2 and the clip are latent-space
 settings). We use Adam (lr 0.01, i.e. about 2.5 grey levels per step at first) on the pixels,
@@ -30,7 +45,8 @@ import torch
 from tqdm.auto import tqdm
 
 from dlmap import edict, fidelity
-from dlmap.calibration import calibrate
+from dlmap.calibration import DEFAULT_SCALE, calibrate, score_scale
+from dlmap.images import quantise
 from dlmap.priors import Prior
 
 MODES = ("latent-map", "latent-direct", "pixel-map", "pixel-direct")
@@ -54,6 +70,9 @@ class SolverConfig:
     pixel_lr: float = 0.01  # Adam step size of the pixel modes
     gradient: str = "recompute"  # how gradients pass through h (see dlmap.edict)
     seed: int = 0  # seeds the VAE posterior sample of each image
+    score_scale: str = DEFAULT_SCALE  # xi1 of Eq. 21: "authors" (0-100) or "printed" (0-1)
+    early_stop: bool = True  # latent-map, fitted constants only: stop at stop_score
+    stop_score: float | None = None  # on the score scale; None: 90% of xi1 (authors': 90)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -76,6 +95,24 @@ class SolverConfig:
             )
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must lie in [0, 2**63), got {self.seed!r}")
+        scale = score_scale(self.score_scale)
+        if self.stop_score is not None and not 0 < self.stop_score <= scale.xi1:
+            raise ValueError(
+                f"stop_score must lie in (0, {scale.xi1:g}] on the {scale.name} scale "
+                f"({scale.label}), got {self.stop_score!r}"
+            )
+
+    @property
+    def xi1(self) -> float:
+        """The maximum of the calibrated score (Eq. 21) on the configured scale."""
+        return score_scale(self.score_scale).xi1
+
+    @property
+    def stop_threshold(self) -> float:
+        """The calibrated score at which latent-map problems stop (where it applies)."""
+        return self.stop_score if self.stop_score is not None else (
+            score_scale(self.score_scale).default_stop
+        )  # fmt: skip
 
 
 @dataclass
@@ -83,8 +120,11 @@ class SolveResult:
     """x*, y* in [0, 1] (y is None in pixel modes), the noise pair, and the trajectory.
 
     history[i] holds, per problem, the loss, calibrated score, raw score and fidelity of
-    iteration i, evaluated before its update (averaged over x and y in latent modes);
-    ``final`` holds the same for the returned images.
+    iteration i, evaluated before its update (averaged over x and y in latent modes), the
+    image-space gradient norms of the fidelity term and of lambda q, the prior's share, and
+    whether the problem was still being solved (``active``: False once it stopped early);
+    ``final`` holds the loss and scores of the returned images as written (8-bit).
+    ``early_stop`` holds, per problem, whether early stopping applied and when it fired.
     """
 
     x: torch.Tensor
@@ -93,10 +133,11 @@ class SolveResult:
     final: dict = field(default_factory=dict)
     noise: tuple[torch.Tensor, torch.Tensor] | None = None
     config: dict = field(default_factory=dict)
+    early_stop: dict = field(default_factory=dict)
 
 
-def _score(priors: list[Prior], images: torch.Tensor):
-    """Raw and calibrated scores, each image scored by its own prior."""
+def _score(priors: list[Prior], images: torch.Tensor, xi1: float):
+    """Raw and calibrated scores (maximum ``xi1``), each image scored by its own prior."""
     raw = torch.empty(images.shape[0], dtype=images.dtype, device=images.device)
     calibrated = torch.empty_like(raw)
     groups: dict[int, list[int]] = {}
@@ -114,26 +155,60 @@ def _score(priors: list[Prior], images: torch.Tensor):
         info = prior.info
         raw = raw.index_put(index, scores)
         calibrated = calibrated.index_put(
-            index, calibrate(scores, info.xi3, info.xi4, info.higher_is_better)
+            index, calibrate(scores, info.xi3, info.xi4, info.higher_is_better, xi1)
         )
     return raw, calibrated
+
+
+def term_weights(config: SolverConfig) -> tuple[float, float]:
+    """(weight of D0, weight of q) in the energy: (1, lambda) for the MAP modes (Eqs. 2 and
+    17), (0, 1) for the direct modes (Eqs. 1 and 17 with lambda -> infinity)."""
+    return (0.0, 1.0) if config.mode.endswith("direct") else (1.0, config.lam)
 
 
 def objective(images, x_init, priors, config: SolverConfig):
     """Per-problem energy E(x | x_init) and its parts, each of shape (B,).
 
     latent-map: Eq. 20 - lambda q (Eq. 17); pixel-map: MSE - lambda q (Eq. 2);
-    direct modes: -q (Eqs. 1 and 17 with lambda -> infinity).
+    direct modes: -q (Eqs. 1 and 17 with lambda -> infinity). Latent modes score images as
+    given (the solver clamps decoded images to [0, 1] first).
     """
-    raw, score = _score(priors, images)
-    if config.mode == "latent-map":
-        fid = fidelity.downsampled_l2(images, x_init, config.downsampling)
-    elif config.mode == "pixel-map":
+    raw, score = _score(priors, images, config.xi1)
+    if config.mode == "pixel-map":
         fid = fidelity.mse(images, x_init)
     else:
-        fid = fidelity.downsampled_l2(images, x_init, config.downsampling).detach()
-    loss = -score if config.mode.endswith("direct") else fid - config.lam * score
+        fid = fidelity.downsampled_l2(images, x_init, config.downsampling)
+    fid_weight, prior_weight = term_weights(config)
+    loss = fid_weight * fid - prior_weight * score
     return loss, score, raw, fid
+
+
+def term_gradients(images, x_init, priors, config: SolverConfig):
+    """The energy's parts on ``images`` (detached) and its gradient with respect to them.
+
+    Returns (loss, score, raw, fid, grad, grad_fidelity, grad_prior): grad is the gradient of
+    the summed per-image losses; grad_fidelity and grad_prior are the per-image L2 norms of the
+    gradients of the weighted terms (D0, and lambda q; q alone in the direct modes), from one
+    backward through the prior and the fidelity term only.
+    """
+    image = images.detach().requires_grad_(True)
+    loss, score, raw, fid = objective(image, x_init, priors, config)
+    fid_weight, prior_weight = term_weights(config)
+    if fid_weight:
+        (fid_grad,) = torch.autograd.grad(fid.sum(), image, retain_graph=True)
+        fid_grad = fid_weight * fid_grad
+    else:
+        fid_grad = torch.zeros_like(image)
+    (prior_grad,) = torch.autograd.grad(prior_weight * score.sum(), image)
+    norms = [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in (fid_grad, prior_grad)]
+    detached = [value.detach() for value in (loss, score, raw, fid)]
+    return (*detached, fid_grad - prior_grad, *norms)
+
+
+def prior_share(grad_fidelity: torch.Tensor, grad_prior: torch.Tensor) -> torch.Tensor:
+    """||lambda grad q|| / (||grad D0|| + ||lambda grad q||) per problem (0 when both are 0)."""
+    total = grad_fidelity + grad_prior
+    return torch.where(total > 0, grad_prior / total.clamp_min(1e-30), torch.zeros_like(total))
 
 
 def _check_finite(iteration: int, what: str, *tensors):
@@ -150,6 +225,35 @@ def _record(loss, score, raw, fid) -> dict:
         "score": score.tolist(),
         "raw_score": raw.tolist(),
         "fidelity": fid.tolist(),
+    }
+
+
+def _gradient_record(grad_fidelity, grad_prior, active) -> dict:
+    return {
+        "grad_fidelity": grad_fidelity.tolist(),
+        "grad_prior": grad_prior.tolist(),
+        "prior_share": prior_share(grad_fidelity, grad_prior).tolist(),
+        "active": active.tolist(),
+    }
+
+
+def _early_stop_plan(priors, config: SolverConfig) -> dict:
+    """Per problem: whether early stopping applies, and why not where it does not."""
+    reasons = []
+    for prior in priors:
+        if config.mode != "latent-map":
+            reasons.append(f"not in {config.mode} mode (ablations run every iteration)")
+        elif not config.early_stop:
+            reasons.append("switched off")
+        elif not prior.info.calibration_fitted:
+            reasons.append("the prior's Eq. 21 constants are provisional, not fitted to MOS")
+        else:
+            reasons.append("")
+    return {
+        "threshold": config.stop_threshold,
+        "applied": [not reason for reason in reasons],
+        "reason": [reason or "applies" for reason in reasons],
+        "iteration": [None] * len(priors),
     }
 
 
@@ -236,6 +340,9 @@ def _latent_solve(
     momentum = torch.zeros_like(torch.cat([x_T, y_T]))
     pair_priors = priors + priors
     pair_init = torch.cat([x_init, x_init])
+    stops = _early_stop_plan(priors, config)
+    applies = torch.tensor(stops["applied"], device=x_init.device)
+    active = torch.ones(batch, dtype=torch.bool, device=x_init.device)
     history = []
     bar = tqdm(range(config.iters), desc=description, disable=quiet, leave=False)
     for iteration in bar:
@@ -243,59 +350,86 @@ def _latent_solve(
         z_x, z_y = edict.denoise(  # Alg. 1 line 4
             backbone.eps, noise[:batch], noise[batch:], schedule, cond, config.gradient
         )
-        pair = backbone.decode(torch.cat([z_x, z_y]))
-        loss, score, raw, fid = objective(pair, pair_init, pair_priors, config)  # lines 5-6
+        pair = backbone.decode(torch.cat([z_x, z_y])).clamp(0, 1)
+        loss, score, raw, fid, image_grad, grad_fid, grad_prior = term_gradients(
+            pair, pair_init, pair_priors, config
+        )  # lines 5-6, and the gradient of their sum with respect to the decoded pair
         loss = _pair_mean(loss, batch)  # line 7
         _check_finite(iteration, "loss", loss)
-        (grad,) = torch.autograd.grad(loss.sum(), noise)  # lines 8-9
+        reached = applies & active & (score[:batch] >= config.stop_threshold)
+        for index in reached.nonzero().flatten().tolist():
+            stops["iteration"][index] = iteration
+        record = _record(
+            loss, _pair_mean(score, batch), _pair_mean(raw, batch), _pair_mean(fid, batch)
+        )
+        gradients = _gradient_record(
+            _pair_mean(grad_fid, batch), _pair_mean(grad_prior, batch), active.clone()
+        )
+        history.append({"iteration": iteration, **record, **gradients})
+        active = active & ~reached
+        if not active.any():
+            break
+        (grad,) = torch.autograd.grad(pair, noise, image_grad / 2)  # lines 8-9
         _check_finite(iteration, "gradient", grad[:batch], grad[batch:])
         if config.grad_clip is not None:
             grad = grad.clamp(-config.grad_clip, config.grad_clip)
         momentum = config.momentum * momentum + grad  # line 10
-        updated = noise.detach() - config.lr * momentum  # line 11
-        _check_finite(iteration, "latent", updated[:batch], updated[batch:])
+        moving = torch.cat([active, active]).view(-1, *[1] * (noise.dim() - 1))
+        updated = torch.where(moving, noise.detach() - config.lr * momentum, noise.detach())
+        _check_finite(iteration, "latent", updated[:batch], updated[batch:])  # line 11
         x_T, y_T = updated[:batch], updated[batch:]
-        record = _record(
-            loss, _pair_mean(score, batch), _pair_mean(raw, batch), _pair_mean(fid, batch)
-        )
-        history.append({"iteration": iteration, **record})
         bar.set_postfix(
             loss=f"{loss.mean():.4g}",
-            score=f"{_pair_mean(score, batch).mean():.4f}",
+            score=f"{_pair_mean(score, batch).mean():.4g}",
             fidelity=f"{_pair_mean(fid, batch).mean():.4g}",
+            share=f"{_pair_mean(grad_prior / (grad_fid + grad_prior + 1e-30), batch).mean():.2%}",
         )
     with torch.no_grad():  # Alg. 1 line 13
         z_x, z_y = edict.denoise(backbone.eps, x_T, y_T, schedule, cond)
         pair = backbone.decode(torch.cat([z_x, z_y]))
-        loss, score, raw, fid = objective(pair, pair_init, pair_priors, config)
     _check_finite(config.iters, "output", pair[:batch], pair[batch:])
+    images = quantise(pair.clamp(0, 1))  # exactly what the PNGs store
+    with torch.no_grad():
+        loss, score, raw, fid = objective(images, pair_init, pair_priors, config)
     final = {
         "loss": _pair_mean(loss, batch).tolist(),
         "x": _record(loss[:batch], score[:batch], raw[:batch], fid[:batch]),
         "y": _record(loss[batch:], score[batch:], raw[batch:], fid[batch:]),
     }
-    images = pair.clamp(0, 1)
-    return SolveResult(images[:batch], images[batch:], history, final, (x_T, y_T))
+    return SolveResult(
+        images[:batch], images[batch:], history, final, (x_T, y_T), early_stop=stops
+    )
 
 
 def _pixel_solve(priors, x_init, config, quiet, description):
     pixels = x_init.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([pixels], lr=config.pixel_lr)
+    active = torch.ones(x_init.shape[0], dtype=torch.bool)
     history = []
     bar = tqdm(range(config.iters), desc=description, disable=quiet, leave=False)
     for iteration in bar:
-        loss, score, raw, fid = objective(pixels, x_init, priors, config)
+        loss, score, raw, fid, grad, grad_fid, grad_prior = term_gradients(
+            pixels, x_init, priors, config
+        )
         _check_finite(iteration, "loss", loss)
+        _check_finite(iteration, "gradient", grad)
         optimizer.zero_grad()
-        loss.sum().backward()
-        _check_finite(iteration, "gradient", pixels.grad)
+        pixels.grad = grad
         optimizer.step()
         with torch.no_grad():
             pixels.clamp_(0, 1)
         _check_finite(iteration, "image", pixels.detach())
-        history.append({"iteration": iteration, **_record(loss, score, raw, fid)})
-        bar.set_postfix(loss=f"{loss.mean():.4g}", score=f"{score.mean():.4f}")
+        history.append(
+            {
+                "iteration": iteration,
+                **_record(loss, score, raw, fid),
+                **_gradient_record(grad_fid, grad_prior, active),
+            }
+        )
+        bar.set_postfix(loss=f"{loss.mean():.4g}", score=f"{score.mean():.4g}")
+    images = quantise(pixels.detach())  # exactly what the PNG stores
     with torch.no_grad():
-        loss, score, raw, fid = objective(pixels, x_init, priors, config)
+        loss, score, raw, fid = objective(images, x_init, priors, config)
     final = {"loss": loss.tolist(), "x": _record(loss, score, raw, fid)}
-    return SolveResult(pixels.detach(), None, history, final, None)
+    stops = _early_stop_plan(priors, config)
+    return SolveResult(images, None, history, final, None, early_stop=stops)

@@ -56,6 +56,11 @@ class PyiqaModel:
     calibration_source: str = PROVISIONAL
     higher_is_better: bool = True
 
+    @property
+    def calibration_fitted(self) -> bool:
+        """Whether xi3 and xi4 were fitted to opinion scores (not ``PROVISIONAL``)."""
+        return not self.calibration_source.startswith("provisional")
+
     def info(self) -> PriorInfo:
         return PriorInfo(
             name=self.name,
@@ -67,6 +72,7 @@ class PyiqaModel:
             reference=self.reference,
             training_set=self.training_set,
             calibration_source=self.calibration_source,
+            calibration_fitted=self.calibration_fitted,
             params=self.params,
         )
 

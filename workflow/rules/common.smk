@@ -213,9 +213,11 @@ def chunks_of(ids):
 # (enhance.smk)
 def ablation_variants():
     """Fig. 1 (b)-(d), Fig. 2's lambda sweep, Fig. 7's vanilla SD2, Fig. 8's direct."""
+    chosen = config["ablations"].get("pixel_lam")
+    pixel_lambda = {} if chosen is None else {"lam": chosen}  # Fig. 1(c)
     variants = {
         "pixel-direct": {"mode": "pixel-direct"},
-        "pixel-map": {"mode": "pixel-map"},
+        "pixel-map": {"mode": "pixel-map", **pixel_lambda},
         "latent-map": {"mode": "latent-map"},
         "latent-direct": {"mode": "latent-direct"},
         "vanilla": {"mode": "latent-map", "backbone": config["ablations"]["vanilla_backbone"]},

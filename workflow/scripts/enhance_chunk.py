@@ -41,8 +41,13 @@ records = pipeline.enhance_chunk(
     },
 )
 for record in records:
-    final = record["final"]["x"]
+    final, stop = record["final"]["x"], record["early_stop"] or {}
+    shares = [step["prior_share"] for step in record["history"]] or [float("nan")]
     logging.info(
-        "%s: score %.4f, fidelity %.4g", record["input"], final["score"], final["fidelity"]
-    )
+        "%s: calibrated score %.4f (%s scale), fidelity %.4g, "
+        "prior's gradient share %.1f%%-%.1f%%, early stop: %s",
+        record["input"], final["score"], record["score_scale"]["name"], final["fidelity"],
+        100 * min(shares), 100 * max(shares),
+        stop.get("iteration") if stop.get("applied") else stop.get("reason"),
+    )  # fmt: skip
 print(f"{smk.params.prior}: {len(records)} images -> {smk.output[0]}")

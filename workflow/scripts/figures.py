@@ -64,7 +64,11 @@ def ablations():
         for lam, v in lambdas.items()
         for i in ids
     ]
-    grids.save_figure(grids.lambda_sweep_plot(rows, reduced=reduced), outputs["fig2-lambda-plot"])
+    record = json.loads((folder[next(iter(lambdas.values()))] / f"{ids[0]}.json").read_text())
+    low, high = record.get("score_scale", {"range": [0, 1]})["range"]
+    label = f"calibrated score q (Eq. 21, {low:g}-{high:g} scale)"
+    figure = grids.lambda_sweep_plot(rows, reduced=reduced, score_label=label)
+    grids.save_figure(figure, outputs["fig2-lambda-plot"])
     figure = grids.side_by_side(
         {"vanilla SD2": column("vanilla"), "with ControlNet": column("latent-map")},
         inputs,
