@@ -176,3 +176,25 @@ def build_prior(name: str, cache):
         config = msliqe.MSLIQEConfig(clip=msliqe.TINY_CLIP)
         return priors.create_prior(name, config=config, allow_random=True)
     return priors.create_prior(name)
+
+
+def run_cli(argv, capsys):
+    """``dlmap ARGV`` in this process: (exit code, stdout, stderr)."""
+    from dlmap import cli
+
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def photo_png(folder, name: str = "astronaut", size: int = 96):
+    """A bundled photograph written as FOLDER/NAME.png (8-bit), the way users hand in images."""
+    from dlmap.images import save_png_atomic
+
+    path = folder / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png_atomic(photo(size, name, torch.float32), path)
+    return path

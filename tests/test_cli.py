@@ -5,8 +5,7 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from conftest import photo
+from conftest import photo_png, run_cli
 
 from dlmap import cli, images, priors
 
@@ -15,19 +14,12 @@ FAST = ["--backbone", "tiny-seesr", "--size", "64", "--iters", "2", "--steps", "
 
 @pytest.fixture()
 def good_png(tmp_path):
-    path = tmp_path / "in" / "astronaut.png"
-    path.parent.mkdir()
-    images.save_png_atomic(photo(96, "astronaut", torch.float32), path)
-    return path
+    return photo_png(tmp_path / "in", "astronaut")
 
 
 def run(argv, capsys):
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exit:  # argparse's own errors
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.err
+    code, _, err = run_cli(argv, capsys)
+    return code, err
 
 
 def test_enhance_writes_the_pair_and_a_json_record(tmp_path, good_png, capsys):

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import photo
+from conftest import photo, photo_png, run_cli
 
-from dlmap import calibration, cli, edict, images, priors, solver
+from dlmap import calibration, edict, images, priors, solver
 from dlmap.priors import CallablePrior, PriorInfo, create_prior
 
 SMALL = edict.EdictConfig(steps=4)
@@ -236,30 +236,18 @@ def test_the_registry_says_which_constants_are_fitted(tmp_path):
 
 @pytest.fixture()
 def coffee_png(tmp_path):
-    path = tmp_path / "in" / "coffee.png"
-    path.parent.mkdir()
-    images.save_png_atomic(photo(96, "coffee", torch.float32), path)
-    return path
-
-
-def run(argv, capsys):
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return photo_png(tmp_path / "in", "coffee")
 
 
 def test_a_prior_that_barely_acts_is_named_with_lambda(tmp_path, coffee_png, capsys):
     argv = ["enhance", coffee_png, *FAST, "--prior", "sharpness"]
-    code, _, err = run([*argv, "--out", tmp_path / "a", "--score-scale", "printed"], capsys)
+    code, _, err = run_cli([*argv, "--out", tmp_path / "a", "--score-scale", "printed"], capsys)
     record = json.loads((tmp_path / "a" / "coffee.json").read_text())
     shares = [step["prior_share"] for step in record["history"]]
     assert code == 0 and max(shares) < 0.01
     (line,) = err.strip().splitlines()
     assert line.startswith("dlmap: warning:") and "--lambda" in line and "coffee.png" in line
-    code, _, err = run([*argv, "--out", tmp_path / "b", "--lambda", "1"], capsys)
+    code, _, err = run_cli([*argv, "--out", tmp_path / "b", "--lambda", "1"], capsys)
     record = json.loads((tmp_path / "b" / "coffee.json").read_text())
     assert code == 0 and err == "" and max(s["prior_share"] for s in record["history"]) > 0.01
 
@@ -270,10 +258,10 @@ def test_score_of_the_written_pngs_reproduces_the_recorded_final_scores(
 ):
     out = tmp_path / "out"
     argv = ["enhance", coffee_png, "--out", out, *FAST, "--prior", "sharpness", "--mode", mode]
-    assert run(argv, capsys)[0] == 0
+    assert run_cli(argv, capsys)[0] == 0
     record = json.loads((out / "coffee.json").read_text())
     table = tmp_path / "scores.csv"
-    code, printed, _ = run(
+    code, printed, _ = run_cli(
         ["score", out / "coffee.x.png", "--prior", "sharpness", "--out", table], capsys
     )
     assert code == 0 and "(0-100)" in printed
@@ -292,17 +280,17 @@ def test_score_reports_bad_inputs_one_line_each_and_scores_the_rest(
     broken.write_text("not an image")
     table = tmp_path / "s.csv"
     argv = ["score", coffee_png, broken, tmp_path / "missing.png", "--prior", "colorfulness"]
-    code, printed, err = run([*argv, "--out", table, "--score-scale", "printed"], capsys)
+    code, printed, err = run_cli([*argv, "--out", table, "--score-scale", "printed"], capsys)
     errors = [line for line in err.splitlines() if line.startswith("dlmap: error:")]
     assert code == 2 and len(errors) == 2
     (row,) = list(csv.DictReader(open(table)))
     assert 0 < float(row["calibrated_score"]) < 1 and row["width"] == "96"
-    code, _, err = run(["score", coffee_png, "--prior", "sharpnes"], capsys)
+    code, _, err = run_cli(["score", coffee_png, "--prior", "sharpnes"], capsys)
     assert code == 2 and "did you mean 'sharpness'" in err
-    code, _, err = run(["score", coffee_png, "--prior", "sharpness", "--size", "3"], capsys)
+    code, _, err = run_cli(["score", coffee_png, "--prior", "sharpness", "--size", "3"], capsys)
     assert code == 2 and "--size" in err
 
 
 def test_priors_list_shows_the_scale_of_calibrated_scores(capsys):
-    code, printed, _ = run(["priors", "list"], capsys)
+    code, printed, _ = run_cli(["priors", "list"], capsys)
     assert code == 0 and "authors scale, 0-100" in printed and "printed: 0-1" in printed

@@ -18,7 +18,6 @@ from dlmap import (
     downloads,
     edict,
     images,
-    priors,
     records,
     solver,
     weights,
@@ -27,7 +26,13 @@ from dlmap.cli import Parser
 from dlmap.cli_compare import add_compare_parsers, report_command, simulate_command
 from dlmap.cli_data import add_data_parser, data_command
 from dlmap.cli_experiment import add_experiment_parser, experiment_command
-from dlmap.cli_models import calibrate_command, priors_command, score_command, weights_command
+from dlmap.cli_models import (
+    calibrate_command,
+    prior_from_args,
+    priors_command,
+    score_command,
+    weights_command,
+)
 from dlmap.cli_rank import add_rank_parser, rank_command
 from dlmap.cli_select import add_select_parser, select_command
 from dlmap.cli_train import (
@@ -267,12 +272,7 @@ def enhance(args) -> int:
         if path.stem in stems and stems[path.stem] != path:
             raise UsageError(f"{path}: same output name as {stems[path.stem]} (rename one)")
         stems[path.stem] = path
-    try:
-        if args.prior_file is not None:
-            priors.register_from_file(args.prior_file)
-        prior = priors.create_prior(args.prior, cache=args.cache)
-    except (priors.UnknownPriorError, ValueError) as error:
-        raise UsageError(str(error)) from error
+    prior = prior_from_args(args)
     dtype = DTYPES[args.dtype]
     backbone = None
     if args.mode.startswith("latent"):

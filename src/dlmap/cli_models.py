@@ -53,6 +53,17 @@ def calibrate_command(args) -> int:
     return 0
 
 
+def prior_from_args(args):
+    """The prior ``--prior`` names, after registering ``--prior-file``'s; a bad name or file
+    is a usage error (exit 2, one line)."""
+    try:
+        if args.prior_file is not None:
+            priors.register_from_file(args.prior_file)
+        return priors.create_prior(args.prior, cache=args.cache)
+    except (priors.UnknownPriorError, ValueError) as error:
+        raise UsageError(str(error)) from error
+
+
 SCORE_COLUMNS = (
     "image", "width", "height", "prior", "raw_score", "calibrated_score", "score_scale",
     "scale_max", "calibration_fitted", "calibration_source",
@@ -72,12 +83,7 @@ def score_command(args) -> int:
     from dlmap import calibration
 
     scale = calibration.score_scale(args.score_scale)
-    try:
-        if args.prior_file is not None:
-            priors.register_from_file(args.prior_file)
-        prior = priors.create_prior(args.prior, cache=args.cache)
-    except (priors.UnknownPriorError, ValueError) as error:
-        raise UsageError(str(error)) from error
+    prior = prior_from_args(args)
     if args.size is not None:
         try:
             images.check_size(args.size)
