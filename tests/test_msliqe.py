@@ -34,50 +34,81 @@ def tiny():
 
 
 def resize(images, size):
-    return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True)
+    """The authors' resize: bicubic, no antialiasing."""
+    return F.interpolate(images, size=size, mode="bicubic", align_corners=False)
 
 
-def test_crop_indices_evenly_spaced_with_both_ends():
-    assert crop_indices(7, 28) == [0, 5, 9, 14, 18, 23, 27]
+def scaled(images, scale):
+    """The authors' pyramid level: F.interpolate by a scale factor (size floored)."""
+    return F.interpolate(images, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def test_crop_indices_are_the_authors_and_pyiqas():
+    assert crop_indices(7, 100) == [0, 14, 28, 42, 56, 70, 84]  # 512 px, scale 1
+    assert crop_indices(7, 36) == [0, 5, 10, 15, 20, 25, 30]  # 384 px
+    assert crop_indices(7, 28) == [0, 4, 8, 12, 16, 20, 24]
     assert crop_indices(7, 7) == list(range(7))
-    assert crop_indices(7, 1) == [0] * 7  # a 224 x 224 level: the one crop, repeated
-    assert crop_indices(3, 4) == [0, 2, 3]  # 1.5 rounds half up
-    assert crop_indices(1, 5) == [2]
+    assert crop_indices(7, 4) == [0, 1, 2, 3]  # fewer positions than k: each once (pyiqa)
+    assert crop_indices(7, 1) == [0]
+    assert crop_indices(1, 5) == [0]
 
 
-def test_views_count_whole_image_and_crops(tiny):
-    images = torch.rand(2, 3, 320, 416, dtype=torch.float64)
+def _check_crops(views, first, level, indices, grid_columns):
+    for view, n in enumerate(indices, start=first):
+        y, x = 32 * (n // grid_columns), 32 * (n % grid_columns)
+        assert torch.equal(views[:, view], level[..., y : y + 224, x : x + 224]), (view, n)
+
+
+def test_views_of_a_512_image(tiny):
+    images = torch.rand(1, 3, 512, 512, dtype=torch.float64)
     views = tiny.views(images)
-    assert views.shape == (2, 15, 3, 224, 224) and TINY.num_views == 15
+    assert views.shape == (1, 15, 3, 224, 224) and TINY.num_views == 15
     assert torch.equal(views[:, 0], resize(images, (224, 224)))
-    # scale 1: a 4 x 7 grid of stride-32 positions, crops 0, 5, 9, 14, 18, 23, 27 (row-major)
-    for view, n in enumerate([0, 5, 9, 14, 18, 23, 27], start=1):
-        y, x = 32 * (n // 7), 32 * (n % 7)
-        assert torch.equal(views[:, view], images[..., y : y + 224, x : x + 224])
-    assert torch.equal(views[:, 1], images[..., :224, :224])  # first position: top left
-    assert torch.equal(views[:, 7], images[..., 96:, 192:])  # last position: bottom right
-    # scale 0.75: 240 x 312, a 1 x 3 grid, positions 0, 0, 1, 1, 1, 2, 2
-    level = resize(images, (240, 312))
-    for view, n in enumerate([0, 0, 1, 1, 1, 2, 2], start=8):
-        assert torch.equal(views[:, view], level[..., :224, 32 * n : 32 * n + 224])
+    _check_crops(views, 1, images, [0, 14, 28, 42, 56, 70, 84], 10)  # a 10 x 10 grid
+    level = scaled(images, 0.75)
+    assert level.shape[-2:] == (384, 384)
+    _check_crops(views, 8, level, [0, 5, 10, 15, 20, 25, 30], 6)  # a 6 x 6 grid
     assert torch.equal(tiny.views(images), views)  # deterministic
+
+
+def test_views_of_a_384_image_and_a_non_square_one(tiny):
+    images = torch.rand(1, 3, 384, 384, dtype=torch.float64)
+    views = tiny.views(images)
+    assert views.shape == (1, 15, 3, 224, 224)
+    _check_crops(views, 1, images, [0, 5, 10, 15, 20, 25, 30], 6)
+    level = scaled(images, 0.75)  # 288 x 288: a 3 x 3 grid, step 9 // 7 = 1
+    _check_crops(views, 8, level, list(range(7)), 3)
+    images = torch.rand(2, 3, 320, 416, dtype=torch.float64)
+    views = tiny.views(images)  # scale 1: a 4 x 7 grid; scale 0.75: 240 x 312, a 1 x 3 grid
+    assert views.shape == (2, 1 + 7 + 3, 3, 224, 224)
+    _check_crops(views, 1, images, [0, 4, 8, 12, 16, 20, 24], 7)
+    _check_crops(views, 8, scaled(images, 0.75), [0, 1, 2], 3)
 
 
 def test_whole_view_of_a_224_image_is_the_image(tiny):
     images = torch.rand(1, 3, 224, 224, dtype=torch.float64)
     views = tiny.views(images)
-    assert torch.equal(views[:, 0], images)
-    assert all(torch.equal(views[:, u], images) for u in range(1, 8))
+    assert views.shape[1] == 3  # the image, its one crop, and the 0.75 level brought back up
+    assert torch.equal(views[:, 0], images) and torch.equal(views[:, 1], images)
 
 
 def test_small_images_are_upsampled_to_a_224_shorter_side(tiny):
     images = torch.rand(1, 3, 100, 150, dtype=torch.float64)
     views = tiny.views(images)
-    assert views.shape == (1, 15, 3, 224, 224)
+    assert views.shape == (1, 1 + 4 + 4, 3, 224, 224)  # N = 4 < 7 positions per level
     level = resize(images, (224, 336))  # scale 1: shorter side 100 -> 224, aspect kept
-    assert torch.equal(views[:, 1], level[..., :224, :224])
-    assert torch.equal(views[:, 7], level[..., :, 96:320])  # N = 4 positions (x = 0..96)
+    _check_crops(views, 1, level, [0, 1, 2, 3], 4)
+    level = resize(images, (224, 335))  # scale 0.75: 75 x 112 -> 224 x round(334.51) = 335
+    _check_crops(views, 5, level, [0, 1, 2, 3], 4)
     assert torch.isfinite(tiny(images)).all()
+
+
+def test_antialiasing_is_an_option(tiny):
+    images = torch.rand(1, 3, 512, 512, dtype=torch.float64)
+    smooth = build(MSLIQEConfig(clip=TINY_CLIP, antialias=True))
+    whole = F.interpolate(images, size=(224, 224), mode="bicubic", antialias=True)
+    assert torch.equal(smooth.views(images)[:, 0], whole)
+    assert not torch.equal(tiny.views(images)[:, 0], whole)
 
 
 def test_probabilities_and_score(tiny):

@@ -9,19 +9,23 @@ prompts "a photo with {bad, poor, fair, good, perfect} quality" through its text
     q(x)         = sum_v v p(v | x),  in [1, 5], higher is better              (Eq. 22)
 
 Eq. 23 as printed has the bare cosine; CLIP's exp(logit_scale) factor is kept, as in the
-authors' public code. Views (``MSLIQE.views``), following the authors' public version
-(U = 15): the whole image resized to 224 x 224 (the pyramid's top level), then for each scale
-s in ``scales`` (1, 0.75) ``crops_per_scale`` (7) crops of 224 x 224 from that level:
+authors' public code. Views (``MSLIQE.views``) follow the authors' public version (U = 15) and
+pyiqa's LIQE: the whole image resized to 224 x 224 (the pyramid's top level), then for each
+scale s in ``scales`` (1, 0.75) up to ``crops_per_scale`` (k = 7) crops of 224 x 224 from that
+level:
 
-* the level is the image resized by s (bicubic, antialiased; s = 1 is the image itself); a
-  level whose shorter side is below 224 is then upsampled (bicubic) so its shorter side is
-  exactly 224, keeping the aspect ratio (sizes by Python's ``round``, ties to even);
+* the level is the image itself for s = 1, else the image resized by the factor s as
+  ``F.interpolate(scale_factor=s)`` does (size floored: 512 -> 384); a level whose shorter side
+  falls below 224 is instead resized from the image so that its shorter side is exactly 224,
+  keeping the aspect ratio (sizes by Python's ``round``);
+* resizing is bicubic without antialiasing, as the authors' ``F.interpolate`` calls
+  (``MSLIQEConfig.antialias`` turns it on);
 * crop positions are those of a stride-32 unfold: top-left corners (y, x) with
   y in {0, 32, ..., <= H - 224}, x likewise, numbered row-major n = 0..N-1 (N = ny * nx);
-* k crops take positions n_i = floor(i (N - 1) / (k - 1) + 1/2), i = 0..k-1 (evenly spaced
-  over the numbering, rounded half up, computed in integers; the first and last positions are
-  always included; k = 1 takes the middle, n = (N - 1) // 2). When N < k positions repeat, so
-  U = include_whole + k * len(scales) for every image size.
+* k crops take positions n_i = (N // k) i, i = 0..k-1, the authors' and pyiqa's rule (for a
+  512 x 512 image, N = 100: 0, 14, ..., 84). When N < k the authors' step would be 0 (k copies
+  of position 0); we follow pyiqa and take each of the N positions once, so such an image has
+  fewer views (U = include_whole + sum over scales of min(k, N)).
 
 Views are normalised with CLIP's mean and std. Everything is differentiable in the images and
 each image is scored on its own. The paper's top level keeps the aspect ratio (shorter side
@@ -34,6 +38,7 @@ initialisation (nothing is downloaded) and loads a state dict of the CLIP model 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -75,9 +80,11 @@ class MSLIQEConfig:
     temperature: float = 2.0
     mean: tuple[float, ...] = open_clip.OPENAI_DATASET_MEAN
     std: tuple[float, ...] = open_clip.OPENAI_DATASET_STD
+    antialias: bool = False  # the authors resize without antialiasing
 
     @property
     def num_views(self) -> int:
+        """U for an image whose every level holds at least k crop positions (fewer otherwise)."""
         return int(self.include_whole) + self.crops_per_scale * len(self.scales)
 
 
@@ -93,16 +100,35 @@ def config_from_dict(values: dict) -> MSLIQEConfig:
 
 
 def crop_indices(count: int, positions: int) -> list[int]:
-    """``count`` of ``positions`` numbered positions, evenly spaced, ends included."""
-    if count == 1:
-        return [(positions - 1) // 2]
-    return [(2 * i * (positions - 1) + count - 1) // (2 * (count - 1)) for i in range(count)]
+    """Up to ``count`` of ``positions`` row-major crop positions: (N // k) i for i < k, as the
+    authors' code and pyiqa's LIQE; every position once when there are fewer than k (pyiqa)."""
+    if positions < count:
+        return list(range(positions))
+    step = positions // count
+    return [step * i for i in range(count)]
 
 
-def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _resize(images: torch.Tensor, size: tuple[int, int], antialias: bool) -> torch.Tensor:
     if tuple(images.shape[-2:]) == tuple(size):
         return images
-    return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True)
+    return F.interpolate(
+        images, size=size, mode="bicubic", align_corners=False, antialias=antialias
+    )
+
+
+def pyramid_level(images: torch.Tensor, scale: float, crop: int, antialias: bool = False):
+    """The level of scale ``scale`` that the crops come from (see the module docstring)."""
+    height, width = images.shape[-2:]
+    low_h, low_w = math.floor(height * scale), math.floor(width * scale)
+    if min(low_h, low_w) < crop:
+        factor = crop / min(low_h, low_w)
+        size = (max(crop, round(low_h * factor)), max(crop, round(low_w * factor)))
+        return _resize(images, size, antialias)
+    if scale == 1:
+        return images
+    return F.interpolate(
+        images, scale_factor=scale, mode="bicubic", align_corners=False, antialias=antialias
+    )
 
 
 class MSLIQE(torch.nn.Module):
@@ -184,14 +210,10 @@ class MSLIQE(torch.nn.Module):
     def views(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, U, 3, crop, crop), unnormalised (see the module doc)."""
         cfg, size = self.config, self.config.crop
-        views = [_resize(images, (size, size))] if cfg.include_whole else []
+        views = [_resize(images, (size, size), cfg.antialias)] if cfg.include_whole else []
         for scale in cfg.scales:
-            height, width = images.shape[-2:]
-            height, width = round(height * scale), round(width * scale)
-            if min(height, width) < size:
-                factor = size / min(height, width)
-                height, width = max(size, round(height * factor)), max(size, round(width * factor))
-            level = _resize(images, (height, width))
+            level = pyramid_level(images, scale, size, cfg.antialias)
+            height, width = level.shape[-2:]
             columns = (width - size) // cfg.stride + 1
             rows = (height - size) // cfg.stride + 1
             for n in crop_indices(cfg.crops_per_scale, rows * columns):
