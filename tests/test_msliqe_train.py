@@ -87,6 +87,52 @@ def test_each_epoch_pairs_every_training_image_once_within_its_data_set():
     assert not np.array_equal(pairs, msliqe_train.epoch_pairs(items, seed=3, epoch=6))
 
 
+def test_liqe_batches_draw_every_data_set_equally_and_cover_the_largest_once():
+    items = [datasets.Entry(name, f"{name}{k}", k / 10, None, "", 0, "", "train")
+             for name, count in (("a", 10), ("b", 3), ("c", 1)) for k in range(count)]  # fmt: skip
+    batches, flips = msliqe_train.epoch_batches(items, batch_size=8, seed=3, epoch=5)
+    assert len(batches) == 3  # "a" (10 images, 4 per step) shown once; "c" (1 image) left out
+    for step, flip in zip(batches, flips, strict=True):
+        a, b = step
+        assert len(a) == 4 and len(b) == 3 and len(flip) == 7  # 8 // 2 sets; "b" is smaller
+        assert {items[i].dataset for i in a} == {"a"} and {items[i].dataset for i in b} == {"b"}
+        assert len(set(a)) == 4
+    assert set(np.concatenate([step[0] for step in batches])) == set(range(10))
+    assert all(len(set(step[1])) == 3 for step in batches)  # distinct within each sub-batch
+    again, flips_again = msliqe_train.epoch_batches(items, batch_size=8, seed=3, epoch=5)
+    flat = [part for step in batches for part in step] + flips
+    flat_again = [part for step in again for part in step] + flips_again
+    assert all(np.array_equal(x, y) for x, y in zip(flat, flat_again, strict=True))
+    with pytest.raises(ValueError, match="fewer than 2 images"):
+        msliqe_train.epoch_batches(items, batch_size=3, seed=0, epoch=0)
+
+
+def test_the_per_dataset_loss_averages_all_pairs_per_set_then_over_sets():
+    q = torch.tensor([3.0, 1.0, 2.0, 4.0, 0.5], dtype=torch.float64)
+    mos = torch.tensor([0.9, 0.1, 0.5, 0.2, 0.8], dtype=torch.float64)
+    loss = msliqe_train.per_dataset_loss(q, mos, [3, 2], eps=0.0)
+
+    def pair_loss(i, j):
+        p = float(mos[i] >= mos[j])
+        p_model = stats.norm.cdf((q[i] - q[j]).item() / math.sqrt(2.0))
+        return 1 - math.sqrt(p * p_model) - math.sqrt((1 - p) * (1 - p_model))
+
+    first = np.mean([pair_loss(0, 1), pair_loss(0, 2), pair_loss(1, 2)])
+    assert loss.item() == pytest.approx((first + pair_loss(3, 4)) / 2, rel=1e-12)
+
+
+def test_liqe_protocol_freezes_the_logit_scale(small_synthetic, tmp_path):
+    config = TrainConfig(epochs=1, **FROM_SCRATCH)
+    start = msliqe_train.initial_model(config).clip.logit_scale.item()
+    msliqe_train.train(config, small_synthetic, tmp_path / "frozen", quiet=True)
+    state = torch.load(tmp_path / "frozen" / msliqe_train.FINAL, weights_only=True)["state_dict"]
+    assert state["logit_scale"].item() == start
+    trained = TrainConfig(epochs=1, freeze_logit_scale=False, **FROM_SCRATCH)
+    msliqe_train.train(trained, small_synthetic, tmp_path / "free", quiet=True)
+    state = torch.load(tmp_path / "free" / msliqe_train.FINAL, weights_only=True)["state_dict"]
+    assert state["logit_scale"].item() != start
+
+
 # --- the loop -------------------------------------------------------------------------------
 
 
@@ -113,11 +159,20 @@ def test_a_resumed_run_continues_exactly_as_an_uninterrupted_one(small_synthetic
         msliqe_train.train(changed, small_synthetic, tmp_path / "parts", resume=True, quiet=True)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_tiny_random_clip_learns_the_synthetic_quality_scale(synthetic, tmp_path, seed):
+@pytest.mark.parametrize(
+    "seed, scheme",
+    [(0, "per-dataset"), (1, "per-dataset"), (2, "per-dataset"), (0, "partner")],
+)
+def test_a_tiny_random_clip_learns_the_synthetic_quality_scale(synthetic, tmp_path, seed, scheme):
     """Training from scratch (lr 1e-3; 5e-6 is for fine-tuning OpenAI's CLIP) for 12 short
-    epochs reaches held-out SRCC >= 0.7 on photographs it never saw."""
-    config = TrainConfig(epochs=12, seed=seed, **FROM_SCRATCH)
+    epochs reaches held-out SRCC >= 0.7 on photographs it never saw: LIQE's protocol (the
+    default; sub-batches of 32, so an epoch shows as many images as the partner scheme's 16
+    pairs) on three seeds, and the partner scheme."""
+    if scheme == "per-dataset":
+        config = TrainConfig(epochs=12, seed=seed, **{**FROM_SCRATCH, "batch_size": 32})
+    else:
+        settings = dict(pairing="partner", flip=False, freeze_logit_scale=False)
+        config = TrainConfig(epochs=12, seed=seed, **FROM_SCRATCH, **settings)
     history = msliqe_train.train(config, synthetic, tmp_path, quiet=True)
     assert history[-1]["loss"] < history[0]["loss"]
     model = msliqe.MSLIQE.from_config(SMALL, tmp_path / msliqe_train.FINAL)
@@ -141,7 +196,7 @@ def test_cli_trains_installs_and_evaluates_by_name(small_synthetic, tmp_path, ca
     out, cache = tmp_path / "run", tmp_path / "cache"
     common = ["train-msliqe", "--manifest", str(small_synthetic), "--out", str(out),
               "--init", "random", "--clip", "tiny", "--crop", "64", "--image-size", "64",
-              "--scales", "1.0", "--crops-per-scale", "1", "--lr", "1e-3", "--batch-size", "16",
+              "--scales", "1.0", "--crops-per-scale", "1", "--lr", "1e-3", "--batch-size", "32",
               "--epochs", "2", "--cache", str(cache), "--quiet"]  # fmt: skip
     assert cli.main([*common, "--stop-after", "1"]) == 0
     assert "continue with --resume" in capsys.readouterr().out

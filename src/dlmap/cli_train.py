@@ -29,6 +29,17 @@ def add_train_parsers(commands) -> None:
         default="ViT-B-32-quickgelu",
         help="open_clip config name, 'tiny' (a toy CLIP for tests and demos) or a JSON file",
     )
+    train.add_argument(
+        "--pairing",
+        default="per-dataset",
+        choices=["per-dataset", "partner"],
+        help="per-dataset: LIQE's sub-batch from every set, all pairs within it (default); "
+        "partner: each image once with a random partner from its set",
+    )
+    train.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    train.add_argument(
+        "--train-logit-scale", action="store_true", help="train CLIP's logit scale (LIQE: frozen)"
+    )
     train.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.75])
     train.add_argument("--crops-per-scale", type=int, default=7)
     train.add_argument("--crop", type=int, default=224, help="view size (CLIP's input)")
@@ -117,6 +128,9 @@ def train_command(args) -> int:
             init=args.init,
             workers=args.workers,
             model=model,
+            pairing=args.pairing,
+            flip=not args.no_flip,
+            freeze_logit_scale=not args.train_logit_scale,
         )
         history = msliqe_train.train(
             config, args.manifest, args.out, args.resume, args.stop_after, args.cache, args.quiet

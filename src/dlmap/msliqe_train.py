@@ -8,9 +8,17 @@ the gradient finite at p_w = 0 or 1, 1e-8 as in LIQE and UNIQUE). AdamW (decoupl
 decay 1e-3), batch 48, lr 5e-6 with cosine annealing over all steps, 80 epochs: the paper's
 values, all in ``TrainConfig``.
 
-An epoch pairs every training image of every data set once, as x, with a partner y drawn
-uniformly from the other training images of the same data set; pairs of all data sets are
-shuffled together. The pairs of epoch e depend only on (seed, e), so a run resumed from the
+Batches follow LIQE's reference training (``pairing="per-dataset"``, the default): each step
+draws a sub-batch of ``batch_size // number of data sets`` images from every training data set
+(the paper's 48 over six sets: 8 each), forms every pair within each sub-batch, averages Eq. 27
+over each set's pairs and then over the sets, so every set weighs the same whatever its size;
+CLIP's logit scale is frozen (``freeze_logit_scale``) and images are flipped horizontally at
+random (``flip``). An epoch is as many steps as the largest set needs to show each of its
+images once; smaller sets are reshuffled and cycled. ``pairing="partner"`` is the earlier
+scheme: each training image once as x with a random partner y from its own set, all sets
+shuffled together, batch items of (x, y).
+
+The batches (and flips) of epoch e depend only on (seed, e), so a run resumed from the
 checkpoint of epoch e (model, optimiser, schedule) continues exactly as an uninterrupted one.
 
 Images are read from a manifest (``dlmap.datasets``' CSV: dataset, image, mos, split, ...),
@@ -53,6 +61,9 @@ class TrainConfig:
     init: str = "openai"
     workers: int = 0
     model: MSLIQEConfig = field(default_factory=MSLIQEConfig)
+    pairing: str = "per-dataset"  # LIQE's sub-batch per data set; "partner": one pair per image
+    flip: bool = True  # random horizontal flips (LIQE)
+    freeze_logit_scale: bool = True  # CLIP's logit scale is not trained (LIQE)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "image_size"):
@@ -60,6 +71,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.lr > 0 or self.weight_decay < 0 or not self.eps > 0:
             raise ValueError("lr and eps must be > 0 and weight_decay >= 0")
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
+
+
+PAIRINGS = ("per-dataset", "partner")
 
 
 # --- Eqs. 25-27 -------------------------------------------------------------------------------
@@ -114,6 +130,86 @@ def epoch_pairs(items: list[Entry], seed: int, epoch: int) -> np.ndarray:
         raise ValueError("no data set has two training images to pair")
     pairs = np.concatenate(pairs)
     return pairs[rng.permutation(len(pairs))]
+
+
+def training_sets(items: list[Entry]) -> dict[str, np.ndarray]:
+    """Indices of each data set's training images (sets of fewer than two are left out)."""
+    by_set: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        by_set.setdefault(item.dataset, []).append(index)
+    return {name: np.array(by_set[name]) for name in sorted(by_set) if len(by_set[name]) > 1}
+
+
+def epoch_batches(items: list[Entry], batch_size: int, seed: int, epoch: int):
+    """LIQE's schedule: a list of steps, each a list of (index array) sub-batches, one per data
+    set, of ``batch_size // number of sets`` images (fewer if a set is smaller); the largest
+    set's images each appear once, smaller sets are reshuffled and cycled. Also returns the
+    flips, one bool per image per step. Depends only on (seed, epoch)."""
+    sets = training_sets(items)
+    if not sets:
+        raise ValueError("no data set has two training images to pair")
+    per_set = batch_size // len(sets)
+    if per_set < 2:
+        raise ValueError(
+            f"batch size {batch_size} gives the {len(sets)} training sets fewer than 2 images "
+            "each: no pairs to form"
+        )
+    rng = np.random.default_rng([seed, epoch])
+    sizes = {name: min(per_set, len(members)) for name, members in sets.items()}
+    steps = max(math.ceil(len(members) / sizes[name]) for name, members in sets.items())
+    streams = {name: _stream(members, steps, sizes[name], rng) for name, members in sets.items()}
+    batches = [[streams[name][step] for name in sets] for step in range(steps)]
+    flips = [rng.random(sum(len(part) for part in batch)) < 0.5 for batch in batches]
+    return batches, flips
+
+
+def _stream(members: np.ndarray, steps: int, size: int, rng) -> list[np.ndarray]:
+    """``steps`` sub-batches of ``size`` distinct members, walking through shuffled passes
+    over ``members`` (a member skipped to keep a sub-batch distinct comes next time)."""
+    pool: list[int] = []
+    rows = []
+    for _ in range(steps):
+        row: list[int] = []
+        while len(row) < size:
+            if all(member in row for member in pool):
+                pool += [int(m) for m in rng.permutation(members)]
+            position = next(k for k, member in enumerate(pool) if member not in row)
+            row.append(pool.pop(position))
+        rows.append(np.array(row))
+    return rows
+
+
+class StepSet(torch.utils.data.Dataset):
+    """One item per step of ``epoch_batches``: (images, MOS, sub-batch sizes)."""
+
+    def __init__(self, items: list[Entry], batches, flips, size: int, flip: bool):
+        self.images, self.items = ImageSet(items, size), items
+        self.batches, self.flips, self.flip = batches, flips, flip
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        indices = np.concatenate(self.batches[index])
+        images = []
+        for k, i in enumerate(indices):
+            image = self.images[int(i)]
+            flipped = self.flip and self.flips[index][k]
+            images.append(torch.flip(image, dims=[-1]) if flipped else image)
+        mos = torch.tensor([self.items[int(i)].mos for i in indices], dtype=torch.float32)
+        return torch.stack(images), mos, [len(part) for part in self.batches[index]]
+
+
+def per_dataset_loss(q: torch.Tensor, mos: torch.Tensor, sizes, eps: float) -> torch.Tensor:
+    """Eq. 27 over every pair within each sub-batch, averaged per data set, then over sets."""
+    losses, start = [], 0
+    for size in sizes:
+        q_set, mos_set = q[start : start + size], mos[start : start + size]
+        i, j = torch.triu_indices(size, size, offset=1, device=q.device)
+        p_model = thurstone_probability(q_set[i], q_set[j])
+        losses.append(fidelity_loss(pair_labels(mos_set[i], mos_set[j]), p_model, eps).mean())
+        start += size
+    return torch.stack(losses).mean()
 
 
 class PairSet(torch.utils.data.Dataset):
@@ -185,12 +281,20 @@ def train(
     validation = [item for item in items if item.split == "val"]
     if not training:
         raise ValueError(f"manifest {manifest}: no images in the 'train' split")
-    steps_per_epoch = math.ceil(len(epoch_pairs(training, config.seed, 0)) / config.batch_size)
+    if config.pairing == "per-dataset":
+        steps_per_epoch = len(epoch_batches(training, config.batch_size, config.seed, 0)[0])
+    else:
+        pairs = epoch_pairs(training, config.seed, 0)
+        steps_per_epoch = math.ceil(len(pairs) / config.batch_size)
 
     model = initial_model(config, cache) if not resume else MSLIQE.from_config(config.model)
     model.requires_grad_(True).train()
+    if config.freeze_logit_scale:
+        model.clip.logit_scale.requires_grad_(False)
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
     )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(  # per step, to 0 at the end
         optimizer, T_max=config.epochs * steps_per_epoch
@@ -207,16 +311,19 @@ def train(
 
     end = config.epochs if stop_after is None else min(config.epochs, start + stop_after)
     for epoch in range(start, end):
-        pairs = PairSet(training, epoch_pairs(training, config.seed, epoch), config.image_size)
-        loader = torch.utils.data.DataLoader(
-            pairs, batch_size=config.batch_size, num_workers=config.workers
-        )
+        loader = _epoch_loader(training, config, epoch)
         losses = []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=quiet)
-        for x, y, mos in bar:
-            q = model(torch.cat([x, y]))
-            p_model = thurstone_probability(q[: len(x)], q[len(x) :])
-            loss = fidelity_loss(pair_labels(mos[:, 0], mos[:, 1]), p_model, config.eps).mean()
+        for batch in bar:
+            if config.pairing == "per-dataset":
+                images, mos, sizes = batch
+                loss = per_dataset_loss(model(images), mos, sizes, config.eps)
+            else:
+                x, y, mos = batch
+                q = model(torch.cat([x, y]))
+                p_model = thurstone_probability(q[: len(x)], q[len(x) :])
+                labels = pair_labels(mos[:, 0], mos[:, 1])
+                loss = fidelity_loss(labels, p_model, config.eps).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -256,6 +363,24 @@ def train(
         }
         _save_atomic(final, out / FINAL)
     return history
+
+
+def _epoch_loader(training: list[Entry], config: TrainConfig, epoch: int):
+    """The batches of one epoch under ``config.pairing`` (see the module docstring)."""
+    if config.pairing == "per-dataset":
+        batches, flips = epoch_batches(training, config.batch_size, config.seed, epoch)
+        steps = StepSet(training, batches, flips, config.image_size, config.flip)
+        return torch.utils.data.DataLoader(
+            steps, batch_size=None, num_workers=config.workers, collate_fn=_as_is
+        )
+    pairs = PairSet(training, epoch_pairs(training, config.seed, epoch), config.image_size)
+    return torch.utils.data.DataLoader(
+        pairs, batch_size=config.batch_size, num_workers=config.workers
+    )
+
+
+def _as_is(item):
+    return item
 
 
 def validate(model: MSLIQE, items: list[Entry], config: TrainConfig) -> dict[str, dict]:
