@@ -154,9 +154,12 @@ def test_a_resumed_run_continues_exactly_as_an_uninterrupted_one(small_synthetic
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]
     assert {"lr", "loss", "synthetic_srcc", "synthetic_plcc"} <= set(rows[0])
     assert (tmp_path / "parts" / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+    changed = TrainConfig(epochs=3, **{**FROM_SCRATCH, "lr": 2e-3})
     with pytest.raises(ValueError, match="another configuration"):
-        changed = TrainConfig(epochs=3, **{**FROM_SCRATCH, "lr": 2e-3})
         msliqe_train.train(changed, small_synthetic, tmp_path / "parts", resume=True, quiet=True)
+    assert msliqe_train.can_resume(tmp_path / "parts", config)
+    assert not msliqe_train.can_resume(tmp_path / "parts", changed)  # the workflow starts anew
+    assert not msliqe_train.can_resume(tmp_path / "nowhere", config)
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,12 @@ def add_train_parsers(commands) -> None:
     train.add_argument("--no-whole", action="store_true", help="no whole-image view")
     train.add_argument("--workers", type=int, default=0, help="data-loading processes")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    train.add_argument(
+        "--resume-if-compatible",
+        action="store_true",
+        help="continue from OUT/last.pt when it exists with the same settings, else start anew "
+        "(the workflow's rule: a run with changed options never resumes a stale state)",
+    )
     train.add_argument("--stop-after", type=int, default=None, help="end after N epochs")
     train.add_argument(
         "--install", action="store_true", help="copy the result to where `ms-liqe` loads it"
@@ -132,8 +138,13 @@ def train_command(args) -> int:
             flip=not args.no_flip,
             freeze_logit_scale=not args.train_logit_scale,
         )
+        resume = args.resume
+        if args.resume_if_compatible:
+            resume = msliqe_train.can_resume(args.out, config)
+            if not resume and (args.out / msliqe_train.LAST).is_file():
+                print(f"{args.out / msliqe_train.LAST}: other settings; training anew")
         history = msliqe_train.train(
-            config, args.manifest, args.out, args.resume, args.stop_after, args.cache, args.quiet
+            config, args.manifest, args.out, resume, args.stop_after, args.cache, args.quiet
         )
     except ValueError as error:
         raise UsageError(str(error)) from error

@@ -383,6 +383,15 @@ def _as_is(item):
     return item
 
 
+def can_resume(out: str | os.PathLike, config: TrainConfig) -> bool:
+    """Whether ``out/last.pt`` exists and was written with ``config`` (so ``train`` can resume)."""
+    path = Path(out) / LAST
+    if not path.is_file():
+        return False
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("config") == config_to_dict(config)
+
+
 def validate(model: MSLIQE, items: list[Entry], config: TrainConfig) -> dict[str, dict]:
     """SRCC/PLCC of the model on each data set's validation images."""
     from dlmap.evaluation import correlations

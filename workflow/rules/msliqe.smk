@@ -46,7 +46,7 @@ rule train_msliqe:
         f"{BENCH}/train_msliqe.tsv"
     shell:
         "{params.dlmap:q} train-msliqe --manifest {input.manifest} --out {params.folder}"
-        " $(test -f {params.folder}/last.pt && echo --resume)"
+        " --resume-if-compatible"
         " --cache '{params.cache}' --quiet {params.options} > {log} 2>&1"
 
 
