@@ -289,6 +289,9 @@ def test_score_reports_bad_inputs_one_line_each_and_scores_the_rest(
     assert code == 2 and "did you mean 'sharpness'" in err
     code, _, err = run_cli(["score", coffee_png, "--prior", "sharpness", "--size", "3"], capsys)
     assert code == 2 and "--size" in err
+    code, _, err = run_cli(["score", coffee_png, "--prior", "sharpness", "--device", "cuda:7"],
+                           capsys)  # fmt: skip
+    assert code == 2 and "CUDA is not available" in err and len(err.strip().splitlines()) == 1
 
 
 def test_priors_list_shows_the_scale_of_calibrated_scores(capsys):

@@ -64,18 +64,10 @@ def prior_from_args(args):
         raise UsageError(str(error)) from error
 
 
-SCORE_COLUMNS = (
-    "image", "width", "height", "prior", "raw_score", "calibrated_score", "score_scale",
-    "scale_max", "calibration_fitted", "calibration_source",
-)  # fmt: skip
-
-
 def score_command(args) -> int:
     """``dlmap score``: one row per image with the prior's raw score and its calibrated score
     (Eq. 21 on the chosen scale), scored one at a time at the image's own size unless
     ``--size`` is given, as the enhancer's records score what it writes."""
-    import csv
-    import io
     import sys
 
     import torch
@@ -83,13 +75,14 @@ def score_command(args) -> int:
     from dlmap import calibration
 
     scale = calibration.score_scale(args.score_scale)
-    prior = prior_from_args(args)
     if args.size is not None:
         try:
             images.check_size(args.size)
         except ValueError as error:
             raise UsageError(f"--size: {error}") from error
-    prior = prior.to(device=args.device)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
+    prior = prior_from_args(args).to(device=args.device)
     info, rows, failed = prior.info, [], 0
     for path in args.images:
         try:
@@ -126,11 +119,9 @@ def score_command(args) -> int:
         print(f"{row['image']}: {info.name} raw {row['raw_score']:.6g}, calibrated "
               f"{row['calibrated_score']:.6g} ({scale.label})")  # fmt: skip
     if args.out is not None and rows:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=SCORE_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        images.write_text_atomic(buffer.getvalue(), args.out)
+        from dlmap.evaluation import write_rows
+
+        write_rows(rows, args.out)
     if not info.calibration_fitted:
         print(f"note: {info.name}'s Eq. 21 constants are not fitted to MOS "
               f"({info.calibration_source})", file=sys.stderr)  # fmt: skip

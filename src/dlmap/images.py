@@ -214,15 +214,18 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     data = image.detach().to(device="cpu", dtype=torch.float64)
     if not torch.isfinite(data).all():
         raise ValueError("image contains non-finite values (NaN or inf)")
-    data = torch.round(data.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
-    return np.ascontiguousarray(data.permute(1, 2, 0).numpy())
+    return np.ascontiguousarray(_levels(data).to(torch.uint8).permute(1, 2, 0).numpy())
+
+
+def _levels(images: torch.Tensor) -> torch.Tensor:
+    """The nearest of 0..255 to each value clamped to [0, 1], computed in float64."""
+    return torch.round(images.to(torch.float64).clamp(0.0, 1.0) * 255.0)
 
 
 def quantise(images: torch.Tensor) -> torch.Tensor:
     """Images as an 8-bit PNG stores them: clamped to [0, 1] and rounded to the nearest of
     0..255 (as ``to_uint8``), back in [0, 1] with the input's dtype and device."""
-    levels = torch.round(images.detach().to(torch.float64).clamp(0.0, 1.0) * 255.0)
-    return levels.to(images.dtype) / 255.0  # k / 255 in the image's dtype, as read_image
+    return _levels(images.detach()).to(images.dtype) / 255.0  # k / 255 as read_image gives
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

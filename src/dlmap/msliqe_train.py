@@ -115,14 +115,8 @@ def epoch_pairs(items: list[Entry], seed: int, epoch: int) -> np.ndarray:
     """(N, 2) indices into ``items``: each image once as x, a random partner y from the same
     data set, all shuffled. Depends only on (seed, epoch)."""
     rng = np.random.default_rng([seed, epoch])
-    by_set: dict[str, list[int]] = {}
-    for index, item in enumerate(items):
-        by_set.setdefault(item.dataset, []).append(index)
     pairs = []
-    for name in sorted(by_set):
-        members = np.array(by_set[name])
-        if len(members) < 2:
-            continue
+    for members in training_sets(items).values():
         offsets = rng.integers(1, len(members), size=len(members))  # never the image itself
         partners = members[(np.arange(len(members)) + offsets) % len(members)]
         pairs.append(np.stack([members, partners], axis=1))

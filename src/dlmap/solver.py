@@ -110,9 +110,9 @@ class SolverConfig:
     @property
     def stop_threshold(self) -> float:
         """The calibrated score at which latent-map problems stop (where it applies)."""
-        return self.stop_score if self.stop_score is not None else (
-            score_scale(self.score_scale).default_stop
-        )  # fmt: skip
+        if self.stop_score is not None:
+            return self.stop_score
+        return score_scale(self.score_scale).default_stop
 
 
 @dataclass
@@ -179,6 +179,8 @@ def objective(images, x_init, priors, config: SolverConfig):
     else:
         fid = fidelity.downsampled_l2(images, x_init, config.downsampling)
     fid_weight, prior_weight = term_weights(config)
+    if not fid_weight:  # direct modes: D0 is reported, never differentiated (0 at x = x_init)
+        fid = fid.detach()
     loss = fid_weight * fid - prior_weight * score
     return loss, score, raw, fid
 
@@ -382,7 +384,7 @@ def _latent_solve(
             loss=f"{loss.mean():.4g}",
             score=f"{_pair_mean(score, batch).mean():.4g}",
             fidelity=f"{_pair_mean(fid, batch).mean():.4g}",
-            share=f"{_pair_mean(grad_prior / (grad_fid + grad_prior + 1e-30), batch).mean():.2%}",
+            share=f"{_pair_mean(prior_share(grad_fid, grad_prior), batch).mean():.2%}",
         )
     with torch.no_grad():  # Alg. 1 line 13
         z_x, z_y = edict.denoise(backbone.eps, x_T, y_T, schedule, cond)
