@@ -173,3 +173,18 @@ def test_coverage_bench_prints_coverage_with_its_monte_carlo_error():
     assert len(lines) == 6 and lines[0].startswith("8 experiments x 20 resamples")
     match = re.search(r"coverage ([0-9.]+) \+- ([0-9.]+) \(nominal 0.95\)", lines[-1])
     assert match and 0 <= float(match.group(1)) <= 1 and float(match.group(2)) >= 0
+
+
+@pytest.mark.slow
+def test_niqe_models_bench_prints_per_content_srcc_with_intervals(tmp_path):
+    lines = run_bench("niqe_models.py", "--contents", "chelsea,brick", "--size", "192",
+                      "--resamples", "50", "--cache", str(tmp_path))  # fmt: skip
+    assert lines[0].startswith("LIVE's model left out") and "dlmap weights fetch niqe" in lines[0]
+    assert lines[1].startswith("NIQE per-content SRCC") and "2 photographs at 192 px" in lines[1]
+    assert lines[2].split() == ["distortion", "old", "fallback", "new", "fallback"]
+    cell = r"(-?[0-9.]+) \[(-?[0-9.]+), (-?[0-9.]+)\] \((-?[0-9.]+|nan)\)"
+    for kind, line in zip(("blur", "noise", "jpeg"), lines[3:6], strict=True):
+        cells = re.findall(cell, line)
+        assert line.startswith(kind) and len(cells) == 2, line
+        for mean, low, high, _ in cells:
+            assert -1 <= float(low) <= float(mean) <= float(high) <= 1

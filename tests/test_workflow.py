@@ -122,7 +122,7 @@ def test_profile_slurm_resolves_to_the_slurm_executor_with_gpu_resources(monkeyp
 # chunks, 3 training-free priors, T = 2, one iteration.
 SMALL = {
     "size": 192, "chunk_size": 1, "batch_size": 1, "images.count": 2, "edict.steps": 2,
-    "solver.iters": 1, "priors": ["niqe", "sharpness", "colorfulness"],
+    "solver.iters": 1, "priors": ["niqe", "sharpness", "colorfulness"], "niqe_model": "fitted",
     "calibration.priors": [], "msliqe.train": False, "ablations.images": 1,
     "comparisons": {"models": {"enhancers": ["niqe", "sharpness", "colorfulness"]},
                     "enhancers": {"enhancers": ["sharpness", "unsharp", "denoise"]}},

@@ -27,6 +27,7 @@ from dlmap.cli_compare import add_compare_parsers, report_command, simulate_comm
 from dlmap.cli_data import add_data_parser, data_command
 from dlmap.cli_experiment import add_experiment_parser, experiment_command
 from dlmap.cli_models import (
+    NIQE_MODEL_HELP,
     calibrate_command,
     prior_from_args,
     priors_command,
@@ -63,6 +64,7 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prior-file", type=Path, help="YAML file registering your priors (name: module:factory)"
     )
+    parser.add_argument("--niqe-model", default=None, help=NIQE_MODEL_HELP)
     parser.add_argument("--backbone", default="sd2-seesr", choices=backbones.BACKBONES)
     parser.add_argument("--mode", default=defaults_s.mode, choices=solver.MODES)
     parser.add_argument("--steps", type=int, default=defaults_e.steps, help="EDICT steps T")
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--prior-file", type=Path, help="YAML file registering your priors (name: module:factory)"
     )
+    score.add_argument("--niqe-model", default=None, help=NIQE_MODEL_HELP)
     score.add_argument("--out", type=Path, default=None, help="also write the rows as CSV")
     score.add_argument(
         "--size", type=int, default=None, help="resize and crop to SIZE first (default: as is)"

@@ -53,14 +53,32 @@ def calibrate_command(args) -> int:
     return 0
 
 
+NIQE_MODEL_HELP = (
+    "NIQE's pristine model: auto (LIVE's if fetched, else the fitted fallback), live, fitted, "
+    "or a .mat file (labelled custom)"
+)
+
+
+def prior_options(args) -> dict:
+    """Keyword arguments for ``create_prior`` from prior-specific options (``--niqe-model``)."""
+    model = getattr(args, "niqe_model", None)
+    if model is None:
+        return {}
+    if args.prior != "niqe":
+        raise UsageError(f"--niqe-model: only for --prior niqe, not {args.prior!r}")
+    return {"model": model}
+
+
 def prior_from_args(args):
     """The prior ``--prior`` names, after registering ``--prior-file``'s; a bad name or file
     is a usage error (exit 2, one line)."""
     try:
         if args.prior_file is not None:
             priors.register_from_file(args.prior_file)
-        return priors.create_prior(args.prior, cache=args.cache)
-    except (priors.UnknownPriorError, ValueError) as error:
+        return priors.create_prior(args.prior, cache=args.cache, **prior_options(args))
+    except (
+        priors.UnknownPriorError, ValueError, FileNotFoundError, weights.WeightsMissingError
+    ) as error:
         raise UsageError(str(error)) from error
 
 
@@ -107,6 +125,7 @@ def score_command(args) -> int:
                 "width": image.shape[-1],
                 "height": image.shape[-2],
                 "prior": info.name,
+                "prior_model": info.display_name,
                 "raw_score": float(raw[0]),
                 "calibrated_score": float(calibrated[0]),
                 "score_scale": scale.name,

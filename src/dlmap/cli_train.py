@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+from dlmap.cli_models import NIQE_MODEL_HELP, prior_options
 from dlmap.errors import UsageError
 
 
@@ -62,6 +63,7 @@ def add_train_parsers(commands) -> None:
 
     evaluate = commands.add_parser("evaluate", help="SRCC, KRCC, PLCC of a prior on a manifest")
     evaluate.add_argument("--prior", required=True, help="a registered prior (dlmap priors list)")
+    evaluate.add_argument("--niqe-model", default=None, help=NIQE_MODEL_HELP)
     evaluate.add_argument("--manifest", required=True, type=Path)
     evaluate.add_argument("--out", required=True, type=Path, help="CSV, one row per data set")
     evaluate.add_argument("--split", default="test", help="train, val, test or all (default: test)")
@@ -162,7 +164,7 @@ def train_command(args) -> int:
 
 
 def evaluate_command(args) -> int:
-    from dlmap import datasets, evaluation, priors
+    from dlmap import datasets, evaluation, priors, weights
 
     try:
         entries = datasets.read_manifest_resolved(args.manifest)
@@ -176,12 +178,15 @@ def evaluate_command(args) -> int:
         takes_checkpoint = priors.takes_argument(args.prior, "checkpoint")
     except priors.UnknownPriorError as error:
         raise UsageError(str(error)) from error
-    kwargs = {}
+    kwargs = prior_options(args)
     if args.checkpoint is not None:
         if not takes_checkpoint:
             raise UsageError(f"--checkpoint: prior {args.prior!r} takes no checkpoint")
         kwargs["checkpoint"] = args.checkpoint
-    prior = priors.create_prior(args.prior, cache=args.cache, **kwargs)
+    try:
+        prior = priors.create_prior(args.prior, cache=args.cache, **kwargs)
+    except (ValueError, FileNotFoundError, weights.WeightsMissingError) as error:
+        raise UsageError(str(error)) from error
     per_image: list[dict] = []
     rows = evaluation.evaluate(prior, entries, args.size, args.quiet, per_image)
     for row in rows:

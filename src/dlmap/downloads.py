@@ -1,7 +1,8 @@
 """Checkpoints fetched from plain URLs: the priors' and the comparison metrics' files.
 
 ``FILE_SETS`` names every set of such files: one per pyiqa prior (its checkpoint and the
-ImageNet or CLIP backbone pyiqa builds first), NIQE's official pristine model, and the
+ImageNet or CLIP backbone pyiqa builds first), NIQE's pristine model (LIVE's, which
+``dlmap.niqe_live`` fetches from PyPI or the hub and recognises by its numbers), and the
 networks of the comparison metrics (LPIPS's AlexNet, DISTS's VGG16 and the CLIP ViT-B/32 used
 for semantic distance and as MS-LIQE's starting point). URLs come from pyiqa's, torchvision's,
 timm's and OpenAI CLIP's own constants, never typed here. Files live under the dlmap cache
@@ -51,6 +52,7 @@ class FileSet:
     description: str
     files: callable  # () -> tuple[WeightFile, ...]; imports pyiqa etc. only when asked
     paper: bool = True  # needed to reproduce the paper (else an alternative)
+    fetcher: callable = None  # (cache) -> placed paths, for a set not fetched from plain URLs
 
 
 def _pyiqa(arch: str, key: str, path: str | None = None) -> WeightFile:
@@ -84,15 +86,23 @@ def _timm(name: str) -> WeightFile:
     return WeightFile(f"https://huggingface.co/{repo}", repo, "timm")
 
 
-NIQE_OFFICIAL = "niqe/modelparameters.mat"
+NIQE_OFFICIAL = "niqe/modelparameters.mat"  # dlmap.niqe_live.MODEL_FILE
+
+
+def _niqe_live_fetch(cache=None) -> list[Path]:
+    from dlmap import niqe_live
+
+    return niqe_live.fetch(cache)
 
 FILE_SETS: dict[str, FileSet] = {
     entry.name: entry
     for entry in (
         FileSet(
             "niqe",
-            "NIQE's official pristine model (LIVE's modelparameters.mat, as pyiqa hosts it)",
+            "NIQE's pristine model: LIVE's, from basicsr 1.4.2's source on PyPI or pyiqa's copy "
+            "on the hub, recognised by its numbers",
             lambda: (_pyiqa("niqe_arch", "url", NIQE_OFFICIAL),),
+            fetcher=_niqe_live_fetch,
         ),
         FileSet(
             "dbcnn",
@@ -253,6 +263,10 @@ def fetch(name: str, cache=None) -> list[Path]:
     import torch
     from huggingface_hub import hf_hub_download
 
+    if FILE_SETS[name].fetcher is not None:
+        placed = FILE_SETS[name].fetcher(cache)
+        verify(name, cache)
+        return placed
     placed = []
     for file in missing_files(name, cache):
         if file.kind == "timm":  # into the Hugging Face hub cache, where timm looks

@@ -125,10 +125,13 @@ def load_inversion(path, sources: list[Path]) -> tuple[torch.Tensor, torch.Tenso
     return torch.stack(x_rows), torch.stack(y_rows)
 
 
-def build_prior(name: str, cache=None, checkpoint=None, calibration=None, device="cpu"):
+def build_prior(
+    name: str, cache=None, checkpoint=None, calibration=None, device="cpu", options=None
+):
     """``create_prior`` plus the workflow's own inputs: an MS-LIQE checkpoint trained by the
-    workflow and Eq. 21 constants fitted by its calibrate rule (a ``LogisticFit`` JSON)."""
-    kwargs = {"checkpoint": checkpoint} if checkpoint else {}
+    workflow, Eq. 21 constants fitted by its calibrate rule (a ``LogisticFit`` JSON), and
+    prior options (``{"model": "live"}`` for NIQE's pristine model)."""
+    kwargs = {**(options or {}), **({"checkpoint": checkpoint} if checkpoint else {})}
     prior = priors.create_prior(name, cache=cache, **kwargs)
     if calibration:
         fit = LogisticFit(**json.loads(Path(calibration).read_text()))

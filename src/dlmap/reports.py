@@ -61,6 +61,8 @@ def table_one(scores: list[dict], srcc: list[dict], dataset: str = "spaq") -> li
 
     jod = {row["condition"]: float(row["jod"]) for row in scores}
     correlation = {row["prior"]: float(row["srcc"]) for row in srcc if row["dataset"] == dataset}
+    # the model as evaluated (e.g. which NIQE pristine model), where the rows name it
+    evaluated = {row["prior"]: row["model"] for row in srcc if row.get("model")}
     both = [name for name in jod if name in correlation]
     if not both:
         raise ValueError(
@@ -76,7 +78,7 @@ def table_one(scores: list[dict], srcc: list[dict], dataset: str = "spaq") -> li
         name = columns["prior"]
         rows.append(
             {
-                "model": columns["model"],
+                "model": evaluated.get(name, columns["model"]),
                 "training_set": columns["training_set"],
                 "params_millions": columns["params_millions"],
                 "srcc_rank": srcc_rank[name],

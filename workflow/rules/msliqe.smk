@@ -10,6 +10,7 @@ rule calibrate_prior:
         f"{OUT}/calibration/{{prior}}.json",
     params:
         prior=lambda wildcards: wildcards.prior,
+        prior_options=lambda wildcards: prior_options(wildcards.prior),
         size=config["calibration"]["size"],
         device=config["device"],
         cache=config["cache"],
@@ -35,7 +36,7 @@ rule train_msliqe:
         ),
     params:
         options=" ".join(config["msliqe"]["options"]),
-        cache=weights_cache(),
+        cache=lambda wildcards: weights_cache(),
         folder=lambda wildcards, output: os.path.dirname(output.checkpoint),
         dlmap=DLMAP,
     resources:
@@ -58,6 +59,7 @@ rule evaluate_prior:
         f"{OUT}/srcc/{{prior}}.csv",
     params:
         prior=lambda wildcards: wildcards.prior,
+        prior_options=lambda wildcards: prior_options(wildcards.prior),
         split=config["msliqe"]["evaluate_split"],
         size=config["msliqe"]["evaluate_size"],
         device=config["device"],

@@ -15,6 +15,7 @@ prior = pipeline.build_prior(
     smk.params.cache,
     getattr(smk.input, "checkpoint", None),
     device=smk.params.device,
+    options=smk.params.prior_options,
 )
 scores = evaluation.score_images(prior, [e.image for e in entries], smk.params.size, quiet=True)
 fit = calibration.fit_logistic(

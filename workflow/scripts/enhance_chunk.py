@@ -23,6 +23,7 @@ prior = pipeline.build_prior(
     cache=smk.params.backbone["cache"],
     checkpoint=getattr(smk.input, "checkpoint", None),
     calibration=getattr(smk.input, "calibration", None),
+    options=smk.params.prior_options,
 )
 inversion = getattr(smk.input, "inversion", None) or None
 records = pipeline.enhance_chunk(

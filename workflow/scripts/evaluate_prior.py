@@ -14,6 +14,7 @@ prior = pipeline.build_prior(
     smk.params.cache,
     getattr(smk.input, "checkpoint", None),
     device=smk.params.device,
+    options=smk.params.prior_options,
 )
 rows = evaluation.evaluate(prior, entries, smk.params.size, quiet=True)
 for row in rows:
