@@ -1,8 +1,8 @@
 """Coverage of ``dlmap rank``'s bootstrap 95% intervals, on simulated observers.
 
-Each experiment simulates ``--subjects`` observers (``dlmap.observers``: Thurstone Case V,
+Each experiment simulates ``--subjects`` observers (``dlmap.compare.observers``: Thurstone Case V,
 sigma = 1.0484 per condition, so utilities are in JOD) comparing every pair of ``--conditions``
-conditions ``--trials`` times, scales the counts (``dlmap.ranking``, pwcmp's prior) and
+conditions ``--trials`` times, scales the counts (``dlmap.compare.ranking``, pwcmp's prior) and
 bootstraps over subjects (``--resamples``). An interval covers when it contains the true
 centred utility. Printed: coverage per condition and overall, each with its Monte-Carlo
 standard error sqrt(c (1 - c) / n), from one run. pwcmp's distance prior pulls large gaps
@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from dlmap import observers, ranking, significance
+from dlmap.compare import observers, ranking, significance
 
 
 def main() -> int:

@@ -50,8 +50,8 @@ RESULT_TAG = "RESULT "
 
 def measure(method: str, steps: int, latent: int, device: str, threads: int) -> dict:
     """One gradient of h in this process; returns its peak memory above the baseline."""
-    from dlmap.edict import EdictConfig, denoise, make_schedule
-    from dlmap.tiny import tiny_backbone
+    from dlmap.diffusion.edict import EdictConfig, denoise, make_schedule
+    from dlmap.diffusion.tiny import tiny_backbone
 
     setup_torch(threads)
     backbone = tiny_backbone("seesr", seed=0, dtype=torch.float32).to(device)

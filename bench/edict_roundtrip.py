@@ -17,9 +17,9 @@ import torch
 from _common import setup_torch
 from skimage import data
 
-from dlmap import edict
+from dlmap.diffusion import edict
+from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.images import center_crop_resize
-from dlmap.tiny import tiny_backbone
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -4,7 +4,7 @@ Both on the tiny SeeSR backbone (image-attention ControlNet), float32, batch 1, 
 
 * forward h: ``edict.denoise`` under ``torch.no_grad`` (2T network evaluations), timed
   before, between and after each method's solves (the machine's speed drifts), median;
-* one MAP iteration: exactly one pass of the loop of ``dlmap.solver._latent_solve`` (denoise
+* one MAP iteration: exactly one pass of the loop of ``dlmap.enhance.solver._latent_solve`` (denoise
   with grad, decode, prior and objective, gradient of the loss, clip, momentum update),
   measured inside the real ``map_solve``: the prior is wrapped so that it records the time of
   each call, and the prior is called once per iteration, so the time between two consecutive
@@ -31,9 +31,10 @@ import time
 import torch
 from _common import TimedPrior, load_warning, setup_torch, timed
 
-from dlmap import edict, solver
-from dlmap.priors import create_prior
-from dlmap.tiny import tiny_backbone
+from dlmap.diffusion import edict
+from dlmap.diffusion.tiny import tiny_backbone
+from dlmap.enhance import solver
+from dlmap.priors.registry import create_prior
 
 GRADIENTS = ("autograd", "reversible", "recompute")
 TARGET = 4.5

@@ -4,15 +4,17 @@ Builds, with RANDOM weights (nothing is downloaded):
 
 * the paper's backbone (``--backbone seesr``, default): diffusers ``UNet2DConditionModel``
   with SD2-base's config, SeeSR's image-attention ControlNet copied from it
-  (``dlmap.seesr.SeeSRControlNetModel.from_unet``, image embeddings 512 wide), RAM's Swin-L
-  image embedder (``dlmap.dape.ImageEmbedder``, 384x384, run once per image),
+  (``dlmap.diffusion.seesr.SeeSRControlNetModel.from_unet``, image embeddings 512 wide),
+  RAM's Swin-L
+  image embedder (``dlmap.diffusion.dape.ImageEmbedder``, 384x384, run once per image),
   ``AutoencoderKL`` with SD2's VAE config and a random prompt embedding (1, 77, 1024),
-  wrapped in ``dlmap.backbones.Backbone``; ``--backbone controlnet`` uses diffusers' stock
+  wrapped in ``dlmap.diffusion.backbones.Backbone``; ``--backbone controlnet`` uses diffusers' stock
   ``ControlNetModel.from_unet`` instead (no embedder);
 * a CLIP ViT-B/32-sized prior: the visual tower of open_clip's
   ``create_model("ViT-B-32-quickgelu", pretrained=None)`` on the image resized to 224 and
   normalised with CLIP's mean/std, then a fixed random linear head (one score per image),
-  as a ``dlmap.priors.CallablePrior`` (higher is better, xi3 = 0, xi4 = 1). The prior runs in
+  as a ``dlmap.priors.registry.CallablePrior`` (higher is better, xi3 = 0, xi4 = 1). The prior runs
+  in
   float32 in every configuration; autocast applies to the backbone.
 
 then runs ``map_solve`` (latent-map, recompute gradient by default) at 512x512, T = 20, with
@@ -43,10 +45,11 @@ import torch
 import torch.nn.functional as F
 from _common import MIB, TimedPrior, load_warning, setup_torch, synchronize
 
-from dlmap import edict, solver
-from dlmap.backbones import Backbone
-from dlmap.priors import CallablePrior, PriorInfo
-from dlmap.tiny import tiny_backbone
+from dlmap.diffusion import edict
+from dlmap.diffusion.backbones import Backbone
+from dlmap.diffusion.tiny import tiny_backbone
+from dlmap.enhance import solver
+from dlmap.priors.registry import CallablePrior, PriorInfo
 
 #: SD2-base's unet/config.json (stabilityai/stable-diffusion-2-base).
 SD2_UNET = dict(
@@ -174,8 +177,8 @@ def sd2_networks(device: torch.device, kind: str = "seesr", seed: int = 0) -> di
     """SD2-base-sized UNet, ControlNet (+ Swin-L embedder), VAE and prompt, random weights."""
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
-    from dlmap.dape import DAPE_SWIN_L, ImageEmbedder
-    from dlmap.seesr import SeeSRControlNetModel
+    from dlmap.diffusion.dape import DAPE_SWIN_L, ImageEmbedder
+    from dlmap.diffusion.seesr import SeeSRControlNetModel
 
     torch.manual_seed(seed)
     with torch.device(device):  # initialise on the device: fast, no 5 GB CPU round trip

@@ -2,12 +2,12 @@
 
     python bench/niqe_models.py [--size 384] [--cache FOLDER] [--contents a,b,...]
 
-Every natural photograph dlmap's fallback uses (``dlmap.niqe_fit.PHOTOGRAPHS``) is resized
+Every natural photograph dlmap's fallback uses (``dlmap.priors.niqe_fit.PHOTOGRAPHS``) is resized
 (shorter side ``--size``, centre square), then degraded at five levels of Gaussian blur,
 Gaussian noise and JPEG compression. Each model scores every image with pyiqa's NIQE; per
 content, Spearman's correlation between level and score says whether the model ranks that
 photograph's levels correctly (1: all of them). The table gives the mean over contents and
-a 95% bootstrap interval over contents (``dlmap.evaluation.per_content_srcc``), and the
+a 95% bootstrap interval over contents (``dlmap.priors.evaluation.per_content_srcc``), and the
 pooled SRCC over all contents for comparison.
 
 The fallbacks are fitted leave-one-out: the content being scored is left out of the fit, so
@@ -28,8 +28,8 @@ import torch
 from PIL import Image, ImageFilter
 from scipy import stats
 
-from dlmap import evaluation, niqe, niqe_fit, niqe_live
-from dlmap.weights import WeightsMissingError
+from dlmap.priors import evaluation, niqe, niqe_fit, niqe_live
+from dlmap.weights.cache import WeightsMissingError
 
 BLUR_SIGMAS = (0.5, 1.0, 2.0, 3.0, 4.0)
 NOISE_SIGMAS = (2.0, 5.0, 10.0, 20.0, 40.0)  # on 0-255

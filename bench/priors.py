@@ -1,6 +1,6 @@
 """Forward + backward time and peak memory of every prior at 512x512, one line each.
 
-Every prior is built with random weights (``dlmap.random_priors``: the real architectures,
+Every prior is built with random weights (``dlmap.testing.random_priors``: the real architectures,
 full-size CLIPs, nothing downloaded; the same cost as the real weights; MS-LIQE random too)
 in a temporary cache, then scores a 512x512 photograph bundled with scikit-image and
 back-propagates to the image. Time: median of ``--repeats`` calls after that first one.
@@ -25,8 +25,8 @@ import time
 import torch
 from _common import MIB, PeakMemory, load_warning, median_time, setup_torch
 
-from dlmap import priors
 from dlmap.images import center_crop_resize
+from dlmap.priors import registry as priors
 
 
 def photograph(size: int) -> torch.Tensor:
@@ -38,8 +38,8 @@ def photograph(size: int) -> torch.Tensor:
 
 
 def build(name: str, cache, small_clip: bool):
-    from dlmap import msliqe
-    from dlmap.random_priors import random_weights
+    from dlmap.msliqe import model as msliqe
+    from dlmap.testing.random_priors import random_weights
 
     if name == "ms-liqe":
         config = msliqe.MSLIQEConfig(clip=msliqe.TINY_CLIP) if small_clip else None

@@ -1,8 +1,9 @@
 """Time ``dlmap rank`` (Eq. 19 + bootstrap) on simulated subjects, and one fit's gradients.
 
-Subjects are simulated from known utilities with Thurstonian noise (``dlmap.observers``): on
+Subjects are simulated from known utilities with Thurstonian noise (``dlmap.compare.observers``): on
 each trial both conditions get a draw u + N(0, 1.0484^2) and the larger one wins, so P(i over
-j) = Phi((u_i - u_j) / 1.4826), the model ``dlmap.ranking`` fits. Every subject compares every
+j) = Phi((u_i - u_j) / 1.4826), the model ``dlmap.compare.ranking`` fits. Every subject compares
+every
 pair ``--trials`` times (the paper: K = 20 images per pair). The files are written to a
 temporary folder and ranked by the command's own function (``rank_command``, in this process:
 no interpreter or import start-up in the time). Printed, from one run on this machine:
@@ -30,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-from dlmap import observers, ranking
-from dlmap.cli_rank import add_rank_parser, rank_command
+from dlmap.cli.rank import add_rank_parser, rank_command
+from dlmap.compare import observers, ranking
 
 
 def simulate(utilities: np.ndarray, subjects: int, trials: int, seed: int) -> np.ndarray:

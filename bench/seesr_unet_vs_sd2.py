@@ -17,9 +17,9 @@ from collections import defaultdict
 
 from diffusers import UNet2DConditionModel
 
-from dlmap import weights
-from dlmap.backbones import load_strict
-from dlmap.seesr import SEESR_UNET_EXTRA_KEYS
+from dlmap.diffusion.backbones import load_strict
+from dlmap.diffusion.seesr import SEESR_UNET_EXTRA_KEYS
+from dlmap.weights import cache as weights
 
 
 def compare(sd2_folder, seesr_folder) -> dict[str, tuple[float, int, int]]:

@@ -20,7 +20,7 @@ from _common import PeakMemory, setup_torch, synchronize
 from diffusers import AutoencoderKL
 from gpu_iteration import SD2_VAE
 
-from dlmap.backbones import Backbone
+from dlmap.diffusion.backbones import Backbone
 
 
 def child(checkpoint: bool, size: int, device: str) -> None:

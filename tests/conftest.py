@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from dlmap import dape, tiny, zoo
+from dlmap.diffusion import dape, tiny
+from dlmap.priors import zoo
 
 
 @pytest.fixture(scope="session", params=["seesr", "controlnet"])
@@ -158,9 +159,9 @@ def write_tiny_seesr_files(folder, seed: int = 2):
 
 @pytest.fixture()
 def offline_priors(tmp_path):
-    """Build every prior with random weights (``dlmap.random_priors``, small CLIPs): nothing
+    """Build every prior with random weights (``dlmap.testing.random_priors``, small CLIPs): nothing
     downloads, no weight file is read. Returns the cache folder to pass to ``build_prior``."""
-    from dlmap.random_priors import random_weights
+    from dlmap.testing.random_priors import random_weights
 
     with random_weights(small_clip=True):
         yield tmp_path
@@ -168,7 +169,8 @@ def offline_priors(tmp_path):
 
 def build_prior(name: str, cache):
     """A registered prior built for tests (under ``offline_priors``): small random MS-LIQE."""
-    from dlmap import msliqe, priors
+    from dlmap.msliqe import model as msliqe
+    from dlmap.priors import registry as priors
 
     if name in zoo.PYIQA_MODELS or name == "niqe":
         return priors.create_prior(name, cache=cache)
@@ -180,7 +182,7 @@ def build_prior(name: str, cache):
 
 def run_cli(argv, capsys):
     """``dlmap ARGV`` in this process: (exit code, stdout, stderr)."""
-    from dlmap import cli
+    from dlmap.cli import main as cli
 
     try:
         code = cli.main([str(a) for a in argv])

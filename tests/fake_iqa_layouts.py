@@ -3,8 +3,8 @@
 Each writer puts a few tiny images (PIL) and the set's own score files in their real formats
 (MATLAB v5 .mat through scipy.io.savemat, .xlsx through openpyxl, .csv) under
 ``<root>/<name>/``, with the file names, variables, sheets, header rows and column meanings
-that ``dlmap.dataset_readers`` documents. Only the sizes differ from the real sets:
-``FAKE_FACTS`` holds the counts to patch into ``dlmap.dataset_sources.SETS``.
+that ``dlmap.data.readers`` documents. Only the sizes differ from the real sets:
+``FAKE_FACTS`` holds the counts to patch into ``dlmap.data.sources.SETS``.
 
 The scores are chosen so that tests can check directions: in each set the first listed
 image is better than the second.

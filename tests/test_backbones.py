@@ -5,7 +5,8 @@ import torch
 from conftest import edit_checkpoint, photo, write_tiny_sd2_folder
 from diffusers import UNet2DConditionModel
 
-from dlmap import backbones, tiny, weights
+from dlmap.diffusion import backbones, tiny
+from dlmap.weights import cache as weights
 
 
 @pytest.fixture(scope="module")

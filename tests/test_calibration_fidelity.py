@@ -6,7 +6,8 @@ import pytest
 import torch
 from conftest import photo
 
-from dlmap import calibration, fidelity
+from dlmap.enhance import fidelity
+from dlmap.priors import calibration
 
 
 def test_logistic_is_increasing_with_range_0_1_and_midpoint_xi3():
@@ -116,7 +117,8 @@ def test_fit_rejects_bad_data_with_a_clear_message(raw, mos, message):
 def test_cli_calibrate_stores_constants_that_the_registry_then_uses(tmp_path, capsys):
     import json
 
-    from dlmap import cli, priors
+    from dlmap.cli import main as cli
+    from dlmap.priors import registry as priors
 
     raw, mos = _synthetic(xi3=30.0, xi4=10.0)
     scores = tmp_path / "scores.csv"
@@ -144,7 +146,7 @@ def test_cli_calibrate_stores_constants_that_the_registry_then_uses(tmp_path, ca
     ],
 )
 def test_cli_calibrate_answers_bad_csv_files_in_one_line(tmp_path, capsys, content, message):
-    from dlmap import cli
+    from dlmap.cli import main as cli
 
     scores = tmp_path / "scores.csv"
     scores.write_text(content)

@@ -7,7 +7,9 @@ import sys
 import pytest
 from conftest import photo_png, run_cli
 
-from dlmap import cli, images, priors
+from dlmap import images
+from dlmap.cli import main as cli
+from dlmap.priors import registry as priors
 
 FAST = ["--backbone", "tiny-seesr", "--size", "64", "--iters", "2", "--steps", "4", "--quiet"]
 

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from conftest import photo
 from timm.models.swin_transformer import checkpoint_filter_fn
 
-from dlmap import dape, tiny
-from dlmap.weights import WeightKeyError
+from dlmap.diffusion import dape, tiny
+from dlmap.weights.cache import WeightKeyError
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""dlmap.datasets, dataset_sources, dataset_readers and ``dlmap data``, on fake copies of the
+"""dlmap.data.manifests, dataset_sources, dataset_readers and ``dlmap data``, on fake copies of the
 seven official layouts (tests/fake_iqa_layouts.py). Nothing here reaches the network."""
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-from dlmap import cli_data, datasets
-from dlmap import dataset_sources as sources
+from dlmap.cli import data as cli_data
+from dlmap.data import manifests as datasets
+from dlmap.data import sources
 from dlmap.errors import UsageError
 
 ALL = list(sources.SETS)

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from dlmap import demo_set, images
+from dlmap import images
+from dlmap.data import demo_set
 
 
 def _psnr(a, b):
@@ -66,7 +67,7 @@ def fidelity(tmp_path_factory):
     """Mean gain of each classical enhancer over its input, in PSNR (dB) and MS-SSIM, on the
     demo set (every default photograph, 4 seeds: 20 images), through the files the workflow
     writes (8-bit PNGs)."""
-    from dlmap.distances import MsSsimDistance
+    from dlmap.compare.distances import MsSsimDistance
 
     ms_ssim = MsSsimDistance()
 
@@ -105,7 +106,7 @@ def test_each_classical_enhancer_improves_fidelity_on_average_over_the_demo_set(
 
 def test_each_classical_enhancer_undoes_the_distortion_it_targets():
     """On its own distortion each one brings the image closer to the pristine photograph."""
-    from dlmap import degradations
+    from dlmap.data import degradations
 
     cases = {
         "denoise": (

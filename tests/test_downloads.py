@@ -5,7 +5,9 @@ import hashlib
 import pytest
 import torch
 
-from dlmap import cli, downloads, weights
+from dlmap.cli import main as cli
+from dlmap.weights import cache as weights
+from dlmap.weights import downloads
 
 
 def _fake_download(log):

@@ -5,7 +5,7 @@ import torch
 from conftest import photo
 from diffusers import DDIMScheduler
 
-from dlmap import edict
+from dlmap.diffusion import edict
 
 T = 20
 

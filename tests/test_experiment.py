@@ -10,13 +10,13 @@ import sqlite3
 import numpy as np
 import pytest
 
-from dlmap import cli
-from dlmap.cli_experiment import experiment_command, serve
-from dlmap.cli_rank import read_counts
+from dlmap.cli import main as cli
+from dlmap.cli.experiment import experiment_command, serve
+from dlmap.cli.rank import read_counts
 from dlmap.errors import UsageError
 from dlmap.experiment import export, study
 from dlmap.experiment.app import create_app
-from dlmap.experiment.testing import answer_payload, write_fake_pairs
+from dlmap.testing.experiment import answer_payload, write_fake_pairs
 
 CONDITIONS = ["gamma", "alpha", "beta"]
 ADMIN = "secret-admin-token"

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlmap.cli_rank import read_counts
+from dlmap.cli.rank import read_counts
 from dlmap.experiment import export, study
-from dlmap.experiment.testing import ServedStudy, write_fake_pairs
+from dlmap.testing.experiment import ServedStudy, write_fake_pairs
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM = Path("/usr/bin/chromium")

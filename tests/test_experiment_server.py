@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from dlmap.experiment import study
-from dlmap.experiment.testing import ServedStudy, answer_payload, write_fake_pairs
+from dlmap.testing.experiment import ServedStudy, answer_payload, write_fake_pairs
 
 SUBJECTS = 20
 TRIALS_EACH = 50

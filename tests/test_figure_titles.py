@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlmap import figures, grids
+from dlmap.figures import grids
+from dlmap.figures import plots as figures
 
 LONG_TITLE = (
     "Sec. V-B: MS-LIQE against LIQE, MUSIQ, UNIQUE and every other model of Table I, "

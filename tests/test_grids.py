@@ -11,7 +11,7 @@ from matplotlib.image import AxesImage
 from matplotlib.text import Text
 from PIL import Image
 
-from dlmap import grids
+from dlmap.figures import grids
 
 
 def _png(folder, name: str, width: int = 32, height: int = 24, seed: int = 0):

@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from conftest import photo
 
-from dlmap import weights
-from dlmap.msliqe import (
+from dlmap.msliqe.model import (
     MSLIQE,
     TINY_CLIP,
     MSLIQEConfig,
@@ -17,8 +16,9 @@ from dlmap.msliqe import (
     crop_indices,
     default_checkpoint,
 )
-from dlmap.priors import create_prior
-from dlmap.weights import WeightKeyError, WeightsMissingError
+from dlmap.priors.registry import create_prior
+from dlmap.weights import cache as weights
+from dlmap.weights.cache import WeightKeyError, WeightsMissingError
 
 TINY = MSLIQEConfig(clip=TINY_CLIP)
 

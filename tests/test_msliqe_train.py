@@ -9,9 +9,14 @@ import pytest
 import torch
 from scipy import stats
 
-from dlmap import cli, datasets, msliqe, msliqe_train, priors, synthetic_iqa
-from dlmap.evaluation import correlations
-from dlmap.msliqe_train import TrainConfig
+from dlmap.cli import main as cli
+from dlmap.data import manifests as datasets
+from dlmap.data import synthetic_iqa
+from dlmap.msliqe import model as msliqe
+from dlmap.msliqe import train as msliqe_train
+from dlmap.msliqe.train import TrainConfig
+from dlmap.priors import registry as priors
+from dlmap.priors.evaluation import correlations
 
 # A toy CLIP for 64-pixel views: 8 x 8 patches of 8 pixels (what `--clip tiny --crop 64` builds)
 SMALL = msliqe.MSLIQEConfig(

@@ -11,8 +11,8 @@ import scipy.io
 import torch
 from PIL import Image, ImageFilter
 
-from dlmap import niqe, niqe_fit, niqe_live
-from dlmap.weights import WeightsMissingError
+from dlmap.priors import niqe, niqe_fit, niqe_live
+from dlmap.weights.cache import WeightsMissingError
 
 
 @pytest.fixture(scope="module")

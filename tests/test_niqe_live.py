@@ -14,7 +14,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlmap import downloads, niqe, niqe_live, weights
+from dlmap.priors import niqe, niqe_live
+from dlmap.weights import cache as weights
+from dlmap.weights import downloads
 
 SOURCE = niqe_live.SdistMember("pkg", "0.1", "pkg/metrics/params.npz")
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dlmap import observers, reports
+from dlmap.compare import observers, reports
 
 
 def test_simulated_preferences_follow_thurstone_case_v_in_jod():
@@ -26,7 +26,7 @@ def test_simulated_preferences_follow_thurstone_case_v_in_jod():
 def test_fidelity_utility_prefers_the_output_closer_to_the_reference(tmp_path):
     from PIL import Image
 
-    from dlmap import degradations, synthetic_iqa
+    from dlmap.data import degradations, synthetic_iqa
 
     clean = synthetic_iqa.photograph("coffee", 192)
     for folder, level in (("references", 0), ("mild", 1), ("strong", 4)):
@@ -88,7 +88,7 @@ def test_table_one_ranks_and_delta_ranks_follow_the_paper():
 
 
 def test_report_command_writes_the_figure_and_tables_and_labels_simulations(tmp_path, capsys):
-    from dlmap import cli
+    from dlmap.cli import main as cli
 
     scores = tmp_path / "scores.csv"
     with open(scores, "w", newline="") as handle:
@@ -120,7 +120,7 @@ def test_ranks_share_ties():
 def test_ranking_simulated_observers_recovers_the_true_order():
     import itertools
 
-    from dlmap import ranking
+    from dlmap.compare import ranking
 
     truth = {"a": -1.4, "b": -0.6, "c": 0.0, "d": 0.5, "e": 1.3}  # JOD
     names = list(truth)

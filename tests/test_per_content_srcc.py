@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlmap.evaluation import per_content_srcc
+from dlmap.priors.evaluation import per_content_srcc
 
 
 def graded(contents: int = 6, levels: int = 5, rng=None, noise: float = 0.0):

@@ -6,8 +6,9 @@ import pytest
 import torch
 from conftest import photo
 
-from dlmap import chunks, images, pipeline, solver
-from dlmap.priors import create_prior
+from dlmap import images
+from dlmap.enhance import chunks, pipeline, solver
+from dlmap.priors.registry import create_prior
 
 
 def test_chunks_are_fixed_by_position_and_cover_every_id_once():
@@ -20,16 +21,28 @@ def test_chunks_are_fixed_by_position_and_cover_every_id_once():
         chunks.image_ids(0)
 
 
-def test_source_digest_changes_with_the_library_code(tmp_path, monkeypatch):
-    for name in ("a", "b"):
-        (tmp_path / f"{name}.py").write_text(f"x = '{name}'\n")
+def test_source_digest_covers_every_module_of_the_inversion_packages(tmp_path, monkeypatch):
+    for name in ("stage/a.py", "stage/deep/b.py", "top.py", "other/c.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(f"x = '{name}'\n")
     monkeypatch.setattr(chunks, "SRC", tmp_path)
-    before = chunks.source_digest(("a", "b"))
-    assert chunks.source_digest(("b", "a")) == before
-    (tmp_path / "b.py").write_text("x = 'changed'\n")
-    assert chunks.source_digest(("a", "b")) != before
+    before = chunks.source_digest(("stage",), ("top",))
+    assert [p.relative_to(tmp_path).as_posix() for p in chunks.source_files(("stage",), ("top",))] \
+        == ["stage/a.py", "stage/deep/b.py", "top.py"]  # fmt: skip
+    (tmp_path / "other" / "c.py").write_text("x = 'changed'\n")  # outside: no change
+    assert chunks.source_digest(("stage",), ("top",)) == before
+    (tmp_path / "stage" / "deep" / "b.py").write_text("x = 'changed'\n")
+    assert chunks.source_digest(("stage",), ("top",)) != before
+    (tmp_path / "stage" / "new.py").write_text("")  # a module added to a package counts
+    changed = chunks.source_digest(("stage",), ("top",))
+    (tmp_path / "stage" / "new.py").unlink()
+    assert changed != chunks.source_digest(("stage",), ("top",))
+    with pytest.raises(FileNotFoundError, match="missing"):
+        chunks.source_digest(("stage",), ("gone",))
     monkeypatch.undo()
-    assert len(chunks.source_digest()) == 64  # the real inversion modules exist
+    assert len(chunks.source_digest()) == 64  # the real inversion packages exist
+    names = {p.relative_to(chunks.SRC).as_posix() for p in chunks.source_files()}
+    assert {"diffusion/edict.py", "enhance/solver.py", "images.py"} <= names
 
 
 def test_folder_digest_sees_added_and_rewritten_images(tmp_path):

@@ -9,8 +9,12 @@ import pytest
 import torch
 from conftest import photo, photo_png, run_cli
 
-from dlmap import calibration, edict, images, priors, solver
-from dlmap.priors import CallablePrior, PriorInfo, create_prior
+from dlmap import images
+from dlmap.diffusion import edict
+from dlmap.enhance import solver
+from dlmap.priors import calibration
+from dlmap.priors import registry as priors
+from dlmap.priors.registry import CallablePrior, PriorInfo, create_prior
 
 SMALL = edict.EdictConfig(steps=4)
 FAST = ["--backbone", "tiny-seesr", "--size", "64", "--iters", "2", "--steps", "4", "--quiet"]
@@ -196,7 +200,7 @@ def test_early_stopping_applies_only_to_latent_map_with_fitted_constants(tiny64,
 
 
 def test_the_record_keeps_only_the_iterations_a_problem_ran(tiny64, two_photos, tmp_path):
-    from dlmap import records
+    from dlmap.enhance import records
 
     config = solver.SolverConfig(iters=7, lam=0.5)
     mixed = [fitted(Counter()), create_prior("sharpness")]

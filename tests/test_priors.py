@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from conftest import build_prior, photo
 
-from dlmap import priors
+from dlmap.priors import registry as priors
 
 
 @pytest.mark.parametrize("name", priors.available_priors())
@@ -74,13 +74,13 @@ def test_a_user_prior_registers_with_one_decorator():
 
 
 def test_a_user_prior_registers_from_an_entry_point_string():
-    priors.register_entry_point("test-colour", "dlmap.priors:Colorfulness")
+    priors.register_entry_point("test-colour", "dlmap.priors.registry:Colorfulness")
     try:
         assert isinstance(priors.create_prior("test-colour"), priors.Colorfulness)
     finally:
         priors._REGISTRY.pop("test-colour")
     with pytest.raises(ValueError, match="cannot import prior"):
-        priors.register_entry_point("x", "dlmap.priors:DoesNotExist")
+        priors.register_entry_point("x", "dlmap.priors.registry:DoesNotExist")
     with pytest.raises(ValueError, match="package.module:factory"):
         priors.register_entry_point("x", "no_colon_here")
 
@@ -98,8 +98,8 @@ def test_a_factory_must_return_a_prior():
 def test_latent_map_with_each_prior_raises_its_calibrated_score(name, offline_priors, tiny32):
     """A short latent MAP (lambda large, so the prior term leads) on the tiny backbone: one
     update raises the prior's calibrated score, averaged over two photographs."""
-    from dlmap import solver
-    from dlmap.edict import EdictConfig
+    from dlmap.diffusion.edict import EdictConfig
+    from dlmap.enhance import solver
 
     images = torch.stack(
         [photo(224, picture, torch.float32) for picture in ("astronaut", "coffee")]
@@ -114,7 +114,7 @@ def test_latent_map_with_each_prior_raises_its_calibrated_score(name, offline_pr
 
 USER_PRIOR = """
 import torch
-from dlmap.priors import CallablePrior, PriorInfo
+from dlmap.priors.registry import CallablePrior, PriorInfo
 
 
 def make():
@@ -124,7 +124,7 @@ def make():
 
 
 def test_a_user_prior_registers_from_one_yaml_entry(tmp_path, monkeypatch, capsys):
-    from dlmap import cli
+    from dlmap.cli import main as cli
 
     (tmp_path / "lab_priors.py").write_text(USER_PRIOR)
     monkeypatch.syspath_prepend(str(tmp_path))

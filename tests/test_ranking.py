@@ -1,5 +1,6 @@
-"""Eq. 19 as pwcmp computes it (dlmap.ranking), its bootstrap, significance, group letters and
-observer screening (dlmap.significance), and ``dlmap rank`` (dlmap.cli_rank)."""
+"""Eq. 19 as pwcmp computes it (dlmap.compare.ranking), its bootstrap, significance, group letters
+and
+observer screening (dlmap.compare.significance), and ``dlmap rank`` (dlmap.cli.rank)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import pytest
 from scipy.optimize import check_grad
 from scipy.special import ndtr, ndtri
 
-from dlmap import ranking, significance
-from dlmap.cli_rank import add_rank_parser, rank_command, read_counts
+from dlmap.cli.rank import add_rank_parser, rank_command, read_counts
+from dlmap.compare import ranking, significance
 from dlmap.errors import UsageError
 
 ONE_JOD = ranking.SIGMA_DIFFERENCE * ndtri(0.75)  # 0.9999985: pwcmp rounds sigma to 1.4826

@@ -12,8 +12,8 @@ import pytest
 import torch
 from data.make_seesr_reference import deterministic, inputs
 
-from dlmap import dape
-from dlmap.seesr import SeeSRControlNetModel
+from dlmap.diffusion import dape
+from dlmap.diffusion.seesr import SeeSRControlNetModel
 
 REFERENCE = Path(__file__).parent / "data" / "seesr_reference.pt"
 

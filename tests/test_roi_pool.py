@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision.ops import roi_pool as compiled
 
-from dlmap import roi_pool
+from dlmap.priors import roi_pool
 
 
 def _boxes(generator, count, height, width):
@@ -51,7 +51,7 @@ def test_paq2piq_uses_the_plain_torch_pooling_when_the_operator_is_missing(
     from conftest import build_prior, photo
     from torchvision.ops import RoIPool
 
-    monkeypatch.setattr("dlmap.zoo.compiled_roi_pool_works", lambda: False)
+    monkeypatch.setattr("dlmap.priors.zoo.compiled_roi_pool_works", lambda: False)
     prior = build_prior("paq2piq", offline_priors)
     net = prior.metric.net
     assert isinstance(net.roi_pool, roi_pool.RoIPool)

@@ -8,10 +8,12 @@ import torch
 from conftest import edit_checkpoint, photo, write_tiny_sd2_folder, write_tiny_seesr_files
 from diffusers import ControlNetModel, UNet2DConditionModel
 
-from dlmap import backbones, solver, tiny, weights
-from dlmap.edict import EdictConfig
-from dlmap.priors import create_prior
-from dlmap.seesr import SEESR_UNET_EXTRA_KEYS, SeeSRControlNetModel
+from dlmap.diffusion import backbones, tiny
+from dlmap.diffusion.edict import EdictConfig
+from dlmap.diffusion.seesr import SEESR_UNET_EXTRA_KEYS, SeeSRControlNetModel
+from dlmap.enhance import solver
+from dlmap.priors.registry import create_prior
+from dlmap.weights import cache as weights
 
 
 @pytest.fixture(scope="module")

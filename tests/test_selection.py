@@ -16,9 +16,11 @@ import torch
 from conftest import photo
 from PIL import Image
 
-from dlmap import degradations, distances, selection, weights
-from dlmap.cli_select import add_select_parser, select_command
+from dlmap.cli.select import add_select_parser, select_command
+from dlmap.compare import distances, selection
+from dlmap.data import degradations
 from dlmap.errors import UsageError
+from dlmap.weights import cache as weights
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins")
 ENHANCERS = {"blur": ("blur", 2), "contrast": ("contrast", 3), "jpeg": ("jpeg", 4)}

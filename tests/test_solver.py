@@ -4,8 +4,9 @@ import pytest
 import torch
 from conftest import photo
 
-from dlmap import edict, solver
-from dlmap.priors import CallablePrior, PriorInfo, create_prior
+from dlmap.diffusion import edict
+from dlmap.enhance import solver
+from dlmap.priors.registry import CallablePrior, PriorInfo, create_prior
 
 SMALL = edict.EdictConfig(steps=4)
 

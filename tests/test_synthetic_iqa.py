@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from dlmap import datasets, degradations, synthetic_iqa
+from dlmap.data import degradations, synthetic_iqa
+from dlmap.data import manifests as datasets
 
 
 def _gradient_energy(image):

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlmap import images, testset
-from dlmap.datasets import Entry
+from dlmap import images
+from dlmap.data import testset
+from dlmap.data.manifests import Entry
 
 
 def _pool(tmp_path, name, count, side=40, low=0):

@@ -1,4 +1,4 @@
-"""The demo's tiny VAE (dlmap.tiny_vae): trained on the spot on photographs that are not
+"""The demo's tiny VAE (dlmap.diffusion.tiny_vae): trained on the spot on photographs that are not
 test images, it reconstructs held-out photographs better than bicubic by its own factor, and
 with it latent MAP on the tiny backbone returns photographs instead of noise."""
 
@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from dlmap import demo_set, tiny_vae
-from dlmap.backbones import load_backbone
-from dlmap.cli import main
-from dlmap.edict import EdictConfig
+from dlmap.cli.main import main
+from dlmap.data import demo_set
+from dlmap.diffusion import tiny_vae
+from dlmap.diffusion.backbones import load_backbone
+from dlmap.diffusion.edict import EdictConfig
+from dlmap.diffusion.tiny import tiny_backbone
+from dlmap.enhance.solver import SolverConfig, map_solve
 from dlmap.images import quantise
-from dlmap.priors import create_prior
-from dlmap.solver import SolverConfig, map_solve
-from dlmap.tiny import tiny_backbone
-from dlmap.weights import WeightKeyError
+from dlmap.priors.registry import create_prior
+from dlmap.weights.cache import WeightKeyError
 
 QUICK = tiny_vae.VaeTraining(steps=3, batch_size=2, crop=32, eval_size=64)
 
@@ -148,7 +149,7 @@ def test_folders_that_are_not_a_trained_vae_are_refused_naming_the_problem(tmp_p
     folder = tmp_path / "other"
     from diffusers import AutoencoderKL
 
-    from dlmap.tiny import TINY_VAE
+    from dlmap.diffusion.tiny import TINY_VAE
 
     AutoencoderKL(**TINY_VAE).save_pretrained(folder)
     config = json.loads((quick_vae[0] / "config.json").read_text())

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from dlmap import cli, weights
+from dlmap.cli import main as cli
+from dlmap.weights import cache as weights
 
 
 def _place(folder, name, content=b"weights"):

@@ -6,7 +6,11 @@ in ``test_priors.py``, through conftest's ``offline_priors`` fixture.)
 
 import pytest
 
-from dlmap import cli, downloads, priors, weights, zoo
+from dlmap.cli import main as cli
+from dlmap.priors import registry as priors
+from dlmap.priors import zoo
+from dlmap.weights import cache as weights
+from dlmap.weights import downloads
 
 
 def test_missing_weights_fail_at_construction_listing_files_urls_and_folder(tmp_path):
@@ -34,7 +38,7 @@ def test_published_parameter_counts_are_those_of_the_built_architectures(name, t
     LIQE is built with a small CLIP: at full size pyiqa encodes its 495 prompts through the
     text tower at construction (20 GB here), so the test shows that LIQE's parameters are its
     CLIP's, and counts the full-size CLIP alone."""
-    from dlmap.random_priors import random_clip, random_weights
+    from dlmap.testing.random_priors import random_clip, random_weights
 
     if name == "niqe":
         prior = priors.create_prior("niqe", cache=tmp_path)

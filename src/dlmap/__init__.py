@@ -1,6 +1,6 @@
 """dlmap: NR-IQA models as image priors, by MAP estimation in diffusion latents (EDICT)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 import logging as _logging
 

@@ -5,9 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dlmap import chunks
-from dlmap.dataset_sources import data_root
-from dlmap.downloads import FILE_SETS
+from dlmap.enhance import chunks
+from dlmap.data.sources import data_root
+from dlmap.weights.downloads import FILE_SETS
 
 # The `dlmap` command of the environment that runs Snakemake (no PATH needed).
 DLMAP = str(Path(sys.executable).parent / "dlmap")
@@ -97,14 +97,14 @@ def backbone_settings(name=None):
 
 
 def weights_cache():
-    from dlmap.weights import cache_dir
+    from dlmap.weights.cache import cache_dir
 
     return str(cache_dir(config["cache"]))
 
 
 def weight_files(name):
     """The files a weight set puts in the dlmap cache (Hugging Face hub files excepted)."""
-    from dlmap import downloads
+    from dlmap.weights import downloads
 
     return [
         str(downloads.local_path(f, config["cache"]))

@@ -17,15 +17,15 @@ rule train_tiny_vae:
     params:
         steps=config["tiny_vae"]["steps"],
         seed=config["tiny_vae"]["seed"],
-        library=chunks.source_digest(("tiny_vae",)),
+        library=chunks.source_digest((), ("diffusion/tiny_vae",)),
         cache=lambda wildcards: weights_cache(),
         dlmap=DLMAP,
-    threads: 2  # the training fixes its torch threads at 2 (dlmap.tiny_vae.VaeTraining)
+    threads: 2  # the training fixes its torch threads at 2 (dlmap.diffusion.tiny_vae.VaeTraining)
     log:
         f"{LOGS}/train_tiny_vae.log",
     benchmark:
         f"{BENCH}/train_tiny_vae.tsv"
-    shell:  # reuses <cache>/tiny-vae/KEY when the same training already ran (dlmap.tiny_vae)
+    shell:  # reuses <cache>/tiny-vae/KEY when the same training already ran (dlmap.diffusion.tiny_vae)
         "{params.dlmap:q} train-vae --out {output.vae} --steps {params.steps}"
         " --seed {params.seed} --cache '{params.cache}' --quiet > {log} 2>&1"
         " && cp {output.vae}/training.png {output.plot}"

@@ -6,7 +6,10 @@ from dataclasses import asdict
 
 from _job import job
 
-from dlmap import calibration, datasets, evaluation, images, pipeline
+from dlmap import images
+from dlmap.data import manifests as datasets
+from dlmap.enhance import pipeline
+from dlmap.priors import calibration, evaluation
 
 smk = job(globals())
 entries = datasets.read_manifest_resolved(smk.input.manifest)

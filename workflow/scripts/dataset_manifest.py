@@ -6,7 +6,7 @@ from pathlib import Path
 
 from _job import job
 
-from dlmap import datasets
+from dlmap.data import manifests as datasets
 
 smk = job(globals())
 out = smk.output[0]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from _job import job
 
-from dlmap import demo_set
+from dlmap.data import demo_set
 
 smk = job(globals())
 out = Path(smk.output[0])

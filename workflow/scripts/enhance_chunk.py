@@ -7,7 +7,7 @@ from pathlib import Path
 
 from _job import job
 
-from dlmap import pipeline
+from dlmap.enhance import pipeline
 
 smk = job(globals())
 folders = smk.input.base if hasattr(smk.input, "base") else smk.input.images

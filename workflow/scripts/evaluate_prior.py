@@ -3,7 +3,9 @@ fourth column: SPAQ in the paper), as `dlmap evaluate` writes them."""
 
 from _job import job
 
-from dlmap import datasets, evaluation, pipeline
+from dlmap.data import manifests as datasets
+from dlmap.enhance import pipeline
+from dlmap.priors import evaluation
 
 smk = job(globals())
 entries = datasets.read_manifest_resolved(smk.input.manifest)

@@ -1,5 +1,5 @@
 """Rules figure_ablations, figure_pairs, figure_votes and figure_post: the paper's figures
-as labelled image grids (dlmap.grids) from the enhanced images and their JSON records."""
+as labelled image grids (dlmap.figures.grids) from the enhanced images and their JSON records."""
 
 import csv
 import json
@@ -7,8 +7,8 @@ from pathlib import Path
 
 from _job import job
 
-from dlmap import grids
-from dlmap.cli_rank import read_counts
+from dlmap.cli.rank import read_counts
+from dlmap.figures import grids
 
 smk = job(globals())
 reduced = smk.params.stamp["reduced"]

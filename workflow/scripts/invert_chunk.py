@@ -5,7 +5,7 @@ from pathlib import Path
 
 from _job import job
 
-from dlmap import pipeline
+from dlmap.enhance import pipeline
 
 smk = job(globals())
 paths = sorted(Path(smk.input.images).glob("*.png"))

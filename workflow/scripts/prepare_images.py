@@ -12,7 +12,7 @@ smk = job(globals())
 out = Path(smk.output[0])
 ids = smk.params.ids
 if smk.params.source == "bundled":
-    from dlmap import demo_set
+    from dlmap.data import demo_set
 
     photographs = smk.params.photographs
     if len(photographs) < max(int(i) for i in ids) + 1:
@@ -31,7 +31,7 @@ if smk.params.source == "bundled":
     record = {"source": "bundled scikit-image photographs", "images": rows, **smk.params.stamp}
     (out / "provenance.json").write_text(json.dumps(record, indent=2) + "\n")
 else:
-    from dlmap import testset
+    from dlmap.data import testset
 
     with open(smk.input[0], newline="") as handle:
         selected = {row["id"]: row for row in csv.DictReader(handle)}

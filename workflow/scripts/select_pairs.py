@@ -5,7 +5,7 @@ from pathlib import Path
 
 from _job import job
 
-from dlmap import distances, selection
+from dlmap.compare import distances, selection
 
 smk = job(globals())
 settings = smk.params.selection

@@ -5,7 +5,8 @@ from collections import defaultdict
 
 from _job import job
 
-from dlmap import datasets, testset
+from dlmap.data import manifests as datasets
+from dlmap.data import testset
 
 smk = job(globals())
 pool = defaultdict(list)

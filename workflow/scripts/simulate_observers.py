@@ -6,7 +6,7 @@ from pathlib import Path
 
 from _job import job
 
-from dlmap import observers
+from dlmap.compare import observers
 
 smk = job(globals())
 with open(smk.input.pairs, newline="") as handle:

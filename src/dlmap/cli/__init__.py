@@ -1,0 +1,1 @@
+"""The `dlmap` command line: the entry point and one module per command family."""

@@ -1,0 +1,255 @@
+"""The ``dlmap`` commands about models: ``weights``, ``priors``, ``calibrate`` and ``score``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from dlmap import images
+from dlmap.errors import UsageError
+from dlmap.priors import registry as priors
+from dlmap.weights import cache as weights
+
+
+def calibrate_command(args) -> int:
+    """Fit xi3 and |xi4| (Eq. 21) to (raw score, MOS) pairs; store them for the registry."""
+    import csv
+
+    from dlmap.priors import calibration
+
+    try:
+        info = priors.prior_info(args.prior)
+    except priors.UnknownPriorError as error:
+        raise UsageError(str(error)) from error
+    if info is None:
+        raise UsageError(f"prior {args.prior!r} publishes no metadata (PriorInfo) to calibrate")
+    higher = info.higher_is_better
+    try:
+        with open(args.scores, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as error:
+        raise UsageError(f"--scores {args.scores}: {error.strerror}") from error
+    if not rows or not {"score", "mos"} <= set(rows[0]):
+        raise UsageError(f"--scores {args.scores}: needs a header with columns score and mos")
+    try:
+        raw = [float(row["score"]) for row in rows]
+        mos = [float(row["mos"]) for row in rows]
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"--scores {args.scores}: a score or MOS is not a number") from error
+    if args.mos_range:
+        low, high = args.mos_range
+        if high <= low:
+            raise UsageError(f"--mos-range: HIGH must exceed LOW, got {low:g} {high:g}")
+        mos = [(value - low) / (high - low) for value in mos]
+    try:
+        fit = calibration.fit_logistic(raw, mos, higher, source=str(args.scores))
+    except (ValueError, RuntimeError) as error:  # RuntimeError: curve_fit did not converge
+        raise UsageError(f"--scores {args.scores}: {error}") from error
+    images.write_text_atomic(json.dumps(asdict(fit), indent=2) + "\n", args.out)
+    stored = calibration.save_constants(args.prior, fit, args.cache)
+    print(
+        f"{args.prior}: n = {fit.count}, xi3 = {fit.xi3:.6g}, |xi4| = {fit.xi4:.6g}; "
+        f"SRCC {fit.srcc:.4f}; PLCC {fit.plcc_raw:.4f} raw -> {fit.plcc_calibrated:.4f} "
+        f"calibrated; stored in {stored}"
+    )
+    return 0
+
+
+NIQE_MODEL_HELP = (
+    "NIQE's pristine model: auto (LIVE's if fetched, else the fitted fallback), live, fitted, "
+    "or a .mat file (labelled custom)"
+)
+
+
+def prior_options(args) -> dict:
+    """Keyword arguments for ``create_prior`` from prior-specific options (``--niqe-model``)."""
+    model = getattr(args, "niqe_model", None)
+    if model is None:
+        return {}
+    if args.prior != "niqe":
+        raise UsageError(f"--niqe-model: only for --prior niqe, not {args.prior!r}")
+    return {"model": model}
+
+
+def prior_from_args(args):
+    """The prior ``--prior`` names, after registering ``--prior-file``'s; a bad name or file
+    is a usage error (exit 2, one line)."""
+    try:
+        if args.prior_file is not None:
+            priors.register_from_file(args.prior_file)
+        return priors.create_prior(args.prior, cache=args.cache, **prior_options(args))
+    except (
+        priors.UnknownPriorError, ValueError, FileNotFoundError, weights.WeightsMissingError
+    ) as error:
+        raise UsageError(str(error)) from error
+
+
+def score_command(args) -> int:
+    """``dlmap score``: one row per image with the prior's raw score and its calibrated score
+    (Eq. 21 on the chosen scale), scored one at a time at the image's own size unless
+    ``--size`` is given, as the enhancer's records score what it writes."""
+    import sys
+
+    import torch
+
+    from dlmap.priors import calibration
+
+    scale = calibration.score_scale(args.score_scale)
+    if args.size is not None:
+        try:
+            images.check_size(args.size)
+        except ValueError as error:
+            raise UsageError(f"--size: {error}") from error
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
+    prior = prior_from_args(args).to(device=args.device)
+    info, rows, failed = prior.info, [], 0
+    for path in args.images:
+        try:
+            image = images.load_image(path, size=args.size)[None].to(args.device)
+        except images.ImageError as error:
+            print(f"dlmap: error: {error}", file=sys.stderr)
+            failed = 2
+            continue
+        with torch.no_grad():
+            raw = prior(image).reshape(-1)
+            if raw.shape != (1,) or not torch.isfinite(raw).all():
+                print(f"dlmap: error: {path}: prior {info.name!r} gave no finite score",
+                      file=sys.stderr)  # fmt: skip
+                failed = max(failed, 1)
+                continue
+            calibrated = calibration.calibrate(
+                raw, info.xi3, info.xi4, info.higher_is_better, scale.xi1
+            )
+        rows.append(
+            {
+                "image": str(path),
+                "width": image.shape[-1],
+                "height": image.shape[-2],
+                "prior": info.name,
+                "prior_model": info.display_name,
+                "raw_score": float(raw[0]),
+                "calibrated_score": float(calibrated[0]),
+                "score_scale": scale.name,
+                "scale_max": scale.xi1,
+                "calibration_fitted": info.calibration_fitted,
+                "calibration_source": info.calibration_source,
+            }
+        )
+    for row in rows:
+        print(f"{row['image']}: {info.name} raw {row['raw_score']:.6g}, calibrated "
+              f"{row['calibrated_score']:.6g} ({scale.label})")  # fmt: skip
+    if args.out is not None and rows:
+        from dlmap.priors.evaluation import write_rows
+
+        write_rows(rows, args.out)
+    if not info.calibration_fitted:
+        print(f"note: {info.name}'s Eq. 21 constants are not fitted to MOS "
+              f"({info.calibration_source})", file=sys.stderr)  # fmt: skip
+    return failed
+
+
+def priors_command(args) -> int:
+    """``priors list``: one row per registered prior, from its metadata (nothing is built);
+    ``priors table``: Table I's first three columns, printed and optionally saved as CSV."""
+    if args.priors_command == "table":
+        return _table_one(args)
+    from dlmap.priors.calibration import DEFAULT_SCALE, SCORE_SCALES
+
+    scale = SCORE_SCALES[DEFAULT_SCALE]
+    others = ", ".join(f"{s.name}: {s.label}" for s in SCORE_SCALES.values() if s is not scale)
+    print(f"calibrated scores q (Eq. 21) lie on the {scale.name} scale, {scale.label} "
+          f"(--score-scale; {others}); calibration: fitted to MOS, or provisional")  # fmt: skip
+    header = f"{'name':<13}{'model':<28}{'params':>9}  {'training set':<44}{'q':<7}weights"
+    print(header)
+    print("-" * len(header))
+    for name in priors.available_priors():
+        info = priors.prior_info(name)
+        if info is None:
+            print(f"{name:<13}{'(no metadata)':<28}{'-':>9}  {'-':<44}{'-':<7}-")
+            continue
+        params = info.params
+        count = "-" if params is None else f"{params / 1e6:.1f}M" if params >= 50_000 else params
+        status = priors.weights_status(name, args.cache)
+        if "provisional" in info.calibration_source:
+            status += " (provisional calibration)"
+        training = info.training_set
+        training = training if len(training) <= 42 else training[:39] + "..."
+        print(f"{name:<13}{info.display_name[:27]:<28}{count:>9}  {training:<44}"
+              f"{scale.label:<7}{status}")  # fmt: skip
+    return 0
+
+
+def _table_one(args) -> int:
+    import csv
+    import io
+
+    rows = priors.table_one_columns()
+    width = max(len(row["model"]) for row in rows)
+    print(f"{'NR-IQA model':<{width}}  {'Training set':<12}  # of params (M)")
+    for row in rows:
+        print(f"{row['model']:<{width}}  {row['training_set']:<12}  {row['params_millions']:>15}")
+    for combined in sorted({r["training_sets"] for r in rows if r["training_set"] == "Multiple"}):
+        print(f'"Multiple": {combined}')
+    if args.out:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        images.write_text_atomic(buffer.getvalue(), args.out)
+    return 0
+
+
+def paper_weights() -> list[str]:
+    """Every weight set the paper's experiments need: backbone, priors, comparison metrics."""
+    from dlmap.weights import downloads
+
+    return [*weights.PAPER_WEIGHTS, *(n for n, s in downloads.FILE_SETS.items() if s.paper)]
+
+
+def weights_command(args) -> int:
+    """``fetch``: download what can be downloaded, print the manual steps for the rest (exit
+    1 while anything asked for is missing). ``check``: presence and full sha256 verification
+    of every set (exit 1 if one the paper needs is missing, or any file changed)."""
+    from dlmap.weights import downloads
+
+    known = sorted([*weights.SOURCES, *downloads.FILE_SETS])
+    if args.weights_command == "fetch":
+        unknown = [name for name in args.names if name not in known]
+        if unknown:
+            raise UsageError(
+                f"weights fetch: unknown {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        status = 0
+        for name in args.names or paper_weights():
+            try:
+                if name in downloads.FILE_SETS:
+                    downloads.fetch(name, args.cache)
+                    print(f"{name}: ready in {weights.cache_dir(args.cache)}")
+                else:
+                    print(f"{name}: ready in {weights.fetch(name, args.cache)}")
+            except weights.WeightsMissingError as error:
+                print(f"{name}: MANUAL STEP: {error}")
+                status = 1
+        return status
+    needed, status = set(paper_weights()), 0
+    for name in known:
+        optional = "" if name in needed else " (optional)"
+        try:
+            if name in downloads.FILE_SETS:
+                published = downloads.require(name, args.cache, full=True)
+                where = weights.cache_dir(args.cache)
+                note = f"; {published} against the published sha256" if published else ""
+            else:
+                where = weights.locate(name, cache=args.cache)
+                present, _ = weights.present_files(where, weights.SOURCES[name].files)
+                weights.verify_files(present, args.cache, full=True)
+                note = ""
+            print(f"{name}: present in {where} (sha256 verified{note})")
+        except weights.WeightsMissingError as error:
+            print(f"{name}: MISSING{optional}: {error}")
+            status = status if optional else 1
+        except weights.ChecksumError as error:
+            print(f"{name}: CHANGED: {error}")
+            status = 1
+    return status

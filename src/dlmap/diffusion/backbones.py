@@ -1,0 +1,405 @@
+"""The diffusion backbone: SD2-base's UNet and VAE, optionally with a ControlNet on the input.
+
+A ``Backbone`` offers what the solver needs: ``encode`` (image -> scaled VAE latent),
+``decode`` (latent -> image in [0, 1]), ``condition`` (the per-image conditioning, computed
+once per image) and ``eps`` (the noise prediction eps(latent, t, condition) that EDICT calls).
+The authors' MAP code uses an empty prompt and no classifier-free guidance, so each eps is
+one ControlNet call plus one UNet call.
+
+Backbones (``BACKBONES``):
+
+* ``sd2-seesr`` (the paper's): SeeSR's ControlNet with image cross-attention
+  (``dlmap.diffusion.seesr``) reading RAM/DAPE image embeddings (``dlmap.diffusion.dape``),
+  SeeSR's UNet loaded
+  with image cross-attention off (SD2-base's weights), SD2-base's VAE and text encoder;
+* ``sd2-controlnet``: a stock diffusers ControlNet of your own for SD2-base;
+* ``sd2``: vanilla SD2-base, no ControlNet (the paper's Fig. 7 ablation);
+* ``tiny-seesr``, ``tiny-controlnet``, ``tiny-vanilla``: the same classes and code paths at
+  toy size with random weights, built from config dicts (``dlmap.diffusion.tiny``).
+
+Real networks load from local folders or the local Hugging Face cache with strict key
+checking (diffusers only warns about missing or unexpected keys and silently initialises or
+drops layers).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, ControlNetModel, ModelMixin, UNet2DConditionModel
+
+from dlmap.weights import cache as weights
+from dlmap.weights.cache import WeightKeyError
+
+logger = logging.getLogger(__name__)
+
+BACKBONES = ("sd2-seesr", "sd2-controlnet", "sd2", "tiny-seesr", "tiny-controlnet", "tiny-vanilla")
+ENCODE_MODES = ("sample", "mean")
+
+
+@dataclass
+class Condition:
+    """Everything eps is conditioned on, batched like the latents.
+
+    text: prompt embedding (B, L, D) (the empty prompt).
+    control_image: ControlNet conditioning image (B, 3, H, W) in [0, 1], or None (vanilla SD2).
+    image_embeddings: image embeddings for SeeSR's image cross-attention (B, N, D), or None.
+    """
+
+    text: torch.Tensor
+    control_image: torch.Tensor | None = None
+    image_embeddings: torch.Tensor | None = None
+
+    def __getitem__(self, index) -> Condition:
+        """The conditioning of some of the images, e.g. ``cond[:1]``."""
+
+        def pick(t):
+            return None if t is None else t[index]
+
+        return replace(
+            self,
+            text=pick(self.text),
+            control_image=pick(self.control_image),
+            image_embeddings=pick(self.image_embeddings),
+        )
+
+    def to(self, device=None, dtype=None) -> Condition:
+        def move(t):
+            return None if t is None else t.to(device=device, dtype=dtype)
+
+        return replace(
+            self,
+            text=move(self.text),
+            control_image=move(self.control_image),
+            image_embeddings=move(self.image_embeddings),
+        )
+
+
+class Backbone(torch.nn.Module):
+    """UNet + VAE (+ ControlNet (+ image embedder)) with frozen weights and an empty prompt.
+
+    image_embedder: for a ControlNet with image cross-attention (SeeSR's), the network that
+    turns each input image into the embeddings it attends to (RAM/DAPE); run once per image
+    in ``condition``, never per step.
+    checkpoint_decoder: recompute the VAE decoder's blocks in the backward pass (diffusers'
+    gradient checkpointing) instead of storing their activations; the gradient is the same.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        unet: UNet2DConditionModel,
+        vae: AutoencoderKL,
+        prompt_embedding: torch.Tensor,
+        controlnet: ControlNetModel | None = None,
+        image_embedder: torch.nn.Module | None = None,
+        encode_mode: str = "sample",
+        autocast_dtype: torch.dtype | None = None,
+        reduced: bool = False,
+        checkpoint_decoder: bool = True,
+    ):
+        super().__init__()
+        if encode_mode not in ENCODE_MODES:
+            raise ValueError(f"encode_mode must be one of {ENCODE_MODES}, got {encode_mode!r}")
+        self.name = name
+        self.unet, self.vae, self.controlnet = unet, vae, controlnet
+        self.image_embedder = image_embedder
+        if self.uses_image_embeddings and image_embedder is None:
+            raise ValueError(
+                f"backbone {name!r}: a ControlNet with image attention needs an embedder"
+            )
+        self.register_buffer("prompt_embedding", prompt_embedding.detach().clone())
+        self.encode_mode = encode_mode
+        self.autocast_dtype = autocast_dtype
+        self.reduced = reduced
+        self.provenance: dict = {}  # weight folders and file sha256 (set by load_backbone)
+        # The VAE decoder runs with grad once per MAP iteration; checkpointing its blocks
+        # keeps one block's activations instead of all of them, for one extra forward pass.
+        if checkpoint_decoder:
+            self.vae.enable_gradient_checkpointing()
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def latent_scale(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def downsampling(self) -> int:
+        """Pixels per latent cell along each side (8 for SD2's VAE)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def uses_image_embeddings(self) -> bool:
+        """Whether the ControlNet has SeeSR's image cross-attention."""
+        config = getattr(self.controlnet, "config", {})
+        return bool(config.get("use_image_cross_attention", False))
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def condition(self, images: torch.Tensor) -> Condition:
+        """The conditioning of a batch of input images (B, 3, H, W) in [0, 1].
+
+        Computes the image embeddings (one embedder call per image) when the ControlNet reads
+        them; the solver calls this once per solve.
+        """
+        text = self.prompt_embedding.expand(images.shape[0], -1, -1)
+        control = images if self.controlnet is not None else None
+        embeddings = None
+        if self.uses_image_embeddings:
+            with torch.no_grad(), self._autocast():
+                embeddings = self.image_embedder(images.to(self.dtype)).to(images.dtype)
+        return Condition(text=text, control_image=control, image_embeddings=embeddings)
+
+    def encode(self, images: torch.Tensor, seeds: list[int] | None = None) -> torch.Tensor:
+        """Scaled VAE latents of images in [0, 1]; the posterior mean or a seeded sample.
+
+        With ``encode_mode="sample"`` each image draws its posterior noise from its own
+        generator seeded by ``seeds[i]``, so a result does not depend on its batch position.
+        """
+        with torch.no_grad(), self._autocast():
+            posterior = self.vae.encode(images.to(self.dtype) * 2 - 1).latent_dist
+        mean, std = posterior.mean.float(), posterior.std.float()
+        if self.encode_mode == "sample":
+            if seeds is None or len(seeds) != images.shape[0]:
+                raise ValueError("encode_mode='sample' needs one seed per image")
+            noise = torch.stack(
+                [
+                    torch.randn(
+                        mean.shape[1:],
+                        generator=torch.Generator("cpu").manual_seed(int(seed)),
+                        dtype=torch.float64,
+                    )
+                    for seed in seeds
+                ]
+            ).to(mean.device)
+            latents = mean.double() + std.double() * noise
+        else:
+            latents = mean
+        return (latents * self.latent_scale).to(images.dtype)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] (unclamped, so gradients flow everywhere) from scaled latents."""
+        with self._autocast():
+            images = self.vae.decode(latents.to(self.dtype) / self.latent_scale).sample
+        return (images.to(latents.dtype) + 1) / 2
+
+    def eps(self, latent: torch.Tensor, t: int, cond: Condition) -> torch.Tensor:
+        """The noise prediction eps(latent; t) of Eq. 4, in the latent's dtype."""
+        if cond.text.shape[0] != latent.shape[0]:
+            raise ValueError(
+                f"condition for {cond.text.shape[0]} images, latents for {latent.shape[0]}"
+            )
+        sample = latent.to(self.dtype)
+        text = cond.text.to(self.dtype)
+        with self._autocast():
+            residuals = {}
+            if self.controlnet is not None:
+                if cond.control_image is None:
+                    raise ValueError(f"backbone {self.name!r} needs a control image")
+                image = {}
+                if self.uses_image_embeddings:
+                    if cond.image_embeddings is None:
+                        raise ValueError(f"backbone {self.name!r} needs image embeddings")
+                    image = {"image_encoder_hidden_states": cond.image_embeddings.to(self.dtype)}
+                down, mid = self.controlnet(
+                    sample,
+                    t,
+                    encoder_hidden_states=text,
+                    controlnet_cond=cond.control_image.to(self.dtype),
+                    return_dict=False,
+                    **image,
+                )
+                residuals = {
+                    "down_block_additional_residuals": down,
+                    "mid_block_additional_residual": mid,
+                }
+            noise = self.unet(sample, t, encoder_hidden_states=text, return_dict=False, **residuals)
+        return noise[0].to(latent.dtype)
+
+
+# --- the real SD2-base networks ------------------------------------------------------------
+
+
+def load_strict(
+    model_class, folder, subfolder: str | None = None, ignore: re.Pattern | None = None, **kwargs
+):
+    """``model_class.from_pretrained`` that fails on missing, unexpected or mismatched keys.
+
+    ``ignore`` matches the only unexpected keys allowed (for example SeeSR's UNet image
+    attentions, see ``dlmap.diffusion.seesr``); how many were dropped is logged. Works for diffusers
+    and transformers models alike (both report loading info).
+    """
+    from diffusers.utils import logging as diffusers_logging
+
+    verbosity = diffusers_logging.get_verbosity()
+    if issubclass(model_class, ModelMixin):
+        kwargs.setdefault("low_cpu_mem_usage", False)  # the same checks with or without accelerate
+        diffusers_logging.set_verbosity_error()  # key problems are reported below, once
+    where = os.path.join(str(folder), subfolder or "")
+    try:
+        model, info = model_class.from_pretrained(
+            folder, subfolder=subfolder, output_loading_info=True, **kwargs
+        )
+    except RuntimeError as error:  # torch's load_state_dict: "size mismatch for KEY: ..."
+        lines = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
+        if not lines:
+            raise
+        shown = "; ".join(lines[:3]) + (f"; and {len(lines) - 3} more" if len(lines) > 3 else "")
+        raise WeightKeyError(f"{model_class.__name__} weights in {where}: {shown}") from error
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+    if ignore is not None:
+        dropped = [key for key in info.get("unexpected_keys") or [] if ignore.search(key)]
+        info["unexpected_keys"] = [k for k in info["unexpected_keys"] if k not in dropped]
+        if not dropped:
+            raise WeightKeyError(f"{where}: expected keys matching {ignore.pattern}, found none")
+        logger.info("%s: dropped %d keys matching %s", where, len(dropped), ignore.pattern)
+    problems = []
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
+        keys = info.get(kind) or []
+        if keys:
+            shown = ", ".join(str(k) for k in list(keys)[:5])
+            more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+            problems.append(f"{len(keys)} {kind.replace('_', ' ')} ({shown}{more})")
+    if problems:
+        raise WeightKeyError(
+            f"{model_class.__name__} weights in {where} do not match the network: "
+            + "; ".join(problems)
+        )
+    return model
+
+
+def encode_empty_prompt(folder) -> torch.Tensor:
+    """SD2's embedding of the empty prompt (1, 77, 1024), from its tokenizer and text encoder."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+    text_encoder = load_strict(CLIPTextModel, folder, "text_encoder")
+    ids = tokenizer(
+        "", padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
+    ).input_ids
+    with torch.no_grad():
+        return text_encoder(ids)[0]
+
+
+def load_backbone(
+    name: str,
+    sd2: str | os.PathLike | None = None,
+    controlnet: str | os.PathLike | None = None,
+    seesr: str | os.PathLike | None = None,
+    dape: str | os.PathLike | None = None,
+    ram: str | os.PathLike | None = None,
+    image_embedder_config: dict | None = None,
+    cache=None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    encode_mode: str = "sample",
+    autocast_dtype: torch.dtype | None = None,
+    seed: int = 0,
+    vae: str | os.PathLike | None = None,
+) -> Backbone:
+    """Build the backbone ``name`` (one of ``BACKBONES``).
+
+    Folders (each defaults to ``<cache>/<weights name>``, see ``dlmap.weights.cache``):
+    sd2: SD2-base in diffusers layout (or a cached hub id); controlnet: a diffusers
+    ControlNetModel for ``sd2-controlnet``; seesr: SeeSR's ``controlnet/`` and ``unet/``;
+    dape: the folder of ``DAPE.pth``; ram: the folder of ``ram_swin_large_14m.pth``.
+    image_embedder_config: the Swin's configuration (default ``dape.DAPE_SWIN_L``).
+    Every weight file is located before anything is loaded, so a missing file fails at once
+    with ``WeightsMissingError``. seed: initialisation of the tiny random networks only.
+    vae: for the tiny backbones, a folder with the VAE trained by ``dlmap train-vae``
+    (``dlmap.diffusion.tiny_vae``) to use instead of their random VAE.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if vae is not None and not name.startswith("tiny"):
+        raise ValueError(
+            f"a trained tiny VAE ({vae}) replaces the tiny backbones' random VAE; backbone "
+            f"{name!r} loads SD2's VAE"
+        )
+    if name.startswith("tiny"):
+        from dlmap.diffusion.tiny import tiny_backbone
+
+        kind = name.removeprefix("tiny-")
+        trained = None
+        if vae is not None:
+            from dlmap.diffusion.tiny_vae import load_trained_vae
+
+            trained = load_trained_vae(vae)
+        backbone = tiny_backbone(kind, seed=seed, dtype=dtype, encode_mode=encode_mode,
+                                 vae=trained)  # fmt: skip
+        backbone.autocast_dtype = autocast_dtype
+        if vae is not None:
+            folder = Path(vae).resolve()
+            files = sorted(p for p in folder.iterdir() if p.is_file())
+            backbone.provenance = {"tiny-vae": {
+                "folder": str(folder),
+                "sha256": {p.name: weights.sha256_of(p) for p in files},
+            }}  # fmt: skip
+        return backbone.to(device)
+    folders = {"sd2-base": weights.locate("sd2-base", sd2, cache)}
+    if name == "sd2-seesr":
+        folders["seesr"] = weights.locate("seesr", seesr, cache)
+        folders["ram-swin-large"] = weights.locate("ram-swin-large", ram, cache)
+        folders["dape"] = weights.locate("dape", dape, cache)
+        seesr_folder = folders["seesr"]
+        ram_file = folders["ram-swin-large"] / "ram_swin_large_14m.pth"
+        dape_file = folders["dape"] / "DAPE.pth"
+    elif name == "sd2-controlnet":
+        control_folder = folders["sd2-controlnet"] = weights.locate(
+            "sd2-controlnet", controlnet, cache
+        )
+    sd2_folder = folders["sd2-base"]
+    provenance = {
+        source: {"folder": str(folder), "sha256": weights.digests(source, folder, cache)}
+        for source, folder in folders.items()
+    }
+
+    vae = load_strict(AutoencoderKL, sd2_folder, "vae")
+    prompt = encode_empty_prompt(sd2_folder)
+    net, embedder = None, None
+    if name == "sd2-seesr":
+        from dlmap.diffusion.dape import load_image_embedder
+        from dlmap.diffusion.seesr import SEESR_UNET_EXTRA_KEYS, SeeSRControlNetModel
+
+        unet = load_strict(UNet2DConditionModel, seesr_folder, "unet", ignore=SEESR_UNET_EXTRA_KEYS)
+        net = load_strict(SeeSRControlNetModel, seesr_folder, "controlnet")
+        if not net.config.use_image_cross_attention:
+            raise WeightKeyError(
+                f"{seesr_folder / 'controlnet'}: use_image_cross_attention is off in its "
+                "config.json; this is not SeeSR's ControlNet"
+            )
+        embedder = load_image_embedder(ram_file, dape_file, image_embedder_config)
+    else:
+        unet = load_strict(UNet2DConditionModel, sd2_folder, "unet")
+        if name == "sd2-controlnet":
+            net = load_strict(ControlNetModel, control_folder)
+    backbone = Backbone(
+        name,
+        unet,
+        vae,
+        prompt,
+        net,
+        image_embedder=embedder,
+        encode_mode=encode_mode,
+        autocast_dtype=autocast_dtype,
+    )
+    backbone.provenance = provenance
+    return backbone.to(device=device, dtype=dtype)

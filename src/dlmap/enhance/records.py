@@ -1,0 +1,91 @@
+"""What an enhancement writes per input: NAME.x.png, NAME.y.png (the EDICT pair x*, y* of
+Alg. 1 line 13), NAME.json (trajectory, final scores, configuration, provenance) and,
+optionally, NAME.history.png. Shared by ``dlmap enhance`` and the workflow's chunk jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+import dlmap
+from dlmap import images
+from dlmap.priors.calibration import DEFAULT_SCALE, score_scale
+
+
+def output_paths(out: Path, stem: str) -> dict[str, Path]:
+    """The files written for the input named ``stem`` in folder ``out``."""
+    suffixes = {"x": ".x.png", "y": ".y.png", "plot": ".history.png", "json": ".json"}
+    return {key: Path(out) / f"{stem}{suffix}" for key, suffix in suffixes.items()}
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def select_problem(value, index: int):
+    """One problem's entries of a batched record (lists are indexed, the rest kept)."""
+    if isinstance(value, dict):
+        return {key: select_problem(item, index) for key, item in value.items()}
+    return value[index] if isinstance(value, list) else value
+
+
+def write_enhanced(
+    out: Path,
+    source: Path,
+    index: int,
+    result,
+    prior,
+    backbone,
+    seconds: float,
+    settings: dict,
+    plot: bool = False,
+    extra: dict | None = None,
+) -> dict:
+    """Write problem ``index`` of a ``SolveResult`` for input ``source`` into ``out``
+    (atomically, the JSON last, so a complete JSON means complete outputs); returns the
+    record. ``settings`` joins the solver's configuration; ``extra`` adds top-level keys."""
+    outputs = output_paths(out, Path(source).stem)
+    images.save_png_atomic(result.x[index], outputs["x"])
+    if result.y is not None:
+        images.save_png_atomic(result.y[index], outputs["y"])
+    reduced = bool(backbone is not None and backbone.reduced)
+    history = [select_problem(step, index) for step in result.history]
+    scale = score_scale(result.config.get("solver", {}).get("score_scale", DEFAULT_SCALE))
+    record = {
+        "input": str(source),
+        "input_sha256": sha256_file(source),
+        "outputs": {
+            key: path.name
+            for key, path in outputs.items()
+            if (key != "y" or result.y is not None) and (key != "plot" or plot)
+        },
+        "reduced": reduced,
+        "backbone": backbone.name if backbone is not None else None,
+        "weights": backbone.provenance if backbone is not None else {},
+        "prior": asdict(prior.info),
+        "config": {**result.config, **settings},
+        "score_scale": scale.as_dict(),  # every calibrated "score" below is on this scale
+        "history": [step for step in history if step.get("active", True)],
+        "final": select_problem(result.final, index),
+        "early_stop": select_problem(result.early_stop, index) if result.early_stop else None,
+        "seconds": seconds,
+        "versions": {
+            "dlmap": dlmap.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        **(extra or {}),
+    }
+    if plot:
+        from dlmap.figures import plots as figures
+
+        title = f"{Path(source).name}: {prior.info.display_name}"
+        figure = figures.plot_history(record, title=title, reduced=reduced)
+        images.write_bytes_atomic(outputs["plot"], figures.figure_png_bytes(figure))
+    images.write_text_atomic(json.dumps(record, indent=2) + "\n", outputs["json"])
+    return record

@@ -1,0 +1,431 @@
+"""Training MS-LIQE (paper Sec. V, Eqs. 25-27), one readable loop.
+
+Each batch item is a pair (x, y) of training images from one data set. Its label is binary,
+p(x, y) = 1 if MOS(x) >= MOS(y) else 0 (Eq. 25); the model's probability that x is better is
+Thurstone's with unit variance, p_w = Phi((q_w(x) - q_w(y)) / sqrt(2)) (Eq. 26); the loss is
+the fidelity loss 1 - sqrt(p p_w + eps) - sqrt((1 - p)(1 - p_w) + eps) (Eq. 27; the eps keeps
+the gradient finite at p_w = 0 or 1, 1e-8 as in LIQE and UNIQUE). AdamW (decoupled weight
+decay 1e-3), batch 48, lr 5e-6 with cosine annealing over all steps, 80 epochs: the paper's
+values, all in ``TrainConfig``.
+
+Batches follow LIQE's reference training (``pairing="per-dataset"``, the default): each step
+draws a sub-batch of ``batch_size // number of data sets`` images from every training data set
+(the paper's 48 over six sets: 8 each), forms every pair within each sub-batch, averages Eq. 27
+over each set's pairs and then over the sets, so every set weighs the same whatever its size;
+CLIP's logit scale is frozen (``freeze_logit_scale``) and images are flipped horizontally at
+random (``flip``). An epoch is as many steps as the largest set needs to show each of its
+images once; smaller sets are reshuffled and cycled. ``pairing="partner"`` is the earlier
+scheme: each training image once as x with a random partner y from its own set, all sets
+shuffled together, batch items of (x, y).
+
+The batches (and flips) of epoch e depend only on (seed, e), so a run resumed from the
+checkpoint of epoch e (model, optimiser, schedule) continues exactly as an uninterrupted one.
+
+Images are read from a manifest (``dlmap.data.manifests``' CSV: dataset, image, mos, split, ...),
+resized so the shorter side is ``image_size`` and centre-cropped (the paper's preprocessing,
+``dlmap.images.load_image``; recorded in the checkpoint); MS-LIQE takes its views from it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from dlmap.data.manifests import Entry, read_manifest_resolved
+from dlmap.images import load_image
+from dlmap.msliqe.model import MSLIQE, MSLIQEConfig
+
+SQRT2 = math.sqrt(2.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (paper values by default). ``init``: "openai" (OpenAI's CLIP
+    ViT-B/32 from the cache: ``dlmap weights fetch clip-vit-b-32``), "random" (training from
+    scratch: tests), or the path of a CLIP state dict."""
+
+    epochs: int = 80
+    batch_size: int = 48
+    lr: float = 5e-6
+    weight_decay: float = 1e-3
+    eps: float = 1e-8
+    seed: int = 0
+    image_size: int = 512
+    init: str = "openai"
+    workers: int = 0
+    model: MSLIQEConfig = field(default_factory=MSLIQEConfig)
+    pairing: str = "per-dataset"  # LIQE's sub-batch per data set; "partner": one pair per image
+    flip: bool = True  # random horizontal flips (LIQE)
+    freeze_logit_scale: bool = True  # CLIP's logit scale is not trained (LIQE)
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "image_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not self.lr > 0 or self.weight_decay < 0 or not self.eps > 0:
+            raise ValueError("lr and eps must be > 0 and weight_decay >= 0")
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
+
+
+PAIRINGS = ("per-dataset", "partner")
+
+
+# --- Eqs. 25-27 -------------------------------------------------------------------------------
+
+
+def pair_labels(mos_x: torch.Tensor, mos_y: torch.Tensor) -> torch.Tensor:
+    """Eq. 25: 1 where MOS(x) >= MOS(y), else 0."""
+    return (mos_x >= mos_y).to(mos_x.dtype)
+
+
+def thurstone_probability(q_x: torch.Tensor, q_y: torch.Tensor) -> torch.Tensor:
+    """Eq. 26: Phi((q_x - q_y) / sqrt(2)), the probability that x is judged better."""
+    z = (q_x - q_y) / SQRT2
+    return 0.5 * (1.0 + torch.erf(z / SQRT2))  # Phi(z) = (1 + erf(z / sqrt(2))) / 2
+
+
+def fidelity_loss(p: torch.Tensor, p_model: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Eq. 27 per pair, with eps inside the square roots (finite gradient at 0 and 1)."""
+    return 1.0 - torch.sqrt(p * p_model + eps) - torch.sqrt((1.0 - p) * (1.0 - p_model) + eps)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+class ImageSet(torch.utils.data.Dataset):
+    def __init__(self, items: list[Entry], size: int):
+        self.items, self.size = items, size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return load_image(self.items[index].image, self.size)  # shorter side, centre crop
+
+
+def epoch_pairs(items: list[Entry], seed: int, epoch: int) -> np.ndarray:
+    """(N, 2) indices into ``items``: each image once as x, a random partner y from the same
+    data set, all shuffled. Depends only on (seed, epoch)."""
+    rng = np.random.default_rng([seed, epoch])
+    pairs = []
+    for members in training_sets(items).values():
+        offsets = rng.integers(1, len(members), size=len(members))  # never the image itself
+        partners = members[(np.arange(len(members)) + offsets) % len(members)]
+        pairs.append(np.stack([members, partners], axis=1))
+    if not pairs:
+        raise ValueError("no data set has two training images to pair")
+    pairs = np.concatenate(pairs)
+    return pairs[rng.permutation(len(pairs))]
+
+
+def training_sets(items: list[Entry]) -> dict[str, np.ndarray]:
+    """Indices of each data set's training images (sets of fewer than two are left out)."""
+    by_set: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        by_set.setdefault(item.dataset, []).append(index)
+    return {name: np.array(by_set[name]) for name in sorted(by_set) if len(by_set[name]) > 1}
+
+
+def epoch_batches(items: list[Entry], batch_size: int, seed: int, epoch: int):
+    """LIQE's schedule: a list of steps, each a list of (index array) sub-batches, one per data
+    set, of ``batch_size // number of sets`` images (fewer if a set is smaller); the largest
+    set's images each appear once, smaller sets are reshuffled and cycled. Also returns the
+    flips, one bool per image per step. Depends only on (seed, epoch)."""
+    sets = training_sets(items)
+    if not sets:
+        raise ValueError("no data set has two training images to pair")
+    per_set = batch_size // len(sets)
+    if per_set < 2:
+        raise ValueError(
+            f"batch size {batch_size} gives the {len(sets)} training sets fewer than 2 images "
+            "each: no pairs to form"
+        )
+    rng = np.random.default_rng([seed, epoch])
+    sizes = {name: min(per_set, len(members)) for name, members in sets.items()}
+    steps = max(math.ceil(len(members) / sizes[name]) for name, members in sets.items())
+    streams = {name: _stream(members, steps, sizes[name], rng) for name, members in sets.items()}
+    batches = [[streams[name][step] for name in sets] for step in range(steps)]
+    flips = [rng.random(sum(len(part) for part in batch)) < 0.5 for batch in batches]
+    return batches, flips
+
+
+def _stream(members: np.ndarray, steps: int, size: int, rng) -> list[np.ndarray]:
+    """``steps`` sub-batches of ``size`` distinct members, walking through shuffled passes
+    over ``members`` (a member skipped to keep a sub-batch distinct comes next time)."""
+    pool: list[int] = []
+    rows = []
+    for _ in range(steps):
+        row: list[int] = []
+        while len(row) < size:
+            if all(member in row for member in pool):
+                pool += [int(m) for m in rng.permutation(members)]
+            position = next(k for k, member in enumerate(pool) if member not in row)
+            row.append(pool.pop(position))
+        rows.append(np.array(row))
+    return rows
+
+
+class StepSet(torch.utils.data.Dataset):
+    """One item per step of ``epoch_batches``: (images, MOS, sub-batch sizes)."""
+
+    def __init__(self, items: list[Entry], batches, flips, size: int, flip: bool):
+        self.images, self.items = ImageSet(items, size), items
+        self.batches, self.flips, self.flip = batches, flips, flip
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        indices = np.concatenate(self.batches[index])
+        images = []
+        for k, i in enumerate(indices):
+            image = self.images[int(i)]
+            flipped = self.flip and self.flips[index][k]
+            images.append(torch.flip(image, dims=[-1]) if flipped else image)
+        mos = torch.tensor([self.items[int(i)].mos for i in indices], dtype=torch.float32)
+        return torch.stack(images), mos, [len(part) for part in self.batches[index]]
+
+
+def per_dataset_loss(q: torch.Tensor, mos: torch.Tensor, sizes, eps: float) -> torch.Tensor:
+    """Eq. 27 over every pair within each sub-batch, averaged per data set, then over sets."""
+    losses, start = [], 0
+    for size in sizes:
+        q_set, mos_set = q[start : start + size], mos[start : start + size]
+        i, j = torch.triu_indices(size, size, offset=1, device=q.device)
+        p_model = thurstone_probability(q_set[i], q_set[j])
+        losses.append(fidelity_loss(pair_labels(mos_set[i], mos_set[j]), p_model, eps).mean())
+        start += size
+    return torch.stack(losses).mean()
+
+
+class PairSet(torch.utils.data.Dataset):
+    """Batch items of Eq. 25: (image x, image y, MOS x, MOS y) for index pairs."""
+
+    def __init__(self, items: list[Entry], pairs: np.ndarray, size: int):
+        self.images, self.items, self.pairs = ImageSet(items, size), items, pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int):
+        i, j = (int(k) for k in self.pairs[index])
+        mos = torch.tensor([self.items[i].mos, self.items[j].mos], dtype=torch.float32)
+        return self.images[i], self.images[j], mos
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+LAST = "last.pt"  # full state after the latest epoch (model, optimiser, schedule, history)
+FINAL = "ms_liqe.pt"  # the trained CLIP and its MS-LIQE config: what the prior loads
+
+
+def initial_model(config: TrainConfig, cache=None) -> MSLIQE:
+    """MS-LIQE at the start of training, from ``config.init`` (see ``TrainConfig``)."""
+    torch.manual_seed(config.seed)
+    if config.init == "random":
+        return MSLIQE.from_config(config.model)
+    if config.init == "openai":
+        return MSLIQE.from_config(config.model, openai_clip_state(cache))
+    return MSLIQE.from_config(config.model, config.init)
+
+
+def openai_clip_state(cache=None) -> dict:
+    """OpenAI's CLIP ViT-B/32 as an open_clip state dict, from the dlmap cache."""
+    import open_clip
+
+    from dlmap.weights import cache as weights
+    from dlmap.weights import downloads
+
+    downloads.require("clip-vit-b-32", cache)
+    (file,) = downloads.files("clip-vit-b-32")
+    path = weights.cache_dir(cache) / file.path
+    return open_clip.load_openai_model(str(path), precision="fp32", device="cpu").state_dict()
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    return json.loads(json.dumps(asdict(config)))
+
+
+def train(
+    config: TrainConfig,
+    manifest: str | os.PathLike,
+    out: str | os.PathLike,
+    resume: bool = False,
+    stop_after: int | None = None,
+    cache=None,
+    quiet: bool = False,
+) -> list[dict]:
+    """Train MS-LIQE on the manifest's ``train`` split, validating on its ``val`` split after
+    every epoch; writes ``out/metrics.csv`` (and its plot ``metrics.png``) and ``out/last.pt``
+    every epoch, and ``out/ms_liqe.pt``
+    at the end. ``resume`` continues from ``out/last.pt`` (same config required);
+    ``stop_after`` ends this run after that many epochs (a time-limited job). Returns the
+    per-epoch metrics."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    items = read_manifest_resolved(manifest)
+    training = [item for item in items if item.split == "train"]
+    validation = [item for item in items if item.split == "val"]
+    if not training:
+        raise ValueError(f"manifest {manifest}: no images in the 'train' split")
+    if config.pairing == "per-dataset":
+        steps_per_epoch = len(epoch_batches(training, config.batch_size, config.seed, 0)[0])
+    else:
+        pairs = epoch_pairs(training, config.seed, 0)
+        steps_per_epoch = math.ceil(len(pairs) / config.batch_size)
+
+    model = initial_model(config, cache) if not resume else MSLIQE.from_config(config.model)
+    model.requires_grad_(True).train()
+    if config.freeze_logit_scale:
+        model.clip.logit_scale.requires_grad_(False)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+    )
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(  # per step, to 0 at the end
+        optimizer, T_max=config.epochs * steps_per_epoch
+    )
+    history, start = [], 0
+    if resume:
+        state = torch.load(out / LAST, map_location="cpu", weights_only=True)
+        if state["config"] != config_to_dict(config):
+            raise ValueError(f"{out / LAST} was written with another configuration; cannot resume")
+        model.clip.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history, start = state["history"], state["epoch"] + 1
+
+    end = config.epochs if stop_after is None else min(config.epochs, start + stop_after)
+    for epoch in range(start, end):
+        loader = _epoch_loader(training, config, epoch)
+        losses = []
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=quiet)
+        for batch in bar:
+            if config.pairing == "per-dataset":
+                images, mos, sizes = batch
+                loss = per_dataset_loss(model(images), mos, sizes, config.eps)
+            else:
+                x, y, mos = batch
+                q = model(torch.cat([x, y]))
+                p_model = thurstone_probability(q[: len(x)], q[len(x) :])
+                labels = pair_labels(mos[:, 0], mos[:, 1])
+                loss = fidelity_loss(labels, p_model, config.eps).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        row = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "loss": float(np.mean(losses)),
+        }
+        for name, result in validate(model, validation, config).items():
+            row.update({f"{name}_srcc": result["srcc"], f"{name}_plcc": result["plcc_raw"]})
+        history.append(row)
+        _write_metrics(history, out / "metrics.csv")
+        _plot(history, out / "metrics.png")
+        state = {
+            "config": config_to_dict(config),
+            "epoch": epoch,
+            "model": model.clip.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "history": history,
+        }
+        _save_atomic(state, out / LAST)
+        if not quiet:
+            print(
+                ", ".join(
+                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+                )
+            )
+    if end == config.epochs:
+        final = {
+            "state_dict": model.clip.state_dict(),
+            "config": config_to_dict(config)["model"],
+            "history": history,
+        }
+        _save_atomic(final, out / FINAL)
+    return history
+
+
+def _epoch_loader(training: list[Entry], config: TrainConfig, epoch: int):
+    """The batches of one epoch under ``config.pairing`` (see the module docstring)."""
+    if config.pairing == "per-dataset":
+        batches, flips = epoch_batches(training, config.batch_size, config.seed, epoch)
+        steps = StepSet(training, batches, flips, config.image_size, config.flip)
+        return torch.utils.data.DataLoader(
+            steps, batch_size=None, num_workers=config.workers, collate_fn=_as_is
+        )
+    pairs = PairSet(training, epoch_pairs(training, config.seed, epoch), config.image_size)
+    return torch.utils.data.DataLoader(
+        pairs, batch_size=config.batch_size, num_workers=config.workers
+    )
+
+
+def _as_is(item):
+    return item
+
+
+def can_resume(out: str | os.PathLike, config: TrainConfig) -> bool:
+    """Whether ``out/last.pt`` exists and was written with ``config`` (so ``train`` can resume)."""
+    path = Path(out) / LAST
+    if not path.is_file():
+        return False
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("config") == config_to_dict(config)
+
+
+def validate(model: MSLIQE, items: list[Entry], config: TrainConfig) -> dict[str, dict]:
+    """SRCC/PLCC of the model on each data set's validation images."""
+    from dlmap.priors.evaluation import correlations
+
+    results = {}
+    for name in sorted({item.dataset for item in items}):
+        chosen = [item for item in items if item.dataset == name]
+        scores = predict(model, chosen, config)
+        results[name] = correlations(scores, [item.mos for item in chosen])
+    return results
+
+
+@torch.no_grad()
+def predict(model: MSLIQE, items: list[Entry], config: TrainConfig) -> list[float]:
+    loader = torch.utils.data.DataLoader(
+        ImageSet(items, config.image_size), batch_size=config.batch_size, num_workers=config.workers
+    )
+    model.eval()
+    scores = [score for images in loader for score in model(images).tolist()]
+    model.train()
+    return scores
+
+
+def _write_metrics(history: list[dict], path: Path) -> None:
+    from dlmap.priors.evaluation import write_rows
+
+    first = ["epoch", "lr", "loss"]
+    columns = first + sorted({key for row in history for key in row} - set(first))
+    write_rows([{key: row.get(key, "") for key in columns} for row in history], path)
+
+
+def _plot(history: list[dict], path: Path) -> None:
+    from dlmap.figures.plots import figure_png_bytes, plot_training
+    from dlmap.images import write_bytes_atomic
+
+    write_bytes_atomic(path, figure_png_bytes(plot_training(history)))
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.part")
+    torch.save(state, temporary)
+    os.replace(temporary, path)

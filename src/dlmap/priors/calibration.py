@@ -1,0 +1,158 @@
+"""The four-parameter logistic of paper Eq. 21, in its increasing form.
+
+Eq. 21 as printed, (xi1 - xi2) / (1 + exp((q - xi3)/|xi4|)) + xi2, decreases with q (a sign
+typo: a better raw score must map to a better calibrated score). We use
+
+    q_xi(q) = (xi1 - xi2) / (1 + exp(-(q - xi3) / |xi4|)) + xi2,   xi2 = 0,
+
+so calibrated scores lie in (0, xi1), higher is better. Scores of lower-is-better models (NIQE)
+are negated before the logistic, so their xi3 is given on the negated scale.
+
+The maximum xi1 fixes what lambda means in Eq. 17, so it is a named, recorded setting
+(``SCORE_SCALES``): ``"authors"`` (xi1 = 100, the default) is the 0-100 scale of the authors'
+public code (their mapping maps to 0-100 and their MAP script stops at a calibrated 90);
+``"printed"`` (xi1 = 1) is Eq. 21 as the paper prints it. With the printed scale the prior term
+lambda q of Eq. 17 is at most 0.01 at lambda = 0.01 while D0 (Eq. 20) is of order 1, so the prior
+barely acts; the paper says lambda = 0.01 "balances the magnitudes" of the two terms, which holds
+on the 0-100 scale. That reading is our inference, not something the paper states (see the
+README, "What the paper leaves open"). xi3 and |xi4| do not depend on xi1: a fit to MOS in
+[0, 1] serves both scales.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+XI1, XI2 = 1.0, 0.0  # maximum and minimum of the calibrated score as printed (Sec. IV)
+
+
+@dataclass(frozen=True)
+class ScoreScale:
+    """A named choice of Eq. 21's maximum xi1 (xi2 = 0): calibrated scores lie in (0, xi1)."""
+
+    name: str
+    xi1: float
+    description: str
+
+    @property
+    def label(self) -> str:
+        """How scores on this scale are labelled next to their values: "0-100"."""
+        return f"0-{self.xi1:g}"
+
+    @property
+    def default_stop(self) -> float:
+        """The early-stopping threshold of the authors' MAP script (90 of 100), on this scale."""
+        return STOP_FRACTION * self.xi1
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "xi1": self.xi1, "range": [XI2, self.xi1]}
+
+
+STOP_FRACTION = 0.9  # the authors' MAP script stops once the calibrated score reaches 90/100
+SCORE_SCALES = {
+    "authors": ScoreScale("authors", 100.0, "the authors' public code: 0-100 (xi1 = 100)"),
+    "printed": ScoreScale("printed", 1.0, "Eq. 21 as printed: 0-1 (xi1 = 1)"),
+}
+DEFAULT_SCALE = "authors"
+
+
+def score_scale(name: str) -> ScoreScale:
+    """The ``ScoreScale`` named ``name``; ValueError naming the known ones otherwise."""
+    if name not in SCORE_SCALES:
+        raise ValueError(f"score scale must be one of {', '.join(SCORE_SCALES)}, got {name!r}")
+    return SCORE_SCALES[name]
+
+
+def logistic(q: torch.Tensor, xi3: float, xi4: float, xi1: float = XI1, xi2: float = XI2):
+    """Eq. 21 (increasing form): raw score q -> calibrated score in (xi2, xi1)."""
+    if xi4 == 0:
+        raise ValueError("Eq. 21 needs xi4 != 0 (it is the logistic's scale)")
+    return (xi1 - xi2) * torch.sigmoid((q - xi3) / abs(xi4)) + xi2
+
+
+def calibrate(
+    raw: torch.Tensor, xi3: float, xi4: float, higher_is_better: bool = True, xi1: float = XI1
+):
+    """Calibrated score of raw model outputs: negate lower-is-better scores, then Eq. 21 with
+    maximum ``xi1`` (``ScoreScale.xi1``; the printed 1 unless given)."""
+    oriented = raw if higher_is_better else -raw
+    return logistic(oriented, xi3, xi4, xi1=xi1)
+
+
+# --- fitting xi3 and |xi4| to opinion scores -----------------------------------------------
+
+CALIBRATION_FOLDER = "calibration"
+
+
+@dataclass(frozen=True)
+class LogisticFit:
+    """Eq. 21 constants fitted to (raw score, MOS in [0, 1]) pairs, with the agreement of the
+    raw and calibrated scores with MOS (SRCC is the same for both: the logistic is monotone)."""
+
+    xi3: float
+    xi4: float
+    count: int
+    srcc: float
+    plcc_raw: float
+    plcc_calibrated: float
+    source: str = ""
+
+
+def fit_logistic(raw, mos, higher_is_better: bool = True, source: str = "") -> LogisticFit:
+    """Least-squares fit of the increasing Eq. 21 (xi1 = 1, xi2 = 0) to MOS normalised to
+    [0, 1]; lower-is-better raw scores are negated first, as ``calibrate`` does."""
+    from scipy import optimize, stats
+
+    raw, mos = np.asarray(raw, dtype=np.float64), np.asarray(mos, dtype=np.float64)
+    if raw.shape != mos.shape or raw.ndim != 1:
+        raise ValueError("raw scores and MOS must be two 1-D sequences of the same length")
+    if len(raw) < 4 or not (np.isfinite(raw).all() and np.isfinite(mos).all()):
+        raise ValueError(f"need at least 4 finite (score, MOS) pairs, got {len(raw)}")
+    if mos.min() < 0 or mos.max() > 1:
+        raise ValueError(f"MOS must be normalised to [0, 1], got {mos.min():g} to {mos.max():g}")
+    if np.ptp(raw) == 0:
+        raise ValueError("all raw scores are equal: nothing to fit")
+    oriented = raw if higher_is_better else -raw
+
+    def curve(q, xi3, xi4):
+        return 1.0 / (1.0 + np.exp(-(q - xi3) / abs(xi4)))
+
+    start = (float(np.median(oriented)), float(np.std(oriented)) or 1.0)
+    (xi3, xi4), _ = optimize.curve_fit(curve, oriented, mos, p0=start, maxfev=20000)
+    return LogisticFit(
+        xi3=float(xi3),
+        xi4=float(abs(xi4)),
+        count=len(raw),
+        srcc=float(stats.spearmanr(oriented, mos)[0]),
+        plcc_raw=float(stats.pearsonr(oriented, mos)[0]),
+        plcc_calibrated=float(stats.pearsonr(curve(oriented, xi3, xi4), mos)[0]),
+        source=source,
+    )
+
+
+def constants_path(name: str, cache=None) -> Path:
+    """Where fitted constants of prior ``name`` live: <cache>/calibration/<name>.json."""
+    from dlmap.weights.cache import cache_dir
+
+    return cache_dir(cache) / CALIBRATION_FOLDER / f"{name}.json"
+
+
+def save_constants(name: str, fit: LogisticFit, cache=None) -> Path:
+    path = constants_path(name, cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.part")
+    temporary.write_text(json.dumps(asdict(fit), indent=2) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
+def load_constants(name: str, cache=None) -> LogisticFit | None:
+    """The fitted constants of prior ``name``, or None when none were fitted."""
+    path = constants_path(name, cache)
+    return LogisticFit(**json.loads(path.read_text())) if path.is_file() else None

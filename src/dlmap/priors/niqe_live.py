@@ -1,0 +1,249 @@
+"""LIVE's NIQE pristine model: recognised by its numbers, fetched from PyPI or pyiqa's hub copy.
+
+NIQE's reference pristine model is the Gaussian (mu, Sigma) that LIVE publishes as
+``modelparameters.mat`` with NIQE's MATLAB code (Mittal et al. 2013). It reaches a machine in
+one of two ways, both used by ``dlmap weights fetch niqe`` (the first that works wins):
+
+1. basicsr's source distribution on PyPI (``basicsr-1.4.2.tar.gz``) carries the same mu and
+   Sigma as ``basicsr/metrics/niqe_pris_params.npz``. The archive's sha256 comes from PyPI's
+   index (PEP 691) and is checked; only that one member is read, nothing is installed or run.
+   Wherever pip works, this works.
+2. pyiqa's copy of ``modelparameters.mat`` on the Hugging Face hub.
+
+Whatever the source, and for any file a user places in the cache, the model counts as LIVE's
+only if its numbers are LIVE's: ``LIVE_FINGERPRINT`` holds five summaries of LIVE's mu and
+Sigma (computed by dlmap, not copied from anywhere) and a model matches when all five agree to
+1e-6 relative. A file name proves nothing. The fetched model is written in pyiqa's layout to
+``<cache>/niqe/modelparameters.mat`` with its provenance, and its sha256 is recorded in the
+cache's manifest like every other weight file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from dlmap.weights import cache as weights
+
+MODEL_FILE = "niqe/modelparameters.mat"  # relative to the dlmap cache
+
+# sum(mu), mu . w, trace(Sigma), w' Sigma w, ||Sigma||_F with w_i = cos(i), i = 0..35,
+# computed from LIVE's model (equal in LIVE's modelparameters.mat and basicsr's npz).
+LIVE_FINGERPRINT = (
+    17.32876552816881,
+    5.951996355050821,
+    1.6309188316421013,
+    1.2989656440767248,
+    1.1974770225375395,
+)
+FINGERPRINT_RTOL = 1e-6
+
+PYPI_INDEX = os.environ.get("DLMAP_PYPI_INDEX", "https://pypi.org/simple")
+
+
+@dataclass(frozen=True)
+class SdistMember:
+    """One file inside a source distribution on a PyPI index."""
+
+    project: str
+    version: str
+    member: str  # path inside the archive, below its top folder
+
+    @property
+    def filename(self) -> str:
+        return f"{self.project}-{self.version}.tar.gz"
+
+    def describe(self) -> str:
+        return f"{self.member} in {self.filename} (PyPI: {self.project}=={self.version})"
+
+
+BASICSR_SDIST = SdistMember("basicsr", "1.4.2", "basicsr/metrics/niqe_pris_params.npz")
+
+
+class NotLiveModelError(ValueError):
+    """A model file that claims, or was expected, to be LIVE's but whose numbers are not."""
+
+
+def fingerprint(mu, cov) -> np.ndarray:
+    """The five summaries ``LIVE_FINGERPRINT`` holds, for any 36-dim (mu, Sigma)."""
+    mu = np.ravel(np.asarray(mu, dtype=np.float64))
+    cov = np.asarray(cov, dtype=np.float64)
+    w = np.cos(np.arange(mu.size, dtype=np.float64))
+    return np.array([mu.sum(), mu @ w, np.trace(cov), w @ cov @ w, np.linalg.norm(cov)])
+
+
+def is_live_model(mu, cov) -> bool:
+    """Whether (mu, Sigma) are LIVE's pristine model, to float tolerance."""
+    mu, cov = np.ravel(np.asarray(mu)), np.asarray(cov)
+    if mu.shape != (36,) or cov.shape != (36, 36):
+        return False
+    return bool(np.allclose(fingerprint(mu, cov), LIVE_FINGERPRINT, rtol=FINGERPRINT_RTOL, atol=0))
+
+
+def read_model(path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(mu (36,), Sigma (36, 36), other fields) of a pristine model in pyiqa's .mat layout
+    (``mu_prisparam``, ``cov_prisparam``) or basicsr's .npz layout (``mu_pris_param``,
+    ``cov_pris_param``); a clear ``ValueError`` for anything else."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                fields = {key: data[key] for key in data.files}
+            keys = ("mu_pris_param", "cov_pris_param")
+        else:
+            fields = {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
+            keys = ("mu_prisparam", "cov_prisparam")
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any parse failure of an outside file is one error
+        raise ValueError(f"{path}: not a readable NIQE pristine model ({error})") from None
+    missing = [key for key in keys if key not in fields]
+    if missing:
+        raise ValueError(f"{path}: a NIQE pristine model needs {', '.join(keys)}; lacks {missing}")
+    mu = np.ravel(np.asarray(fields.pop(keys[0]), dtype=np.float64))
+    cov = np.asarray(fields.pop(keys[1]), dtype=np.float64)
+    if mu.shape != (36,) or cov.shape != (36, 36):
+        raise ValueError(
+            f"{path}: NIQE's pristine model is a 36-dim Gaussian; got mu {mu.shape}, "
+            f"Sigma {cov.shape}"
+        )
+    if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(cov))):
+        raise ValueError(f"{path}: the pristine model holds non-finite numbers")
+    return mu, cov, fields
+
+
+def write_model(path, mu, cov, **metadata) -> Path:
+    """Write (mu, Sigma) atomically in the .mat layout pyiqa's NIQE reads, with metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    contents = {
+        "mu_prisparam": np.asarray(mu, dtype=np.float64).reshape(1, -1),
+        "cov_prisparam": np.asarray(cov, dtype=np.float64),
+        **metadata,
+    }
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".mat.tmp")
+    os.close(handle)
+    try:
+        scipy.io.savemat(temporary, contents)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from a shared cache's users
+        os.replace(temporary, path)  # atomic: a concurrent reader never sees half a file
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def sdist_location(source: SdistMember, index: str | None = None) -> tuple[str, str]:
+    """(URL, sha256) of ``source``'s archive, as the index's JSON API (PEP 691) lists it."""
+    index = (index or PYPI_INDEX).rstrip("/")
+    request = urllib.request.Request(
+        f"{index}/{source.project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        listing = json.load(response)
+    files = listing.get("files") if isinstance(listing, dict) else None
+    if not isinstance(files, list):
+        raise ValueError(f"{index}/{source.project}/: not a PEP 691 listing (no 'files' list)")
+    for entry in files:
+        if not isinstance(entry, dict) or entry.get("filename") != source.filename:
+            continue
+        hashes, url = entry.get("hashes"), entry.get("url")
+        digest = hashes.get("sha256") if isinstance(hashes, dict) else None
+        if not isinstance(url, str) or not url:
+            raise ValueError(f"{index} lists {source.filename} without a URL")
+        if not isinstance(digest, str) or not digest:
+            raise weights.ChecksumError(f"{index} lists {source.filename} without a sha256")
+        return urllib.request.urljoin(f"{index}/{source.project}/", url), digest
+    raise FileNotFoundError(f"{index}/{source.project}/ does not list {source.filename}")
+
+
+def read_sdist_member(archive, source: SdistMember) -> bytes:
+    """The bytes of ``source.member`` inside a .tar.gz, read without extracting anything."""
+    wanted = f"{source.project}-{source.version}/{source.member}"
+    with tarfile.open(archive, "r:gz") as tar:
+        try:
+            member = tar.getmember(wanted)
+        except KeyError:
+            raise FileNotFoundError(f"{archive} has no {wanted}") from None
+        if not member.isfile():
+            raise FileNotFoundError(f"{archive}: {wanted} is not a regular file")
+        return tar.extractfile(member).read()
+
+
+def _download(url: str, target: Path) -> None:
+    import torch
+
+    torch.hub.download_url_to_file(url, str(target), progress=False)
+
+
+def from_pypi(source: SdistMember = BASICSR_SDIST, index: str | None = None):
+    """(mu, Sigma, provenance) from a PyPI source distribution, its sha256 checked."""
+    url, published = sdist_location(source, index)
+    with tempfile.TemporaryDirectory() as folder:
+        archive = Path(folder) / source.filename
+        _download(url, archive)
+        digest = weights.sha256_of(archive)
+        if digest != published:
+            raise weights.ChecksumError(
+                f"{source.filename}: sha256 {digest} differs from the {published} the index "
+                f"publishes for {url}"
+            )
+        member = Path(folder) / Path(source.member).name
+        member.write_bytes(read_sdist_member(archive, source))
+        mu, cov, _ = read_model(member)
+    return mu, cov, f"{source.describe()}, archive sha256 {digest}, from {url}"
+
+
+def from_hub():
+    """(mu, Sigma, provenance) from pyiqa's hub copy of LIVE's modelparameters.mat."""
+    from pyiqa.archs.niqe_arch import default_model_urls
+
+    url = default_model_urls["url"]
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "modelparameters.mat"
+        _download(url, target)
+        digest = weights.sha256_of(target)
+        mu, cov, _ = read_model(target)
+    return mu, cov, f"{url} (sha256 {digest})"
+
+
+SOURCES = (("PyPI", from_pypi), ("Hugging Face hub", from_hub))
+
+
+def fetch(cache=None, sources=SOURCES) -> list[Path]:
+    """Place LIVE's model at ``<cache>/niqe/modelparameters.mat`` from the first source that
+    works; the numbers must be LIVE's. Returns the placed paths (none if already there)."""
+    target = weights.cache_dir(cache) / MODEL_FILE
+    if target.is_file():
+        mu, cov, _ = read_model(target)
+        if not is_live_model(mu, cov):
+            raise NotLiveModelError(
+                f"{target} is not LIVE's NIQE model (its numbers differ); move it away and "
+                "fetch again, or pass it as a custom model"
+            )
+        return []
+    failures = []
+    for label, source in sources:
+        try:
+            mu, cov, provenance = source()
+        except (OSError, ValueError, tarfile.TarError, weights.ChecksumError) as error:
+            failures.append(f"{label}: {error}")
+            continue
+        if not is_live_model(mu, cov):
+            failures.append(f"{label}: {provenance} holds another model than LIVE's")
+            continue
+        write_model(target, mu, cov, source=provenance, model="LIVE NIQE pristine model")
+        return [target]
+    raise weights.WeightsMissingError(
+        "LIVE's NIQE pristine model could not be fetched: " + "; ".join(failures) + ". Offline, "
+        f"place LIVE's modelparameters.mat at {target} (it is recognised by its numbers), or "
+        "use the fitted fallback (NIQE model 'fitted')"
+    )
