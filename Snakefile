@@ -3,6 +3,7 @@
 #   snakemake --profile slurm                                           (the paper, config.yaml)
 # A --configfile replaces config.yaml wholesale (presets are complete), and every config is
 # validated against workflow/schemas/config.schema.yaml before any job runs.
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -13,6 +14,11 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
+if "encode" in (config.get("edict") or {}):
+    raise WorkflowError(
+        "config: edict.encode has moved: encode is a backbone setting; write it at the top "
+        "level, beside backbone (encode: sample or mean)"
+    )
 validate(config, "workflow/schemas/config.schema.yaml")
 
 report: "workflow/report/workflow.rst"

@@ -170,3 +170,21 @@ def test_same_seed_same_files_and_the_seed_matters(tmp_path, good_png, capsys):
         assert code == 0, err
         outputs[run_name] = (out / "astronaut.x.png").read_bytes()
     assert outputs["a"] == outputs["b"] and outputs["a"] != outputs["c"]
+
+
+def test_errors_map_to_exit_codes_in_one_place_and_bugs_are_not_usage_errors(monkeypatch, capsys):
+    from dlmap.cli import compare, main
+    from dlmap.errors import DlmapError, InputError, UsageError
+    from dlmap.weights.cache import WeightsMissingError
+
+    for error, code in ((UsageError("bad option"), 2), (InputError("bad file"), 2),
+                        (WeightsMissingError("no weights"), 1)):  # fmt: skip
+        assert isinstance(error, DlmapError)
+        monkeypatch.setitem(
+            compare.HANDLERS, "report", lambda args, e=error: (_ for _ in ()).throw(e)
+        )
+        assert main.main(["report", "x.csv", "--out", "o"]) == code
+        assert capsys.readouterr().err.strip() == f"dlmap: error: {error}"
+    monkeypatch.setitem(compare.HANDLERS, "report", lambda args: int("not a number"))
+    with pytest.raises(ValueError, match="invalid literal"):  # a bug: its traceback, not exit 2
+        main.main(["report", "x.csv", "--out", "o"])

@@ -165,6 +165,13 @@ def test_a_resumed_run_continues_exactly_as_an_uninterrupted_one(small_synthetic
     assert msliqe_train.can_resume(tmp_path / "parts", config)
     assert not msliqe_train.can_resume(tmp_path / "parts", changed)  # the workflow starts anew
     assert not msliqe_train.can_resume(tmp_path / "nowhere", config)
+    # a rerun of a finished run (the workflow deletes a job's outputs first) writes them again
+    outputs = [tmp_path / "parts" / name for name in (msliqe_train.FINAL, "metrics.csv",
+                                                       "metrics.png")]  # fmt: skip
+    for path in outputs:
+        path.unlink()
+    again = msliqe_train.train(config, small_synthetic, tmp_path / "parts", resume=True, quiet=True)
+    assert again == resumed and all(path.is_file() for path in outputs)
 
 
 @pytest.mark.parametrize(

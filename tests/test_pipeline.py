@@ -80,8 +80,9 @@ def test_a_chunk_job_from_the_stored_inversion_equals_a_solve_of_its_own(chunk, 
     )
     assert [r["config"]["inversion"] for r in written] == [str(store)] * 2
     batch = pipeline.load_batch(chunk, 64, "cpu", "float32")
-    alone = solver.map_solve(TINY.load(), prior, batch, solver.SolverConfig(**SOLVER),
-                             pipeline.edict_config(EDICT), seeds=[4, 4], quiet=True)  # fmt: skip
+    alone = solver.map_solve(pipeline.load_backbone(TINY), prior, batch,
+                             solver.SolverConfig(**SOLVER), pipeline.edict_config(EDICT),
+                             seeds=[4, 4], quiet=True)  # fmt: skip
     for index, path in enumerate(chunk):
         ours = images.load_image(tmp_path / "out" / f"{path.stem}.x.png", size=None)
         reference = torch.from_numpy(images.to_uint8(alone.x[index])).permute(2, 0, 1) / 255

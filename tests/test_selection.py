@@ -118,7 +118,7 @@ def _fake_candidates(enhancers: int, images: int) -> selection.Candidates:
 
 
 def test_eight_enhancers_give_28_pairs_of_20_images():
-    """DESIGN.md's reading of the paper's "KN(N-1)": K * N(N-1)/2 = 20 * 28 = 560."""
+    """The paper's "KN(N-1)" read as K * N(N-1)/2 (docs/compare.md): 20 * 28 = 560."""
     rng = np.random.default_rng(4)
     candidates = _fake_candidates(8, 30)
     d1 = rng.uniform(0, 1, (28, 30))

@@ -77,6 +77,7 @@ def test_the_paper_config_builds_the_whole_dag_without_weights_or_data(tmp_path)
         ({"priros": ["niqe"]}, "priros"),
         ({"solver.iters": "forty"}, "forty"),
         ({"edict.order": "sideways"}, "sideways"),
+        ({"edict.encode": "sample"}, "encode is a backbone setting"),
         ({"comparisons.models.enhancers": ["niqe"]}, "enhancers"),
     ],
 )

@@ -1,5 +1,26 @@
-"""Errors shared by the command-line modules (kept free of heavy imports)."""
+"""The errors dlmap raises on purpose, and the exit code each maps to (kept free of imports).
+
+Every dlmap error subclasses ``DlmapError`` (and, for callers that catch them so, the builtin
+error it always was: ``ValueError`` for bad input, ``RuntimeError`` for a failure). The
+command line maps a ``DlmapError`` to its ``exit_code`` in one place
+(``dlmap.cli.main.main``); any other exception is a bug and is shown with its traceback,
+never reported as bad usage.
+"""
 
 
-class UsageError(ValueError):
+class DlmapError(Exception):
+    """Base of every error dlmap raises on purpose; ``exit_code``: 1 run-time failure."""
+
+    exit_code = 1
+
+
+class UsageError(DlmapError, ValueError):
     """A bad argument or input: reported in one line, exit code 2."""
+
+    exit_code = 2
+
+
+class InputError(DlmapError, ValueError):
+    """A bad input file or value handed to the library (exit code 2 on the command line)."""
+
+    exit_code = 2

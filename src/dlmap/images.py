@@ -28,13 +28,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from dlmap.errors import InputError
+
 _GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")
 _ALPHA_MODES = ("LA", "RGBA", "PA")
 _CONVERT_MODES = ("YCbCr", "LAB", "HSV", "RGBX")
 _BOMB_RE = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An input could not be read as an image; message is ``"{path}: {reason}"``."""
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:

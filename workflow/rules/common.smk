@@ -68,7 +68,7 @@ def prior_solver(prior):
 
 
 def edict_values():
-    return {k: v for k, v in config["edict"].items() if k != "encode"}
+    return dict(config["edict"])
 
 
 def tiny_vae_dir(backbone):
@@ -90,7 +90,7 @@ def backbone_settings(name=None):
         device=config["device"],
         dtype=config["dtype"],
         autocast=config["autocast"],
-        encode=config["edict"]["encode"],
+        encode=config["encode"],
         cache=config["cache"],
         vae=tiny_vae_dir(name),
     )

@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from dlmap.cli.main import add_command
 from dlmap.errors import UsageError
 
 
 def add_compare_parsers(commands) -> None:
-    simulate = commands.add_parser(
-        "simulate", help="simulated 2AFC observers on selected pairs (tests, demos; not results)"
-    )
+    simulate = add_command(commands, "simulate")
     simulate.add_argument("--pairs", required=True, type=Path, help="dlmap select's PAIRS.csv")
     simulate.add_argument("--out", required=True, type=Path, help="folder for the counts")
     simulate.add_argument(
@@ -25,7 +24,7 @@ def add_compare_parsers(commands) -> None:
     simulate.add_argument("--sigma", type=float, default=1.0484)
     simulate.add_argument("--seed", type=int, default=0)
 
-    report = commands.add_parser("report", help="ranking figure and tables, Table I's ranks")
+    report = add_command(commands, "report")
     report.add_argument("scores", type=Path, help="dlmap rank's SCORES.csv")
     report.add_argument("--out", required=True, type=Path, help="prefix: PREFIX.png/.pdf/.md")
     report.add_argument("--srcc", type=Path, nargs="*", default=[], help="dlmap evaluate CSVs")
@@ -124,3 +123,10 @@ def _number(text: str, path: Path) -> float:
         return float(text)
     except ValueError as error:
         raise UsageError(f"{path}: {text!r} is not a number") from error
+
+
+def add_parsers(commands) -> None:
+    add_compare_parsers(commands)
+
+
+HANDLERS = {"simulate": simulate_command, "report": report_command}

@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from dlmap.cli.main import add_command
 from dlmap.data import manifests as datasets
 from dlmap.data import sources
 from dlmap.errors import UsageError
@@ -21,7 +22,7 @@ _ROOT_HELP = f"data root (default: ${sources.DATA_ENV}, else ~/.cache/dlmap/data
 def add_data_parser(commands) -> argparse.ArgumentParser:
     """Add ``data`` and its subcommands to an argparse subparsers object; returns its parser."""
     known = ", ".join(sources.SETS)
-    data = commands.add_parser("data", help="fetch, check and index the IQA data sets")
+    data = add_command(commands, "data")
     sub = data.add_subparsers(dest="data_command", required=True)
 
     fetch = sub.add_parser(
@@ -133,3 +134,10 @@ def _synthetic(args) -> int:
     splits = ", ".join(f"{split} {counts[split]}" for split in datasets.SPLITS)
     print(f"wrote a synthetic IQA set ({splits}; MOS = 1 - level / 6) to {manifest}")
     return 0
+
+
+def add_parsers(commands) -> None:
+    add_data_parser(commands)
+
+
+HANDLERS = {"data": data_command}

@@ -5,45 +5,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-import torch
-from tqdm.auto import tqdm
-
-import dlmap
-from dlmap import images
-from dlmap.cli.compare import add_compare_parsers, report_command, simulate_command
-from dlmap.cli.data import add_data_parser, data_command
-from dlmap.cli.experiment import add_experiment_parser, experiment_command
-from dlmap.cli.main import Parser
-from dlmap.cli.models import (
-    NIQE_MODEL_HELP,
-    calibrate_command,
-    prior_from_args,
-    priors_command,
-    score_command,
-    weights_command,
-)
-from dlmap.cli.rank import add_rank_parser, rank_command
-from dlmap.cli.select import add_select_parser, select_command
-from dlmap.cli.train import (
-    add_train_parsers,
-    evaluate_command,
-    train_command,
-    train_vae_command,
-)
-from dlmap.diffusion import backbones, edict
-from dlmap.enhance import records, solver
+from dlmap import settings
+from dlmap.cli.main import add_command
+from dlmap.cli.models import NIQE_MODEL_HELP, prior_from_args
 from dlmap.errors import UsageError
-from dlmap.priors import calibration
-from dlmap.weights import cache as weights
-from dlmap.weights import downloads
+from dlmap.weights.cache import CACHE_ENV
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-# training the tiny VAE (dlmap.diffusion.tiny_vae), measured
-TINY_VAE_MINUTES = "about eight minutes"
-AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+TINY_VAE_MINUTES = "about eight minutes"  # training the tiny VAE (dlmap.diffusion.tiny_vae)
 WEAK_PRIOR_SHARE = 0.01  # below this share of the gradient in every iteration, warn
 
 
@@ -55,15 +25,15 @@ def _positive_int(text: str) -> int:
 
 
 def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
-    defaults_s, defaults_e = solver.SolverConfig(), edict.EdictConfig()
+    defaults_s, defaults_e = settings.SolverConfig(), settings.EdictConfig()
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--prior", default="colorfulness", help="prior name (dlmap priors list)")
     parser.add_argument(
         "--prior-file", type=Path, help="YAML file registering your priors (name: module:factory)"
     )
     parser.add_argument("--niqe-model", default=None, help=NIQE_MODEL_HELP)
-    parser.add_argument("--backbone", default="sd2-seesr", choices=backbones.BACKBONES)
-    parser.add_argument("--mode", default=defaults_s.mode, choices=solver.MODES)
+    parser.add_argument("--backbone", default="sd2-seesr", choices=settings.BACKBONES)
+    parser.add_argument("--mode", default=defaults_s.mode, choices=settings.MODES)
     parser.add_argument("--steps", type=int, default=defaults_e.steps, help="EDICT steps T")
     parser.add_argument("--iters", type=int, default=defaults_s.iters, help="MaxIter")
     parser.add_argument(
@@ -72,7 +42,7 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--score-scale",
         default=defaults_s.score_scale,
-        choices=sorted(calibration.SCORE_SCALES),
+        choices=sorted(settings.SCORE_SCALES),
         help="xi1 of Eq. 21: authors (0-100, the authors' code) or printed (0-1); it fixes "
         "what --lambda means",
     )
@@ -93,21 +63,23 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
         "--downsampling", type=int, default=defaults_s.downsampling, help="s of Eq. 20"
     )
     parser.add_argument("--mix", type=float, default=None, help="EDICT p (default 0.93^(50/T))")
-    parser.add_argument("--order", default=defaults_e.order, choices=edict.ORDERS)
+    parser.add_argument("--order", default=defaults_e.order, choices=settings.ORDERS)
     parser.add_argument("--steps-offset", type=int, default=defaults_e.steps_offset)
-    parser.add_argument("--gradient", default=defaults_s.gradient, choices=edict.GRADIENTS)
+    parser.add_argument("--gradient", default=defaults_s.gradient, choices=settings.GRADIENTS)
     parser.add_argument(
         "--encode",
         default="sample",
-        choices=backbones.ENCODE_MODES,
+        choices=settings.ENCODES,
         help="VAE posterior: seeded sample (the authors') or mean",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=512, help="square side after preprocessing")
     parser.add_argument("--batch-size", type=_positive_int, default=1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-    parser.add_argument("--autocast", default="none", choices=sorted(AUTOCAST))
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)"
+    )
+    parser.add_argument("--dtype", default="float32", choices=settings.DTYPES)
+    parser.add_argument("--autocast", default="none", choices=settings.AUTOCASTS)
     parser.add_argument("--sd2", default=None, help="SD2-base folder or cached hub id")
     parser.add_argument("--controlnet", default=None, help="ControlNet folder (sd2-controlnet)")
     parser.add_argument("--seesr", default=None, help="SeeSR folder (controlnet/, unet/)")
@@ -119,26 +91,20 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="tiny backbones: a VAE trained by `dlmap train-vae` instead of the random one",
     )
-    parser.add_argument("--cache", default=None, help=f"weights folder (${weights.CACHE_ENV})")
+    parser.add_argument("--cache", default=None, help=f"weights folder (${CACHE_ENV})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
         "--plot", action="store_true", help="also write NAME.history.png (loss, score, fidelity)"
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="dlmap",
-        description="NR-IQA models as image priors: MAP estimation in diffusion latents",
-    )
-    parser.add_argument("--version", action="version", version=dlmap.__version__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    enhance = commands.add_parser("enhance", help="enhance images by MAP in diffusion latents")
+def add_parsers(commands) -> None:
+    """The ``enhance`` and ``demo`` commands' parsers."""
+    enhance = add_command(commands, "enhance")
     enhance.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     _add_enhance_options(enhance)
 
-    demo = commands.add_parser("demo", help="enhance bundled photographs on the tiny backbone")
+    demo = add_command(commands, "demo")
     demo.add_argument("--out", type=Path, default=Path("results/demo"))
     demo.add_argument("--iters", type=int, default=10)
     demo.add_argument(
@@ -147,84 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="a trained tiny VAE to use (default: train one into OUT/vae, or reuse it there)",
     )
-    demo.add_argument("--cache", default=None, help=f"weights folder (${weights.CACHE_ENV})")
+    demo.add_argument("--cache", default=None, help=f"weights folder (${CACHE_ENV})")
     demo.add_argument("--quiet", action="store_true")
-
-    calibrate = commands.add_parser(
-        "calibrate", help="fit a prior's Eq. 21 constants to opinion scores"
-    )
-    calibrate.add_argument("--prior", required=True, help="prior name (dlmap priors list)")
-    calibrate.add_argument(
-        "--scores", required=True, type=Path, help="CSV with columns score (raw) and mos"
-    )
-    calibrate.add_argument("--out", required=True, type=Path, help="JSON report of the fit")
-    calibrate.add_argument(
-        "--mos-range",
-        nargs=2,
-        type=float,
-        metavar=("LOW", "HIGH"),
-        help="normalise MOS from this range to [0, 1] (default: MOS is already in [0, 1])",
-    )
-    calibrate.add_argument("--cache", default=None, help="where the registry finds constants")
-
-    score = commands.add_parser(
-        "score", help="a prior's raw and calibrated scores of image files (one row each)"
-    )
-    score.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    score.add_argument("--prior", required=True, help="prior name (dlmap priors list)")
-    score.add_argument(
-        "--prior-file", type=Path, help="YAML file registering your priors (name: module:factory)"
-    )
-    score.add_argument("--niqe-model", default=None, help=NIQE_MODEL_HELP)
-    score.add_argument("--out", type=Path, default=None, help="also write the rows as CSV")
-    score.add_argument(
-        "--size", type=int, default=None, help="resize and crop to SIZE first (default: as is)"
-    )
-    score.add_argument(
-        "--score-scale",
-        default=calibration.DEFAULT_SCALE,
-        choices=sorted(calibration.SCORE_SCALES),
-        help="xi1 of Eq. 21: authors (0-100) or printed (0-1)",
-    )
-    score.add_argument("--device", default="cpu")
-    score.add_argument("--cache", default=None, help=f"weights folder (${weights.CACHE_ENV})")
-
-    priors_cmd = commands.add_parser("priors", help="the registered priors")
-    priors_sub = priors_cmd.add_subparsers(dest="priors_command", required=True)
-    listing = priors_sub.add_parser("list", help="name, parameters, training set, weights")
-    listing.add_argument("--cache", default=None)
-    table = priors_sub.add_parser("table", help="Table I's first three columns, from metadata")
-    table.add_argument("--out", type=Path, default=None, help="also write them as CSV")
-
-    weights_cmd = commands.add_parser("weights", help="fetch or check model weights")
-    weights_sub = weights_cmd.add_subparsers(dest="weights_command", required=True)
-    fetch = weights_sub.add_parser(
-        "fetch", help="download weights into the cache, or print the manual steps"
-    )
-    fetch.add_argument(
-        "names",
-        nargs="*",
-        metavar="NAME",
-        help=f"one of {', '.join(sorted([*weights.SOURCES, *downloads.FILE_SETS]))}; default: "
-        "everything the paper needs (backbone, priors, comparison metrics)",
-    )
-    fetch.add_argument("--cache", default=None)
-    check = weights_sub.add_parser(
-        "check", help="report which weights are present and verify their sha256"
-    )
-    check.add_argument("--cache", default=None)
-    add_data_parser(commands)
-    add_train_parsers(commands)
-    add_select_parser(commands)
-    add_rank_parser(commands)
-    add_compare_parsers(commands)
-    add_experiment_parser(commands)
-    return parser
 
 
 def _configs(args):
+    """(solver, EDICT, backbone settings) from the options; a bad value is a usage error."""
+    import torch
+
+    from dlmap import images
+
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        solver_config = solver.SolverConfig(
+        solver_config = settings.SolverConfig(
             mode=args.mode,
             iters=args.iters,
             lam=args.lam,
@@ -238,9 +140,17 @@ def _configs(args):
             early_stop=not args.no_early_stop,
             stop_score=args.stop_at,
         )
-        edict_config = edict.EdictConfig(
+        edict_config = settings.EdictConfig(
             steps=args.steps, mix=args.mix, steps_offset=args.steps_offset, order=args.order
         )
+        if args.vae is not None and not args.backbone.startswith("tiny"):
+            raise ValueError(f"--vae replaces the tiny backbones' random VAE; --backbone "
+                             f"{args.backbone} loads SD2's VAE")  # fmt: skip
+        backbone = settings.BackboneSettings(
+            name=args.backbone, device=args.device, dtype=args.dtype, autocast=args.autocast,
+            encode=args.encode, cache=args.cache, vae=args.vae, sd2=args.sd2,
+            controlnet=args.controlnet, seesr=args.seesr, dape=args.dape, ram=args.ram,
+        )  # fmt: skip
         images.check_size(args.size)
     except ValueError as error:
         raise UsageError(str(error)) from error
@@ -255,99 +165,53 @@ def _configs(args):
     if args.vae is not None:
         from dlmap.diffusion.tiny_vae import TrainedVaeError, read_record
 
-        if not args.backbone.startswith("tiny"):
-            raise UsageError(f"--vae replaces the tiny backbones' random VAE; --backbone "
-                             f"{args.backbone} loads SD2's VAE")  # fmt: skip
         try:
             read_record(args.vae)
         except TrainedVaeError as error:
             raise UsageError(f"--vae {error}") from error
-    return solver_config, edict_config
+    return solver_config, edict_config, backbone
 
 
 def enhance(args) -> int:
-    solver_config, edict_config = _configs(args)
+    """``dlmap enhance``: ``pipeline.enhance_files`` on the inputs; bad inputs and diverged
+    solves are reported (exit 2 and 1) while the other inputs are still processed."""
+    from dlmap.enhance import pipeline
+
+    solver_config, edict_config, backbone_settings = _configs(args)
     stems: dict[str, Path] = {}
     for path in args.inputs:
         if path.stem in stems and stems[path.stem] != path:
             raise UsageError(f"{path}: same output name as {stems[path.stem]} (rename one)")
         stems[path.stem] = path
     prior = prior_from_args(args)
-    dtype = DTYPES[args.dtype]
     backbone = None
-    if args.mode.startswith("latent"):
-        backbone = backbones.load_backbone(
-            args.backbone,
-            sd2=args.sd2,
-            controlnet=args.controlnet,
-            seesr=args.seesr,
-            dape=args.dape,
-            ram=args.ram,
-            cache=args.cache,
-            dtype=dtype,
-            device=args.device,
-            encode_mode=args.encode,
-            autocast_dtype=AUTOCAST[args.autocast],
-            vae=args.vae,
-        )
-    prior = prior.to(device=args.device, dtype=dtype)
-
-    failed = 0
-    weak: list[tuple[str, float]] = []  # inputs where the prior barely acted
-    loaded = []
-    for path in dict.fromkeys(args.inputs):
-        try:
-            loaded.append((path, images.load_image(path, size=args.size)))
-        except images.ImageError as error:
-            print(f"dlmap: error: {error}", file=sys.stderr)
-            failed = 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    starts = range(0, len(loaded), args.batch_size)
-    for start in tqdm(starts, desc="batches", unit="batch", disable=args.quiet or len(starts) < 2):
-        chunk = loaded[start : start + args.batch_size]
-        batch = torch.stack([image for _, image in chunk]).to(device=args.device, dtype=dtype)
-        began = time.perf_counter()
-        try:
-            result = solver.map_solve(
-                backbone,
-                prior,
-                batch,
-                solver_config,
-                edict_config,
-                quiet=args.quiet,
-                description=", ".join(path.name for path, _ in chunk),
-            )
-        except solver.NonFiniteError as error:
-            names = ", ".join(str(path) for path, _ in chunk)
-            print(f"dlmap: error: {names}: {error}; nothing written", file=sys.stderr)
-            failed = max(failed, 1)
-            continue
-        seconds = (time.perf_counter() - began) / len(chunk)
-        for index, (path, _) in enumerate(chunk):
-            record = _write_outputs(args, path, index, result, prior, backbone, seconds)
-            shares = [step["prior_share"] for step in record["history"]]
-            if shares and max(shares) < WEAK_PRIOR_SHARE:
-                weak.append((path.name, max(shares)))
+    if solver_config.mode.startswith("latent"):
+        backbone = pipeline.load_backbone(backbone_settings)
+    job = {
+        "size": args.size, "dtype": args.dtype, "autocast": args.autocast,
+        "encode": args.encode, "device": args.device,
+    }  # fmt: skip
+    run = pipeline.enhance_files(
+        args.inputs, args.out, prior, backbone, solver_config, edict_config, job,
+        batch_size=args.batch_size, quiet=args.quiet, plot=args.plot,
+    )  # fmt: skip
+    for _, message in run.bad_inputs:
+        print(f"dlmap: error: {message}", file=sys.stderr)
+    for part, message in run.diverged:
+        names = ", ".join(str(path) for path in part)
+        print(f"dlmap: error: {names}: {message}; nothing written", file=sys.stderr)
+    weak = []  # inputs where the prior barely acted
+    for record in run.records:
+        shares = [step["prior_share"] for step in record["history"]]
+        if shares and max(shares) < WEAK_PRIOR_SHARE:
+            weak.append((Path(record["input"]).name, max(shares)))
     if weak:
         names = ", ".join(f"{name} ({share:.2%})" for name, share in weak)
         print(f"dlmap: warning: the prior's share of the image-space gradient stayed under "
               f"{WEAK_PRIOR_SHARE:.0%} in every iteration for {names}: it barely acted; "
               f"raise --lambda (now {args.lam:g}, {args.score_scale} scale)",
               file=sys.stderr)  # fmt: skip
-    return failed
-
-
-def _write_outputs(args, path, index, result, prior, backbone, seconds) -> dict:
-    settings = {
-        "size": args.size,
-        "dtype": args.dtype,
-        "autocast": args.autocast,
-        "encode": args.encode,
-        "device": args.device,
-    }
-    return records.write_enhanced(
-        args.out, path, index, result, prior, backbone, seconds, settings, plot=args.plot
-    )
+    return 2 if run.bad_inputs else 1 if run.diverged else 0
 
 
 def demo(args) -> int:
@@ -356,8 +220,10 @@ def demo(args) -> int:
     ``TINY_VAE_MINUTES`` on
     2 CPU cores, once: it is kept in the weights cache, and reused from OUT/vae when it is
     already there)."""
+    import torch
     from skimage import data
 
+    from dlmap import images
     from dlmap.diffusion import tiny_vae
 
     vae = args.vae
@@ -412,23 +278,9 @@ def demo(args) -> int:
         argv.append("--quiet")
     print("dlmap demo: tiny backbone, random UNet and ControlNet with the trained VAE "
           "(reduced settings, not the paper's models)")  # fmt: skip
-    return enhance(build_parser().parse_args(argv))
+    from dlmap.cli.main import build_parser
+
+    return enhance(build_parser("enhance")[0].parse_args(argv))
 
 
-HANDLERS = {
-    "enhance": enhance,
-    "demo": demo,
-    "priors": priors_command,
-    "calibrate": calibrate_command,
-    "score": score_command,
-    "weights": weights_command,
-    "data": data_command,
-    "train-msliqe": train_command,
-    "train-vae": train_vae_command,
-    "evaluate": evaluate_command,
-    "select": select_command,
-    "rank": rank_command,
-    "simulate": simulate_command,
-    "report": report_command,
-    "experiment": experiment_command,
-}
+HANDLERS = {"enhance": enhance, "demo": demo}

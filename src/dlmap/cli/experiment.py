@@ -19,15 +19,14 @@ import logging
 import secrets
 from pathlib import Path
 
+from dlmap.cli.main import add_command
 from dlmap.errors import UsageError
 from dlmap.experiment import export, study
 
 
 def add_experiment_parser(commands) -> argparse.ArgumentParser:
     """Add ``experiment`` (with create, serve, export) to an argparse subparsers object."""
-    experiment = commands.add_parser(
-        "experiment", help="the 2AFC experiment: create a study, serve it, export the counts"
-    )
+    experiment = add_command(commands, "experiment")
     actions = experiment.add_subparsers(dest="experiment_command", required=True)
     create = actions.add_parser("create", help="build a study database from PAIRS.csv")
     create.add_argument("--pairs", type=Path, required=True, metavar="PAIRS.csv")
@@ -110,3 +109,10 @@ def experiment_command(args) -> int:
         return run(args)
     except study.StudyError as error:
         raise UsageError(str(error)) from error
+
+
+def add_parsers(commands) -> None:
+    add_experiment_parser(commands)
+
+
+HANDLERS = {"experiment": experiment_command}

@@ -3,9 +3,10 @@
 Exit codes: 0 success; 1 a run-time failure (missing weights or data, a solve that diverged);
 2 bad usage or a bad input (one line on stderr per problem; nothing written for that input).
 
-Commands that need no network models (``rank``, ``report``, ``simulate``, ``data``,
-``experiment``) build only their own parser, so they start without importing torch's model
-libraries; every other command goes through the full parser of ``dlmap.cli.enhance``.
+``COMMANDS`` names every command, the module that implements it and its one-line help. Only
+the module of the command asked for is imported (``dlmap --help`` imports none), and each
+command module imports torch and the model libraries inside its handlers, so every
+``--help`` answers without them.
 """
 
 from __future__ import annotations
@@ -14,13 +15,24 @@ import argparse
 import importlib
 import sys
 
-LIGHT = {  # command -> (module, function adding its parser, handler)
-    "rank": ("dlmap.cli.rank", "add_rank_parser", "rank_command"),
-    "report": ("dlmap.cli.compare", "add_compare_parsers", "report_command"),
-    "simulate": ("dlmap.cli.compare", "add_compare_parsers", "simulate_command"),
-    "data": ("dlmap.cli.data", "add_data_parser", "data_command"),
-    "experiment": ("dlmap.cli.experiment", "add_experiment_parser", "experiment_command"),
+COMMANDS = {  # name -> (module with add_parsers(commands) and HANDLERS, one-line help)
+    "enhance": ("dlmap.cli.enhance", "enhance images by MAP in diffusion latents"),
+    "demo": ("dlmap.cli.enhance", "enhance bundled photographs on the tiny backbone"),
+    "calibrate": ("dlmap.cli.models", "fit a prior's Eq. 21 constants to opinion scores"),
+    "score": ("dlmap.cli.models", "a prior's raw and calibrated scores of image files"),
+    "priors": ("dlmap.cli.models", "the registered priors"),
+    "weights": ("dlmap.cli.models", "fetch or check model weights"),
+    "data": ("dlmap.cli.data", "fetch, check and index the IQA data sets"),
+    "train-msliqe": ("dlmap.cli.train", "train MS-LIQE on a manifest (Eqs. 25-27)"),
+    "evaluate": ("dlmap.cli.train", "SRCC, KRCC, PLCC of a prior on a manifest"),
+    "train-vae": ("dlmap.cli.train", "train the tiny backbone's VAE on bundled photographs"),
+    "select": ("dlmap.cli.select", "pick the image pairs that best tell enhancers apart (Eq. 18)"),
+    "rank": ("dlmap.cli.rank", "JOD scores, 95%% intervals and group letters (pwcmp, Eq. 19)"),
+    "simulate": ("dlmap.cli.compare", "simulated 2AFC observers on selected pairs (not results)"),
+    "report": ("dlmap.cli.compare", "ranking figure and tables, Table I's ranks"),
+    "experiment": ("dlmap.cli.experiment", "the 2AFC experiment: create, serve, export counts"),
 }
+DESCRIPTION = "NR-IQA models as image priors: MAP estimation in diffusion latents"
 
 
 class Parser(argparse.ArgumentParser):
@@ -30,32 +42,43 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"dlmap: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def add_command(commands, name: str, **kwargs) -> argparse.ArgumentParser:
+    """The sub-parser of command ``name``, with its help from ``COMMANDS``."""
+    return commands.add_parser(name, help=COMMANDS[name][1], **kwargs)
+
+
+def build_parser(command: str | None = None):
+    """(parser, handlers): the parser of ``command`` alone (its module imported), or, for
+    None or an unknown name, one listing every command without importing any."""
+    from dlmap import __version__
+
+    parser = Parser(prog="dlmap", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if command in COMMANDS:
+        module = importlib.import_module(COMMANDS[command][0])
+        module.add_parsers(commands)
+        return parser, module.HANDLERS
+    for name, (_, text) in COMMANDS.items():
+        commands.add_parser(name, help=text, add_help=False)
+    return parser, {}
+
+
 def main(argv: list[str] | None = None) -> int:
-    from dlmap.data.sources import DatasetError
-    from dlmap.errors import UsageError
-    from dlmap.weights.cache import ChecksumError, WeightKeyError, WeightsMissingError
+    from dlmap.errors import DlmapError
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = argv[0] if argv else None
-    if command in LIGHT:
-        module, add_parser, handler = LIGHT[command]
-        module = importlib.import_module(module)
-        parser = Parser(prog="dlmap")
-        getattr(module, add_parser)(parser.add_subparsers(dest="command", required=True))
-        handlers = {command: getattr(module, handler)}
-    else:
-        from dlmap.cli.enhance import HANDLERS, build_parser
-
-        parser, handlers = build_parser(), HANDLERS
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser, handlers = build_parser(command)
     args = parser.parse_args(argv)
+    if args.command not in handlers:  # only when the listing parser accepted a name
+        parser.error(f"argument COMMAND: {args.command!r} could not be built")
     try:
         return handlers[args.command](args)
-    except UsageError as error:
-        print(f"dlmap: error: {error}", file=sys.stderr)
-        return 2
-    except (DatasetError, WeightsMissingError, WeightKeyError, ChecksumError) as error:
-        print(f"dlmap: error: {error}", file=sys.stderr)
-        return 1
+    except DlmapError as error:  # anything else is a bug: its traceback is shown
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"dlmap: error: {message}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
-from dlmap import images
+from dlmap import settings
+from dlmap.cli.main import add_command
 from dlmap.errors import UsageError
-from dlmap.priors import registry as priors
 from dlmap.weights import cache as weights
 
 
@@ -15,7 +16,9 @@ def calibrate_command(args) -> int:
     """Fit xi3 and |xi4| (Eq. 21) to (raw score, MOS) pairs; store them for the registry."""
     import csv
 
+    from dlmap import images
     from dlmap.priors import calibration
+    from dlmap.priors import registry as priors
 
     try:
         info = priors.prior_info(args.prior)
@@ -74,12 +77,17 @@ def prior_options(args) -> dict:
 def prior_from_args(args):
     """The prior ``--prior`` names, after registering ``--prior-file``'s; a bad name or file
     is a usage error (exit 2, one line)."""
+    from dlmap.priors import registry as priors
+
     try:
         if args.prior_file is not None:
             priors.register_from_file(args.prior_file)
         return priors.create_prior(args.prior, cache=args.cache, **prior_options(args))
     except (
-        priors.UnknownPriorError, ValueError, FileNotFoundError, weights.WeightsMissingError
+        priors.UnknownPriorError,
+        ValueError,
+        FileNotFoundError,
+        weights.WeightsMissingError,
     ) as error:
         raise UsageError(str(error)) from error
 
@@ -92,6 +100,7 @@ def score_command(args) -> int:
 
     import torch
 
+    from dlmap import images
     from dlmap.priors import calibration
 
     scale = calibration.score_scale(args.score_scale)
@@ -152,6 +161,8 @@ def score_command(args) -> int:
 def priors_command(args) -> int:
     """``priors list``: one row per registered prior, from its metadata (nothing is built);
     ``priors table``: Table I's first three columns, printed and optionally saved as CSV."""
+    from dlmap.priors import registry as priors
+
     if args.priors_command == "table":
         return _table_one(args)
     from dlmap.priors.calibration import DEFAULT_SCALE, SCORE_SCALES
@@ -183,6 +194,9 @@ def priors_command(args) -> int:
 def _table_one(args) -> int:
     import csv
     import io
+
+    from dlmap import images
+    from dlmap.priors import registry as priors
 
     rows = priors.table_one_columns()
     width = max(len(row["model"]) for row in rows)
@@ -253,3 +267,76 @@ def weights_command(args) -> int:
             print(f"{name}: CHANGED: {error}")
             status = 1
     return status
+
+
+def add_parsers(commands) -> None:
+    """The ``calibrate``, ``score``, ``priors`` and ``weights`` commands' parsers."""
+    from dlmap.weights import downloads
+
+    calibrate = add_command(commands, "calibrate")
+    calibrate.add_argument("--prior", required=True, help="prior name (dlmap priors list)")
+    calibrate.add_argument(
+        "--scores", required=True, type=Path, help="CSV with columns score (raw) and mos"
+    )
+    calibrate.add_argument("--out", required=True, type=Path, help="JSON report of the fit")
+    calibrate.add_argument(
+        "--mos-range",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="normalise MOS from this range to [0, 1] (default: MOS is already in [0, 1])",
+    )
+    calibrate.add_argument("--cache", default=None, help="where the registry finds constants")
+
+    score = add_command(commands, "score")
+    score.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    score.add_argument("--prior", required=True, help="prior name (dlmap priors list)")
+    score.add_argument(
+        "--prior-file", type=Path, help="YAML file registering your priors (name: module:factory)"
+    )
+    score.add_argument("--niqe-model", default=None, help=NIQE_MODEL_HELP)
+    score.add_argument("--out", type=Path, default=None, help="also write the rows as CSV")
+    score.add_argument(
+        "--size", type=int, default=None, help="resize and crop to SIZE first (default: as is)"
+    )
+    score.add_argument(
+        "--score-scale",
+        default=settings.DEFAULT_SCALE,
+        choices=sorted(settings.SCORE_SCALES),
+        help="xi1 of Eq. 21: authors (0-100) or printed (0-1)",
+    )
+    score.add_argument("--device", default="cpu")
+    score.add_argument("--cache", default=None, help=f"weights folder (${weights.CACHE_ENV})")
+
+    priors_cmd = add_command(commands, "priors")
+    priors_sub = priors_cmd.add_subparsers(dest="priors_command", required=True)
+    listing = priors_sub.add_parser("list", help="name, parameters, training set, weights")
+    listing.add_argument("--cache", default=None)
+    table = priors_sub.add_parser("table", help="Table I's first three columns, from metadata")
+    table.add_argument("--out", type=Path, default=None, help="also write them as CSV")
+
+    weights_cmd = add_command(commands, "weights")
+    weights_sub = weights_cmd.add_subparsers(dest="weights_command", required=True)
+    fetch = weights_sub.add_parser(
+        "fetch", help="download weights into the cache, or print the manual steps"
+    )
+    fetch.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"one of {', '.join(sorted([*weights.SOURCES, *downloads.FILE_SETS]))}; default: "
+        "everything the paper needs (backbone, priors, comparison metrics)",
+    )
+    fetch.add_argument("--cache", default=None)
+    check = weights_sub.add_parser(
+        "check", help="report which weights are present and verify their sha256"
+    )
+    check.add_argument("--cache", default=None)
+
+
+HANDLERS = {
+    "calibrate": calibrate_command,
+    "score": score_command,
+    "priors": priors_command,
+    "weights": weights_command,
+}

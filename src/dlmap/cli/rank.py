@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlmap.compare import ranking, significance
+from dlmap.cli.main import add_command
 from dlmap.errors import UsageError
 
 DEFAULT_RESAMPLES = 500  # pwcmp's example default
@@ -44,9 +44,9 @@ DEFAULT_RESAMPLES = 500  # pwcmp's example default
 
 def add_rank_parser(commands) -> argparse.ArgumentParser:
     """Add ``rank`` to an argparse subparsers object; returns its parser."""
-    rank = commands.add_parser(
+    rank = add_command(
+        commands,
         "rank",
-        help="JOD scores, 95%% intervals and group letters from pairwise counts (pwcmp)",
         description=__doc__.split("\n\n")[0],
     )
     rank.add_argument(
@@ -211,6 +211,8 @@ def _simulated(path: Path) -> bool:
 
 
 def rank_command(args) -> int:
+    from dlmap.compare import ranking, significance
+
     if args.bootstrap < 0 or args.bootstrap == 1:
         raise UsageError(
             f"--bootstrap must be 0 (no intervals) or at least 2, got {args.bootstrap}"
@@ -306,3 +308,10 @@ def rank_command(args) -> int:
         )
     print(f"wrote {', '.join(str(path) for path in written)}")
     return 0
+
+
+def add_parsers(commands) -> None:
+    add_rank_parser(commands)
+
+
+HANDLERS = {"rank": rank_command}

@@ -10,19 +10,15 @@ import argparse
 import math
 from pathlib import Path
 
-import torch
-
-from dlmap import images
-from dlmap.compare import distances, selection
+from dlmap import settings
+from dlmap.cli.main import add_command
 from dlmap.errors import UsageError
 from dlmap.weights import cache as weights
 
 
 def add_select_parser(commands) -> argparse.ArgumentParser:
     """Add ``select`` to an argparse subparsers object; returns its parser."""
-    select = commands.add_parser(
-        "select", help="pick the image pairs that best tell each two enhancers apart (Eq. 18)"
-    )
+    select = add_command(commands, "select")
     select.add_argument(
         "--enhanced",
         type=Path,
@@ -43,13 +39,15 @@ def add_select_parser(commands) -> argparse.ArgumentParser:
     )
     select.add_argument("--k", type=int, default=20, help="images per pair of enhancers (K)")
     select.add_argument("--gamma", type=float, default=0.1, help="weight of D2 (gamma)")
-    select.add_argument("--d1", default="lpips", choices=list(distances.D1_METRICS))
-    select.add_argument("--d2", default="clip", choices=list(distances.D2_EMBEDDINGS))
+    select.add_argument("--d1", default="lpips", choices=settings.D1_METRICS)
+    select.add_argument("--d2", default="clip", choices=settings.D2_EMBEDDINGS)
     select.add_argument("--cache", default=None, help=f"weights folder (${weights.CACHE_ENV})")
     select.add_argument(
         "--size", type=int, default=None, help="resize every image to N x N first (bicubic)"
     )
-    select.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    select.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)"
+    )
     select.add_argument("--quiet", action="store_true", help="no progress bar")
     select.add_argument(
         "--out", required=True, type=Path, help="CSV of the pairs; settings go to OUT.json"
@@ -59,6 +57,8 @@ def add_select_parser(commands) -> argparse.ArgumentParser:
 
 def _enhancers(args) -> dict[str, Path]:
     """Enhancer name -> folder: ``--enhanced``'s subfolders, then each ``--enhancer``."""
+    from dlmap.compare import selection
+
     found: dict[str, Path] = {}
     if args.enhanced is not None:
         try:
@@ -78,6 +78,10 @@ def _enhancers(args) -> dict[str, Path]:
 
 
 def _check_settings(args) -> None:
+    import torch
+
+    from dlmap import images
+
     if args.k < 1:
         raise UsageError(f"--k must be at least 1, got {args.k}")
     if not (math.isfinite(args.gamma) and args.gamma >= 0):
@@ -89,6 +93,8 @@ def _check_settings(args) -> None:
             raise UsageError(f"--size: {error}") from error
     if args.out.is_dir():
         raise UsageError(f"--out {args.out}: is a folder; give the CSV file to write")
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
 
@@ -96,6 +102,9 @@ def _check_settings(args) -> None:
 def select_command(args) -> int:
     """Check the inputs, build D1 and D2 (missing weights raise), compute the distance
     tables once, select K images per pair of enhancers, write the CSV and its sidecar."""
+    from dlmap import images
+    from dlmap.compare import distances, selection
+
     _check_settings(args)
     try:
         candidates = selection.find_candidates(_enhancers(args), args.originals)
@@ -125,3 +134,10 @@ def select_command(args) -> int:
         f"-> {args.out}; settings in {sidecar}"
     )
     return 0
+
+
+def add_parsers(commands) -> None:
+    add_select_parser(commands)
+
+
+HANDLERS = {"select": select_command}

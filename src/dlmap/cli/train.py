@@ -7,13 +7,14 @@ import json
 import shutil
 from pathlib import Path
 
+from dlmap.cli.main import add_command
 from dlmap.cli.models import NIQE_MODEL_HELP, prior_options
 from dlmap.errors import UsageError
 
 
 def add_train_parsers(commands) -> None:
     """Add ``train-msliqe`` and ``evaluate`` to an argparse subparsers object."""
-    train = commands.add_parser("train-msliqe", help="train MS-LIQE on a manifest (Eqs. 25-27)")
+    train = add_command(commands, "train-msliqe")
     train.add_argument("--manifest", required=True, type=Path, help="dlmap data manifest CSV")
     train.add_argument("--out", required=True, type=Path, help="folder for checkpoints, metrics")
     train.add_argument("--epochs", type=int, default=80)
@@ -61,7 +62,7 @@ def add_train_parsers(commands) -> None:
     train.add_argument("--cache", default=None, help="weights folder ($DLMAP_CACHE)")
     train.add_argument("--quiet", action="store_true")
 
-    evaluate = commands.add_parser("evaluate", help="SRCC, KRCC, PLCC of a prior on a manifest")
+    evaluate = add_command(commands, "evaluate")
     evaluate.add_argument("--prior", required=True, help="a registered prior (dlmap priors list)")
     evaluate.add_argument("--niqe-model", default=None, help=NIQE_MODEL_HELP)
     evaluate.add_argument("--manifest", required=True, type=Path)
@@ -74,12 +75,10 @@ def add_train_parsers(commands) -> None:
     evaluate.add_argument("--cache", default=None)
     evaluate.add_argument("--quiet", action="store_true")
 
-    from dlmap.diffusion.tiny_vae import VaeTraining
+    from dlmap.diffusion.tiny_vae_store import VaeTraining
 
     defaults = VaeTraining()
-    vae = commands.add_parser(
-        "train-vae", help="train the tiny backbone's VAE on bundled photographs (demo)"
-    )
+    vae = add_command(commands, "train-vae")
     vae.add_argument("--out", required=True, type=Path, help="folder of the trained VAE")
     vae.add_argument("--steps", type=int, default=defaults.steps)
     vae.add_argument("--batch-size", type=int, default=defaults.batch_size)
@@ -236,3 +235,14 @@ def train_vae_command(args) -> int:
     print(f"  {'mean':<18} {mean['vae_mean_psnr']:8.2f} {mean['vae_sample_psnr']:11.2f} "
           f"{mean['bicubic_psnr']:8.2f}")  # fmt: skip
     return 0
+
+
+def add_parsers(commands) -> None:
+    add_train_parsers(commands)
+
+
+HANDLERS = {
+    "train-msliqe": train_command,
+    "evaluate": evaluate_command,
+    "train-vae": train_vae_command,
+}

@@ -1,6 +1,6 @@
 """The two distances of pair selection (Eq. 18), each pluggable by name.
 
-The paper defers D1 and D2 to Cao, Wang and Ma (CVPR 2021); our defaults are DESIGN.md's.
+The paper defers D1 and D2 to Cao, Wang and Ma (CVPR 2021); our defaults and why: docs/compare.md.
 
 D1, the discrepancy between two enhancers' outputs r_i(x) and r_j(x) (``D1_METRICS``):
 
@@ -39,11 +39,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dlmap import settings
+from dlmap.errors import InputError
 from dlmap.weights import cache as weights
 from dlmap.weights import downloads
 
 
-class UnknownDistanceError(ValueError):
+class UnknownDistanceError(InputError):
     """A D1 or D2 name that is not registered."""
 
 
@@ -361,6 +363,8 @@ class HandcraftedEmbedding(Distance):
 
 D1_METRICS = {"lpips": LpipsDistance, "dists": DistsDistance, "ms-ssim": MsSsimDistance}
 D2_EMBEDDINGS = {"clip": ClipEmbedding, "handcrafted": HandcraftedEmbedding}
+# the names the command line and the workflow accept (dlmap.settings) name these classes
+assert tuple(D1_METRICS) == settings.D1_METRICS and tuple(D2_EMBEDDINGS) == settings.D2_EMBEDDINGS
 
 
 def _lookup(registry: dict, kind: str, name: str):

@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dlmap import images
+from dlmap.errors import InputError
 
 ORIGINAL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 CSV_COLUMNS = ("enhancer_i", "enhancer_j", "image", "order", "d1", "d2", "objective")
@@ -43,7 +44,7 @@ CSV_COLUMNS += ("file_i", "file_j")
 TIE_BREAK = "equal objectives: the first image name in Python's string order wins"
 
 
-class SelectionInputError(ValueError):
+class SelectionInputError(InputError):
     """The enhanced images or the selection settings do not fit together (one line)."""
 
 

@@ -266,7 +266,7 @@ def _read_koniq10k(folder: Path, facts) -> list[Record]:
 def _read_kadid10k(folder: Path, facts) -> list[Record]:
     """KADID-10k. ``dmos.csv`` with header dist_img, ref_img, dmos, var; images and the 81
     references in ``images/`` (I01_01_01.png from I01.png). "dmos" is a mean opinion score
-    on 1-5, higher is better, despite its name (DESIGN.md; KADID's page). "var" is read as a
+    on 1-5, higher is better, despite its name (docs/data.md; KADID's page). "var" is read as a
     standard deviation: chaofengc/IQA-PyTorch scripts/process_kadid10k.py calls it std, a
     public label builder says it checked it against the raw ratings, and the first row as
     public loaders quote it (I01_01_01.png, I01.png, 4.57, 0.496) fits ratings split 57/43

@@ -13,7 +13,7 @@ file is recorded at first download in ``<data root>/sha256-manifest.json`` by
 ``dlmap.weights.cache.verify_files`` and checked on every later download. LIVE and LIVE Challenge
 need a request form, BID and SPAQ come from web folders: ``manual_steps`` says what to do.
 
-Sources of the table: ranges and directions from DESIGN.md's IQA table, CSIQ's readme as
+Sources of the table: ranges and directions as docs/data.md lists them, CSIQ's readme as
 quoted by public loaders (DMOS in [0, 1], 1 the worst) and KADID-10k's page (``dmos`` is a
 1-5 MOS); counts: LIVE 982 entries less 203 reference copies, CSIQ 866 (30 references),
 BID 586 (its loaders read rows 2-587), LIVE Challenge 1169 less 7 training images, KonIQ-10k
@@ -35,12 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from dlmap.errors import DlmapError, InputError
 from dlmap.weights import cache as weights
 
 DATA_ENV = "DLMAP_DATA"
 
 
-class DatasetError(RuntimeError):
+class DatasetError(DlmapError, RuntimeError):
     """A data set is missing, incomplete or malformed (the message is one line)."""
 
 
@@ -48,7 +49,7 @@ class DatasetMissingError(DatasetError):
     """A data set's folder or one of its score or known files is not in place."""
 
 
-class UnknownDatasetError(ValueError):
+class UnknownDatasetError(InputError):
     """A name that is not in ``SETS``."""
 
 

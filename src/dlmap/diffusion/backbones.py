@@ -26,20 +26,23 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, ModelMixin, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
+from dlmap.diffusion.loading import encode_empty_prompt, load_strict  # noqa: F401
+from dlmap.settings import BACKBONES  # noqa: F401  (backbones.BACKBONES)
+from dlmap.settings import ENCODES as ENCODE_MODES
 from dlmap.weights import cache as weights
 from dlmap.weights.cache import WeightKeyError
 
 logger = logging.getLogger(__name__)
 
-BACKBONES = ("sd2-seesr", "sd2-controlnet", "sd2", "tiny-seesr", "tiny-controlnet", "tiny-vanilla")
-ENCODE_MODES = ("sample", "mean")
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}  # settings.DTYPES
+AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # AUTOCASTS
 
 
 @dataclass
@@ -235,68 +238,6 @@ class Backbone(torch.nn.Module):
 
 
 # --- the real SD2-base networks ------------------------------------------------------------
-
-
-def load_strict(
-    model_class, folder, subfolder: str | None = None, ignore: re.Pattern | None = None, **kwargs
-):
-    """``model_class.from_pretrained`` that fails on missing, unexpected or mismatched keys.
-
-    ``ignore`` matches the only unexpected keys allowed (for example SeeSR's UNet image
-    attentions, see ``dlmap.diffusion.seesr``); how many were dropped is logged. Works for diffusers
-    and transformers models alike (both report loading info).
-    """
-    from diffusers.utils import logging as diffusers_logging
-
-    verbosity = diffusers_logging.get_verbosity()
-    if issubclass(model_class, ModelMixin):
-        kwargs.setdefault("low_cpu_mem_usage", False)  # the same checks with or without accelerate
-        diffusers_logging.set_verbosity_error()  # key problems are reported below, once
-    where = os.path.join(str(folder), subfolder or "")
-    try:
-        model, info = model_class.from_pretrained(
-            folder, subfolder=subfolder, output_loading_info=True, **kwargs
-        )
-    except RuntimeError as error:  # torch's load_state_dict: "size mismatch for KEY: ..."
-        lines = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
-        if not lines:
-            raise
-        shown = "; ".join(lines[:3]) + (f"; and {len(lines) - 3} more" if len(lines) > 3 else "")
-        raise WeightKeyError(f"{model_class.__name__} weights in {where}: {shown}") from error
-    finally:
-        diffusers_logging.set_verbosity(verbosity)
-    if ignore is not None:
-        dropped = [key for key in info.get("unexpected_keys") or [] if ignore.search(key)]
-        info["unexpected_keys"] = [k for k in info["unexpected_keys"] if k not in dropped]
-        if not dropped:
-            raise WeightKeyError(f"{where}: expected keys matching {ignore.pattern}, found none")
-        logger.info("%s: dropped %d keys matching %s", where, len(dropped), ignore.pattern)
-    problems = []
-    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
-        keys = info.get(kind) or []
-        if keys:
-            shown = ", ".join(str(k) for k in list(keys)[:5])
-            more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
-            problems.append(f"{len(keys)} {kind.replace('_', ' ')} ({shown}{more})")
-    if problems:
-        raise WeightKeyError(
-            f"{model_class.__name__} weights in {where} do not match the network: "
-            + "; ".join(problems)
-        )
-    return model
-
-
-def encode_empty_prompt(folder) -> torch.Tensor:
-    """SD2's embedding of the empty prompt (1, 77, 1024), from its tokenizer and text encoder."""
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
-    text_encoder = load_strict(CLIPTextModel, folder, "text_encoder")
-    ids = tokenizer(
-        "", padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
-    ).input_ids
-    with torch.no_grad():
-        return text_encoder(ids)[0]
 
 
 def load_backbone(

@@ -28,66 +28,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from diffusers import DDIMScheduler
 
+from dlmap.settings import GRADIENTS, ORDERS, SD2_SCHEDULER, EdictConfig  # noqa: F401
+
 EpsFn = Callable[[torch.Tensor, int, Any], torch.Tensor]
 """A noise-prediction network eps(latent, t, condition) -> noise of the latent's shape."""
-
-ORDERS = ("alternating", "fixed")
-GRADIENTS = ("recompute", "reversible", "autograd")
-
-#: Stable Diffusion 2's noise schedule (scheduler/scheduler_config.json of SD2-base).
-SD2_SCHEDULER = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "set_alpha_to_one": False,
-    "clip_sample": False,
-    "prediction_type": "epsilon",
-}
-
-
-@dataclass(frozen=True)
-class EdictConfig:
-    """EDICT settings. Paper defaults: T = 20, p = 0.93^(50/T) (Sec. IV-A, following EDICT).
-
-    steps_offset: 0 as in the authors' code (timesteps 950..0 at T = 20); SD2's shipped
-    scheduler config uses 1 (951..1).
-    """
-
-    steps: int = 20
-    mix: float | None = None
-    steps_offset: int = 0
-    order: str = "alternating"
-    scheduler: dict = field(default_factory=lambda: dict(SD2_SCHEDULER))
-
-    def __post_init__(self):
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"EDICT steps must be a positive integer, got {self.steps!r}")
-        n_train = self.scheduler.get("num_train_timesteps", 1000)
-        if self.steps > n_train:
-            raise ValueError(f"EDICT steps {self.steps} exceed the {n_train} training timesteps")
-        if self.mix is not None and not 0.0 < self.mix <= 1.0:
-            raise ValueError(f"EDICT mixing p must lie in (0, 1], got {self.mix!r}")
-        if self.order not in ORDERS:
-            raise ValueError(f"EDICT order must be one of {ORDERS}, got {self.order!r}")
-        stride = n_train // self.steps
-        if not 0 <= self.steps_offset < stride:
-            raise ValueError(
-                f"steps_offset must lie in [0, {stride}) for {self.steps} steps "
-                f"(timesteps would leave 0..{n_train - 1}), got {self.steps_offset!r}"
-            )
-
-    @property
-    def mixing(self) -> float:
-        """p of Eqs. 10-11; 0.93^(50/T) unless set (EDICT's choice, paper Sec. IV-A)."""
-        return self.mix if self.mix is not None else 0.93 ** (50 / self.steps)
-
 
 @dataclass(frozen=True)
 class EdictSchedule:

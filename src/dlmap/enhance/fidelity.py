@@ -16,7 +16,7 @@ import torch.nn.functional as F
 #: where noise, blur and texture live, i.e. exactly what an enhancer should change. s = 8
 #: would equal the VAE's latent grid and leave colour shifts inside each 8x8 cell unpenalised;
 #: s = 1 reduces Eq. 20 to plain L2 and fights every added detail.
-DEFAULT_DOWNSAMPLING = 4
+from dlmap.settings import DEFAULT_DOWNSAMPLING  # noqa: E402, F401
 
 
 def downsample(images: torch.Tensor, factor: int) -> torch.Tensor:

@@ -10,45 +10,38 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from dlmap import images
 from dlmap.diffusion import backbones, edict
 from dlmap.enhance import records, solver
 from dlmap.priors import registry as priors
 from dlmap.priors.calibration import LogisticFit
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from dlmap.settings import BackboneSettings
 
 
-@dataclass(frozen=True)
-class BackboneSettings:
-    """How the workflow builds a backbone (``backbones.load_backbone``'s arguments)."""
-
-    name: str = "sd2-seesr"
-    device: str = "cuda"
-    dtype: str = "float32"
-    autocast: str = "none"
-    encode: str = "sample"
-    cache: str | None = None
-    vae: str | None = None  # tiny backbones: the trained VAE's folder (dlmap.diffusion.tiny_vae)
-
-    def load(self):
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device {self.device!r}: CUDA is not available on this node")
-        return backbones.load_backbone(
-            self.name,
-            cache=self.cache,
-            dtype=DTYPES[self.dtype],
-            device=self.device,
-            encode_mode=self.encode,
-            autocast_dtype=AUTOCAST[self.autocast],
-            vae=self.vae,
-        )
+def load_backbone(settings: BackboneSettings):
+    """The backbone ``settings`` describe, on their device (an error if CUDA is absent)."""
+    if settings.device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {settings.device!r}: CUDA is not available on this node")
+    return backbones.load_backbone(
+        settings.name,
+        cache=settings.cache,
+        dtype=backbones.TORCH_DTYPES[settings.dtype],
+        device=settings.device,
+        encode_mode=settings.encode,
+        autocast_dtype=backbones.AUTOCAST_DTYPES[settings.autocast],
+        vae=settings.vae,
+        sd2=settings.sd2,
+        controlnet=settings.controlnet,
+        seesr=settings.seesr,
+        dape=settings.dape,
+        ram=settings.ram,
+    )
 
 
 def edict_config(values: dict) -> edict.EdictConfig:
@@ -64,7 +57,7 @@ def solver_config(values: dict, **overrides) -> solver.SolverConfig:
 
 def load_batch(paths: list[Path], size: int, device: str, dtype: str) -> torch.Tensor:
     return torch.stack([images.load_image(p, size=size) for p in paths]).to(
-        device=device, dtype=DTYPES[dtype]
+        device=device, dtype=backbones.TORCH_DTYPES[dtype]
     )
 
 
@@ -74,7 +67,7 @@ def invert_chunk(
 ) -> dict:  # fmt: skip
     """Alg. 1 line 2 for a chunk of images, stored in ``out`` (a torch file) with the ids,
     the input hashes and the settings; the prior-independent half of every solve."""
-    backbone = settings.load()
+    backbone = load_backbone(settings)
     config = edict_config(edict_values)
     pairs = []
     for start in range(0, len(paths), batch_size):
@@ -146,6 +139,82 @@ def build_prior(
     return prior.to(device)
 
 
+@dataclass
+class EnhanceRun:
+    """What ``enhance_files`` did: a record per image written, the inputs it could not use
+    (path, message), and the batches whose solve diverged (their paths, message)."""
+
+    records: list[dict] = field(default_factory=list)
+    bad_inputs: list[tuple[Path, str]] = field(default_factory=list)
+    diverged: list[tuple[list[Path], str]] = field(default_factory=list)
+
+
+def enhance_files(
+    paths: list[Path],
+    out: Path,
+    prior,
+    backbone,
+    config: solver.SolverConfig,
+    edict_settings: edict.EdictConfig,
+    job: dict,
+    batch_size: int = 1,
+    inversion: Path | None = None,
+    quiet: bool = True,
+    plot: bool = False,
+    extra: dict | None = None,
+    strict: bool = False,
+) -> EnhanceRun:
+    """The one enhancement path of ``dlmap enhance`` and the workflow: image files in
+    batches through Alg. 1 (``solver.map_solve``), NAME.x.png, NAME.y.png and NAME.json per
+    image into ``out`` (``records.write_enhanced``).
+
+    ``job``: size, device, dtype, autocast and encode (recorded with every image). Latent
+    modes start from the stored ``inversion`` (``invert_chunk``'s file) when given. An image
+    that cannot be read, or a batch whose solve diverges, is reported in the result and
+    skipped (``strict``: raised) while the others go on.
+    """
+    device, dtype = job["device"], backbones.TORCH_DTYPES[job["dtype"]]
+    prior = prior.to(device=device, dtype=dtype)
+    run, loaded = EnhanceRun(), []
+    for path in dict.fromkeys(Path(p) for p in paths):
+        try:
+            loaded.append((path, images.load_image(path, size=job["size"])))
+        except images.ImageError as error:
+            if strict:
+                raise
+            run.bad_inputs.append((path, str(error)))
+    out.mkdir(parents=True, exist_ok=True)
+    starts = range(0, len(loaded), batch_size)
+    for start in tqdm(starts, desc="batches", unit="batch", disable=quiet or len(starts) < 2):
+        chunk = loaded[start : start + batch_size]
+        part = [path for path, _ in chunk]
+        batch = torch.stack([image for _, image in chunk]).to(device=device, dtype=dtype)
+        pair = None
+        if inversion is not None and backbone is not None:
+            pair = tuple(t.to(device) for t in load_inversion(inversion, part))
+        began = time.perf_counter()
+        try:
+            result = solver.map_solve(
+                backbone, prior, batch, config, edict_settings, seeds=[config.seed] * len(part),
+                quiet=quiet, description=", ".join(p.name for p in part), inversion=pair,
+            )  # fmt: skip
+        except solver.NonFiniteError as error:
+            if strict:
+                raise
+            run.diverged.append((part, str(error)))
+            continue
+        seconds = (time.perf_counter() - began) / len(part)
+        settings = {**job, **({"inversion": str(inversion)} if pair is not None else {})}
+        for index, path in enumerate(part):
+            run.records.append(
+                records.write_enhanced(
+                    out, path, index, result, prior, backbone, seconds, settings,
+                    plot=plot, extra=extra,
+                )
+            )  # fmt: skip
+    return run
+
+
 def enhance_chunk(
     paths: list[Path],
     out: Path,
@@ -159,37 +228,16 @@ def enhance_chunk(
     quiet: bool = True,
     extra: dict | None = None,
 ) -> list[dict]:
-    """Enhance ``paths`` with one prior in batches (Alg. 1), writing NAME.x.png, NAME.y.png
-    and NAME.json per image into ``out``; latent modes start from the stored ``inversion``
-    when given. Returns the records."""
+    """The workflow's enhancement job: ``enhance_files`` with the config's settings, every
+    failure raised. Returns the records."""
     config = solver_config(solver_values)
-    edict_settings = edict_config(edict_values)
-    backbone = settings.load() if config.mode.startswith("latent") else None
-    dtype = DTYPES[settings.dtype]
-    prior = prior.to(device=settings.device, dtype=dtype)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for start in range(0, len(paths), batch_size):
-        part = [Path(p) for p in paths[start : start + batch_size]]
-        batch = load_batch(part, size, settings.device, settings.dtype)
-        pair = None
-        if inversion is not None and backbone is not None:
-            pair = tuple(t.to(settings.device) for t in load_inversion(inversion, part))
-        began = time.perf_counter()
-        result = solver.map_solve(
-            backbone, prior, batch, config, edict_settings, seeds=[config.seed] * len(part),
-            quiet=quiet, description=f"{prior.info.name}: {part[0].stem}..", inversion=pair,
-        )  # fmt: skip
-        seconds = (time.perf_counter() - began) / len(part)
-        job = {
-            "size": size, "dtype": settings.dtype, "autocast": settings.autocast,
-            "encode": settings.encode, "device": settings.device,
-            "inversion": str(inversion) if pair is not None else None,
-        }  # fmt: skip
-        for index, path in enumerate(part):
-            written.append(
-                records.write_enhanced(
-                    out, path, index, result, prior, backbone, seconds, job, extra=extra
-                )
-            )
-    return written
+    backbone = load_backbone(settings) if config.mode.startswith("latent") else None
+    job = {
+        "size": size, "dtype": settings.dtype, "autocast": settings.autocast,
+        "encode": settings.encode, "device": settings.device, "inversion": None,
+    }  # fmt: skip
+    run = enhance_files(
+        paths, out, prior, backbone, config, edict_config(edict_values), job,
+        batch_size=batch_size, inversion=inversion, quiet=quiet, extra=extra, strict=True,
+    )  # fmt: skip
+    return run.records

@@ -46,74 +46,15 @@ from tqdm.auto import tqdm
 
 from dlmap.diffusion import edict
 from dlmap.enhance import fidelity
+from dlmap.errors import DlmapError
 from dlmap.images import quantise
-from dlmap.priors.calibration import DEFAULT_SCALE, calibrate, score_scale
+from dlmap.priors.calibration import calibrate
 from dlmap.priors.registry import Prior
+from dlmap.settings import MODES, SolverConfig  # noqa: F401  (solver.SolverConfig, solver.MODES)
 
-MODES = ("latent-map", "latent-direct", "pixel-map", "pixel-direct")
 
-
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(DlmapError, FloatingPointError):
     """A loss, gradient or latent became NaN or infinite during a solve."""
-
-
-@dataclass(frozen=True)
-class SolverConfig:
-    """Alg. 1's settings; defaults are the paper's (Sec. IV-A) and the authors' code's."""
-
-    mode: str = "latent-map"
-    iters: int = 40  # MaxIter
-    lam: float = 0.01  # lambda
-    lr: float = 2.0  # alpha
-    momentum: float = 0.9  # rho
-    grad_clip: float | None = 1e-3  # element-wise clip of the latent gradient; None: off
-    downsampling: int = fidelity.DEFAULT_DOWNSAMPLING  # s of Eq. 20
-    pixel_lr: float = 0.01  # Adam step size of the pixel modes
-    gradient: str = "recompute"  # how gradients pass through h (see dlmap.diffusion.edict)
-    seed: int = 0  # seeds the VAE posterior sample of each image
-    score_scale: str = DEFAULT_SCALE  # xi1 of Eq. 21: "authors" (0-100) or "printed" (0-1)
-    early_stop: bool = True  # latent-map, fitted constants only: stop at stop_score
-    stop_score: float | None = None  # on the score scale; None: 90% of xi1 (authors': 90)
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if not isinstance(self.iters, int) or self.iters < 0:
-            raise ValueError(f"iters must be a non-negative integer, got {self.iters!r}")
-        if not self.lam >= 0:
-            raise ValueError(f"lambda must be >= 0, got {self.lam!r}")
-        if not self.lr > 0 or not self.pixel_lr > 0:
-            raise ValueError("learning rates must be > 0")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum rho must lie in [0, 1), got {self.momentum!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None (off), got {self.grad_clip!r}")
-        if self.gradient not in edict.GRADIENTS:
-            raise ValueError(f"gradient must be one of {edict.GRADIENTS}, got {self.gradient!r}")
-        if not isinstance(self.downsampling, int) or self.downsampling < 1:
-            raise ValueError(
-                f"downsampling s must be a positive integer, got {self.downsampling!r}"
-            )
-        if not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must lie in [0, 2**63), got {self.seed!r}")
-        scale = score_scale(self.score_scale)
-        if self.stop_score is not None and not 0 < self.stop_score <= scale.xi1:
-            raise ValueError(
-                f"stop_score must lie in (0, {scale.xi1:g}] on the {scale.name} scale "
-                f"({scale.label}), got {self.stop_score!r}"
-            )
-
-    @property
-    def xi1(self) -> float:
-        """The maximum of the calibrated score (Eq. 21) on the configured scale."""
-        return score_scale(self.score_scale).xi1
-
-    @property
-    def stop_threshold(self) -> float:
-        """The calibrated score at which latent-map problems stop (where it applies)."""
-        if self.stop_score is not None:
-            return self.stop_score
-        return score_scale(self.score_scale).default_stop
 
 
 @dataclass

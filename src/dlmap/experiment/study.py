@@ -24,6 +24,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from dlmap.errors import InputError
+
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE images (
@@ -52,7 +54,7 @@ PAIRS_COLUMNS = ("enhancer_i", "enhancer_j", "image", "file_i", "file_j")
 MAX_NAME_LENGTH = 100
 
 
-class StudyError(ValueError):
+class StudyError(InputError):
     """A bad study input (pairs file, images folder, database); the message names it."""
 
 

@@ -29,44 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-XI1, XI2 = 1.0, 0.0  # maximum and minimum of the calibrated score as printed (Sec. IV)
-
-
-@dataclass(frozen=True)
-class ScoreScale:
-    """A named choice of Eq. 21's maximum xi1 (xi2 = 0): calibrated scores lie in (0, xi1)."""
-
-    name: str
-    xi1: float
-    description: str
-
-    @property
-    def label(self) -> str:
-        """How scores on this scale are labelled next to their values: "0-100"."""
-        return f"0-{self.xi1:g}"
-
-    @property
-    def default_stop(self) -> float:
-        """The early-stopping threshold of the authors' MAP script (90 of 100), on this scale."""
-        return STOP_FRACTION * self.xi1
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "xi1": self.xi1, "range": [XI2, self.xi1]}
-
-
-STOP_FRACTION = 0.9  # the authors' MAP script stops once the calibrated score reaches 90/100
-SCORE_SCALES = {
-    "authors": ScoreScale("authors", 100.0, "the authors' public code: 0-100 (xi1 = 100)"),
-    "printed": ScoreScale("printed", 1.0, "Eq. 21 as printed: 0-1 (xi1 = 1)"),
-}
-DEFAULT_SCALE = "authors"
-
-
-def score_scale(name: str) -> ScoreScale:
-    """The ``ScoreScale`` named ``name``; ValueError naming the known ones otherwise."""
-    if name not in SCORE_SCALES:
-        raise ValueError(f"score scale must be one of {', '.join(SCORE_SCALES)}, got {name!r}")
-    return SCORE_SCALES[name]
+from dlmap.settings import (  # noqa: F401  (the scales are Eq. 21's; they live with the settings)
+    DEFAULT_SCALE,
+    SCORE_SCALES,
+    STOP_FRACTION,
+    XI1,
+    XI2,
+    ScoreScale,
+    score_scale,
+)
 
 
 def logistic(q: torch.Tensor, xi3: float, xi4: float, xi1: float = XI1, xi2: float = XI2):

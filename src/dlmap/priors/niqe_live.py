@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+from dlmap.errors import InputError
 from dlmap.weights import cache as weights
 
 MODEL_FILE = "niqe/modelparameters.mat"  # relative to the dlmap cache
@@ -68,7 +69,7 @@ class SdistMember:
 BASICSR_SDIST = SdistMember("basicsr", "1.4.2", "basicsr/metrics/niqe_pris_params.npz")
 
 
-class NotLiveModelError(ValueError):
+class NotLiveModelError(InputError):
     """A model file that claims, or was expected, to be LIVE's but whose numbers are not."""
 
 

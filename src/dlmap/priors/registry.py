@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from dlmap.errors import DlmapError
 from dlmap.priors.calibration import DEFAULT_SCALE, calibrate, load_constants, score_scale
 
 
@@ -86,7 +87,9 @@ class CallablePrior(Prior):
         return self.function(images)
 
 
-class UnknownPriorError(KeyError):
+class UnknownPriorError(DlmapError, KeyError):
+    exit_code = 2
+
     def __str__(self) -> str:  # KeyError quotes its message otherwise
         return str(self.args[0])
 

@@ -16,18 +16,20 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from dlmap.errors import DlmapError
+
 CACHE_ENV = "DLMAP_CACHE"
 
 
-class WeightsMissingError(RuntimeError):
+class WeightsMissingError(DlmapError, RuntimeError):
     """Weights needed by a model are not on disk."""
 
 
-class WeightKeyError(RuntimeError):
+class WeightKeyError(DlmapError, RuntimeError):
     """A checkpoint's keys do not match the network it is loaded into."""
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(DlmapError, RuntimeError):
     """A weight file differs from the one whose sha256 was recorded at first placement."""
 
 
