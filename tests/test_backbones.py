@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import edit_checkpoint, photo, write_tiny_sd2_folder
 from diffusers import UNet2DConditionModel
+from helpers import edit_checkpoint, photo, write_tiny_sd2_folder
 
 from dlmap.diffusion import backbones, tiny
 from dlmap.weights import cache as weights

@@ -127,7 +127,7 @@ def test_seesr_unet_vs_sd2_counts_the_tensors_that_differ(tmp_path):
     import shutil
 
     import torch
-    from conftest import write_tiny_sd2_folder
+    from helpers import write_tiny_sd2_folder
     from safetensors.torch import load_file, save_file
 
     (tmp_path / "sd2").mkdir()

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import photo
+from helpers import photo
 
 from dlmap.enhance import fidelity
 from dlmap.priors import calibration

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import photo_png, run_cli
+from helpers import photo_png, run_cli
 
 from dlmap import images
 from dlmap.cli import main as cli

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import photo
+from helpers import photo
 from timm.models.swin_transformer import checkpoint_filter_fn
 
 from dlmap.diffusion import dape, tiny

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import photo
 from diffusers import DDIMScheduler
+from helpers import photo
 
 from dlmap.diffusion import edict
 

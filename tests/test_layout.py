@@ -42,7 +42,7 @@ def test_every_stage_is_a_folder_saying_what_it_is():
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc and len(doc.splitlines()) <= 3, (stage, doc)
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__.py", "errors.py", "images.py", "settings.py"]
+    assert top == ["__init__.py", "errors.py", "files.py", "images.py", "settings.py"]
 
 
 def test_modules_are_small_and_folders_hold_at_most_twelve():
@@ -109,3 +109,44 @@ def test_every_commands_parser_builds_without_torch():
         "print(' '.join(m for m in heavy if m in sys.modules))"
     )
     assert loaded.strip() == ""
+
+
+def test_the_public_api_is_re_exported_lazily_from_dlmap():
+    loaded = run_python(
+        "import sys, dlmap\n"
+        "light = 'torch' not in sys.modules\n"
+        "names = dlmap.__all__\n"
+        "values = [getattr(dlmap, name) for name in names]\n"
+        "from dlmap import images, settings  # submodules still import by name\n"
+        "print(light, len(names), all(v is not None for v in values), settings.MODES[0])"
+    )
+    assert loaded.split() == ["True", "15", "True", "latent-map"]
+    import dlmap
+
+    assert dlmap.create_prior is __import__("dlmap.priors.registry").priors.registry.create_prior
+    try:
+        dlmap.no_such_name  # noqa: B018
+    except AttributeError as error:
+        assert "no_such_name" in str(error)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")
+
+
+def test_atomic_writes_leave_the_old_file_or_the_new_one_never_a_part(tmp_path):
+    import hashlib
+
+    import pytest
+
+    from dlmap import files
+
+    target = tmp_path / "out.txt"
+    files.write_text_atomic("first\n", target)
+    with pytest.raises(RuntimeError), files.atomic_path(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("the writer failed")
+    assert target.read_text() == "first\n" and list(tmp_path.iterdir()) == [target]
+    files.write_bytes_atomic(target, b"second")
+    assert target.read_bytes() == b"second" and list(tmp_path.iterdir()) == [target]
+    assert files.sha256_file(target, chunk=3) == hashlib.sha256(b"second").hexdigest()
+    with pytest.raises(FileNotFoundError):
+        files.write_text_atomic("x", tmp_path / "missing" / "out.txt")

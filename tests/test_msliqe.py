@@ -6,7 +6,7 @@ import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import photo
+from helpers import photo
 
 from dlmap.msliqe.model import (
     MSLIQE,

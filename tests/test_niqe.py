@@ -258,7 +258,7 @@ def test_model_choices_and_their_errors(cache, tmp_path):
 
 
 def test_cli_niqe_model_option(cache, tmp_path, capsys):
-    from conftest import photo_png, run_cli
+    from helpers import photo_png, run_cli
 
     image = photo_png(tmp_path, "coffee", size=224)
     table = tmp_path / "scores.csv"

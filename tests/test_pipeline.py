@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import photo
+from helpers import photo
 
 from dlmap import images
 from dlmap.enhance import chunks, pipeline, solver

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import photo, photo_png, run_cli
+from helpers import photo, photo_png, run_cli
 
 from dlmap import images
 from dlmap.diffusion import edict

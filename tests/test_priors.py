@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import build_prior, photo
+from helpers import build_prior, photo
 
 from dlmap.priors import registry as priors
 

@@ -48,7 +48,7 @@ def test_rois_as_a_k_by_5_tensor_and_bad_shapes():
 def test_paq2piq_uses_the_plain_torch_pooling_when_the_operator_is_missing(
     offline_priors, monkeypatch
 ):
-    from conftest import build_prior, photo
+    from helpers import build_prior, photo
     from torchvision.ops import RoIPool
 
     monkeypatch.setattr("dlmap.priors.zoo.compiled_roi_pool_works", lambda: False)

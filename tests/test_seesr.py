@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 import torch
-from conftest import edit_checkpoint, photo, write_tiny_sd2_folder, write_tiny_seesr_files
 from diffusers import ControlNetModel, UNet2DConditionModel
+from helpers import edit_checkpoint, photo, write_tiny_sd2_folder, write_tiny_seesr_files
 
 from dlmap.diffusion import backbones, tiny
 from dlmap.diffusion.edict import EdictConfig

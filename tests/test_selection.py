@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import photo
+from helpers import photo
 from PIL import Image
 
 from dlmap.cli.select import add_select_parser, select_command

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import photo
+from helpers import photo
 
 from dlmap.diffusion import edict
 from dlmap.enhance import solver

@@ -270,3 +270,27 @@ def test_a_killed_run_leaves_nothing_that_looks_complete_and_a_rerun_finishes(tm
               cwd=tmp_path)  # fmt: skip
     records = list((tmp_path / target).glob("*.json"))
     assert len(records) == 1 and json.loads(records[0].read_text())["final"]  # chunk 000: 1
+
+
+def rule_graph(dot: str) -> tuple[set[str], set[tuple[str, str]]]:
+    """The rules and the rule -> rule edges of a Snakemake --rulegraph DOT text."""
+    labels = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, re.M))
+    edges = {(labels[a], labels[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M)}
+    return set(labels.values()), edges
+
+
+def test_the_drawn_rule_graph_is_the_paper_configurations(tmp_path):
+    env_cache = {"DLMAP_CACHE": str(tmp_path / "cache"), "DLMAP_DATA": str(tmp_path / "data")}
+    os.environ.update(env_cache)
+    try:
+        now = snakemake("--rulegraph", "--configfile", str(ROOT / "config.yaml"), cwd=tmp_path)
+    finally:
+        for key in env_cache:
+            os.environ.pop(key)
+    rules, edges = rule_graph(now.stdout)
+    drawn_rules, drawn_edges = rule_graph((ROOT / "docs" / "rulegraph.dot").read_text())
+    assert len(rules) > 30 and ("fetch_weights_niqe", "evaluate_prior") in edges
+    assert (rules, edges) == (drawn_rules, drawn_edges), (
+        "the workflow's rules changed: redraw docs/rulegraph.dot and .svg (docs/workflow.md)"
+    )
+    assert (ROOT / "docs" / "rulegraph.svg").read_text().lstrip().startswith("<?xml")

@@ -20,15 +20,14 @@ import io
 import math
 import os
 import re
-import uuid
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from dlmap.errors import InputError
+from dlmap.files import write_bytes_atomic, write_text_atomic  # noqa: F401  (images.X)
 
 _GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")
 _ALPHA_MODES = ("LA", "RGBA", "PA")
@@ -230,23 +229,6 @@ def quantise(images: torch.Tensor) -> torch.Tensor:
     return _levels(images.detach()).to(images.dtype) / 255.0  # k / 255 as read_image gives
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a hidden temporary file in the same directory."""
-    final = Path(path)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
-    # os.open with 0o666 lets the umask decide the permissions, like open().
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_png_atomic(image: torch.Tensor, path: str | os.PathLike) -> None:
     """Save a float (3, H, W) tensor in [0, 1] as an 8-bit RGB PNG, atomically."""
     buf = io.BytesIO()
@@ -254,6 +236,3 @@ def save_png_atomic(image: torch.Tensor, path: str | os.PathLike) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
-def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically (used for JSON outputs)."""
-    write_bytes_atomic(path, text.encode("utf-8"))

@@ -29,9 +29,7 @@ import hashlib
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -161,15 +159,10 @@ def read_per_subject(folder: Path, names: list[str], counts: np.ndarray, counts_
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    from dlmap.files import write_text_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "w", newline="") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(text, path)
 
 
 def _csv(rows: list[list]) -> str:

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from dlmap.data import readers, sources
 from dlmap.data.sources import DatasetError, DatasetMissingError
+from dlmap.files import write_bytes_atomic
 
 COLUMNS = tuple("dataset image mos mos_std split reference mos_original scale_original".split())
 SPLITS = ("train", "val", "test")
@@ -275,9 +276,4 @@ def read_manifest_resolved(path) -> list[Entry]:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_bytes_atomic(path, data)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from dlmap import images
 from dlmap.diffusion import backbones, edict
 from dlmap.enhance import records, solver
+from dlmap.files import atomic_path
 from dlmap.priors import registry as priors
 from dlmap.priors.calibration import LogisticFit
 from dlmap.settings import BackboneSettings
@@ -92,9 +93,8 @@ def invert_chunk(
         },  # fmt: skip
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.part")
-    torch.save(state, temporary)
-    temporary.replace(out)
+    with atomic_path(out) as temporary:
+        torch.save(state, temporary)
     return state["settings"]
 
 

@@ -4,7 +4,6 @@ optionally, NAME.history.png. Shared by ``dlmap enhance`` and the workflow's chu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from dataclasses import asdict
@@ -14,6 +13,7 @@ import torch
 
 import dlmap
 from dlmap import images
+from dlmap.files import sha256_file  # noqa: F401  (records.sha256_file)
 from dlmap.priors.calibration import DEFAULT_SCALE, score_scale
 
 
@@ -21,10 +21,6 @@ def output_paths(out: Path, stem: str) -> dict[str, Path]:
     """The files written for the input named ``stem`` in folder ``out``."""
     suffixes = {"x": ".x.png", "y": ".y.png", "plot": ".history.png", "json": ".json"}
     return {key: Path(out) / f"{stem}{suffix}" for key, suffix in suffixes.items()}
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def select_problem(value, index: int):

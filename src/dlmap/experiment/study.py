@@ -25,6 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from dlmap.errors import InputError
+from dlmap.files import sha256_file
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,14 +62,6 @@ class StudyError(InputError):
 def now() -> str:
     """The current UTC time, ISO 8601 with milliseconds."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def connect(db: Path) -> sqlite3.Connection:

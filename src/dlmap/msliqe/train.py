@@ -298,6 +298,7 @@ def _plot(history: list[dict], path: Path) -> None:
 
 
 def _save_atomic(state: dict, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.part")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    from dlmap.files import atomic_path
+
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)

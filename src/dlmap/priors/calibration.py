@@ -22,13 +22,13 @@ README, "What the paper leaves open"). xi3 and |xi4| do not depend on xi1: a fit
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dlmap.files import write_text_atomic
 from dlmap.settings import (  # noqa: F401  (the scales are Eq. 21's; they live with the settings)
     DEFAULT_SCALE,
     SCORE_SCALES,
@@ -117,9 +117,7 @@ def constants_path(name: str, cache=None) -> Path:
 def save_constants(name: str, fit: LogisticFit, cache=None) -> Path:
     path = constants_path(name, cache)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.part")
-    temporary.write_text(json.dumps(asdict(fit), indent=2) + "\n")
-    os.replace(temporary, path)
+    write_text_atomic(json.dumps(asdict(fit), indent=2) + "\n", path)
     return path
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.io
 
 from dlmap.errors import InputError
+from dlmap.files import atomic_path
 from dlmap.weights import cache as weights
 
 MODEL_FILE = "niqe/modelparameters.mat"  # relative to the dlmap cache
@@ -130,15 +131,8 @@ def write_model(path, mu, cov, **metadata) -> Path:
         "cov_prisparam": np.asarray(cov, dtype=np.float64),
         **metadata,
     }
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".mat.tmp")
-    os.close(handle)
-    try:
-        scipy.io.savemat(temporary, contents)
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from a shared cache's users
-        os.replace(temporary, path)  # atomic: a concurrent reader never sees half a file
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_path(path) as temporary:  # a concurrent reader never sees half a file
+        scipy.io.savemat(str(temporary), contents, appendmat=False)
     return path
 
 

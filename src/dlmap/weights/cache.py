@@ -7,7 +7,6 @@ work starts. Downloads happen only through ``fetch`` (``dlmap weights fetch NAME
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -17,6 +16,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from dlmap.errors import DlmapError
+from dlmap.files import sha256_file as sha256_of
+from dlmap.files import write_text_atomic
 
 CACHE_ENV = "DLMAP_CACHE"
 
@@ -211,16 +212,6 @@ def _hub_snapshot(repo_id: str, source: WeightSource) -> Path | None:
 MANIFEST = "sha256-manifest.json"
 
 
-def sha256_of(path: Path, chunk: int = 1 << 24, progress=None) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-            if progress is not None:
-                progress.update(len(block))
-    return digest.hexdigest()
-
-
 def verify_files(paths: list[Path], cache=None, full: bool = False) -> dict[str, str]:
     """Record each file's sha256 the first time it is seen; check it every time after.
 
@@ -256,9 +247,7 @@ def verify_files(paths: list[Path], cache=None, full: bool = False) -> dict[str,
     if changed:
         try:
             manifest_path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = manifest_path.with_name(f".{MANIFEST}.{os.getpid()}")
-            temporary.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
-            os.replace(temporary, manifest_path)
+            write_text_atomic(json.dumps(records, indent=1, sort_keys=True) + "\n", manifest_path)
         except OSError as error:  # a read-only shared cache: verify, but cannot record
             warnings.warn(f"cannot record sha256 in {manifest_path}: {error}", stacklevel=2)
     return digests
