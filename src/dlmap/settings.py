@@ -195,5 +195,3 @@ class BackboneSettings:
         _choice("dtype", self.dtype, DTYPES)
         _choice("autocast", self.autocast, AUTOCASTS)
         _choice("encode", self.encode, ENCODES)
-        if self.vae is not None and not self.name.startswith("tiny"):
-            raise ValueError(f"a trained VAE replaces the tiny backbones' VAE, not {self.name}'s")
