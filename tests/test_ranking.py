@@ -1,6 +1,6 @@
 """Eq. 19 as pwcmp computes it (dlmap.compare.ranking), its bootstrap, significance, group letters
 and
-observer screening (dlmap.compare.significance), and ``dlmap rank`` (dlmap.cli.rank)."""
+observer screening (dlmap.compare.significance), and ``dlmap rank`` (dlmap.compare.rank_files)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ import pytest
 from scipy.optimize import check_grad
 from scipy.special import ndtr, ndtri
 
-from dlmap.cli.rank import add_rank_parser, rank_command, read_counts
+from dlmap.cli.rank import add_rank_parser, rank_command
 from dlmap.compare import ranking, significance
-from dlmap.errors import UsageError
+from dlmap.compare.counts import read_counts
+from dlmap.errors import DlmapError
 
 ONE_JOD = ranking.SIGMA_DIFFERENCE * ndtri(0.75)  # 0.9999985: pwcmp rounds sigma to 1.4826
 
@@ -289,8 +290,8 @@ def main_rank(argv) -> tuple[int, str]:
     add_rank_parser(parser.add_subparsers(dest="command"))
     try:
         return rank_command(parser.parse_args(["rank", *map(str, argv)])), ""
-    except UsageError as error:
-        return 2, str(error)
+    except DlmapError as error:  # as dlmap.cli.main maps it
+        return error.exit_code, str(error)
 
 
 NAMES = ["a", "b", "c", "d", "e", "f"]

@@ -14,6 +14,7 @@ from dlmap.diffusion.seesr import SEESR_UNET_EXTRA_KEYS, SeeSRControlNetModel
 from dlmap.enhance import solver
 from dlmap.priors.registry import create_prior
 from dlmap.weights import cache as weights
+from dlmap.weights import catalogue
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +223,7 @@ def test_missing_seesr_files_fail_fast_with_the_manual_steps(files, tmp_path):
     with pytest.raises(weights.WeightsMissingError) as error:
         backbones.load_backbone("sd2-seesr", sd2=folder / "sd2", cache=tmp_path)
     message = str(error.value)
-    assert "\n" not in message and weights.SEESR_DRIVE in message
+    assert "\n" not in message and catalogue.SEESR_DRIVE in message
     assert str(tmp_path / "seesr") in message and "controlnet/config.json" in message
     with pytest.raises(weights.WeightsMissingError, match=r"ram_swin_large_14m\.pth.*recognize"):
         backbones.load_backbone(

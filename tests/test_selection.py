@@ -19,7 +19,7 @@ from PIL import Image
 from dlmap.cli.select import add_select_parser, select_command
 from dlmap.compare import distances, selection
 from dlmap.data import degradations
-from dlmap.errors import UsageError
+from dlmap.errors import DlmapError
 from dlmap.weights import cache as weights
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins")
@@ -413,9 +413,9 @@ def test_select_refuses_bad_arguments_in_one_line(layout, tmp_path):
         "--size: size must be an integer >= 8": ("--enhanced", enhanced, "--size", "4"),
     }  # fmt: skip
     for message, argv in cases.items():
-        with pytest.raises(UsageError, match=message) as caught:
+        with pytest.raises(DlmapError, match=message) as caught:
             _select("--k", "2", *argv, *weight_free)
-        assert "\n" not in str(caught.value)
+        assert "\n" not in str(caught.value) and caught.value.exit_code == 2  # usage or input
     assert not (tmp_path / "pairs.csv").exists()
 
 

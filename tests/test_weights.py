@@ -6,6 +6,7 @@ import pytest
 
 from dlmap.cli import main as cli
 from dlmap.weights import cache as weights
+from dlmap.weights import catalogue
 
 
 def _place(folder, name, content=b"weights"):
@@ -17,17 +18,17 @@ def _place(folder, name, content=b"weights"):
 
 def test_manual_sources_print_exact_steps_links_and_target(tmp_path):
     with pytest.raises(weights.WeightsMissingError) as error:
-        weights.fetch("dape", cache=tmp_path)
+        catalogue.get("dape").fetch(cache=tmp_path)
     message = str(error.value)
     assert "\n" not in message
-    assert weights.SEESR_DRIVE in message
+    assert catalogue.SEESR_DRIVE in message
     assert "DAPE.pth" in message and str(tmp_path / "dape") in message
     with pytest.raises(weights.WeightsMissingError) as error:
-        weights.fetch("seesr", cache=tmp_path)
+        catalogue.get("seesr").fetch(cache=tmp_path)
     message = str(error.value)
     for part in ("controlnet/config.json", "unet/config.json", str(tmp_path / "seesr")):
         assert part in message
-    assert weights.SEESR_DRIVE in message and weights.SEESR_ONEDRIVE in message
+    assert catalogue.SEESR_DRIVE in message and catalogue.SEESR_ONEDRIVE in message
 
 
 def test_cli_fetch_downloads_nothing_manual_and_exits_1_with_the_steps(tmp_path, capsys):
@@ -47,34 +48,34 @@ def test_ram_comes_from_its_hugging_face_space(tmp_path, monkeypatch):
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    folder = weights.fetch("ram-swin-large", cache=tmp_path)
+    folder = catalogue.get("ram-swin-large").fetch(cache=tmp_path)
     assert folder == tmp_path / "ram-swin-large"
     assert calls == [("xinyu1205/recognize-anything", "space", ["ram_swin_large_14m.pth"])]
 
 
 def test_sha256_is_recorded_at_first_placement_and_checked_afterwards(tmp_path):
     path = _place(tmp_path / "dape", "DAPE.pth", b"original")
-    assert weights.fetch("dape", cache=tmp_path) == tmp_path / "dape"  # placed: verified
+    assert catalogue.get("dape").fetch(cache=tmp_path) == tmp_path / "dape"  # placed: verified
     manifest = (tmp_path / weights.MANIFEST).read_text()
     digest = weights.sha256_of(path)
     assert digest in manifest
-    weights.locate("dape", cache=tmp_path)  # unchanged: fine
+    catalogue.locate("dape", cache=tmp_path)  # unchanged: fine
 
     path.write_bytes(b"tampered")  # same size, new modification time
     with pytest.raises(weights.ChecksumError, match=f"recorded size 8, sha256 {digest}"):
-        weights.locate("dape", cache=tmp_path)
+        catalogue.locate("dape", cache=tmp_path)
     path.write_bytes(b"longer file")
     with pytest.raises(weights.ChecksumError, match="now size 11"):
-        weights.locate("dape", cache=tmp_path)
+        catalogue.locate("dape", cache=tmp_path)
 
 
 def test_weights_check_rehashes_even_when_the_modification_time_is_restored(tmp_path, capsys):
     path = _place(tmp_path / "dape", "DAPE.pth", b"original")
-    weights.locate("dape", cache=tmp_path)
+    catalogue.locate("dape", cache=tmp_path)
     stat = path.stat()
     path.write_bytes(b"tampered")
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    weights.locate("dape", cache=tmp_path)  # the quick check trusts size and time
+    catalogue.locate("dape", cache=tmp_path)  # the quick check trusts size and time
     assert cli.main(["weights", "check", "--cache", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "dape: CHANGED:" in out and "changed since its first placement" in out
@@ -99,7 +100,7 @@ def test_a_read_only_cache_still_verifies_and_warns_it_cannot_record(tmp_path, m
 
     monkeypatch.setattr(weights.os, "replace", refuse)
     with pytest.warns(UserWarning, match="cannot record sha256 in .*read-only"):
-        assert weights.locate("dape", cache=tmp_path) == tmp_path / "dape"
+        assert catalogue.locate("dape", cache=tmp_path) == tmp_path / "dape"
 
 
 def test_fetch_of_an_unknown_name_is_a_usage_error(tmp_path, capsys):

@@ -10,7 +10,7 @@ from dlmap.cli import main as cli
 from dlmap.priors import registry as priors
 from dlmap.priors import zoo
 from dlmap.weights import cache as weights
-from dlmap.weights import downloads
+from dlmap.weights import catalogue
 
 
 def test_missing_weights_fail_at_construction_listing_files_urls_and_folder(tmp_path):
@@ -25,10 +25,10 @@ def test_missing_weights_fail_at_construction_listing_files_urls_and_folder(tmp_
 
 def test_the_papers_liqe_is_pyiqas_liqe_mix_and_clip_urls_come_from_pyiqa():
     assert zoo.PYIQA_MODELS["liqe"].metric == "liqe_mix"
-    files = {file.kind: file for file in downloads.files("liqe")}
+    files = {file.kind: file for file in catalogue.get("liqe").files()}
     assert files["clip"].path == "torch/clip/ViT-B-32.pt"
     assert files["pyiqa"].path == "torch/pyiqa/liqe_mix.pt"
-    assert set(zoo.PYIQA_MODELS) <= set(downloads.FILE_SETS)
+    assert set(zoo.PYIQA_MODELS) <= set(catalogue.CATALOGUE)
 
 
 @pytest.mark.parametrize("name", [*zoo.PYIQA_MODELS, "niqe", "ms-liqe"])

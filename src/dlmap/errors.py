@@ -24,3 +24,7 @@ class InputError(DlmapError, ValueError):
     """A bad input file or value handed to the library (exit code 2 on the command line)."""
 
     exit_code = 2
+
+
+class MissingInputError(InputError, FileNotFoundError):
+    """A file the caller named does not exist (exit code 2 on the command line)."""

@@ -141,7 +141,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
 def check_size(size: int) -> int:
     """The square output side, validated: an integer >= 8."""
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
-        raise ValueError(f"size must be an integer >= 8, got {size!r}")
+        raise InputError(f"size must be an integer >= 8, got {size!r}")
     return int(size)
 
 
@@ -169,7 +169,7 @@ def center_crop_resize(image: np.ndarray, size: int = 512) -> np.ndarray:
     size = check_size(size)
     image = np.asarray(image)
     if image.ndim != 3 or min(image.shape[:2]) < 1:
-        raise ValueError(f"expected an (H, W, C) image, got shape {image.shape}")
+        raise InputError(f"expected an (H, W, C) image, got shape {image.shape}")
     height, width = image.shape[:2]
     if width <= height:
         new_w, new_h = size, round(height * size / width)
@@ -209,12 +209,12 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     Raises ValueError for a wrong shape, a non-float dtype or non-finite values.
     """
     if not isinstance(image, torch.Tensor) or not image.is_floating_point():
-        raise ValueError("expected a floating-point torch.Tensor")
+        raise InputError("expected a floating-point torch.Tensor")
     if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected shape (3, H, W), got {tuple(image.shape)}")
+        raise InputError(f"expected shape (3, H, W), got {tuple(image.shape)}")
     data = image.detach().to(device="cpu", dtype=torch.float64)
     if not torch.isfinite(data).all():
-        raise ValueError("image contains non-finite values (NaN or inf)")
+        raise InputError("image contains non-finite values (NaN or inf)")
     return np.ascontiguousarray(_levels(data).to(torch.uint8).permute(1, 2, 0).numpy())
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dlmap.errors import InputError
+
 MODES = ("latent-map", "latent-direct", "pixel-map", "pixel-direct")  # dlmap.enhance.solver
 ORDERS = ("alternating", "fixed")  # EDICT's step order (dlmap.diffusion.edict)
 GRADIENTS = ("recompute", "reversible", "autograd")  # how gradients pass through h
@@ -21,6 +23,7 @@ AUTOCASTS = ("none", "bf16", "fp16")
 DEFAULT_DOWNSAMPLING = 4  # s of Eq. 20 (dlmap.enhance.fidelity says why)
 D1_METRICS = ("lpips", "dists", "ms-ssim")  # Eq. 18's D1 (dlmap.compare.distances)
 D2_EMBEDDINGS = ("clip", "handcrafted")  # Eq. 18's D2 embeddings
+RANK_RESAMPLES = 500  # bootstrap resamples of subjects for Eq. 19's intervals (pwcmp's example)
 
 #: Stable Diffusion 2's noise schedule (scheduler/scheduler_config.json of SD2-base).
 SD2_SCHEDULER = {
@@ -69,13 +72,13 @@ DEFAULT_SCALE = "authors"
 def score_scale(name: str) -> ScoreScale:
     """The ``ScoreScale`` named ``name``; ValueError naming the known ones otherwise."""
     if name not in SCORE_SCALES:
-        raise ValueError(f"score scale must be one of {', '.join(SCORE_SCALES)}, got {name!r}")
+        raise InputError(f"score scale must be one of {', '.join(SCORE_SCALES)}, got {name!r}")
     return SCORE_SCALES[name]
 
 
 def _choice(what: str, value, allowed: tuple) -> None:
     if value not in allowed:
-        raise ValueError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
+        raise InputError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -99,25 +102,25 @@ class SolverConfig:
     def __post_init__(self):
         _choice("mode", self.mode, MODES)
         if not isinstance(self.iters, int) or self.iters < 0:
-            raise ValueError(f"iters must be a non-negative integer, got {self.iters!r}")
+            raise InputError(f"iters must be a non-negative integer, got {self.iters!r}")
         if not self.lam >= 0:
-            raise ValueError(f"lambda must be >= 0, got {self.lam!r}")
+            raise InputError(f"lambda must be >= 0, got {self.lam!r}")
         if not self.lr > 0 or not self.pixel_lr > 0:
-            raise ValueError("learning rates must be > 0")
+            raise InputError("learning rates must be > 0")
         if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum rho must lie in [0, 1), got {self.momentum!r}")
+            raise InputError(f"momentum rho must lie in [0, 1), got {self.momentum!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None (off), got {self.grad_clip!r}")
+            raise InputError(f"grad_clip must be > 0 or None (off), got {self.grad_clip!r}")
         _choice("gradient", self.gradient, GRADIENTS)
         if not isinstance(self.downsampling, int) or self.downsampling < 1:
-            raise ValueError(
+            raise InputError(
                 f"downsampling s must be a positive integer, got {self.downsampling!r}"
             )
         if not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must lie in [0, 2**63), got {self.seed!r}")
+            raise InputError(f"seed must lie in [0, 2**63), got {self.seed!r}")
         scale = score_scale(self.score_scale)
         if self.stop_score is not None and not 0 < self.stop_score <= scale.xi1:
-            raise ValueError(
+            raise InputError(
                 f"stop_score must lie in (0, {scale.xi1:g}] on the {scale.name} scale "
                 f"({scale.label}), got {self.stop_score!r}"
             )
@@ -151,17 +154,17 @@ class EdictConfig:
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"EDICT steps must be a positive integer, got {self.steps!r}")
+            raise InputError(f"EDICT steps must be a positive integer, got {self.steps!r}")
         n_train = self.scheduler.get("num_train_timesteps", 1000)
         if self.steps > n_train:
-            raise ValueError(f"EDICT steps {self.steps} exceed the {n_train} training timesteps")
+            raise InputError(f"EDICT steps {self.steps} exceed the {n_train} training timesteps")
         if self.mix is not None and not 0.0 < self.mix <= 1.0:
-            raise ValueError(f"EDICT mixing p must lie in (0, 1], got {self.mix!r}")
+            raise InputError(f"EDICT mixing p must lie in (0, 1], got {self.mix!r}")
         if self.order not in ORDERS:
-            raise ValueError(f"EDICT order must be one of {ORDERS}, got {self.order!r}")
+            raise InputError(f"EDICT order must be one of {ORDERS}, got {self.order!r}")
         stride = n_train // self.steps
         if not 0 <= self.steps_offset < stride:
-            raise ValueError(
+            raise InputError(
                 f"steps_offset must lie in [0, {stride}) for {self.steps} steps "
                 f"(timesteps would leave 0..{n_train - 1}), got {self.steps_offset!r}"
             )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dlmap.enhance import chunks
 from dlmap.data.sources import data_root
-from dlmap.weights.downloads import FILE_SETS
+from dlmap.weights import catalogue
 
 # The `dlmap` command of the environment that runs Snakemake (no PATH needed).
 DLMAP = str(Path(sys.executable).parent / "dlmap")
@@ -104,13 +104,7 @@ def weights_cache():
 
 def weight_files(name):
     """The files a weight set puts in the dlmap cache (Hugging Face hub files excepted)."""
-    from dlmap.weights import downloads
-
-    return [
-        str(downloads.local_path(f, config["cache"]))
-        for f in downloads.files(name)
-        if f.kind != "timm"
-    ]
+    return [str(path) for path in catalogue.get(name).outputs(config["cache"])]
 
 
 def prior_weights(prior):
@@ -118,7 +112,7 @@ def prior_weights(prior):
     unless the config asks for the offline fallback (niqe_model: fitted)."""
     if prior == "niqe" and config["niqe_model"] == "fitted":
         return []
-    if prior in FILE_SETS and FILE_SETS[prior].paper:
+    if prior in catalogue.CATALOGUE:
         return weight_files(prior)
     return []
 
@@ -129,10 +123,8 @@ def prior_options(prior):
 
 
 def backbone_weights(name):
-    if name.startswith("tiny"):
-        return []
-    needs = {"sd2-seesr": ["sd2-base", "seesr", "ram-swin-large", "dape"], "sd2": ["sd2-base"]}
-    return [f"{weights_cache()}/{source}" for source in needs.get(name, ["sd2-base"])]
+    """The folders of the weight sets backbone ``name`` loads (none for the tiny ones)."""
+    return [weight_files(source)[0] for source in catalogue.backbone_sets(name)]
 
 
 def msliqe_checkpoint():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from _job import job
 
-from dlmap.cli.rank import read_counts
+from dlmap.compare.counts import read_counts
 from dlmap.figures import grids
 
 smk = job(globals())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from dlmap.cli.main import add_command
@@ -37,6 +36,7 @@ def add_compare_parsers(commands) -> None:
 
 def simulate_command(args) -> int:
     from dlmap.compare import observers
+    from dlmap.compare.reports import read_table as _read
 
     pairs = _read(args.pairs, {"enhancer_i", "enhancer_j", "image"})
     trials = [(row["enhancer_i"], row["enhancer_j"], row["image"]) for row in pairs]
@@ -63,12 +63,9 @@ def simulate_command(args) -> int:
         )
         source = {"fidelity": args.metric, "jod_per_unit": args.jod_per_unit,
                   "references": str(args.references)}  # fmt: skip
-    try:
-        counts = observers.simulate_counts(
-            trials, utility, conditions, args.subjects, args.sigma, args.seed
-        )
-    except (KeyError, ValueError, FileNotFoundError) as error:
-        raise UsageError(f"simulate: {error}") from error
+    counts = observers.simulate_counts(
+        trials, utility, conditions, args.subjects, args.sigma, args.seed
+    )
     settings = {"pairs": str(args.pairs), "subjects": args.subjects, "sigma": args.sigma,
                 "seed": args.seed, **source}  # fmt: skip
     folder = observers.write_study(counts, conditions, args.out, settings)
@@ -81,47 +78,18 @@ def simulate_command(args) -> int:
 
 def report_command(args) -> int:
     from dlmap.compare import reports
-    from dlmap.figures import plots as figures
-    from dlmap.images import write_bytes_atomic, write_text_atomic
 
-    rows = _read(args.scores, {"condition", "jod", "ci_low", "ci_high", "group"})
-    simulated = reports.is_simulated(args.scores)
-    banner = f"**{figures.REDUCED_STAMP}.**\n\n" if args.reduced else ""
-    figure = figures.plot_ranking(rows, args.title, simulated, reduced=args.reduced)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(f"{args.out}.pdf")
-    write_bytes_atomic(f"{args.out}.png", figures.figure_png_bytes(figure))
-    write_text_atomic(banner + reports.ranking_markdown(rows, simulated), f"{args.out}.md")
-    written = [f"{args.out}.png", f"{args.out}.pdf", f"{args.out}.md"]
-    if args.srcc:
-        srcc = [row for path in args.srcc for row in _read(path, {"prior", "dataset", "srcc"})]
-        try:
-            table = reports.table_one(rows, srcc, args.dataset)
-        except ValueError as error:
-            raise UsageError(str(error)) from error
-        reports.write_csv(table, f"{args.out}.table1.csv")
-        markdown = banner + reports.table_one_markdown(table, args.dataset, simulated)
-        write_text_atomic(markdown, f"{args.out}.table1.md")
-        written += [f"{args.out}.table1.csv", f"{args.out}.table1.md"]
+    written = reports.write_ranking_report(
+        args.scores, args.out, args.title, args.srcc, args.dataset, args.reduced
+    )
     print("wrote " + ", ".join(written))
     return 0
-
-
-def _read(path: Path, columns: set[str]) -> list[dict]:
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as error:
-        raise UsageError(f"{path}: {error.strerror}") from error
-    if not rows or not columns <= set(rows[0]):
-        raise UsageError(f"{path}: needs a header with columns {', '.join(sorted(columns))}")
-    return rows
 
 
 def _number(text: str, path: Path) -> float:
     try:
         return float(text)
-    except ValueError as error:
+    except ValueError as error:  # float() of a cell of the user's file
         raise UsageError(f"{path}: {text!r} is not a number") from error
 
 

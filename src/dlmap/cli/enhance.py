@@ -118,42 +118,40 @@ def add_parsers(commands) -> None:
 
 
 def _configs(args):
-    """(solver, EDICT, backbone settings) from the options; a bad value is a usage error."""
+    """(solver, EDICT, backbone settings) from the options; a bad value raises the settings'
+    ``InputError`` (exit code 2)."""
     import torch
 
     from dlmap import images
 
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        solver_config = settings.SolverConfig(
-            mode=args.mode,
-            iters=args.iters,
-            lam=args.lam,
-            lr=args.lr,
-            momentum=args.momentum,
-            grad_clip=None if args.no_clip else args.grad_clip,
-            downsampling=args.downsampling,
-            gradient=args.gradient,
-            seed=args.seed,
-            score_scale=args.score_scale,
-            early_stop=not args.no_early_stop,
-            stop_score=args.stop_at,
-        )
-        edict_config = settings.EdictConfig(
-            steps=args.steps, mix=args.mix, steps_offset=args.steps_offset, order=args.order
-        )
-        if args.vae is not None and not args.backbone.startswith("tiny"):
-            raise ValueError(f"--vae replaces the tiny backbones' random VAE; --backbone "
-                             f"{args.backbone} loads SD2's VAE")  # fmt: skip
-        backbone = settings.BackboneSettings(
-            name=args.backbone, device=args.device, dtype=args.dtype, autocast=args.autocast,
-            encode=args.encode, cache=args.cache, vae=args.vae, sd2=args.sd2,
-            controlnet=args.controlnet, seesr=args.seesr, dape=args.dape, ram=args.ram,
-        )  # fmt: skip
-        images.check_size(args.size)
-    except ValueError as error:
-        raise UsageError(str(error)) from error
+    solver_config = settings.SolverConfig(
+        mode=args.mode,
+        iters=args.iters,
+        lam=args.lam,
+        lr=args.lr,
+        momentum=args.momentum,
+        grad_clip=None if args.no_clip else args.grad_clip,
+        downsampling=args.downsampling,
+        gradient=args.gradient,
+        seed=args.seed,
+        score_scale=args.score_scale,
+        early_stop=not args.no_early_stop,
+        stop_score=args.stop_at,
+    )
+    edict_config = settings.EdictConfig(
+        steps=args.steps, mix=args.mix, steps_offset=args.steps_offset, order=args.order
+    )
+    if args.vae is not None and not args.backbone.startswith("tiny"):
+        raise UsageError(f"--vae replaces the tiny backbones' random VAE; --backbone "
+                         f"{args.backbone} loads SD2's VAE")  # fmt: skip
+    backbone = settings.BackboneSettings(
+        name=args.backbone, device=args.device, dtype=args.dtype, autocast=args.autocast,
+        encode=args.encode, cache=args.cache, vae=args.vae, sd2=args.sd2,
+        controlnet=args.controlnet, seesr=args.seesr, dape=args.dape, ram=args.ram,
+    )  # fmt: skip
+    images.check_size(args.size)
     if args.size % 8:
         raise UsageError(f"--size must be a multiple of 8 (the VAE's factor), got {args.size}")
     if args.downsampling > args.size:

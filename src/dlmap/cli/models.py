@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dlmap import settings
 from dlmap.cli.main import add_command
-from dlmap.errors import UsageError
+from dlmap.errors import InputError, UsageError
 from dlmap.weights import cache as weights
 
 
@@ -46,7 +46,7 @@ def calibrate_command(args) -> int:
         mos = [(value - low) / (high - low) for value in mos]
     try:
         fit = calibration.fit_logistic(raw, mos, higher, source=str(args.scores))
-    except (ValueError, RuntimeError) as error:  # RuntimeError: curve_fit did not converge
+    except InputError as error:
         raise UsageError(f"--scores {args.scores}: {error}") from error
     images.write_text_atomic(json.dumps(asdict(fit), indent=2) + "\n", args.out)
     stored = calibration.save_constants(args.prior, fit, args.cache)
@@ -75,20 +75,15 @@ def prior_options(args) -> dict:
 
 
 def prior_from_args(args):
-    """The prior ``--prior`` names, after registering ``--prior-file``'s; a bad name or file
-    is a usage error (exit 2, one line)."""
+    """The prior ``--prior`` names, after registering ``--prior-file``'s; a bad name, file or
+    option (``InputError``), an unknown prior or missing weights exit with code 2."""
     from dlmap.priors import registry as priors
 
     try:
         if args.prior_file is not None:
             priors.register_from_file(args.prior_file)
         return priors.create_prior(args.prior, cache=args.cache, **prior_options(args))
-    except (
-        priors.UnknownPriorError,
-        ValueError,
-        FileNotFoundError,
-        weights.WeightsMissingError,
-    ) as error:
+    except (priors.UnknownPriorError, weights.WeightsMissingError) as error:
         raise UsageError(str(error)) from error
 
 
@@ -107,7 +102,7 @@ def score_command(args) -> int:
     if args.size is not None:
         try:
             images.check_size(args.size)
-        except ValueError as error:
+        except InputError as error:
             raise UsageError(f"--size: {error}") from error
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
@@ -214,65 +209,49 @@ def _table_one(args) -> int:
     return 0
 
 
-def paper_weights() -> list[str]:
-    """Every weight set the paper's experiments need: backbone, priors, comparison metrics."""
-    from dlmap.weights import downloads
+def _asked_weights(args) -> list[str]:
+    """The sets named, plus those of ``--backbone``; neither: everything the paper needs."""
+    from dlmap.weights import catalogue
 
-    return [*weights.PAPER_WEIGHTS, *(n for n, s in downloads.FILE_SETS.items() if s.paper)]
+    unknown = [name for name in args.names if name not in catalogue.CATALOGUE]
+    if unknown:
+        raise UsageError(
+            f"weights {args.weights_command}: unknown {', '.join(unknown)}; "
+            f"known: {', '.join(catalogue.names())}"
+        )
+    asked = list(args.names)
+    if args.backbone is not None:
+        asked += [n for n in catalogue.backbone_sets(args.backbone) if n not in asked]
+    return asked if asked or args.backbone is not None else catalogue.paper_sets()
 
 
 def weights_command(args) -> int:
     """``fetch``: download what can be downloaded, print the manual steps for the rest (exit
     1 while anything asked for is missing). ``check``: presence and full sha256 verification
-    of every set (exit 1 if one the paper needs is missing, or any file changed)."""
-    from dlmap.weights import downloads
+    of every set (exit 1 if one that is needed is missing, or any file changed); needed: the
+    sets named or ``--backbone``'s, else everything the paper needs."""
+    from dlmap.weights import catalogue
 
-    known = sorted([*weights.SOURCES, *downloads.FILE_SETS])
+    asked = _asked_weights(args)
     if args.weights_command == "fetch":
-        unknown = [name for name in args.names if name not in known]
-        if unknown:
-            raise UsageError(
-                f"weights fetch: unknown {', '.join(unknown)}; known: {', '.join(known)}"
-            )
         status = 0
-        for name in args.names or paper_weights():
+        for name in asked:
+            entry = catalogue.get(name)
             try:
-                if name in downloads.FILE_SETS:
-                    downloads.fetch(name, args.cache)
-                    print(f"{name}: ready in {weights.cache_dir(args.cache)}")
-                else:
-                    print(f"{name}: ready in {weights.fetch(name, args.cache)}")
+                entry.fetch(args.cache)
+                print(f"{name}: ready in {entry.where(args.cache)}")
             except weights.WeightsMissingError as error:
                 print(f"{name}: MANUAL STEP: {error}")
                 status = 1
         return status
-    needed, status = set(paper_weights()), 0
-    for name in known:
-        optional = "" if name in needed else " (optional)"
-        try:
-            if name in downloads.FILE_SETS:
-                published = downloads.require(name, args.cache, full=True)
-                where = weights.cache_dir(args.cache)
-                note = f"; {published} against the published sha256" if published else ""
-            else:
-                where = weights.locate(name, cache=args.cache)
-                present, _ = weights.present_files(where, weights.SOURCES[name].files)
-                weights.verify_files(present, args.cache, full=True)
-                note = ""
-            print(f"{name}: present in {where} (sha256 verified{note})")
-        except weights.WeightsMissingError as error:
-            print(f"{name}: MISSING{optional}: {error}")
-            status = status if optional else 1
-        except weights.ChecksumError as error:
-            print(f"{name}: CHANGED: {error}")
-            status = 1
-    return status
+    rows = catalogue.check_all(asked, args.cache)
+    for name, state, message in rows:
+        print(f"{name}: {message}" if state == "present" else f"{name}: {state}: {message}")
+    return int(any(state in ("MISSING", "CHANGED") for _, state, _ in rows))
 
 
 def add_parsers(commands) -> None:
     """The ``calibrate``, ``score``, ``priors`` and ``weights`` commands' parsers."""
-    from dlmap.weights import downloads
-
     calibrate = add_command(commands, "calibrate")
     calibrate.add_argument("--prior", required=True, help="prior name (dlmap priors list)")
     calibrate.add_argument(
@@ -320,18 +299,24 @@ def add_parsers(commands) -> None:
     fetch = weights_sub.add_parser(
         "fetch", help="download weights into the cache, or print the manual steps"
     )
-    fetch.add_argument(
-        "names",
-        nargs="*",
-        metavar="NAME",
-        help=f"one of {', '.join(sorted([*weights.SOURCES, *downloads.FILE_SETS]))}; default: "
-        "everything the paper needs (backbone, priors, comparison metrics)",
-    )
-    fetch.add_argument("--cache", default=None)
     check = weights_sub.add_parser(
         "check", help="report which weights are present and verify their sha256"
     )
-    check.add_argument("--cache", default=None)
+    for sub, verb in ((fetch, "fetch"), (check, "require")):
+        sub.add_argument(
+            "names",
+            nargs="*",
+            metavar="NAME",
+            help="a set of `dlmap weights check`'s list (e.g. sd2-base, liqe, lpips); default: "
+            "everything the paper needs (backbone, priors, comparison metrics)",
+        )
+        sub.add_argument(
+            "--backbone",
+            choices=settings.BACKBONES,
+            default=None,
+            help=f"also {verb} the sets this backbone loads",
+        )
+        sub.add_argument("--cache", default=None, help=f"weights folder (${weights.CACHE_ENV})")
 
 
 HANDLERS = {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dlmap import settings
 from dlmap.cli.main import add_command
-from dlmap.errors import UsageError
+from dlmap.errors import InputError, UsageError
 from dlmap.weights import cache as weights
 
 
@@ -89,7 +89,7 @@ def _check_settings(args) -> None:
     if args.size is not None:
         try:
             images.check_size(args.size)
-        except ValueError as error:
+        except InputError as error:
             raise UsageError(f"--size: {error}") from error
     if args.out.is_dir():
         raise UsageError(f"--out {args.out}: is a folder; give the CSV file to write")
@@ -102,14 +102,10 @@ def _check_settings(args) -> None:
 def select_command(args) -> int:
     """Check the inputs, build D1 and D2 (missing weights raise), compute the distance
     tables once, select K images per pair of enhancers, write the CSV and its sidecar."""
-    from dlmap import images
     from dlmap.compare import distances, selection
 
     _check_settings(args)
-    try:
-        candidates = selection.find_candidates(_enhancers(args), args.originals)
-    except selection.SelectionInputError as error:
-        raise UsageError(str(error)) from error
+    candidates = selection.find_candidates(_enhancers(args), args.originals)
     if args.k > len(candidates.names):
         raise UsageError(
             f"--k {args.k} exceeds the {len(candidates.names)} images the enhancers share"
@@ -120,9 +116,7 @@ def select_command(args) -> int:
         tables = selection.distance_tables(
             candidates, d1, d2, size=args.size, progress=not args.quiet
         )
-    except (images.ImageError, selection.SelectionInputError) as error:
-        raise UsageError(str(error)) from error
-    except ValueError as error:  # a metric refusing the images (e.g. too small for MS-SSIM)
+    except distances.DistanceInputError as error:  # e.g. too small for MS-SSIM
         raise UsageError(f"--d1 {args.d1} / --d2 {args.d2}: {error}") from error
     rows = selection.select_pairs(tables, k=args.k, gamma=args.gamma)
     settings = selection.selection_settings(tables, args.k, args.gamma, rows)

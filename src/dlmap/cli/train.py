@@ -117,39 +117,36 @@ def train_command(args) -> int:
         raise UsageError(f"--manifest {args.manifest}: no such file")
     if args.resume and not (args.out / msliqe_train.LAST).is_file():
         raise UsageError(f"--resume: no {msliqe_train.LAST} in {args.out}")
-    try:
-        model = msliqe.MSLIQEConfig(
-            clip=_clip_config(args),
-            scales=tuple(args.scales),
-            crops_per_scale=args.crops_per_scale,
-            include_whole=not args.no_whole,
-            stride=args.stride,
-            crop=args.crop,
-        )
-        config = msliqe_train.TrainConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            seed=args.seed,
-            image_size=args.image_size,
-            init=args.init,
-            workers=args.workers,
-            model=model,
-            pairing=args.pairing,
-            flip=not args.no_flip,
-            freeze_logit_scale=not args.train_logit_scale,
-        )
-        resume = args.resume
-        if args.resume_if_compatible:
-            resume = msliqe_train.can_resume(args.out, config)
-            if not resume and (args.out / msliqe_train.LAST).is_file():
-                print(f"{args.out / msliqe_train.LAST}: other settings; training anew")
-        history = msliqe_train.train(
-            config, args.manifest, args.out, resume, args.stop_after, args.cache, args.quiet
-        )
-    except ValueError as error:
-        raise UsageError(str(error)) from error
+    model = msliqe.MSLIQEConfig(
+        clip=_clip_config(args),
+        scales=tuple(args.scales),
+        crops_per_scale=args.crops_per_scale,
+        include_whole=not args.no_whole,
+        stride=args.stride,
+        crop=args.crop,
+    )
+    config = msliqe_train.TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        image_size=args.image_size,
+        init=args.init,
+        workers=args.workers,
+        model=model,
+        pairing=args.pairing,
+        flip=not args.no_flip,
+        freeze_logit_scale=not args.train_logit_scale,
+    )
+    resume = args.resume
+    if args.resume_if_compatible:
+        resume = msliqe_train.can_resume(args.out, config)
+        if not resume and (args.out / msliqe_train.LAST).is_file():
+            print(f"{args.out / msliqe_train.LAST}: other settings; training anew")
+    history = msliqe_train.train(
+        config, args.manifest, args.out, resume, args.stop_after, args.cache, args.quiet
+    )
     final = args.out / msliqe_train.FINAL
     if not final.is_file():
         print(f"stopped after epoch {history[-1]['epoch']}; continue with --resume")
@@ -188,7 +185,7 @@ def evaluate_command(args) -> int:
         kwargs["checkpoint"] = args.checkpoint
     try:
         prior = priors.create_prior(args.prior, cache=args.cache, **kwargs)
-    except (ValueError, FileNotFoundError, weights.WeightsMissingError) as error:
+    except weights.WeightsMissingError as error:  # InputErrors exit with 2 as they are
         raise UsageError(str(error)) from error
     per_image: list[dict] = []
     rows = evaluation.evaluate(prior, entries, args.size, args.quiet, per_image)

@@ -42,23 +42,21 @@ import torch.nn.functional as F
 from dlmap import settings
 from dlmap.errors import InputError
 from dlmap.weights import cache as weights
-from dlmap.weights import downloads
+from dlmap.weights import catalogue
 
 
 class UnknownDistanceError(InputError):
     """A D1 or D2 name that is not registered."""
 
 
+class DistanceInputError(InputError):
+    """Images a distance cannot measure (e.g. too small for MS-SSIM)."""
+
+
 def _weight_files(set_name: str, cache) -> list[dict]:
     """Check that every file of download set ``set_name`` is in the cache (else raise
     ``WeightsMissingError``), verify their sha256, and return their provenance."""
-    downloads.require(set_name, cache)
-    present = downloads.present_paths(set_name, cache)
-    digests = weights.verify_files([path for _, path in present], cache)
-    return [
-        {"file": str(path), "url": file.url, "sha256": digests[str(path.resolve())]}
-        for file, path in present
-    ]
+    return catalogue.get(set_name).provenance(cache)
 
 
 def _package_file(package: str, name: str) -> dict:
@@ -228,7 +226,9 @@ class MsSsimDistance(Distance):
     @staticmethod
     def scales(side: int) -> int:
         if side < SSIM_WINDOW:
-            raise ValueError(f"MS-SSIM needs images of at least {SSIM_WINDOW} pixels, got {side}")
+            raise DistanceInputError(
+                f"MS-SSIM needs images of at least {SSIM_WINDOW} pixels, got {side}"
+            )
         return min(len(MS_SSIM_WEIGHTS), 1 + int(math.log2(side / SSIM_WINDOW)))
 
     def _ssim_maps(self, a, b) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlmap.errors import InputError
+
 SIGMA = 1.0484  # per condition: sigma * sqrt(2) = 1.4826, so 1 JOD = 75% preference
 LABEL = "simulated"
 MS_SSIM_MIN_SIDE = 176
@@ -41,11 +43,11 @@ def simulate_counts(
     image)`` gives u in JOD. Each subject answers every trial once, with fresh noise.
     """
     if subjects < 1 or sigma <= 0:
-        raise ValueError(f"need subjects >= 1 and sigma > 0, got {subjects}, {sigma}")
+        raise InputError(f"need subjects >= 1 and sigma > 0, got {subjects}, {sigma}")
     index = {name: k for k, name in enumerate(conditions)}
     unknown = sorted({name for i, j, _ in trials for name in (i, j)} - set(index))
     if unknown:
-        raise ValueError(f"trials name conditions not in the list: {', '.join(unknown)}")
+        raise InputError(f"trials name conditions not in the list: {', '.join(unknown)}")
     rng = np.random.default_rng(seed)
     gaps = np.array([utility(i, image) - utility(j, image) for i, j, image in trials])
     first = np.array([index[i] for i, _, _ in trials])
@@ -63,7 +65,11 @@ def table_utility(table: dict):
     """u from a table: {enhancer: u} or {(enhancer, image): u}."""
 
     def utility(name: str, image: str) -> float:
-        return float(table[(name, image)] if (name, image) in table else table[name])
+        if (name, image) in table:
+            return float(table[(name, image)])
+        if name in table:
+            return float(table[name])
+        raise InputError(f"no utility for enhancer {name!r} on image {image!r}")
 
     return utility
 
@@ -100,7 +106,7 @@ def file_fidelity_utility(output_file, reference_file, metric="ms-ssim", jod_per
             output = load_image(output_file(name, image), None)
             reference = load_image(reference_file(image), None)
             if output.shape != reference.shape:
-                raise ValueError(f"{image}: {name}'s output and the reference differ in size")
+                raise InputError(f"{image}: {name}'s output and the reference differ in size")
             cache[(name, image)] = jod_per_unit * similarity(output, reference)
         return cache[(name, image)]
 
@@ -124,7 +130,7 @@ def _similarity(metric: str):
 
         def similarity(a, b):
             if min(a.shape[-2:]) < MS_SSIM_MIN_SIDE:  # 5 scales of an 11-tap window
-                raise ValueError(
+                raise InputError(
                     f"ms-ssim needs images of at least {MS_SSIM_MIN_SIDE} px, got "
                     f"{tuple(a.shape[-2:])}; use the psnr metric for small images"
                 )
@@ -132,7 +138,7 @@ def _similarity(metric: str):
                 return float(ms_ssim(a[None], b[None]))
 
         return similarity
-    raise ValueError(f"unknown fidelity metric {metric!r}; known: ms-ssim, psnr")
+    raise InputError(f"unknown fidelity metric {metric!r}; known: ms-ssim, psnr")
 
 
 def write_counts(counts: np.ndarray, conditions: list[str], path: Path) -> None:

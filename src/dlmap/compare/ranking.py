@@ -61,6 +61,8 @@ from scipy.optimize import minimize
 from scipy.sparse.csgraph import connected_components
 from scipy.special import log_ndtr
 
+from dlmap.errors import InputError
+
 SIGMA_DIFFERENCE = 1.4826  # Phi(1 / 1.4826) = 0.75: a difference of 1 JOD is a 75% preference
 SIGMA_CONDITION = SIGMA_DIFFERENCE / math.sqrt(2)  # 1.0484, Thurstone Case V per condition
 PRIOR_OFFSET = 0.1  # pw_scale adds 0.1 to the distance prior before its log
@@ -103,13 +105,13 @@ def check_counts(counts) -> np.ndarray:
     """The count matrix as float64, or ValueError naming what is wrong."""
     matrix = np.asarray(counts, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
-        raise ValueError(f"counts must be a square N x N matrix with N >= 2, got {matrix.shape}")
+        raise InputError(f"counts must be a square N x N matrix with N >= 2, got {matrix.shape}")
     if not np.all(np.isfinite(matrix)) or np.any(matrix < 0) or np.any(matrix != np.round(matrix)):
-        raise ValueError("counts must be non-negative integers")
+        raise InputError("counts must be non-negative integers")
     if np.any(np.diag(matrix) != 0):
-        raise ValueError("the diagonal must be 0 (a condition is never compared with itself)")
+        raise InputError("the diagonal must be 0 (a condition is never compared with itself)")
     if not np.any(matrix):
-        raise ValueError("counts hold no comparison")
+        raise InputError("counts hold no comparison")
     return matrix
 
 
@@ -250,7 +252,7 @@ def scale(counts, prior: str = "gaussian", start=None) -> ScaleFit:
     """Scale a count matrix (C_ij = times i was preferred over j) to JOD, without warnings
     (they are in ``notes``). ``start``: initial scores (pw_scale: zeros)."""
     if prior not in PRIORS:
-        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        raise InputError(f"prior must be one of {PRIORS}, got {prior!r}")
     counts = check_counts(counts)
     linked, components = link_components(counts)
     notes = []

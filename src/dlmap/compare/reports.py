@@ -10,21 +10,62 @@ SRCC suggests; the paper's CLIPIQA+: 2 - 6 = -4). Rank 1 is the best.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
+
+from dlmap.errors import InputError
+
+
+def read_table(path, columns: set[str]) -> list[dict]:
+    """The rows of a CSV file that must have ``columns`` (``InputError`` naming the file)."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as error:
+        raise InputError(f"{path}: {error.strerror or error}") from error
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"{path}: not a readable CSV file ({error})") from error
+    if not rows or not columns <= set(rows[0]):
+        raise InputError(f"{path}: needs a header with columns {', '.join(sorted(columns))}")
+    return rows
+
+
+def write_ranking_report(
+    scores_path: Path,
+    out: str,
+    title: str = "",
+    srcc_paths: list[Path] = (),
+    dataset: str = "spaq",
+    reduced: bool = False,
+) -> list[str]:
+    """The ranking of ``dlmap rank``'s SCORES.csv as OUT.png/.pdf (a plot) and OUT.md, and
+    with ``dlmap evaluate`` CSVs (``srcc_paths``) Table I as OUT.table1.csv/.md; returns the
+    paths written. ``reduced`` stamps every output as made with reduced settings."""
+    from dlmap.compare.rank_files import is_simulated
+    from dlmap.figures import plots
+    from dlmap.files import write_bytes_atomic, write_text_atomic
+
+    rows = read_table(scores_path, {"condition", "jod", "ci_low", "ci_high", "group"})
+    srcc = [row for path in srcc_paths for row in read_table(path, {"prior", "dataset", "srcc"})]
+    simulated = is_simulated(scores_path)
+    banner = f"**{plots.REDUCED_STAMP}.**\n\n" if reduced else ""
+    table = table_one(rows, srcc, dataset) if srcc else None
+    figure = plots.plot_ranking(rows, title, simulated, reduced=reduced)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(f"{out}.pdf")
+    write_bytes_atomic(f"{out}.png", plots.figure_png_bytes(figure))
+    write_text_atomic(banner + ranking_markdown(rows, simulated), f"{out}.md")
+    written = [f"{out}.png", f"{out}.pdf", f"{out}.md"]
+    if table is not None:
+        write_csv(table, f"{out}.table1.csv")
+        markdown = banner + table_one_markdown(table, dataset, simulated)
+        write_text_atomic(markdown, f"{out}.table1.md")
+        written += [f"{out}.table1.csv", f"{out}.table1.md"]
+    return written
 
 
 def read_rows(path) -> list[dict]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def is_simulated(scores_path) -> bool:
-    """Whether ``dlmap rank`` marked these scores as coming from simulated observers."""
-    from dlmap.cli.rank import output_paths
-
-    sidecar = output_paths(Path(scores_path))["record"]
-    return sidecar.is_file() and bool(json.loads(sidecar.read_text()).get("simulated"))
 
 
 def ranking_markdown(rows: list[dict], simulated: bool = False) -> str:
@@ -65,7 +106,7 @@ def table_one(scores: list[dict], srcc: list[dict], dataset: str = "spaq") -> li
     evaluated = {row["prior"]: row["model"] for row in srcc if row.get("model")}
     both = [name for name in jod if name in correlation]
     if not both:
-        raise ValueError(
+        raise InputError(
             f"no prior is both in the ranking ({', '.join(jod)}) and evaluated on {dataset!r}"
         )
     srcc_rank = ranks({name: correlation[name] for name in both})

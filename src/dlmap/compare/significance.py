@@ -33,6 +33,7 @@ from scipy.special import ndtr
 from scipy.stats import binom
 
 from dlmap.compare.ranking import SIGMA_DIFFERENCE, scale
+from dlmap.errors import InputError
 
 ALPHA = 0.05  # two-tailed: a pair differs when the one-sided p is below ALPHA / 2
 OUTLIER_DISTANCE = 1.5  # pwcmp README: look at subjects whose dist_L exceeds 1.5
@@ -65,7 +66,7 @@ class OutlierReport:
 def _per_subject(per_subject) -> np.ndarray:
     stack = np.asarray(per_subject, dtype=np.float64)
     if stack.ndim != 3 or stack.shape[1] != stack.shape[2] or stack.shape[0] < 2:
-        raise ValueError(f"per-subject counts must be K x N x N with K >= 2, got {stack.shape}")
+        raise InputError(f"per-subject counts must be K x N x N with K >= 2, got {stack.shape}")
     return stack
 
 
@@ -77,7 +78,7 @@ def bootstrap_scale(
     stack = _per_subject(per_subject)
     subjects, size = stack.shape[0], stack.shape[1]
     if resamples < 2:
-        raise ValueError(f"resamples must be at least 2, got {resamples}")
+        raise InputError(f"resamples must be at least 2, got {resamples}")
     if start is None:
         start = scale(stack.sum(axis=0), prior).jod
     flat = stack.reshape(subjects, -1)

@@ -21,15 +21,17 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from dlmap.errors import InputError
+
 MAX_LEVEL = 5
 JPEG_QUALITY = (60, 35, 20, 10, 5)
 
 
 def _check(image: np.ndarray, level: int) -> None:
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+        raise InputError(f"expected an (H, W, 3) image, got shape {image.shape}")
     if not 0 <= level <= MAX_LEVEL:
-        raise ValueError(f"level must be 0..{MAX_LEVEL}, got {level}")
+        raise InputError(f"level must be 0..{MAX_LEVEL}, got {level}")
 
 
 def blur(image: np.ndarray, level: int, rng=None) -> np.ndarray:
@@ -80,7 +82,7 @@ DEGRADATIONS = {
 def degrade(image: np.ndarray, name: str, level: int, rng=None) -> np.ndarray:
     """``DEGRADATIONS[name]`` at ``level``, checked, as float64 in [0, 1]."""
     if name not in DEGRADATIONS:
-        raise ValueError(f"unknown degradation {name!r}; known: {', '.join(DEGRADATIONS)}")
+        raise InputError(f"unknown degradation {name!r}; known: {', '.join(DEGRADATIONS)}")
     image = np.asarray(image, dtype=np.float64)
     _check(image, level)
     return np.clip(DEGRADATIONS[name](image, level, rng), 0.0, 1.0)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from dlmap.data import degradations
+from dlmap.errors import InputError
 from dlmap.images import center_crop_resize, read_image, save_png_atomic
 
 PHOTOGRAPHS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle")
@@ -73,7 +74,7 @@ def source_name(name: str) -> str:
 
 def _check_name(name: str) -> None:
     if name not in _SOURCES:
-        raise ValueError(f"unknown photograph {name!r}; known: {', '.join(_SOURCES)}")
+        raise InputError(f"unknown photograph {name!r}; known: {', '.join(_SOURCES)}")
 
 
 def pristine(name: str, size: int) -> np.ndarray:
@@ -119,7 +120,7 @@ def realistic_degradation(image: np.ndarray, seed) -> tuple[np.ndarray, dict]:
     """
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+        raise InputError(f"expected an (H, W, 3) image, got shape {image.shape}")
     rng = np.random.default_rng(seed)
     steps = []
     for name in _draw_steps(rng):
@@ -163,9 +164,9 @@ def make_demo_set(names, size: int, seed: int, ids, references_dir, inputs_dir) 
     ``steps`` the chain's record as a JSON string; the caller writes them."""
     names, ids = list(names), [str(image_id) for image_id in ids]
     if len(names) != len(ids):
-        raise ValueError(f"{len(names)} photographs but {len(ids)} ids")
+        raise InputError(f"{len(names)} photographs but {len(ids)} ids")
     if len(set(ids)) != len(ids):
-        raise ValueError("ids must be distinct")
+        raise InputError("ids must be distinct")
     for name in names:
         _check_name(name)
     references_dir, inputs_dir = Path(references_dir), Path(inputs_dir)
@@ -262,7 +263,7 @@ def enhance_folder(name: str, inputs_dir, out_dir) -> list[Path]:
     """Apply ``CLASSICAL_ENHANCERS[name]`` to every ``*.png`` directly in ``inputs_dir`` and
     write ``out_dir/{stem}.png``; returns the written paths (sorted by stem)."""
     if name not in CLASSICAL_ENHANCERS:
-        raise ValueError(f"unknown enhancer {name!r}; known: {', '.join(CLASSICAL_ENHANCERS)}")
+        raise InputError(f"unknown enhancer {name!r}; known: {', '.join(CLASSICAL_ENHANCERS)}")
     enhancer = CLASSICAL_ENHANCERS[name]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from dlmap.data import readers, sources
 from dlmap.data.sources import DatasetError, DatasetMissingError
+from dlmap.errors import InputError
 from dlmap.files import write_bytes_atomic
 
 COLUMNS = tuple("dataset image mos mos_std split reference mos_original scale_original".split())
@@ -130,7 +131,7 @@ def assign_splits(entries: list[Entry], seed=0, val_fraction=0.1, test_fraction=
     """Seeded train/val/test splits, per set: by reference for the synthetic-distortion sets,
     by image for the authentic ones. Defaults are LIQE's 7:1:2 (zwx8981/LIQE splits2)."""
     if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-        raise ValueError(
+        raise InputError(
             f"fractions must be >= 0 and leave a training split: val {val_fraction:g}, "
             f"test {test_fraction:g}"
         )

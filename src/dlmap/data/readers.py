@@ -142,7 +142,7 @@ def _read_live(folder: Path, facts) -> list[Record]:
     marks copies of the references (203), which are excluded, leaving 779. Sources:
     chaofengc/IQA-PyTorch scripts/process_live.py and
     pyiqa/data/meta_info/meta_info_LIVEIQADataset.csv (jp2k/img2 is from
-    studentsculpture.bmp); the DESIGN table (DMOS about 0-100, lower is better)."""
+    studentsculpture.bmp); docs/data.md's table (DMOS about 0-100, lower is better)."""
     scores = _mat(folder / "dmos.mat", ("dmos", "orgs"))
     names = _mat_strings(_mat(folder / "refnames_all.mat", ("refnames_all",))["refnames_all"])
     dmos, orgs = scores["dmos"].ravel(), scores["orgs"].ravel()

@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 
 from dlmap.errors import DlmapError, InputError
 from dlmap.weights import cache as weights
+from dlmap.weights.folders import present_files
 
 DATA_ENV = "DLMAP_DATA"
 
@@ -295,9 +296,7 @@ def manual_steps(name: str, root=None) -> str:
 def missing_files(name: str, root=None) -> list[str]:
     """The score files and known files of set ``name`` that are not in place."""
     facts = spec(name)
-    _, missing = weights.present_files(
-        set_folder(name, root), (*facts.score_files, *facts.known_files)
-    )
+    _, missing = present_files(set_folder(name, root), (*facts.score_files, *facts.known_files))
     return missing
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from dlmap.data.degradations import MAX_LEVEL, degrade
 from dlmap.data.manifests import Entry, write_manifest
+from dlmap.errors import InputError
 
 PHOTOGRAPHS = (
     "astronaut", "chelsea", "coffee", "rocket", "coins", "brick", "grass", "gravel", "camera",
@@ -57,7 +58,7 @@ def split_sources(names, fractions=(0.6, 0.2, 0.2), seed: int = 0) -> dict[str, 
     """Source name -> "train", "val" or "test", by a seeded shuffle (each split non-empty)."""
     names = list(names)
     if len(names) < 3:
-        raise ValueError("need at least 3 source photographs for train, val and test splits")
+        raise InputError("need at least 3 source photographs for train, val and test splits")
     order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
     val = max(1, round(fractions[1] * len(names)))
     test = max(1, round(fractions[2] * len(names)))

@@ -26,6 +26,7 @@ from pathlib import Path
 from PIL import Image
 
 from dlmap import images
+from dlmap.errors import InputError
 
 COLUMNS = ("id", "dataset", "image", "mos")
 
@@ -40,9 +41,9 @@ class SelectionRules:
 
     def __post_init__(self):
         if self.count < 1:
-            raise ValueError(f"count must be >= 1, got {self.count}")
+            raise InputError(f"count must be >= 1, got {self.count}")
         if not 0 <= self.min_mos <= 1:
-            raise ValueError(f"min_mos is a normalised MOS in [0, 1], got {self.min_mos}")
+            raise InputError(f"min_mos is a normalised MOS in [0, 1], got {self.min_mos}")
 
 
 def _shorter_side(path: str) -> int:
@@ -71,7 +72,7 @@ def select_test_images(entries_by_dataset: dict, rules: SelectionRules = Selecti
     (selected rows ``{id, dataset, image, mos}`` with ids 0000, 0001, ... in data-set order,
     excluded rows ``{dataset, image, reason}``); ValueError when a set has too few."""
     if not entries_by_dataset:
-        raise ValueError("no data sets to select test images from")
+        raise InputError("no data sets to select test images from")
     excluded_ids = set(rules.exclude)
     selected, excluded = [], []
     wanted = shares(rules.count, list(entries_by_dataset))
@@ -84,7 +85,7 @@ def select_test_images(entries_by_dataset: dict, rules: SelectionRules = Selecti
             else:
                 eligible.append(entry)
         if len(eligible) < wanted[name]:
-            raise ValueError(
+            raise InputError(
                 f"{name}: {len(eligible)} eligible images of {len(entries)} (after the rules), "
                 f"but its share of the {rules.count} test images is {wanted[name]}"
             )

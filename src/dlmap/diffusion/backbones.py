@@ -33,9 +33,11 @@ import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
 from dlmap.diffusion.loading import encode_empty_prompt, load_strict  # noqa: F401
+from dlmap.errors import InputError
 from dlmap.settings import BACKBONES  # noqa: F401  (backbones.BACKBONES)
 from dlmap.settings import ENCODES as ENCODE_MODES
 from dlmap.weights import cache as weights
+from dlmap.weights import catalogue
 from dlmap.weights.cache import WeightKeyError
 
 logger = logging.getLogger(__name__)
@@ -108,12 +110,12 @@ class Backbone(torch.nn.Module):
     ):
         super().__init__()
         if encode_mode not in ENCODE_MODES:
-            raise ValueError(f"encode_mode must be one of {ENCODE_MODES}, got {encode_mode!r}")
+            raise InputError(f"encode_mode must be one of {ENCODE_MODES}, got {encode_mode!r}")
         self.name = name
         self.unet, self.vae, self.controlnet = unet, vae, controlnet
         self.image_embedder = image_embedder
         if self.uses_image_embeddings and image_embedder is None:
-            raise ValueError(
+            raise InputError(
                 f"backbone {name!r}: a ControlNet with image attention needs an embedder"
             )
         self.register_buffer("prompt_embedding", prompt_embedding.detach().clone())
@@ -181,7 +183,7 @@ class Backbone(torch.nn.Module):
         mean, std = posterior.mean.float(), posterior.std.float()
         if self.encode_mode == "sample":
             if seeds is None or len(seeds) != images.shape[0]:
-                raise ValueError("encode_mode='sample' needs one seed per image")
+                raise InputError("encode_mode='sample' needs one seed per image")
             noise = torch.stack(
                 [
                     torch.randn(
@@ -206,7 +208,7 @@ class Backbone(torch.nn.Module):
     def eps(self, latent: torch.Tensor, t: int, cond: Condition) -> torch.Tensor:
         """The noise prediction eps(latent; t) of Eq. 4, in the latent's dtype."""
         if cond.text.shape[0] != latent.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"condition for {cond.text.shape[0]} images, latents for {latent.shape[0]}"
             )
         sample = latent.to(self.dtype)
@@ -215,11 +217,11 @@ class Backbone(torch.nn.Module):
             residuals = {}
             if self.controlnet is not None:
                 if cond.control_image is None:
-                    raise ValueError(f"backbone {self.name!r} needs a control image")
+                    raise InputError(f"backbone {self.name!r} needs a control image")
                 image = {}
                 if self.uses_image_embeddings:
                     if cond.image_embeddings is None:
-                        raise ValueError(f"backbone {self.name!r} needs image embeddings")
+                        raise InputError(f"backbone {self.name!r} needs image embeddings")
                     image = {"image_encoder_hidden_states": cond.image_embeddings.to(self.dtype)}
                 down, mid = self.controlnet(
                     sample,
@@ -258,20 +260,22 @@ def load_backbone(
 ) -> Backbone:
     """Build the backbone ``name`` (one of ``BACKBONES``).
 
-    Folders (each defaults to ``<cache>/<weights name>``, see ``dlmap.weights.cache``):
+    Folders (each defaults to ``<cache>/<weights name>``; which sets each backbone loads:
+    ``dlmap.weights.catalogue.BACKBONE_WEIGHTS``):
     sd2: SD2-base in diffusers layout (or a cached hub id); controlnet: a diffusers
     ControlNetModel for ``sd2-controlnet``; seesr: SeeSR's ``controlnet/`` and ``unet/``;
     dape: the folder of ``DAPE.pth``; ram: the folder of ``ram_swin_large_14m.pth``.
     image_embedder_config: the Swin's configuration (default ``dape.DAPE_SWIN_L``).
     Every weight file is located before anything is loaded, so a missing file fails at once
-    with ``WeightsMissingError``. seed: initialisation of the tiny random networks only.
+    with one ``WeightsMissingError`` naming every missing set. seed: initialisation of the
+    tiny random networks only.
     vae: for the tiny backbones, a folder with the VAE trained by ``dlmap train-vae``
     (``dlmap.diffusion.tiny_vae``) to use instead of their random VAE.
     """
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+        raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     if vae is not None and not name.startswith("tiny"):
-        raise ValueError(
+        raise InputError(
             f"a trained tiny VAE ({vae}) replaces the tiny backbones' random VAE; backbone "
             f"{name!r} loads SD2's VAE"
         )
@@ -295,21 +299,18 @@ def load_backbone(
                 "sha256": {p.name: weights.sha256_of(p) for p in files},
             }}  # fmt: skip
         return backbone.to(device)
-    folders = {"sd2-base": weights.locate("sd2-base", sd2, cache)}
+    given = {"sd2-base": sd2, "seesr": seesr, "ram-swin-large": ram, "dape": dape,
+             "sd2-controlnet": controlnet}  # fmt: skip
+    folders = catalogue.locate_backbone(name, given, cache)
     if name == "sd2-seesr":
-        folders["seesr"] = weights.locate("seesr", seesr, cache)
-        folders["ram-swin-large"] = weights.locate("ram-swin-large", ram, cache)
-        folders["dape"] = weights.locate("dape", dape, cache)
         seesr_folder = folders["seesr"]
         ram_file = folders["ram-swin-large"] / "ram_swin_large_14m.pth"
         dape_file = folders["dape"] / "DAPE.pth"
     elif name == "sd2-controlnet":
-        control_folder = folders["sd2-controlnet"] = weights.locate(
-            "sd2-controlnet", controlnet, cache
-        )
+        control_folder = folders["sd2-controlnet"]
     sd2_folder = folders["sd2-base"]
     provenance = {
-        source: {"folder": str(folder), "sha256": weights.digests(source, folder, cache)}
+        source: {"folder": str(folder), "sha256": catalogue.get(source).digests(folder, cache)}
         for source, folder in folders.items()
     }
 

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from diffusers import DDIMScheduler
 
+from dlmap.errors import InputError
 from dlmap.settings import GRADIENTS, ORDERS, SD2_SCHEDULER, EdictConfig  # noqa: F401
 
 EpsFn = Callable[[torch.Tensor, int, Any], torch.Tensor]
@@ -136,7 +137,7 @@ def denoise(eps: EpsFn, x_T, y_T, schedule: EdictSchedule, cond=None, gradient="
     gradients reach only the noise pair, never ``cond``.
     """
     if gradient not in GRADIENTS:
-        raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+        raise InputError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
     needs_grad = torch.is_grad_enabled() and (x_T.requires_grad or y_T.requires_grad)
     if needs_grad and gradient == "autograd":
         x, y = x_T, y_T

@@ -29,6 +29,8 @@ from diffusers import ControlNetModel, UNet2DConditionModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.controlnets.controlnet import ControlNetOutput
 
+from dlmap.errors import InputError
+
 SEESR_UNET_EXTRA_KEYS = re.compile(
     r"^(down_blocks\.\d+|up_blocks\.\d+|mid_block)\.image_attentions\."
 )
@@ -130,11 +132,11 @@ class SeeSRControlNetModel(ControlNetModel):
         }
         for key, value in unsupported.items():
             if value is not None:
-                raise ValueError(
+                raise InputError(
                     f"image cross-attention is implemented for SD2 only; {key}={value!r}"
                 )
         if global_pool_conditions or mid_block_type != "UNetMidBlock2DCrossAttn":
-            raise ValueError("image cross-attention needs SD2's middle block without pooling")
+            raise InputError("image cross-attention needs SD2's middle block without pooling")
         for block in [*self.down_blocks, self.mid_block]:
             if getattr(block, "attentions", None):
                 block.image_attentions = torch.nn.ModuleList(
@@ -193,7 +195,7 @@ class SeeSRControlNetModel(ControlNetModel):
         if kwargs:
             raise TypeError(f"unsupported arguments with image cross-attention: {sorted(kwargs)}")
         if image_encoder_hidden_states is None:
-            raise ValueError("this ControlNet has image cross-attention: pass image embeddings")
+            raise InputError("this ControlNet has image cross-attention: pass image embeddings")
         text, image = encoder_hidden_states, image_encoder_hidden_states
         if self.config.controlnet_conditioning_channel_order == "bgr":
             controlnet_cond = torch.flip(controlnet_cond, dims=[1])

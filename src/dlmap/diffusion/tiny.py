@@ -15,6 +15,7 @@ import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
 from dlmap.diffusion.backbones import Backbone
+from dlmap.errors import InputError
 
 KINDS = ("seesr", "controlnet", "vanilla")
 
@@ -86,7 +87,7 @@ def conditioning_channels(factor: int) -> tuple[int, ...]:
     one entry more than the number of halvings, as diffusers builds it; (8, 8, 16, 16) at 8x."""
     halvings = int(math.log2(factor))
     if factor < 1 or 2**halvings != factor:
-        raise ValueError(f"the VAE's factor must be a power of two, got {factor}")
+        raise InputError(f"the VAE's factor must be a power of two, got {factor}")
     entries = halvings + 1
     return (8,) * (entries // 2) + (16,) * (entries - entries // 2)
 
@@ -133,7 +134,7 @@ def tiny_backbone(
     from transformers import CLIPTextConfig, CLIPTextModel
 
     if kind not in KINDS:
-        raise ValueError(f"unknown tiny backbone {kind!r}; choose one of {', '.join(KINDS)}")
+        raise InputError(f"unknown tiny backbone {kind!r}; choose one of {', '.join(KINDS)}")
     torch.manual_seed(seed)
     factor = 8 if vae is None else 2 ** (len(vae.config.block_out_channels) - 1)
     unet = UNet2DConditionModel(**(unet_config or (TINY_UNET_4X if factor < 8 else TINY_UNET)))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from dlmap.errors import InputError
+
 SRC = Path(__file__).resolve().parents[1]  # the dlmap package
 
 # The library code that decides an inversion's numbers, hashed into the cached rule's params
@@ -20,14 +22,14 @@ def image_ids(count: int) -> list[str]:
     """Test images are named by position, 0000, 0001, ...: known before any data exists,
     so the whole DAG can be built without data (the selection maps each id to its source)."""
     if count < 1:
-        raise ValueError(f"the number of test images must be >= 1, got {count}")
+        raise InputError(f"the number of test images must be >= 1, got {count}")
     return [f"{index:04d}" for index in range(count)]
 
 
 def chunks(count: int, chunk_size: int) -> list[list[str]]:
     """Deterministic chunk assignment: chunk c holds ids c*S ... (c+1)*S - 1."""
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
     ids = image_ids(count)
     return [ids[start : start + chunk_size] for start in range(0, count, chunk_size)]
 

@@ -16,18 +16,19 @@ import torch.nn.functional as F
 #: where noise, blur and texture live, i.e. exactly what an enhancer should change. s = 8
 #: would equal the VAE's latent grid and leave colour shifts inside each 8x8 cell unpenalised;
 #: s = 1 reduces Eq. 20 to plain L2 and fights every added detail.
+from dlmap.errors import InputError
 from dlmap.settings import DEFAULT_DOWNSAMPLING  # noqa: E402, F401
 
 
 def downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
     """Bicubic downsampling by an integer factor (antialiased, like Pillow's and MATLAB's)."""
     if not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"downsampling factor s must be a positive integer, got {factor!r}")
+        raise InputError(f"downsampling factor s must be a positive integer, got {factor!r}")
     if factor == 1:
         return images
     height, width = images.shape[-2:]
     if height < factor or width < factor:
-        raise ValueError(f"images of {height}x{width} cannot be downsampled by {factor}")
+        raise InputError(f"images of {height}x{width} cannot be downsampled by {factor}")
     size = (height // factor, width // factor)
     return F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False)
 

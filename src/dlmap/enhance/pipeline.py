@@ -2,8 +2,9 @@
 (one prior times one chunk of images, batched). The Snakemake rules' scripts call these;
 everything here runs without Snakemake.
 
-A job loads the frozen networks once and solves its chunk as batches (DESIGN "Batching"):
-snakemake group jobs would still run each member in its own process, reloading the models.
+A job loads the frozen networks once and solves its chunk as batches (docs/enhance.md,
+"Batching"): snakemake group jobs would still run each member in its own process, reloading
+the models.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from dlmap import images
 from dlmap.diffusion import backbones, edict
 from dlmap.enhance import records, solver
+from dlmap.errors import InputError
 from dlmap.files import atomic_path
 from dlmap.priors import registry as priors
 from dlmap.priors.calibration import LogisticFit
@@ -112,10 +114,10 @@ def load_inversion(path, sources: list[Path]) -> tuple[torch.Tensor, torch.Tenso
         stem = Path(source).stem
         if stem not in where:
             names = ", ".join(str(p) for p in paths)
-            raise ValueError(f"{names}: holds no inversion of {stem} ({len(where)} images)")
+            raise InputError(f"{names}: holds no inversion of {stem} ({len(where)} images)")
         file, state, index = where[stem]
         if state["input_sha256"][index] != records.sha256_file(source):
-            raise ValueError(f"{file}: the inversion of {stem} was made from another image")
+            raise InputError(f"{file}: the inversion of {stem} was made from another image")
         x_rows.append(state["x_T"][index])
         y_rows.append(state["y_T"][index])
     return torch.stack(x_rows), torch.stack(y_rows)

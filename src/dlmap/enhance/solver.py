@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from dlmap.diffusion import edict
 from dlmap.enhance import fidelity
-from dlmap.errors import DlmapError
+from dlmap.errors import DlmapError, InputError
 from dlmap.images import quantise
 from dlmap.priors.calibration import calibrate
 from dlmap.priors.registry import Prior
@@ -89,7 +89,7 @@ def _score(priors: list[Prior], images: torch.Tensor, xi1: float):
         prior = priors[indices[0]]
         scores = prior(images[indices]).to(images.dtype)
         if scores.shape != (len(indices),):
-            raise ValueError(
+            raise InputError(
                 f"prior {prior.name!r} returned shape {tuple(scores.shape)} for "
                 f"{len(indices)} images; a prior must return one score per image"
             )
@@ -229,15 +229,15 @@ def map_solve(
     batch = images.shape[0]
     priors = list(priors) if isinstance(priors, (list, tuple)) else [priors] * batch
     if len(priors) != batch:
-        raise ValueError(f"got {len(priors)} priors for {batch} images")
+        raise InputError(f"got {len(priors)} priors for {batch} images")
     if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        raise InputError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
     if not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1:
-        raise ValueError("images must be finite RGB values in [0, 1]")
+        raise InputError("images must be finite RGB values in [0, 1]")
     if config.mode.startswith("latent"):
         factor = backbone.downsampling
         if images.shape[-1] % factor or images.shape[-2] % factor:
-            raise ValueError(
+            raise InputError(
                 f"image size {images.shape[-2]}x{images.shape[-1]} must be a multiple of the "
                 f"VAE's factor {factor} in latent modes"
             )
@@ -251,7 +251,7 @@ def map_solve(
         if inversion is None:
             inversion = invert_images(backbone, x_init, edict_config, seeds, cond)
         elif inversion[0].shape != inversion[1].shape or inversion[0].shape[0] != batch:
-            raise ValueError(f"inversion holds {inversion[0].shape[0]} pairs for {batch} images")
+            raise InputError(f"inversion holds {inversion[0].shape[0]} pairs for {batch} images")
         result = _latent_solve(
             backbone, priors, x_init, cond, config, edict_config, inversion, quiet, description
         )

@@ -143,8 +143,8 @@ def export_study(db: Path, out: Path) -> dict:
 
 def verify_export(export: Path, pairs: Path, images_dir: Path) -> dict:
     """Check that an exported study still matches the pairs file and the images it was
-    built from (DESIGN "2AFC experiment": old answers are never mixed with new images).
-    Returns export.json's contents; raises ``StudyError`` naming the first mismatch."""
+    built from (docs/compare.md, "The 2AFC experiment": old answers are never mixed with new
+    images). Returns export.json's contents; raises ``StudyError`` naming the first mismatch."""
     export, images_dir = Path(export), Path(images_dir)
     summary_path = export / "export.json"
     if not summary_path.is_file():

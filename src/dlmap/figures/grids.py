@@ -24,6 +24,7 @@ from PIL import Image
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from dlmap.errors import InputError
 from dlmap.figures.plots import REDUCED_STAMP, TITLE_FONTSIZE, set_title, title_lines  # noqa: E402
 from dlmap.images import read_image, write_bytes_atomic  # noqa: E402
 
@@ -40,7 +41,7 @@ def _titled(figure, title: str, reduced: bool, **where) -> None:
 
 def _check_length(name: str, values: Sequence, expected: int, what: str) -> None:
     if len(values) != expected:
-        raise ValueError(f"{name} has {len(values)} entries but there are {expected} {what}")
+        raise InputError(f"{name} has {len(values)} entries but there are {expected} {what}")
 
 
 def _thumbnail(path: str | os.PathLike, max_side: int) -> np.ndarray:
@@ -74,7 +75,7 @@ def image_grid(
     """
     rows = [list(row) for row in rows]
     if not rows or not rows[0]:
-        raise ValueError("image_grid needs at least one row with at least one cell")
+        raise InputError("image_grid needs at least one row with at least one cell")
     ncols = len(rows[0])
     for index, row in enumerate(rows):
         _check_length(f"row {index}", row, ncols, "columns (the first row's length)")
@@ -87,7 +88,7 @@ def image_grid(
         for index, line in enumerate(captions):
             _check_length(f"captions[{index}]", line, ncols, "columns")
     if max_side < 1 or cell_inches <= 0:
-        raise ValueError("max_side and cell_inches must be positive")
+        raise InputError("max_side and cell_inches must be positive")
     pixels = [[None if p in (None, "") else _thumbnail(p, max_side) for p in row] for row in rows]
     heights = []  # inches of each row's image area
     for row in pixels:
@@ -190,7 +191,7 @@ def fig2_lambda_sweep(
     """
     lambdas, n = sorted(by_lambda, key=float), len(initial)
     if scores is not None and set(scores) - set(lambdas):
-        raise ValueError(f"scores has lambdas without images: {sorted(set(scores) - set(lambdas))}")
+        raise InputError(f"scores has lambdas without images: {sorted(set(scores) - set(lambdas))}")
     columns = [initial] + [by_lambda[lam] for lam in lambdas]
     blank = [None] * n
     texts = [blank if initial_scores is None else initial_scores]
@@ -216,12 +217,12 @@ def pair_grid(pairs: Sequence[Mapping], title: str = "", reduced: bool = False, 
     and ``file_j`` (paths or None), and optional ``caption_i`` / ``caption_j`` (e.g. scores).
     """
     if not pairs:
-        raise ValueError("pair_grid needs at least one pair")
+        raise InputError("pair_grid needs at least one pair")
     needed = ("enhancer_i", "enhancer_j", "image", "input", "file_i", "file_j")
     for index, pair in enumerate(pairs):
         lacking = [key for key in needed if key not in pair]
         if lacking:
-            raise ValueError(f"pair {index} lacks {', '.join(lacking)}")
+            raise InputError(f"pair {index} lacks {', '.join(lacking)}")
     rows = [[pair["input"], pair["file_i"], pair["file_j"]] for pair in pairs]
     captions = [["", *("\n".join(str(t) for t in (pair[f"enhancer_{s}"], pair.get(f"caption_{s}"))
                                  if t) for s in "ij")] for pair in pairs]  # fmt: skip
@@ -240,7 +241,7 @@ def triplets(inputs, base: Mapping[str, Sequence], refined: Mapping[str, Sequenc
     also be a mapping enhancer -> its own list of inputs (a different image per enhancer).
     """
     if set(base) != set(refined):
-        raise ValueError(f"base and refined name different enhancers: {sorted(base)} vs "
+        raise InputError(f"base and refined name different enhancers: {sorted(base)} vs "
                          f"{sorted(refined)}")  # fmt: skip
     rows, labels, captions = [], [], []
     for enhancer in base:
@@ -252,7 +253,7 @@ def triplets(inputs, base: Mapping[str, Sequence], refined: Mapping[str, Sequenc
             labels.append(f"{enhancer}: {name}")
             captions.append(["", enhancer, f"{enhancer} + MAP"])
     if not rows:
-        raise ValueError("triplets needs at least one base enhancer with one input")
+        raise InputError("triplets needs at least one base enhancer with one input")
     return image_grid(rows, labels, ["input", "base enhancer", "MAP-refined (Eq. 17)"],
                       captions, title or "Fig. 12: MAP refinement of enhancers' outputs",
                       reduced, **grid)  # fmt: skip
@@ -271,7 +272,7 @@ def side_by_side(columns: Mapping[str, Sequence], inputs, names=None,
         _check_length(f"columns[{name!r}]", paths, len(inputs), "inputs")
     for name, texts in (captions or {}).items():
         if name not in columns:
-            raise ValueError(f"captions name {name!r}, which is not a column")
+            raise InputError(f"captions name {name!r}, which is not a column")
         _check_length(f"captions[{name!r}]", texts, len(inputs), "inputs")
     rows = [[path] + [columns[name][r] for name in columns] for r, path in enumerate(inputs)]
     text = None
@@ -294,12 +295,12 @@ def lambda_sweep_plot(rows: Sequence[Mapping], title: str = "", reduced: bool = 
     as dotted horizontal lines instead.
     """
     if not rows:
-        raise ValueError("lambda_sweep_plot needs at least one row")
+        raise InputError("lambda_sweep_plot needs at least one row")
     table: dict[str, dict[float, dict]] = {}
     for row in rows:
         lacking = [key for key in ("lambda", "image", "score", "fidelity") if key not in row]
         if lacking:
-            raise ValueError(f"a row lacks {', '.join(lacking)}: {dict(row)}")
+            raise InputError(f"a row lacks {', '.join(lacking)}: {dict(row)}")
         table.setdefault(str(row["image"]), {})[float(row["lambda"])] = row
     lambdas = sorted({lam for by in table.values() for lam in by})
     finite = [lam for lam in lambdas if 0 < lam < math.inf]
@@ -337,12 +338,12 @@ def vote_shares(counts, conditions: Sequence[str], anchor: str) -> list[dict]:
     condition (NaN where they were never compared), in ``conditions`` order."""
     matrix = np.asarray(counts, dtype=float)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise ValueError(f"counts must be a square N x N matrix, not shape {matrix.shape}")
+        raise InputError(f"counts must be a square N x N matrix, not shape {matrix.shape}")
     _check_length("conditions", conditions, matrix.shape[0], "rows in counts")
     if np.any(matrix < 0) or not np.all(np.isfinite(matrix)):
-        raise ValueError("counts must be finite and non-negative")
+        raise InputError("counts must be finite and non-negative")
     if anchor not in conditions:
-        raise ValueError(f"anchor {anchor!r} is not one of the conditions {list(conditions)}")
+        raise InputError(f"anchor {anchor!r} is not one of the conditions {list(conditions)}")
     a = list(conditions).index(anchor)
     rows = []
     for j, opponent in enumerate(conditions):
@@ -359,7 +360,7 @@ def vote_share_plot(rows: Sequence[Mapping], anchor: str, reduced: bool = False,
     """A bar per opponent with the anchor's vote share in percent (the numbers quoted with
     Fig. 9), its wins/total above the bar, and the 50% line of no preference."""
     if not rows:
-        raise ValueError("vote_share_plot needs at least one opponent row")
+        raise InputError("vote_share_plot needs at least one opponent row")
     shares = [100 * float(row["share"]) for row in rows]
     size = (max(6.5, 1.2 * len(rows) + 2.2), 3.4)
     figure, axis = plt.subplots(figsize=size, constrained_layout=True)

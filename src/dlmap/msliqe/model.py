@@ -47,6 +47,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
+from dlmap.errors import InputError
 from dlmap.priors.registry import Prior, PriorInfo, register_prior
 from dlmap.weights.cache import WeightKeyError, WeightsMissingError, cache_dir
 
@@ -93,7 +94,7 @@ def config_from_dict(values: dict) -> MSLIQEConfig:
     known = {field.name for field in fields(MSLIQEConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"MS-LIQE config: unknown keys {', '.join(unknown)}")
+        raise InputError(f"MS-LIQE config: unknown keys {', '.join(unknown)}")
     return MSLIQEConfig(
         **{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
     )
@@ -157,11 +158,11 @@ class MSLIQE(torch.nn.Module):
         if isinstance(config.clip, str):
             cfg = open_clip.get_model_config(config.clip)
             if cfg is None:
-                raise ValueError(f"open_clip has no model config named {config.clip!r}")
+                raise InputError(f"open_clip has no model config named {config.clip!r}")
         else:
             cfg = dict(config.clip)
         if "hf_model_name" in cfg.get("text_cfg", {}) or "timm_model_name" in cfg["vision_cfg"]:
-            raise ValueError("MS-LIQE builds open_clip's own CLIP towers (no HF/timm towers)")
+            raise InputError("MS-LIQE builds open_clip's own CLIP towers (no HF/timm towers)")
         model = cls(open_clip.CLIP(**cfg), config)
         if checkpoint is not None:
             model.load_checkpoint(checkpoint)

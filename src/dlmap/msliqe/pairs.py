@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from dlmap.data.manifests import Entry
+from dlmap.errors import InputError
 from dlmap.images import load_image
 
 SQRT2 = math.sqrt(2.0)
@@ -55,7 +56,7 @@ def epoch_pairs(items: list[Entry], seed: int, epoch: int) -> np.ndarray:
         partners = members[(np.arange(len(members)) + offsets) % len(members)]
         pairs.append(np.stack([members, partners], axis=1))
     if not pairs:
-        raise ValueError("no data set has two training images to pair")
+        raise InputError("no data set has two training images to pair")
     pairs = np.concatenate(pairs)
     return pairs[rng.permutation(len(pairs))]
 
@@ -75,10 +76,10 @@ def epoch_batches(items: list[Entry], batch_size: int, seed: int, epoch: int):
     flips, one bool per image per step. Depends only on (seed, epoch)."""
     sets = training_sets(items)
     if not sets:
-        raise ValueError("no data set has two training images to pair")
+        raise InputError("no data set has two training images to pair")
     per_set = batch_size // len(sets)
     if per_set < 2:
-        raise ValueError(
+        raise InputError(
             f"batch size {batch_size} gives the {len(sets)} training sets fewer than 2 images "
             "each: no pairs to form"
         )

@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dlmap.data.manifests import Entry, read_manifest_resolved
+from dlmap.errors import InputError
 from dlmap.msliqe.model import MSLIQE, MSLIQEConfig
 from dlmap.msliqe.pairs import (  # noqa: F401  (msliqe.train.X as before)
     SQRT2,
@@ -79,11 +80,11 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("epochs", "batch_size", "image_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.lr > 0 or self.weight_decay < 0 or not self.eps > 0:
-            raise ValueError("lr and eps must be > 0 and weight_decay >= 0")
+            raise InputError("lr and eps must be > 0 and weight_decay >= 0")
         if self.pairing not in PAIRINGS:
-            raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
+            raise InputError(f"pairing must be one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
 
 
 PAIRINGS = ("per-dataset", "partner")
@@ -110,12 +111,11 @@ def openai_clip_state(cache=None) -> dict:
     """OpenAI's CLIP ViT-B/32 as an open_clip state dict, from the dlmap cache."""
     import open_clip
 
-    from dlmap.weights import cache as weights
-    from dlmap.weights import downloads
+    from dlmap.weights import catalogue
 
-    downloads.require("clip-vit-b-32", cache)
-    (file,) = downloads.files("clip-vit-b-32")
-    path = weights.cache_dir(cache) / file.path
+    clip = catalogue.get("clip-vit-b-32")
+    clip.require(cache)
+    (path,) = clip.outputs(cache)
     return open_clip.load_openai_model(str(path), precision="fp32", device="cpu").state_dict()
 
 
@@ -144,7 +144,7 @@ def train(
     training = [item for item in items if item.split == "train"]
     validation = [item for item in items if item.split == "val"]
     if not training:
-        raise ValueError(f"manifest {manifest}: no images in the 'train' split")
+        raise InputError(f"manifest {manifest}: no images in the 'train' split")
     if config.pairing == "per-dataset":
         steps_per_epoch = len(epoch_batches(training, config.batch_size, config.seed, 0)[0])
     else:
@@ -167,7 +167,7 @@ def train(
     if resume:
         state = torch.load(out / LAST, map_location="cpu", weights_only=True)
         if state["config"] != config_to_dict(config):
-            raise ValueError(f"{out / LAST} was written with another configuration; cannot resume")
+            raise InputError(f"{out / LAST} was written with another configuration; cannot resume")
         model.clip.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])

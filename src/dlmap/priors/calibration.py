@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlmap.errors import InputError
 from dlmap.files import write_text_atomic
 from dlmap.settings import (  # noqa: F401  (the scales are Eq. 21's; they live with the settings)
     DEFAULT_SCALE,
@@ -40,10 +41,14 @@ from dlmap.settings import (  # noqa: F401  (the scales are Eq. 21's; they live 
 )
 
 
+class LogisticFitError(InputError):
+    """Eq. 21's logistic does not converge on the given scores."""
+
+
 def logistic(q: torch.Tensor, xi3: float, xi4: float, xi1: float = XI1, xi2: float = XI2):
     """Eq. 21 (increasing form): raw score q -> calibrated score in (xi2, xi1)."""
     if xi4 == 0:
-        raise ValueError("Eq. 21 needs xi4 != 0 (it is the logistic's scale)")
+        raise InputError("Eq. 21 needs xi4 != 0 (it is the logistic's scale)")
     return (xi1 - xi2) * torch.sigmoid((q - xi3) / abs(xi4)) + xi2
 
 
@@ -82,20 +87,24 @@ def fit_logistic(raw, mos, higher_is_better: bool = True, source: str = "") -> L
 
     raw, mos = np.asarray(raw, dtype=np.float64), np.asarray(mos, dtype=np.float64)
     if raw.shape != mos.shape or raw.ndim != 1:
-        raise ValueError("raw scores and MOS must be two 1-D sequences of the same length")
+        raise InputError("raw scores and MOS must be two 1-D sequences of the same length")
     if len(raw) < 4 or not (np.isfinite(raw).all() and np.isfinite(mos).all()):
-        raise ValueError(f"need at least 4 finite (score, MOS) pairs, got {len(raw)}")
+        raise InputError(f"need at least 4 finite (score, MOS) pairs, got {len(raw)}")
     if mos.min() < 0 or mos.max() > 1:
-        raise ValueError(f"MOS must be normalised to [0, 1], got {mos.min():g} to {mos.max():g}")
+        raise InputError(f"MOS must be normalised to [0, 1], got {mos.min():g} to {mos.max():g}")
     if np.ptp(raw) == 0:
-        raise ValueError("all raw scores are equal: nothing to fit")
+        raise InputError("all raw scores are equal: nothing to fit")
     oriented = raw if higher_is_better else -raw
 
     def curve(q, xi3, xi4):
         return 1.0 / (1.0 + np.exp(-(q - xi3) / abs(xi4)))
 
     start = (float(np.median(oriented)), float(np.std(oriented)) or 1.0)
-    (xi3, xi4), _ = optimize.curve_fit(curve, oriented, mos, p0=start, maxfev=20000)
+    try:
+        (xi3, xi4), _ = optimize.curve_fit(curve, oriented, mos, p0=start, maxfev=20000)
+    except RuntimeError as error:  # scipy's way of saying the fit did not converge
+        message = f"the logistic of Eq. 21 does not fit these scores: {error}"
+        raise LogisticFitError(message) from error
     return LogisticFit(
         xi3=float(xi3),
         xi4=float(abs(xi4)),

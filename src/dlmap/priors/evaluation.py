@@ -19,12 +19,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dlmap.errors import InputError
+
 
 def correlations(predicted, mos, higher_is_better: bool = True) -> dict[str, float]:
     """SRCC, KRCC, PLCC after the Eq. 21 logistic, and PLCC on the raw scores."""
     from scipy import stats
 
-    from dlmap.priors.calibration import fit_logistic
+    from dlmap.priors.calibration import LogisticFitError, fit_logistic
 
     predicted = np.asarray(predicted, dtype=np.float64) * (1 if higher_is_better else -1)
     mos = np.asarray(mos, dtype=np.float64)
@@ -34,7 +36,7 @@ def correlations(predicted, mos, higher_is_better: bool = True) -> dict[str, flo
     span = (mos.min(), np.ptp(mos))
     try:
         fitted = fit_logistic(predicted, (mos - span[0]) / span[1]).plcc_calibrated
-    except RuntimeError:  # the logistic did not converge: report the raw PLCC only
+    except LogisticFitError:  # the logistic did not converge: report the raw PLCC only
         fitted = nan
     return {
         "srcc": float(stats.spearmanr(predicted, mos)[0]),
@@ -69,18 +71,18 @@ def per_content_srcc(
     contents, levels = np.asarray(contents), np.asarray(levels, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     if not (contents.shape == levels.shape == scores.shape) or contents.ndim != 1:
-        raise ValueError(
+        raise InputError(
             f"contents, levels and scores must be equal-length lists; got {contents.shape}, "
             f"{levels.shape}, {scores.shape}"
         )
     if not np.all(np.isfinite(scores)):
-        raise ValueError("a score is not finite")
+        raise InputError("a score is not finite")
     sign = -1.0 if higher_is_better else 1.0
     per_content = {}
     for content in dict.fromkeys(contents.tolist()):
         chosen = contents == content
         if np.unique(levels[chosen]).size < 2:
-            raise ValueError(f"content {content!r}: needs at least two distortion levels")
+            raise InputError(f"content {content!r}: needs at least two distortion levels")
         if np.ptp(scores[chosen]) == 0:
             per_content[content] = 0.0  # one score for every level: no order at all
             continue

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlmap.errors import InputError, MissingInputError
 from dlmap.priors import niqe_fit, niqe_live
 from dlmap.priors.registry import Prior, PriorInfo, register_prior
 from dlmap.weights.cache import WeightsMissingError, cache_dir
@@ -111,11 +112,11 @@ def resolve_model(model: str | Path = "auto", cache=None) -> PristineModel:
     if isinstance(model, Path) or model not in MODELS:
         path = Path(model)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"NIQE model {str(model)!r}: not a file, nor one of {', '.join(MODELS)}"
             )
         if path.suffix != ".mat":
-            raise ValueError(
+            raise InputError(
                 f"NIQE model {path}: pyiqa reads .mat files (mu_prisparam, cov_prisparam)"
             )
         return identify(path)
@@ -201,9 +202,9 @@ class NIQEPrior(Prior):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"NIQE expects (B, 3, H, W) images, got {tuple(images.shape)}")
+            raise InputError(f"NIQE expects (B, 3, H, W) images, got {tuple(images.shape)}")
         if min(images.shape[-2:]) < MIN_SIZE:
-            raise ValueError(
+            raise InputError(
                 f"NIQE needs images of at least {MIN_SIZE} x {MIN_SIZE} (two 96-pixel "
                 f"blocks per side), got {tuple(images.shape[-2:])}"
             )

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dlmap.errors import InputError
+
 FEATURES = 36  # 18 per scale (Mittal et al. 2013, Table I), two scales
 PATCH = 96  # the paper's patch size (Sec. III-A)
 SHARPNESS_THRESHOLD = 0.75  # the paper's T (Sec. III-A)
@@ -56,7 +58,7 @@ class Photograph:
 
             with Image.open(get_sample_data(self.file)) as image:
                 return np.asarray(image.convert("RGB"))
-        raise ValueError(f"unknown package {self.package!r} for photograph {self.name!r}")
+        raise InputError(f"unknown package {self.package!r} for photograph {self.name!r}")
 
 
 # Every natural photograph that scikit-image, scikit-learn and matplotlib install with them.
@@ -144,7 +146,7 @@ def luminance(pixels: np.ndarray) -> torch.Tensor:
     if image.ndim == 2:
         return (image * 255.0).round()[None, None]
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
+        raise InputError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
     rgb = image.permute(2, 0, 1)[None]
     return to_y_channel(rgb, 255, "yiq").to(torch.float64).detach()
 
@@ -211,7 +213,7 @@ def sharp_patch_features(
     """
     luma = image if torch.is_tensor(image) else luminance(image)
     if min(luma.shape[-2:]) < patch_size:
-        raise ValueError(f"image {tuple(luma.shape)} is smaller than one {patch_size} patch")
+        raise InputError(f"image {tuple(luma.shape)} is smaller than one {patch_size} patch")
     sharpness = patch_sharpness(luma, patch_size)
     features = patch_features(luma, patch_size)
     chosen = features[sharpness > sharpness_threshold * sharpness.max()]
@@ -237,19 +239,19 @@ def fit_gaussian(samples: np.ndarray, shrinkage: str = "ledoit-wolf"):
     """(mu, cov) of feature ``samples`` (patches, features) with the recipe's estimator."""
     samples = np.asarray(samples, dtype=np.float64)
     if samples.ndim != 2 or samples.shape[0] <= samples.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"{samples.shape[0]} sharp patches cannot fit a {samples.shape[-1]}-dim Gaussian"
         )
     mu = samples.mean(axis=0)
     if shrinkage == "none":
         return mu, np.cov(samples, rowvar=False)
     if shrinkage != "ledoit-wolf":
-        raise ValueError(f"unknown shrinkage {shrinkage!r}: 'ledoit-wolf' or 'none'")
+        raise InputError(f"unknown shrinkage {shrinkage!r}: 'ledoit-wolf' or 'none'")
     from sklearn.covariance import LedoitWolf
 
     spread = samples.std(axis=0, ddof=1)
     if np.any(spread == 0):
-        raise ValueError("a feature is constant over every patch: no covariance to shrink")
+        raise InputError("a feature is constant over every patch: no covariance to shrink")
     correlation = LedoitWolf(assume_centered=False).fit((samples - mu) / spread).covariance_
     return mu, correlation * np.outer(spread, spread)
 

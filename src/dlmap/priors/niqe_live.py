@@ -106,19 +106,19 @@ def read_model(path) -> tuple[np.ndarray, np.ndarray, dict]:
     except FileNotFoundError:
         raise
     except Exception as error:  # noqa: BLE001 - any parse failure of an outside file is one error
-        raise ValueError(f"{path}: not a readable NIQE pristine model ({error})") from None
+        raise InputError(f"{path}: not a readable NIQE pristine model ({error})") from None
     missing = [key for key in keys if key not in fields]
     if missing:
-        raise ValueError(f"{path}: a NIQE pristine model needs {', '.join(keys)}; lacks {missing}")
+        raise InputError(f"{path}: a NIQE pristine model needs {', '.join(keys)}; lacks {missing}")
     mu = np.ravel(np.asarray(fields.pop(keys[0]), dtype=np.float64))
     cov = np.asarray(fields.pop(keys[1]), dtype=np.float64)
     if mu.shape != (36,) or cov.shape != (36, 36):
-        raise ValueError(
+        raise InputError(
             f"{path}: NIQE's pristine model is a 36-dim Gaussian; got mu {mu.shape}, "
             f"Sigma {cov.shape}"
         )
     if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(cov))):
-        raise ValueError(f"{path}: the pristine model holds non-finite numbers")
+        raise InputError(f"{path}: the pristine model holds non-finite numbers")
     return mu, cov, fields
 
 
@@ -146,14 +146,14 @@ def sdist_location(source: SdistMember, index: str | None = None) -> tuple[str, 
         listing = json.load(response)
     files = listing.get("files") if isinstance(listing, dict) else None
     if not isinstance(files, list):
-        raise ValueError(f"{index}/{source.project}/: not a PEP 691 listing (no 'files' list)")
+        raise InputError(f"{index}/{source.project}/: not a PEP 691 listing (no 'files' list)")
     for entry in files:
         if not isinstance(entry, dict) or entry.get("filename") != source.filename:
             continue
         hashes, url = entry.get("hashes"), entry.get("url")
         digest = hashes.get("sha256") if isinstance(hashes, dict) else None
         if not isinstance(url, str) or not url:
-            raise ValueError(f"{index} lists {source.filename} without a URL")
+            raise InputError(f"{index} lists {source.filename} without a URL")
         if not isinstance(digest, str) or not digest:
             raise weights.ChecksumError(f"{index} lists {source.filename} without a sha256")
         return urllib.request.urljoin(f"{index}/{source.project}/", url), digest

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from dlmap.errors import DlmapError
+from dlmap.errors import DlmapError, InputError
 from dlmap.priors.calibration import DEFAULT_SCALE, calibrate, load_constants, score_scale
 
 
@@ -115,7 +115,7 @@ def register_prior(name: str):
 
     def decorate(factory):
         if name in _REGISTRY and _REGISTRY[name] is not factory:
-            raise ValueError(f"a prior named {name!r} is already registered")
+            raise InputError(f"a prior named {name!r} is already registered")
         _REGISTRY[name] = factory
         return factory
 
@@ -126,13 +126,13 @@ def register_entry_point(name: str, target: str) -> None:
     """Register ``package.module:attribute`` (a Prior class or factory) under ``name``."""
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
-        raise ValueError(
+        raise InputError(
             f"prior entry point must look like 'package.module:factory', got {target!r}"
         )
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot import prior {name!r} from {target!r}: {error}") from error
+        raise InputError(f"cannot import prior {name!r} from {target!r}: {error}") from error
     register_prior(name)(factory)
 
 
@@ -144,17 +144,17 @@ def register_from_file(path) -> list[str]:
     try:
         document = yaml.safe_load(open(path))
     except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"prior file {path}: {error}") from error
+        raise InputError(f"prior file {path}: {error}") from error
     entries = document.get("priors") if isinstance(document, dict) else None
     if not isinstance(entries, dict) or not entries:
-        raise ValueError(f"prior file {path}: needs a 'priors:' mapping of name: module:factory")
+        raise InputError(f"prior file {path}: needs a 'priors:' mapping of name: module:factory")
     for name, target in entries.items():
         if not isinstance(target, str):
-            raise ValueError(f"prior file {path}: entry {name!r} must be 'module:factory'")
+            raise InputError(f"prior file {path}: entry {name!r} must be 'module:factory'")
         try:
             register_entry_point(str(name), target)
         except ValueError as error:
-            raise ValueError(f"prior file {path}: {error}") from error
+            raise InputError(f"prior file {path}: {error}") from error
     return [str(name) for name in entries]
 
 
@@ -206,7 +206,7 @@ def table_one_columns(names=PAPER_PRIORS) -> list[dict]:
     for name in names:
         info = prior_info(name)
         if info is None or info.params is None:
-            raise ValueError(f"prior {name!r} publishes no parameter count for Table I")
+            raise InputError(f"prior {name!r} publishes no parameter count for Table I")
         sets = [part.strip() for part in info.training_set.split(",")]
         shown = "Multiple" if len(sets) > 1 else info.training_set
         rows.append(

@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from dlmap.errors import InputError
+
 
 def _round(value: torch.Tensor) -> int:
     """C's round(): half away from zero (torch.round rounds half to even)."""
@@ -28,7 +30,7 @@ def _as_rois(boxes) -> torch.Tensor:
     """A (K, 5) tensor (batch index, x1, y1, x2, y2) or a list of (K_i, 4) boxes per image."""
     if isinstance(boxes, torch.Tensor):
         if boxes.ndim != 2 or boxes.shape[1] != 5:
-            raise ValueError(f"rois must be (K, 5), got {tuple(boxes.shape)}")
+            raise InputError(f"rois must be (K, 5), got {tuple(boxes.shape)}")
         return boxes
     rows = [
         torch.cat([torch.full_like(b[:, :1], index), b], dim=1) for index, b in enumerate(boxes)

@@ -24,11 +24,12 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import RoIPool
 
+from dlmap.errors import InputError
 from dlmap.priors import roi_pool
 from dlmap.priors.registry import Prior, PriorInfo, register_prior
 from dlmap.priors.roi_pool import compiled_roi_pool_works
 from dlmap.weights import cache as weights
-from dlmap.weights import downloads
+from dlmap.weights import catalogue
 
 PROVISIONAL = "provisional: mid-range and a quarter of the range, not fitted to MOS"
 # The authors' LIVE-fitted constants for plain CLIP-IQA (pyiqa's "clipiqa"): CLIPIQA+ has
@@ -38,7 +39,7 @@ CLIPIQA_XI3, CLIPIQA_XI4 = 0.383287415616992, 0.223077718907985
 
 @dataclass(frozen=True)
 class PyiqaModel:
-    """A model of Table I as pyiqa provides it (its files: ``downloads.FILE_SETS[name]``).
+    """A model of Table I as pyiqa provides it (its files: ``catalogue.CATALOGUE[name]``).
 
     params: its parameter count as built by pyiqa (every tensor of the module, CLIP's text
     tower included; checked against the built architecture by the tests). xi3/xi4: Eq. 21
@@ -208,7 +209,7 @@ class PyiqaPrior(Prior):
     def __init__(self, name: str, cache=None):
         super().__init__()
         model = PYIQA_MODELS[name]
-        downloads.require(name, cache)
+        catalogue.get(name).require(cache)
         import pyiqa
 
         with torch_hub_dir(weights.cache_dir(cache) / "torch"):
@@ -225,7 +226,7 @@ class PyiqaPrior(Prior):
         """Raw scores; images with a side under 224 are first upsampled (bilinear) so that
         the shorter side is 224, the smallest input every model of Table I accepts."""
         if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(
+            raise InputError(
                 f"{self.info.display_name} expects (B, 3, H, W), got {tuple(images.shape)}"
             )
         shorter = min(images.shape[-2:])
@@ -240,7 +241,7 @@ def _factory(name: str):
         return PyiqaPrior(name, cache=cache)
 
     def weights_status(cache=None) -> str:
-        missing = downloads.missing_files(name, cache)
+        missing = catalogue.get(name).missing_files(cache)
         return f"MISSING: dlmap weights fetch {name}" if missing else "present"
 
     build.info = PYIQA_MODELS[name].info()  # metadata without weights (priors.prior_info)

@@ -20,7 +20,7 @@ from unittest import mock
 import torch
 
 from dlmap.priors import zoo
-from dlmap.weights import downloads
+from dlmap.weights.downloads import FileSet
 
 FULL_CLIP = {
     "ViT-B/32": dict(
@@ -102,8 +102,8 @@ def random_weights(small_clip: bool = False):
             "load_file_from_url",
             learned_prompts,
         )
-        patch(downloads, "missing_files", lambda name, cache=None: [])
-        patch(downloads, "verify", lambda name, cache=None, full=False: 0)
+        patch(FileSet, "missing_files", lambda self, cache=None: [])
+        patch(FileSet, "verify", lambda self, cache=None, full=False: 0)
         # pyiqa caches LIQE's text features in its folder: keep random ones out of the cache
         hub_dir = zoo.torch_hub_dir
         patch(zoo, "torch_hub_dir", lambda _folder: hub_dir(folder / "torch"))

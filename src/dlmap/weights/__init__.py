@@ -1,2 +1,3 @@
-"""Weights: the cache folder and its sha256 manifest, the catalogue of downloadable
-file sets, and fetching them."""
+"""Weights: one catalogue of every set dlmap fetches or locates (``catalogue``: which sets
+each backbone loads), folder sets (``folders``), URL-fetched file sets (``downloads``), and the
+cache folder with its sha256 manifest (``cache``)."""

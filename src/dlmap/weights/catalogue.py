@@ -1,0 +1,258 @@
+"""The one catalogue of weights: every set dlmap can fetch or locate, by name.
+
+Two kinds of set share one interface (``where``, ``outputs``, ``check``, ``fetch``): a
+``FolderSet`` is one network's folder under the cache (the backbone's, from Hugging Face or
+placed by hand), a ``FileSet`` is checkpoints fetched from URLs (the priors and the
+comparison metrics). ``BACKBONE_WEIGHTS`` says which sets each backbone needs; the backbone
+loader, ``dlmap weights fetch/check --backbone`` and the workflow's fetch rules all read it.
+A prior's set has the prior's name. Nothing here downloads until ``fetch`` is called.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dlmap import settings
+from dlmap.errors import UsageError
+from dlmap.weights.cache import WeightsMissingError
+from dlmap.weights.downloads import FileSet, clip_file, pyiqa_file, timm_file, torchvision_file
+from dlmap.weights.folders import FolderSet
+
+SEESR_DRIVE = "https://drive.google.com/drive/folders/12HXrRGEXUAnmHRaf0bIn-S8XSK4Ku0JO"
+SEESR_ONEDRIVE = (
+    "https://connectpolyu-my.sharepoint.com/:f:/g/personal/22042244r_connect_polyu_hk/"
+    "EiUmSfWRmQFNiTGJWs7rOx0BpZn2xhoKN6tXFmTSGJ4Jfw?e=RdLbvg"
+)
+_SEESR_LINKS = (
+    f"SeeSR's Google Drive folder {SEESR_DRIVE} (or its OneDrive mirror {SEESR_ONEDRIVE})"
+)
+_DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+_FOLDER_SETS = (
+    FolderSet(
+        name="sd2-base",
+        description="Stable Diffusion 2 base (UNet, VAE, text encoder, tokenizer)",
+        repo_id="stabilityai/stable-diffusion-2-base",
+        files=(
+            "unet/config.json",
+            tuple(f"unet/{name}" for name in _DIFFUSERS_WEIGHTS),
+            "vae/config.json",
+            tuple(f"vae/{name}" for name in _DIFFUSERS_WEIGHTS),
+            "text_encoder/config.json",
+            ("text_encoder/model.safetensors", "text_encoder/pytorch_model.bin"),
+            "tokenizer/vocab.json",
+            "tokenizer/merges.txt",
+            "tokenizer/tokenizer_config.json",
+            "tokenizer/special_tokens_map.json",
+        ),
+    ),
+    FolderSet(
+        name="seesr",
+        description="SeeSR's ControlNet and UNet (Wu et al., CVPR 2024)",
+        files=(
+            "controlnet/config.json",
+            tuple(f"controlnet/{name}" for name in _DIFFUSERS_WEIGHTS),
+            "unet/config.json",
+            tuple(f"unet/{name}" for name in _DIFFUSERS_WEIGHTS),
+        ),
+        manual=(
+            f"open {_SEESR_LINKS}, download its folder `seesr` (subfolders `controlnet` and "
+            "`unet`, each a config.json and a diffusion_pytorch_model file) and place both "
+            "subfolders in the target folder"
+        ),
+    ),
+    FolderSet(
+        name="dape",
+        description="SeeSR's DAPE adapters for RAM (DAPE.pth)",
+        files=("DAPE.pth",),
+        manual=f"open {_SEESR_LINKS}, download DAPE.pth and place it in the target folder",
+    ),
+    FolderSet(
+        name="ram-swin-large",
+        description="RAM's Swin-L checkpoint (ram_swin_large_14m.pth)",
+        files=("ram_swin_large_14m.pth",),
+        repo_id="xinyu1205/recognize-anything",
+        repo_type="space",
+    ),
+    FolderSet(
+        name="sd2-controlnet",
+        description="a ControlNet for SD2-base conditioned on the input image (diffusers format)",
+        files=("config.json", _DIFFUSERS_WEIGHTS),
+        manual=(
+            "place a diffusers-format ControlNetModel trained for SD2-base "
+            "(config.json and diffusion_pytorch_model.safetensors) in the target folder"
+        ),
+    ),
+)
+
+NIQE_LIVE_FILE = "niqe/modelparameters.mat"  # dlmap.priors.niqe_live.MODEL_FILE
+
+
+def _niqe_live_fetch(cache=None) -> list[Path]:
+    from dlmap.priors import niqe_live
+
+    return niqe_live.fetch(cache)
+
+
+_FILE_SETS = (
+    FileSet(
+        "niqe",
+        "NIQE's pristine model: LIVE's, from basicsr 1.4.2's source on PyPI or pyiqa's copy "
+        "on the hub, recognised by its numbers",
+        lambda: (pyiqa_file("niqe_arch", "url", NIQE_LIVE_FILE),),
+        fetcher=_niqe_live_fetch,
+    ),
+    FileSet(
+        "dbcnn",
+        "DBCNN prior: VGG16 (ImageNet), SCNN and the KonIQ-10k checkpoint",
+        lambda: (
+            torchvision_file("VGG16_Weights.IMAGENET1K_V1"),
+            pyiqa_file("dbcnn_arch", "scnn"),
+            pyiqa_file("dbcnn_arch", "koniq"),
+        ),
+    ),
+    FileSet(
+        "hyperiqa",
+        "HyperIQA prior: timm ResNet-50 and the KonIQ-10k checkpoint",
+        lambda: (timm_file("resnet50"), pyiqa_file("hypernet_arch", "resnet50-koniq")),
+    ),
+    FileSet(
+        "paq2piq",
+        "PaQ-2-PiQ prior: ResNet-18 (ImageNet) and the FLIVE checkpoint",
+        lambda: (
+            torchvision_file("ResNet18_Weights.IMAGENET1K_V1"),
+            pyiqa_file("paq2piq_arch", "url"),
+        ),
+    ),
+    FileSet(
+        "unique",
+        "UNIQUE prior: ResNet-34 (ImageNet) and the multi-dataset checkpoint",
+        lambda: (
+            torchvision_file("ResNet34_Weights.IMAGENET1K_V1"),
+            pyiqa_file("unique_arch", "mix"),
+        ),
+    ),
+    FileSet(
+        "musiq",
+        "MUSIQ prior: the KonIQ-10k checkpoint",
+        lambda: (pyiqa_file("musiq_arch", "koniq10k"),),
+    ),
+    FileSet(
+        "clipiqa+",
+        "CLIPIQA+ prior: OpenAI CLIP RN50 and the learned prompts",
+        lambda: (clip_file("RN50"), pyiqa_file("clipiqa_arch", "clipiqa+")),
+    ),
+    FileSet(
+        "liqe",
+        "LIQE prior (pyiqa's liqe_mix): OpenAI CLIP ViT-B/32 and the multi-dataset weights",
+        lambda: (clip_file("ViT-B/32"), pyiqa_file("liqe_arch", "mix")),
+    ),
+    FileSet(
+        "clip-vit-b-32",
+        "OpenAI CLIP ViT-B/32: semantic distance D2 (Eq. 18) and MS-LIQE's initialisation",
+        lambda: (clip_file("ViT-B/32"),),
+    ),
+    FileSet(
+        "lpips",
+        "LPIPS (D1 of Eq. 18): AlexNet (ImageNet); its linear layers ship with `lpips`",
+        lambda: (torchvision_file("AlexNet_Weights.IMAGENET1K_V1"),),
+    ),
+    FileSet(
+        "dists",
+        "DISTS (an alternative D1): VGG16 (ImageNet); alpha/beta ship with `dists-pytorch`",
+        lambda: (torchvision_file("VGG16_Weights.IMAGENET1K_V1"),),
+        paper=False,
+    ),
+)
+
+CATALOGUE: dict[str, FolderSet | FileSet] = {
+    entry.name: entry for entry in (*_FOLDER_SETS, *_FILE_SETS)
+}
+"""Every weight set by name: the backbone's folders first, then the URL-fetched files."""
+
+BACKBONE_WEIGHTS: dict[str, tuple[str, ...]] = {
+    "sd2-seesr": ("sd2-base", "seesr", "ram-swin-large", "dape"),
+    "sd2-controlnet": ("sd2-base", "sd2-controlnet"),
+    "sd2": ("sd2-base",),
+    "tiny-seesr": (),
+    "tiny-controlnet": (),
+    "tiny-vanilla": (),
+}
+"""The weight sets each backbone (``dlmap.settings.BACKBONES``) loads; the tiny ones none."""
+
+PAPER_BACKBONE = settings.BackboneSettings.name  # SD2-base with SeeSR's ControlNet
+
+
+class UnknownWeightsError(UsageError, KeyError):
+    """A weight-set name that is not in the catalogue."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def names() -> list[str]:
+    return sorted(CATALOGUE)
+
+
+def get(name: str) -> FolderSet | FileSet:
+    """The catalogue entry ``name``; an unknown name raises ``UnknownWeightsError``."""
+    if name not in CATALOGUE:
+        raise UnknownWeightsError(f"unknown weights {name!r}; known: {', '.join(names())}")
+    return CATALOGUE[name]
+
+
+def backbone_sets(backbone: str) -> tuple[str, ...]:
+    """The sets ``backbone`` loads (``BACKBONE_WEIGHTS``)."""
+    if backbone not in BACKBONE_WEIGHTS:
+        raise UsageError(
+            f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONE_WEIGHTS)}"
+        )
+    return BACKBONE_WEIGHTS[backbone]
+
+
+def paper_sets() -> list[str]:
+    """Every set the paper's experiments need: the paper backbone's, then every prior's and
+    comparison metric's that the paper uses (``FileSet.paper``)."""
+    files = [name for name, entry in CATALOGUE.items() if getattr(entry, "paper", False)]
+    return [*BACKBONE_WEIGHTS[PAPER_BACKBONE], *files]
+
+
+def locate(name: str, path: str | os.PathLike | None = None, cache=None) -> Path:
+    """The folder of folder set ``name`` (``FolderSet.locate``)."""
+    entry = get(name)
+    if not isinstance(entry, FolderSet):
+        raise UsageError(f"{name!r} is a set of files under the cache, not a folder to locate")
+    return entry.locate(path, cache)
+
+
+def locate_backbone(backbone: str, paths: dict, cache=None) -> dict[str, Path]:
+    """The folder of every set ``backbone`` needs (``paths``: set name -> a folder the user
+    gave, else ``<cache>/<name>``); one ``WeightsMissingError`` lists all that are missing."""
+    folders, problems = {}, []
+    for name in backbone_sets(backbone):
+        try:
+            folders[name] = locate(name, paths.get(name), cache)
+        except WeightsMissingError as error:
+            problems.append(str(error))
+    if problems:
+        raise WeightsMissingError(" | ".join(problems))
+    return folders
+
+
+def check_all(needed: list[str], cache=None, full: bool = True) -> list[tuple[str, str, str]]:
+    """Every set of the catalogue checked (``full``: re-hash every file): rows of (name,
+    state, message) with state ``present``, ``MISSING``, ``MISSING (optional)`` (a set not in
+    ``needed``) or ``CHANGED``."""
+    from dlmap.weights.cache import ChecksumError
+
+    rows = []
+    for name in names():
+        try:
+            rows.append((name, "present", get(name).check(cache, full=full)))
+        except WeightsMissingError as error:
+            state = "MISSING" if name in needed else "MISSING (optional)"
+            rows.append((name, state, str(error)))
+        except ChecksumError as error:
+            rows.append((name, "CHANGED", str(error)))
+    return rows

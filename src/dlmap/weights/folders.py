@@ -1,0 +1,143 @@
+"""Weight sets that live in one folder each: the backbone's networks (``<cache>/<name>``).
+
+A ``FolderSet`` comes from a Hugging Face repository (``dlmap weights fetch NAME`` downloads
+it) or must be placed by hand (``manual`` says exactly how). Loaders call ``locate``, which
+only looks on disk and raises ``WeightsMissingError`` naming the files, the source and the
+target folder before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlmap.weights.cache import WeightsMissingError, cache_dir, verify_files
+
+
+@dataclass(frozen=True)
+class FolderSet:
+    """A set of files one network needs, in a folder under the cache named after ``name``.
+
+    ``files`` lists required paths relative to that folder; an entry with alternatives is a
+    tuple (any one of them suffices, e.g. safetensors or bin). ``repo_id`` is the Hugging Face
+    repository the files come from, or None when they must be placed by hand (``manual``).
+    """
+
+    name: str
+    description: str
+    files: tuple
+    repo_id: str | None = None
+    repo_type: str = "model"
+    manual: str = ""
+
+    def where(self, cache=None) -> Path:
+        """The folder the set is placed in: ``<cache>/<name>``."""
+        return cache_dir(cache) / self.name
+
+    def outputs(self, cache=None) -> list[Path]:
+        """What the workflow's fetch rule for this set produces: its folder."""
+        return [self.where(cache)]
+
+    def manual_steps(self, cache=None, folder: Path | None = None) -> str:
+        """How to get the files, naming the exact target folder and files."""
+        folder = folder or self.where(cache)
+        wanted = ", ".join(_first(entry) for entry in self.files)
+        if self.repo_id is not None:
+            how = (
+                f"run `dlmap weights fetch {self.name}` (Hugging Face {self.repo_type} "
+                f"{self.repo_id}), or copy those files there"
+            )
+        else:
+            how = self.manual
+        return f"{self.description}: {how}. Target folder: {folder}; files: {wanted}"
+
+    def locate(self, path: str | os.PathLike | None = None, cache=None) -> Path:
+        """The folder holding the files: ``path`` if given, else ``<cache>/<name>``.
+
+        ``path`` may also be a Hugging Face repo id already present in the local hub cache.
+        Raises ``WeightsMissingError`` listing every missing file and how to get it, and
+        ``ChecksumError`` if a file changed since its sha256 was recorded (``verify_files``).
+        """
+        folder = Path(path).expanduser() if path is not None else self.where(cache)
+        hub = False
+        if path is not None and not folder.exists() and _looks_like_repo_id(str(path)):
+            snapshot = self._hub_snapshot(str(path))
+            folder, hub = (snapshot, True) if snapshot else (folder, False)
+        present, missing = present_files(folder, self.files)
+        if missing:
+            raise WeightsMissingError(
+                f"{self.description}: missing in {folder}: {', '.join(missing)}; "
+                + self.manual_steps(cache, folder).split(": ", 1)[1]
+            )
+        if not hub:  # the hub cache checks its own files
+            verify_files(present, cache)
+        return folder
+
+    def digests(self, folder: Path, cache=None) -> dict[str, str]:
+        """sha256 of each file in ``folder`` (relative path -> digest), checked against the
+        records; for the provenance of results."""
+        present, _ = present_files(folder, self.files)
+        recorded = verify_files(present, cache)
+        return {str(path.relative_to(folder)): recorded[str(path.resolve())] for path in present}
+
+    def check(self, cache=None, full: bool = False) -> str:
+        """Present and unchanged (``full``: re-hash every file), else raise; says where."""
+        folder = self.locate(cache=cache)
+        present, _ = present_files(folder, self.files)
+        verify_files(present, cache, full=full)
+        return f"present in {folder} (sha256 verified)"
+
+    def fetch(self, cache=None) -> Path:
+        """Download the files into ``<cache>/<name>``; a set that cannot be downloaded raises
+        ``WeightsMissingError`` with the exact manual steps unless already in place."""
+        folder = self.where(cache)
+        if self.repo_id is None:
+            _, missing = present_files(folder, self.files)
+            if missing:
+                raise WeightsMissingError(
+                    f"cannot be downloaded automatically: {self.manual_steps(cache)}; "
+                    f"missing: {', '.join(missing)}"
+                )
+            return self.locate(cache=cache)
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(
+            self.repo_id,
+            repo_type=self.repo_type,
+            allow_patterns=[_first(entry) for entry in self.files],
+            local_dir=folder,
+        )
+        return self.locate(cache=cache)
+
+    def _hub_snapshot(self, repo_id: str) -> Path | None:
+        """The local hub-cache snapshot of ``repo_id``, or None; never downloads."""
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            return Path(snapshot_download(repo_id, repo_type=self.repo_type, local_files_only=True))
+        except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
+            return None
+
+
+def present_files(folder: Path, files: tuple) -> tuple[list[Path], list[str]]:
+    """The files of ``files`` found in ``folder`` and the names of those missing."""
+    present, missing = [], []
+    for entry in files:
+        options = entry if isinstance(entry, tuple) else (entry,)
+        found = [folder / option for option in options if (folder / option).is_file()]
+        if found:
+            present.append(found[0])
+        else:
+            missing.append(options[0])
+    return present, missing
+
+
+def _first(entry) -> str:
+    return entry[0] if isinstance(entry, tuple) else entry
+
+
+def _looks_like_repo_id(text: str) -> bool:
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "~"))
