@@ -50,44 +50,8 @@ from dlmap.diffusion.backbones import Backbone
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance import solver
 from dlmap.priors.registry import CallablePrior, PriorInfo
+from dlmap.testing.released import SD2_UNET, SD2_VAE
 
-#: SD2-base's unet/config.json (stabilityai/stable-diffusion-2-base).
-SD2_UNET = dict(
-    sample_size=64,
-    in_channels=4,
-    out_channels=4,
-    down_block_types=(
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    block_out_channels=(320, 640, 1280, 1280),
-    layers_per_block=2,
-    cross_attention_dim=1024,
-    attention_head_dim=(5, 10, 20, 20),
-    use_linear_projection=True,
-    norm_num_groups=32,
-    act_fn="silu",
-    flip_sin_to_cos=True,
-    freq_shift=0,
-    upcast_attention=False,
-)
-#: SD2-base's vae/config.json.
-SD2_VAE = dict(
-    in_channels=3,
-    out_channels=3,
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    block_out_channels=(128, 256, 512, 512),
-    layers_per_block=2,
-    latent_channels=4,
-    norm_num_groups=32,
-    act_fn="silu",
-    sample_size=512,
-    scaling_factor=0.18215,
-)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 PRIOR_INFO = PriorInfo(
@@ -227,6 +191,11 @@ def run_config(backbone, prior, batch, args, device) -> dict:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         prior.calls.clear()
+        began = time.perf_counter()
+        seeds = list(range(batch))
+        solver.invert_images(backbone, images, edict.EdictConfig(steps=args.steps), seeds)
+        synchronize(device)
+        inversion = time.perf_counter() - began
         start = time.perf_counter()
         solver.map_solve(
             backbone, prior, images, config, edict.EdictConfig(steps=args.steps), quiet=True
@@ -246,7 +215,8 @@ def run_config(backbone, prior, batch, args, device) -> dict:
     calls = prior.calls[: args.iters]  # the last call scores the final images
     intervals = [b - a for a, b in zip(calls, calls[1:], strict=False)]
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return {"failed": None, "iteration": statistics.median(intervals), "total": total, "peak": peak}
+    return {"failed": None, "iteration": statistics.median(intervals), "total": total,
+            "peak": peak, "inversion": inversion}  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -256,7 +226,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, help="image side (default 512; 64 with --tiny)")
     parser.add_argument("--steps", type=int, help="EDICT steps T (default 20; 4 with --tiny)")
     parser.add_argument("--iters", type=int, default=3, help="MAP iterations (>= 2)")
-    parser.add_argument("--batches", type=int, nargs="+", help="default 1 8 (1 2 with --tiny)")
+    parser.add_argument("--batches", type=int, nargs="+", help="default 1 4 8 (1 2 with --tiny)")
     parser.add_argument(
         "--precisions", nargs="+", choices=list(PRECISIONS), default=list(PRECISIONS)
     )
@@ -274,7 +244,7 @@ def main(argv=None) -> int:
         parser.error("--iters must be >= 2 (one iteration is the time between two)")
     args.size = args.size or (64 if args.tiny else 512)
     args.steps = args.steps or (4 if args.tiny else 20)
-    batches = args.batches or ([1, 2] if args.tiny else [1, 8])
+    batches = args.batches or ([1, 2] if args.tiny else [1, 4, 8])
 
     setup_torch(args.threads)
     start = time.perf_counter()
@@ -317,10 +287,12 @@ def main(argv=None) -> int:
     )
     print(header)
     print("-" * len(header))
+    measured = {}
     for precision in args.precisions:
         backbone = Backbone(**networks, autocast_dtype=PRECISIONS[precision], reduced=args.tiny)
         for batch in batches:
             row = run_config(backbone, prior, batch, args, device)
+            measured[precision, batch] = row
             if row["failed"]:
                 what = row["failed"]
                 print(f"{precision:<15}{batch:>6}{what:>10}{what:>14}{what:>14}{'-':>9}")
@@ -332,7 +304,44 @@ def main(argv=None) -> int:
                 flush=True,
             )
     print(f"(total wall time {time.perf_counter() - start:.0f} s)")
+    print_budget(measured, device, networks)
     return 0
+
+
+def print_budget(measured: dict, device, networks) -> None:
+    """The measured costs (``GpuCosts``'s fields), and the paper's GPU-hours
+    projected with them (``dlmap.enhance.budget``), for the fastest configuration."""
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from dlmap.enhance import budget
+
+    done = {key: row for key, row in measured.items() if not row["failed"]}
+    if not done:
+        print("no configuration finished: nothing to project")
+        return
+    (precision, batch), row = min(done.items(), key=lambda item: item[1]["iteration"] / item[0][1])
+    weights = sum(p.numel() * p.element_size() for net in networks.values()
+                  if isinstance(net, torch.nn.Module) for p in net.parameters())  # fmt: skip
+    peak = row["peak"] / 2**30 if row["peak"] is not None else None
+    costs = budget.GpuCosts(
+        iteration_seconds=row["iteration"] / batch,
+        inversion_seconds=row["inversion"] / batch,
+        weights_gib=weights / 2**30,
+        activation_gib=max((peak - weights / 2**30) / batch, 0.01) if peak else 6.0,
+    )
+    fields = dataclasses.asdict(costs)
+    print(f"\nmeasured costs, the fields of dlmap.enhance.budget.GpuCosts (fastest: {precision}, "
+          f"batch {batch}, {device}):")  # fmt: skip
+    print("gpu_costs: {" + ", ".join(f"{k}: {v:.3g}" for k, v in fields.items()) + "}")
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    hours = budget.project_gpu_hours(config, costs)
+    print("projected GPU-hours of the paper's configuration (config.yaml):")
+    for stage, value in hours.items():
+        print(f"  {stage}: {value:.1f}")
+    print(f"  total: {sum(hours.values()):.1f}")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ import time
 import torch
 from _common import PeakMemory, setup_torch, synchronize
 from diffusers import AutoencoderKL
-from gpu_iteration import SD2_VAE
 
 from dlmap.diffusion.backbones import Backbone
+from dlmap.testing.released import SD2_VAE
 
 
 def child(checkpoint: bool, size: int, device: str) -> None:

@@ -3,12 +3,11 @@ conftest.py."""
 
 from __future__ import annotations
 
-import json
-
 import torch
 
 from dlmap.diffusion import dape, tiny
 from dlmap.priors import zoo
+from dlmap.testing import released
 
 
 def photo(size: int = 64, name: str = "astronaut", dtype=torch.float64) -> torch.Tensor:
@@ -39,101 +38,32 @@ def edit_checkpoint(folder, drop=None, add=None) -> None:
 
 
 def write_tiny_sd2_folder(folder) -> None:
-    """SD2-base's diffusers layout (unet, vae, text_encoder, tokenizer) with tiny random nets.
+    """SD2-base's diffusers layout (unet, vae, text_encoder, tokenizer) with tiny random nets
+    (``dlmap.testing.released``, the full-size rehearsal's writer).
 
     Exercises the real loading path offline: strict weight loading, the tokenizer and the
-    text encoder's empty-prompt embedding.
+    text encoder's empty-prompt embedding. The controlnet/ folder is for the sd2-controlnet
+    tests.
     """
     from transformers import CLIPTextConfig, CLIPTextModel
 
     backbone = tiny.tiny_backbone("controlnet", seed=1)
-    backbone.unet.save_pretrained(folder / "unet")
-    backbone.vae.save_pretrained(folder / "vae")
+    text_encoder = CLIPTextModel(CLIPTextConfig(**tiny.TINY_TEXT_ENCODER))
+    vocab, merges = released.toy_tokenizer_files()
+    released.write_sd2_folder(folder, backbone.unet, backbone.vae, text_encoder, vocab, merges)
     backbone.controlnet.save_pretrained(folder / "controlnet")
-    CLIPTextModel(CLIPTextConfig(**tiny.TINY_TEXT_ENCODER)).save_pretrained(folder / "text_encoder")
-    tokenizer = folder / "tokenizer"
-    tokenizer.mkdir()
-    vocab = {"!": 0, **{f"tok{i}</w>": i for i in range(1, 998)}}
-    vocab.update({"<|startoftext|>": 998, "<|endoftext|>": 999})
-    (tokenizer / "vocab.json").write_text(json.dumps(vocab))
-    (tokenizer / "merges.txt").write_text("#version: 0.2\n")
-    (tokenizer / "special_tokens_map.json").write_text(
-        json.dumps(
-            {
-                "bos_token": "<|startoftext|>",
-                "eos_token": "<|endoftext|>",
-                "unk_token": "<|endoftext|>",
-                "pad_token": "!",
-            }
-        )
-    )
-    (tokenizer / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "model_max_length": 77,
-                "tokenizer_class": "CLIPTokenizer",
-                "bos_token": "<|startoftext|>",
-                "eos_token": "<|endoftext|>",
-                "unk_token": "<|endoftext|>",
-                "pad_token": "!",
-            }
-        )
-    )
 
 
 def write_tiny_seesr_files(folder, seed: int = 2):
-    """SeeSR's, RAM's and DAPE's released files at toy size, named and laid out as theirs.
-
-    <folder>/seesr/{controlnet,unet}: diffusers folders as SeeSR's training script saves them
-    (``_class_name`` ControlNetModel, ``use_image_cross_attention`` true; the UNet holds
-    extra ``image_attentions`` keys); <folder>/ram/ram_swin_large_14m.pth: RAM's Swin under
-    ``visual_encoder.`` with its buffers, ``image_proj`` and a tagging head, wrapped in
-    ``model``; <folder>/dape/DAPE.pth: only LoRA tensors, including one of the text heads.
-    Returns the backbone whose weights were written, with the adapters merged.
-    """
-    from safetensors.torch import load_file, save_file
-
+    """SeeSR's, RAM's and DAPE's released files at toy size, named and laid out as theirs
+    (``dlmap.testing.released.write_seesr_files``): <folder>/seesr/{controlnet,unet},
+    <folder>/ram/ram_swin_large_14m.pth, <folder>/dape/DAPE.pth. Returns the backbone whose
+    weights were written, with the adapters merged."""
     backbone = tiny.tiny_backbone("seesr", seed=seed)
-    control = folder / "seesr" / "controlnet"
-    backbone.controlnet.save_pretrained(control)
-    config = json.loads((control / "config.json").read_text())
-    config.update({"_class_name": "ControlNetModel", "_diffusers_version": "0.21.0"})
-    # SeeSR's config has no image_cross_attention_dim (its code hard-codes 512); ours must
-    # keep it, since the toy embeddings are 16 wide.
-    (control / "config.json").write_text(json.dumps(config))
-
-    unet = folder / "seesr" / "unet"
-    backbone.unet.save_pretrained(unet)
-    state = load_file(unet / "diffusion_pytorch_model.safetensors")
-    for key, value in backbone.controlnet.state_dict().items():
-        if ".image_attentions." in key:
-            state[key] = value.clone()
-            if key.startswith("down_blocks.0."):
-                state["up_blocks.1." + key.removeprefix("down_blocks.0.")] = value.clone()
-    save_file(state, unet / "diffusion_pytorch_model.safetensors")
-    config = json.loads((unet / "config.json").read_text())
-    (unet / "config.json").write_text(json.dumps({**config, "use_image_cross_attention": True}))
-
     embedder = backbone.image_embedder
-    generator = torch.Generator().manual_seed(seed)
-    adapters = {}
-    for name, module in embedder.encoder.named_modules():
-        if name.endswith(".attn"):
-            dim = module.qkv.in_features
-            prefix = f"visual_encoder.{name.replace('.downsample', '')}.qkv"
-            adapters[f"{prefix}.lora_A"] = torch.randn(2 * dape.LORA_RANK, dim, generator=generator)
-            adapters[f"{prefix}.lora_B"] = torch.randn(2 * dim, dape.LORA_RANK, generator=generator)
-    adapters["tag_encoder.encoder.layer.0.crossattention.self.query.lora_A"] = torch.zeros(8, 4)
-    ram = dape.embedder_to_ram_state(embedder)
-    for name, module in embedder.encoder.named_modules():
-        if name.endswith(".attn"):
-            ram[f"visual_encoder.{name}.relative_position_index"] = module.relative_position_index
-    ram["tag_encoder.embeddings.word_embeddings.weight"] = torch.zeros(4, 4)
-    ram["label_embed"] = torch.zeros(3, 4)
-    (folder / "ram").mkdir()
-    (folder / "dape").mkdir()
-    torch.save({"model": ram}, folder / "ram" / "ram_swin_large_14m.pth")
-    torch.save(adapters, folder / "dape" / "DAPE.pth")
+    ram, adapters = released.write_seesr_files(
+        folder, backbone.unet, backbone.controlnet, embedder, seed
+    )
     merged, _ = dape.ram_to_embedder_state(ram, adapters, embedder)
     embedder.load_state_dict(merged)
     return backbone

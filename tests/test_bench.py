@@ -7,6 +7,7 @@ with one torch thread, which keeps them fast when other processes share the CPUs
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -53,6 +54,10 @@ def test_gpu_iteration_tiny_prints_a_row_per_configuration():
     for key, (per_iteration, per_image, peak, total) in rows.items():
         assert float(per_iteration) > 0 and float(per_image) > 0 and float(total) > 0, key
         assert peak == "n/a", key  # no GPU memory on the CPU
+    costs = next(line for line in lines if line.startswith("gpu_costs: {"))
+    assert "iteration_seconds" in costs and "inversion_seconds" in costs, costs
+    total = next(line for line in lines if line.strip().startswith("total:"))
+    assert float(total.split()[-1]) > 0, total  # projected GPU-hours of config.yaml
 
 
 @pytest.mark.slow
@@ -188,3 +193,29 @@ def test_niqe_models_bench_prints_per_content_srcc_with_intervals(tmp_path):
         assert line.startswith(kind) and len(cells) == 2, line
         for mean, low, high, _ in cells:
             assert -1 <= float(low) <= float(mean) <= float(high) <= 1
+
+
+def test_the_full_size_rehearsal_runs_the_default_path_from_released_files(tmp_path):
+    """bench/full_size.py --reduced: the released layouts written (toy UNet, VAE and text
+    encoder; RAM's Swin-L at full size), the default backbone loaded from them by the CLI,
+    the staged run and the workflow's two jobs; every record says its weights are random."""
+    work = tmp_path / "work"
+    lines = run_bench("full_size.py", "--reduced", "--size", "128", "--work", str(work),
+                      timeout=600)  # fmt: skip
+    text = "\n".join(lines)
+    for process in ("write random weights", "dlmap weights check --backbone sd2-seesr",
+                    "stages in one process", "dlmap enhance (default backbone)",
+                    "workflow invert_chunk + enhance_chunk"):  # fmt: skip
+        assert any(line.startswith(process) for line in lines), text
+    for stage in ("load RAM Swin-L + DAPE", "load seesr/unet (UNet2DConditionModel)",
+                  "load seesr/controlnet (SeeSRControlNetModel)", "inversion (T = 2)",
+                  "MAP (1 iteration, T = 2)", "invert_chunk", "enhance_chunk"):  # fmt: skip
+        assert any(line.startswith(stage) for line in lines), (stage, text)
+    swin = next(line for line in lines if line.startswith("swin-l "))
+    assert 190 < float(swin.split()[1]) < 200, swin  # RAM's Swin-L: about 196 M parameters
+    outputs = [*work.glob("out/**/astronaut.json")]
+    assert len(outputs) == 3, outputs  # the staged run, the CLI, the workflow job
+    for path in outputs:
+        record = json.loads(path.read_text())
+        assert record["reduced"] and "RANDOM WEIGHTS" in record["random_weights"], path
+        assert set(record["weights"]) == {"sd2-base", "seesr", "ram-swin-large", "dape"}

@@ -109,6 +109,22 @@ def test_missing_weights_exit_1_naming_what_to_fetch(tmp_path, good_png, capsys)
     assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
+def test_offline_the_default_backbone_names_every_missing_set_in_one_error(
+    tmp_path, good_png, capsys
+):
+    out, cache = tmp_path / "out", tmp_path / "w"
+    argv = ["enhance", good_png, "--out", out, "--prior", "liqe", "--cache", cache]
+    code, err = run(argv, capsys)  # sd2-seesr by default: SD2, SeeSR, RAM, DAPE, the prior's
+    assert code == 1 and len(err.strip().splitlines()) == 1 and not out.exists()
+    assert "5 weight sets are missing" in err
+    for folder in ("sd2-base", "seesr", "ram-swin-large", "dape"):
+        assert str(cache / folder) in err
+    assert "torch/pyiqa/liqe_mix.pt" in err and "drive.google.com" in err  # manual steps too
+    assert err.rstrip().endswith("`dlmap weights fetch sd2-base ram-swin-large liqe`")
+    code, err = run([*argv, "--mode", "pixel-map"], capsys)  # no backbone: the prior's alone
+    assert code == 1 and "sd2-base" not in err and "dlmap weights fetch liqe" in err
+
+
 def test_duplicate_output_names_are_refused(tmp_path, good_png, capsys):
     other = tmp_path / "astronaut.png"
     other.write_bytes(good_png.read_bytes())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dlmap import settings
 from dlmap.cli.main import add_command
-from dlmap.cli.models import NIQE_MODEL_HELP, prior_from_args
+from dlmap.cli.models import NIQE_MODEL_HELP, prior_from_args, prior_options
 from dlmap.errors import UsageError
 from dlmap.weights.cache import CACHE_ENV
 
@@ -170,6 +170,24 @@ def _configs(args):
     return solver_config, edict_config, backbone
 
 
+def _require_weights(args, backbone_settings) -> None:
+    """Every weight set the command needs, the backbone's (``None``: pixel modes need none)
+    and the prior's, checked before any work: one ``WeightsMissingError`` lists them all."""
+    from dlmap.priors import registry as priors
+    from dlmap.weights import catalogue
+
+    try:
+        prior_sets = priors.weight_sets(args.prior, **prior_options(args))
+    except priors.UnknownPriorError:  # registered by --prior-file, or reported next
+        prior_sets = ()
+    needed = list(prior_sets)
+    if backbone_settings is not None:
+        needed = [*catalogue.backbone_sets(backbone_settings.name), *needed]
+    given = {"sd2-base": args.sd2, "seesr": args.seesr, "ram-swin-large": args.ram,
+             "dape": args.dape, "sd2-controlnet": args.controlnet}  # fmt: skip
+    catalogue.require_sets(needed, given, args.cache)
+
+
 def enhance(args) -> int:
     """``dlmap enhance``: ``pipeline.enhance_files`` on the inputs; bad inputs and diverged
     solves are reported (exit 2 and 1) while the other inputs are still processed."""
@@ -181,9 +199,11 @@ def enhance(args) -> int:
         if path.stem in stems and stems[path.stem] != path:
             raise UsageError(f"{path}: same output name as {stems[path.stem]} (rename one)")
         stems[path.stem] = path
+    latent = solver_config.mode.startswith("latent")
+    _require_weights(args, backbone_settings if latent else None)
     prior = prior_from_args(args)
     backbone = None
-    if solver_config.mode.startswith("latent"):
+    if latent:
         backbone = pipeline.load_backbone(backbone_settings)
     job = {
         "size": args.size, "dtype": args.dtype, "autocast": args.autocast,

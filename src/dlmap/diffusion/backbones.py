@@ -39,6 +39,7 @@ from dlmap.settings import ENCODES as ENCODE_MODES
 from dlmap.weights import cache as weights
 from dlmap.weights import catalogue
 from dlmap.weights.cache import WeightKeyError
+from dlmap.weights.folders import FolderSet
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class Backbone(torch.nn.Module):
         self.encode_mode = encode_mode
         self.autocast_dtype = autocast_dtype
         self.reduced = reduced
+        self.random_weights: str | None = None  # what a RANDOM-WEIGHTS stamp said, if any
         self.provenance: dict = {}  # weight folders and file sha256 (set by load_backbone)
         # The VAE decoder runs with grad once per MAP iteration; checkpointing its blocks
         # keeps one block's activations instead of all of them, for one extra forward pass.
@@ -344,4 +346,10 @@ def load_backbone(
         autocast_dtype=autocast_dtype,
     )
     backbone.provenance = provenance
+    stamps = {source: FolderSet.random_weights(folder) for source, folder in folders.items()}
+    stamps = {source: text for source, text in stamps.items() if text}
+    if stamps:  # a rehearsal's random weights: stamped like a reduced run, and said so
+        backbone.reduced = True
+        said = {text: [s for s in stamps if stamps[s] == text] for text in stamps.values()}
+        backbone.random_weights = "; ".join(f"{', '.join(s)}: {t}" for t, s in said.items())
     return backbone.to(device=device, dtype=dtype)

@@ -61,6 +61,8 @@ def write_enhanced(
             if (key != "y" or result.y is not None) and (key != "plot" or plot)
         },
         "reduced": reduced,
+        **({"random_weights": backbone.random_weights}
+           if getattr(backbone, "random_weights", None) else {}),  # fmt: skip
         "backbone": backbone.name if backbone is not None else None,
         "weights": backbone.provenance if backbone is not None else {},
         "prior": asdict(prior.info),

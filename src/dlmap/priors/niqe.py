@@ -190,6 +190,12 @@ class NIQEPrior(Prior):
         return self.pristine.kind == "live"
 
     @staticmethod
+    def weight_sets(model: str | Path = "auto", **options) -> tuple[str, ...]:
+        """LIVE's model (the catalogue's ``niqe``) when asked for by name; ``auto`` falls back
+        to the fitted model offline, so it needs nothing."""
+        return ("niqe",) if str(model) == "live" else ()
+
+    @staticmethod
     def weights_status(cache=None) -> str:
         live = live_model_path(cache)
         if not live.is_file():

@@ -194,6 +194,13 @@ def weights_status(name: str, cache=None) -> str:
     return "none needed" if info is not None and info.params == 0 else "-"
 
 
+def weight_sets(name: str, **options) -> tuple[str, ...]:
+    """The sets of the weights catalogue that building prior ``name`` with ``options`` needs:
+    its factory's ``weight_sets(**options)``, or none if it publishes none."""
+    sets = getattr(_factory(name), "weight_sets", None)
+    return tuple(sets(**options)) if callable(sets) else ()
+
+
 PAPER_PRIORS = ("niqe", "clipiqa+", "paq2piq", "hyperiqa", "musiq", "dbcnn", "unique", "liqe")
 """The eight NR-IQA models of Table I, in its row order."""
 

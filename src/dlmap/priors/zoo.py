@@ -246,6 +246,7 @@ def _factory(name: str):
 
     build.info = PYIQA_MODELS[name].info()  # metadata without weights (priors.prior_info)
     build.weights_status = weights_status
+    build.weight_sets = lambda **options: (name,)  # the catalogue's set has the prior's name
     return build
 
 

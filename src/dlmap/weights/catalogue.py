@@ -226,18 +226,39 @@ def locate(name: str, path: str | os.PathLike | None = None, cache=None) -> Path
     return entry.locate(path, cache)
 
 
+def require_sets(names, paths: dict | None = None, cache=None) -> dict[str, Path]:
+    """Check that every set of ``names`` is in place before any work starts: a folder set in
+    ``paths[name]`` (a folder the user gave) or ``<cache>/<name>``, a file set in the cache.
+
+    Returns set name -> its folder. One ``WeightsMissingError`` lists every missing set (with
+    the manual steps of those that cannot be downloaded) and ends with the one command that
+    fetches all the downloadable ones.
+    """
+    paths = paths or {}
+    found, problems, fetchable = {}, [], []
+    for name in dict.fromkeys(names):
+        entry = get(name)
+        try:
+            if isinstance(entry, FolderSet):
+                found[name] = entry.locate(paths.get(name), cache)
+            else:
+                entry.require(cache)
+                found[name] = entry.where(cache)
+        except WeightsMissingError as error:
+            problems.append(str(error))
+            if not isinstance(entry, FolderSet) or entry.repo_id is not None:
+                fetchable.append(name)
+    if problems:
+        total = f"{len(problems)} weight sets are missing: " if len(problems) > 1 else ""
+        fetch = f" || fetch the downloadable ones with `dlmap weights fetch {' '.join(fetchable)}`"
+        raise WeightsMissingError(total + " | ".join(problems) + (fetch if fetchable else ""))
+    return found
+
+
 def locate_backbone(backbone: str, paths: dict, cache=None) -> dict[str, Path]:
     """The folder of every set ``backbone`` needs (``paths``: set name -> a folder the user
     gave, else ``<cache>/<name>``); one ``WeightsMissingError`` lists all that are missing."""
-    folders, problems = {}, []
-    for name in backbone_sets(backbone):
-        try:
-            folders[name] = locate(name, paths.get(name), cache)
-        except WeightsMissingError as error:
-            problems.append(str(error))
-    if problems:
-        raise WeightsMissingError(" | ".join(problems))
-    return folders
+    return require_sets(backbone_sets(backbone), paths, cache)
 
 
 def check_all(needed: list[str], cache=None, full: bool = True) -> list[tuple[str, str, str]]:

@@ -14,6 +14,10 @@ from pathlib import Path
 
 from dlmap.weights.cache import WeightsMissingError, cache_dir, verify_files
 
+RANDOM_WEIGHTS_MARK = "RANDOM-WEIGHTS.txt"
+"""A file in a weights folder that says its weights are random (``dlmap.testing.released``):
+a backbone loaded from such a folder stamps every record as a random-weight rehearsal."""
+
 
 @dataclass(frozen=True)
 class FolderSet:
@@ -39,18 +43,20 @@ class FolderSet:
         """What the workflow's fetch rule for this set produces: its folder."""
         return [self.where(cache)]
 
+    def how(self) -> str:
+        """How the files are obtained: the fetch command and its source, or the manual steps."""
+        if self.repo_id is not None:
+            return (
+                f"run `dlmap weights fetch {self.name}` (Hugging Face {self.repo_type} "
+                f"{self.repo_id}), or copy those files there"
+            )
+        return self.manual
+
     def manual_steps(self, cache=None, folder: Path | None = None) -> str:
         """How to get the files, naming the exact target folder and files."""
         folder = folder or self.where(cache)
         wanted = ", ".join(_first(entry) for entry in self.files)
-        if self.repo_id is not None:
-            how = (
-                f"run `dlmap weights fetch {self.name}` (Hugging Face {self.repo_type} "
-                f"{self.repo_id}), or copy those files there"
-            )
-        else:
-            how = self.manual
-        return f"{self.description}: {how}. Target folder: {folder}; files: {wanted}"
+        return f"{self.description}: {self.how()}. Target folder: {folder}; files: {wanted}"
 
     def locate(self, path: str | os.PathLike | None = None, cache=None) -> Path:
         """The folder holding the files: ``path`` if given, else ``<cache>/<name>``.
@@ -67,8 +73,7 @@ class FolderSet:
         present, missing = present_files(folder, self.files)
         if missing:
             raise WeightsMissingError(
-                f"{self.description}: missing in {folder}: {', '.join(missing)}; "
-                + self.manual_steps(cache, folder).split(": ", 1)[1]
+                f"{self.description}: missing in {folder}: {', '.join(missing)}; {self.how()}"
             )
         if not hub:  # the hub cache checks its own files
             verify_files(present, cache)
@@ -80,6 +85,12 @@ class FolderSet:
         present, _ = present_files(folder, self.files)
         recorded = verify_files(present, cache)
         return {str(path.relative_to(folder)): recorded[str(path.resolve())] for path in present}
+
+    @staticmethod
+    def random_weights(folder: Path) -> str | None:
+        """What ``RANDOM_WEIGHTS_MARK`` in ``folder`` says, or None for real weights."""
+        stamp = Path(folder) / RANDOM_WEIGHTS_MARK
+        return stamp.read_text().strip() if stamp.is_file() else None
 
     def check(self, cache=None, full: bool = False) -> str:
         """Present and unchanged (``full``: re-hash every file), else raise; says where."""

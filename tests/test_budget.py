@@ -1,0 +1,40 @@
+"""The enhancement stage's cost formula (dlmap.enhance.budget): job runtimes and the paper's
+GPU-hour projection follow from the measured constants, and bad constants are refused."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dlmap.enhance import budget
+from dlmap.errors import InputError
+
+CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+
+
+def test_job_runtimes_follow_the_formula():
+    costs = budget.GpuCosts(iteration_seconds=2.0, inversion_seconds=1.0, load_seconds=60.0,
+                            margin=1.5)  # fmt: skip
+    # 25 images x 40 iterations x 2 s + 60 s load = 2060 s; x 1.5 = 3090 s = 51.5 -> 52 min
+    assert budget.enhance_job_minutes(25, 40, costs) == 52
+    assert budget.invert_job_minutes(25, costs) == 3  # (60 + 25) x 1.5 = 127.5 s
+    assert budget.gpu_gib(5, budget.GpuCosts(weights_gib=7.0, activation_gib=2.0)) == 17.0
+    assert budget.host_mem_mb(budget.GpuCosts(host_gib=16.0, margin=1.5)) == 25000
+
+
+def test_the_projection_counts_every_prior_image_and_iteration_of_the_config():
+    costs = budget.GpuCosts(iteration_seconds=1.0, inversion_seconds=1.0)
+    hours = budget.project_gpu_hours(CONFIG, costs)
+    images, iters, priors = CONFIG["images"]["count"], CONFIG["solver"]["iters"], CONFIG["priors"]
+    main = next(value for stage, value in hours.items() if stage.startswith("MAP"))
+    assert main == pytest.approx(len(priors) * images * iters / 3600)
+    doubled = budget.project_gpu_hours(CONFIG, budget.GpuCosts(2.0, 1.0))
+    assert sum(doubled.values()) > 1.9 * main  # the MAP iterations dominate
+    assert next(v for s, v in hours.items() if s.startswith("inversions")) == images / 3600
+
+
+@pytest.mark.parametrize("field", ["iteration_seconds", "margin", "host_gib"])
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), "fast"])
+def test_a_cost_that_is_not_a_positive_number_is_refused_naming_it(field, value):
+    with pytest.raises(InputError, match=f"gpu_costs.{field} must be a positive number"):
+        budget.GpuCosts(**{field: value})
