@@ -254,7 +254,8 @@ def test_a_killed_run_leaves_nothing_that_looks_complete_and_a_rerun_finishes(tm
     import signal
     import time
 
-    config = write_config(tmp_path, {**SMALL, "priors": ["sharpness"], "solver.iters": 30})
+    config = write_config(tmp_path, {**SMALL, "priors": ["sharpness"], "solver.iters": 30,
+                                     "size": 64})  # small: the solve only has to be under way
     target = "results/demo/enhanced/sharpness/c000"
     args = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), target, "--cores", "1",
             "--configfile", str(config)]  # fmt: skip
