@@ -135,6 +135,8 @@ def test_every_backbone_is_in_the_catalogue_and_loads_sets_that_exist():
     assert set(catalogue.BACKBONE_WEIGHTS) == set(settings.BACKBONES)
     for sets in catalogue.BACKBONE_WEIGHTS.values():
         assert all(isinstance(catalogue.get(name), FolderSet) for name in sets)
+    folders = {name for name, entry in catalogue.CATALOGUE.items() if isinstance(entry, FolderSet)}
+    assert set(settings.BackboneSettings().weight_folders()) == folders  # a --flag for each
 
 
 def test_a_backbone_missing_several_sets_names_them_all_at_once(tmp_path):

@@ -268,7 +268,7 @@ def test_cli_niqe_model_option(cache, tmp_path, capsys):
     assert "coffee.png: niqe raw" in out and niqe.FITTED_DISPLAY in table.read_text()
     code, _, err = run_cli(["score", image, "--prior", "niqe", "--niqe-model", "live",
                             "--cache", cache], capsys)  # fmt: skip
-    assert code == 2 and "dlmap weights fetch niqe" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and "dlmap weights fetch niqe" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(["score", image, "--prior", "sharpness", "--niqe-model", "live"], capsys)
     assert code == 2 and "--niqe-model: only for --prior niqe" in err
     custom = another_model(cache, tmp_path / "mine.mat")

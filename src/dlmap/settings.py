@@ -198,3 +198,9 @@ class BackboneSettings:
         _choice("dtype", self.dtype, DTYPES)
         _choice("autocast", self.autocast, AUTOCASTS)
         _choice("encode", self.encode, ENCODES)
+
+    def weight_folders(self) -> dict[str, str | None]:
+        """The folders given for the weight sets (``dlmap.weights.catalogue`` names them);
+        None: the cache's."""
+        return {"sd2-base": self.sd2, "seesr": self.seesr, "ram-swin-large": self.ram,
+                "dape": self.dape, "sd2-controlnet": self.controlnet}  # fmt: skip

@@ -180,12 +180,11 @@ def _require_weights(args, backbone_settings) -> None:
         prior_sets = priors.weight_sets(args.prior, **prior_options(args))
     except priors.UnknownPriorError:  # registered by --prior-file, or reported next
         prior_sets = ()
-    needed = list(prior_sets)
-    if backbone_settings is not None:
-        needed = [*catalogue.backbone_sets(backbone_settings.name), *needed]
-    given = {"sd2-base": args.sd2, "seesr": args.seesr, "ram-swin-large": args.ram,
-             "dape": args.dape, "sd2-controlnet": args.controlnet}  # fmt: skip
-    catalogue.require_sets(needed, given, args.cache)
+    if backbone_settings is None:
+        catalogue.require_sets(prior_sets, cache=args.cache)
+        return
+    needed = [*catalogue.backbone_sets(backbone_settings.name), *prior_sets]
+    catalogue.require_sets(needed, backbone_settings.weight_folders(), args.cache)
 
 
 def enhance(args) -> int:

@@ -20,10 +20,7 @@ def calibrate_command(args) -> int:
     from dlmap.priors import calibration
     from dlmap.priors import registry as priors
 
-    try:
-        info = priors.prior_info(args.prior)
-    except priors.UnknownPriorError as error:
-        raise UsageError(str(error)) from error
+    info = priors.prior_info(args.prior)  # an unknown name: UnknownPriorError, exit 2
     if info is None:
         raise UsageError(f"prior {args.prior!r} publishes no metadata (PriorInfo) to calibrate")
     higher = info.higher_is_better
@@ -75,16 +72,14 @@ def prior_options(args) -> dict:
 
 
 def prior_from_args(args):
-    """The prior ``--prior`` names, after registering ``--prior-file``'s; a bad name, file or
-    option (``InputError``), an unknown prior or missing weights exit with code 2."""
+    """The prior ``--prior`` names, after registering ``--prior-file``'s. Their own errors
+    carry the exit code: a bad file or option and an unknown prior 2, missing weights 1 (as for
+    the backbone's)."""
     from dlmap.priors import registry as priors
 
-    try:
-        if args.prior_file is not None:
-            priors.register_from_file(args.prior_file)
-        return priors.create_prior(args.prior, cache=args.cache, **prior_options(args))
-    except (priors.UnknownPriorError, weights.WeightsMissingError) as error:
-        raise UsageError(str(error)) from error
+    if args.prior_file is not None:
+        priors.register_from_file(args.prior_file)
+    return priors.create_prior(args.prior, cache=args.cache, **prior_options(args))
 
 
 def score_command(args) -> int:

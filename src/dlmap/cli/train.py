@@ -164,7 +164,6 @@ def evaluate_command(args) -> int:
     from dlmap.data import manifests as datasets
     from dlmap.priors import evaluation
     from dlmap.priors import registry as priors
-    from dlmap.weights import cache as weights
 
     try:
         entries = datasets.read_manifest_resolved(args.manifest)
@@ -174,19 +173,13 @@ def evaluate_command(args) -> int:
         entries = [entry for entry in entries if entry.split == args.split]
     if not entries:
         raise UsageError(f"--manifest {args.manifest}: no images in split {args.split!r}")
-    try:
-        takes_checkpoint = priors.takes_argument(args.prior, "checkpoint")
-    except priors.UnknownPriorError as error:
-        raise UsageError(str(error)) from error
+    takes_checkpoint = priors.takes_argument(args.prior, "checkpoint")  # unknown: exit 2
     kwargs = prior_options(args)
     if args.checkpoint is not None:
         if not takes_checkpoint:
             raise UsageError(f"--checkpoint: prior {args.prior!r} takes no checkpoint")
         kwargs["checkpoint"] = args.checkpoint
-    try:
-        prior = priors.create_prior(args.prior, cache=args.cache, **kwargs)
-    except weights.WeightsMissingError as error:  # InputErrors exit with 2 as they are
-        raise UsageError(str(error)) from error
+    prior = priors.create_prior(args.prior, cache=args.cache, **kwargs)  # errors: own codes
     per_image: list[dict] = []
     rows = evaluation.evaluate(prior, entries, args.size, args.quiet, per_image)
     for row in rows:
