@@ -14,12 +14,13 @@
 # plain sbatch jobs and inside the failing workflow's GPU job). No CUDA device exists, of
 # course: such a job gets CUDA_VISIBLE_DEVICES=0 as on a GPU node, but torch sees no GPU.
 #
-# Test-side caps, because this node is small: it has this machine's memory (~24 GB here) while
-# the profile asks 32-48 GB for GPU rules, which SLURM would refuse outright ("Requested node
-# configuration is not available"). `--resources mem_mb=<half the node>` caps every job's
-# mem_mb (snakemake constrains each job's resources by the global ones), so a GPU job and a CPU
-# job fit side by side; `--max-threads <CPUs>` likewise for threads. Every other value (gpu,
-# runtime, partition, account) comes from the profile unchanged.
+# Test-side caps, because this node is small: it has this machine's memory (~24 GB here), while
+# a GPU rule asks for host_gib x margin of the config's gpu_costs (25 GB with config.yaml's),
+# which SLURM would refuse outright ("Requested node configuration is not available").
+# `--resources mem_mb=<half the node>` caps every job's mem_mb (snakemake constrains each job's
+# resources by the global ones), so a GPU job and a CPU job fit side by side; `--max-threads
+# <CPUs>` likewise for threads. Every other value is unchanged: gpu, partition and account from
+# the profile, runtime from the rules' formula (README "What the workflow's GPU jobs cost").
 #
 # No accounting database: status through squeue (`--slurm-status-command squeue`; with the
 # default, sacct, the plugin waits forever), `--slurm-no-account`. Every snakemake run is under
@@ -324,7 +325,7 @@ COMMON=(
   --slurm-status-command squeue
   --slurm-no-account
   --slurm-init-seconds-before-status-checks 2
-  --resources "mem_mb=$((NODE_MEM / 2))"
+  --resources "mem_mb=$((NODE_MEM / 2))" "gpu=100"  # gpu: as the profile's (replaced here)
   --max-threads "$CPUS"
 )
 # run_snakemake NAME LIMIT ARGS...: snakemake under a hard kill timeout, output shown and kept

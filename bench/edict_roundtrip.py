@@ -3,6 +3,9 @@
 On the tiny SeeSR backbone (image-attention ControlNet), for float64 and float32 latents and
 both step orders, prints the relative errors ||h(d(x)) - x|| / ||x|| for the VAE latent of a
 photograph bundled with scikit-image, and ||d(h(z)) - z|| / ||z|| for a random noise pair.
+Two more rows keep float32 latents but run the networks in bf16 (autocast, and autocast with
+bf16 weights): EDICT's arithmetic stays invertible, but a bf16 network rounds its input to 8
+mantissa bits, so the tiny differences of a round trip can cross a rounding step and grow.
 
     python bench/edict_roundtrip.py             # T = 20, 64x64 image (8x8 latent)
     python bench/edict_roundtrip.py --steps 50
@@ -18,7 +21,7 @@ from _common import setup_torch
 from skimage import data
 
 from dlmap.diffusion import edict
-from dlmap.diffusion.tiny import tiny_backbone
+from dlmap.diffusion.backbones import load_backbone
 from dlmap.images import center_crop_resize
 
 
@@ -39,9 +42,17 @@ def main(argv=None) -> int:
         f"EDICT round trips, tiny backbone + SeeSR ControlNet, T = {args.steps}, "
         f"image {args.size}px"
     )
-    print(f"{'dtype':8} {'order':12} {'h(d(x)) vs x':>14} {'d(h(z)) vs z':>14}")
-    for dtype in (torch.float64, torch.float32):
-        backbone = tiny_backbone(dtype=dtype)
+    print(f"{'networks':14} {'order':12} {'h(d(x)) vs x':>14} {'d(h(z)) vs z':>14}")
+    bf16 = torch.bfloat16
+    precisions = {
+        "float64": (torch.float64, None, None),
+        "float32": (torch.float32, None, None),
+        "bf16-autocast": (torch.float32, bf16, None),
+        "bf16-weights": (torch.float32, bf16, bf16),
+    }
+    for name, (dtype, autocast, weights) in precisions.items():
+        backbone = load_backbone("tiny-seesr", dtype=dtype, autocast_dtype=autocast,
+                                 weights_dtype=weights)  # fmt: skip
         image = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(dtype)
         latent, cond = backbone.encode(image, seeds=[0]), backbone.condition(image)
         noise = torch.randn(2, *latent.shape, generator=torch.Generator().manual_seed(0))
@@ -54,8 +65,7 @@ def main(argv=None) -> int:
             x0, y0 = edict.denoise(backbone.eps, noise[0], noise[1], schedule, cond)
             x_T, y_T = edict.invert(backbone.eps, x0, y0, schedule, cond)
             backward = max(relative_error(x_T, noise[0]), relative_error(y_T, noise[1]))
-            name = str(dtype).removeprefix("torch.")
-            print(f"{name:8} {order:12} {forward:14.2e} {backward:14.2e}")
+            print(f"{name:14} {order:12} {forward:14.2e} {backward:14.2e}")
     return 0
 
 

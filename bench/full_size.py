@@ -18,10 +18,12 @@ one, and the dtype each network ran in.
 
     python bench/full_size.py                  # full size on this CPU: about 15-30 min, 15 GB
     python bench/full_size.py --reduced        # toy UNet/VAE/text encoder, real Swin-L: ~1 min
-    python bench/full_size.py --device cuda --steps 20 --iters 3 --autocast bf16
+    python bench/full_size.py --device cuda --steps 20 --iters 3
+    python bench/full_size.py --device cuda --steps 20 --iters 3 --autocast bf16 \
+        --weights-dtype bf16 --checkpoint-blocks --vae-slicing     # the 24 GB setting
 
 ``--work DIR`` keeps the cache there (removed afterwards unless ``--keep``). ``--reduced`` is
-what ``tests/test_full_size.py`` runs: the same code with toy networks (the Swin-L stays full
+what ``tests/test_bench.py`` runs: the same code with toy networks (the Swin-L stays full
 size, since the ControlNet's image attention reads RAM's 512-wide embeddings).
 """
 
@@ -133,6 +135,8 @@ def run_stages(cache: Path, image: Path, out: Path, args) -> dict:
         "sd2-seesr", cache=cache, device=args.device,
         dtype=backbones.TORCH_DTYPES[args.dtype],
         autocast_dtype=backbones.AUTOCAST_DTYPES[args.autocast],
+        weights_dtype=torch.bfloat16 if args.weights_dtype == "bf16" else None,
+        checkpoint_blocks=args.checkpoint_blocks, vae_slicing=args.vae_slicing,
     )  # fmt: skip
     times["load backbone (total)"] = time.perf_counter() - began
     prior = create_prior("ms-liqe", cache=cache).to(args.device)
@@ -175,7 +179,10 @@ def run_jobs(cache: Path, image: Path, out: Path, args) -> dict:
     from dlmap.settings import BackboneSettings
 
     settings = BackboneSettings(name="sd2-seesr", device=args.device, dtype=args.dtype,
-                                autocast=args.autocast, cache=str(cache))  # fmt: skip
+                                autocast=args.autocast, cache=str(cache),
+                                weights_dtype=args.weights_dtype,
+                                checkpoint_blocks=args.checkpoint_blocks,
+                                vae_slicing=args.vae_slicing)  # fmt: skip
     edict_values = {"steps": args.steps}
     times = {}
     began = time.perf_counter()
@@ -217,6 +224,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--autocast", default="none", choices=("none", "bf16", "fp16"))
+    parser.add_argument("--weights-dtype", default="same", choices=("same", "bf16"))
+    parser.add_argument("--checkpoint-blocks", action="store_true")
+    parser.add_argument("--vae-slicing", action="store_true")
     parser.add_argument("--step", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="dlmap-full-size-"))
@@ -243,6 +253,10 @@ def main(argv=None) -> int:
     passed = [f"--work={work}", f"--size={args.size}", f"--steps={args.steps}",
               f"--iters={args.iters}", f"--device={args.device}", f"--dtype={args.dtype}",
               f"--autocast={args.autocast}", *(["--reduced"] if args.reduced else [])]  # fmt: skip
+    switches = [f"--weights-dtype={args.weights_dtype}",
+                *(["--checkpoint-blocks"] if args.checkpoint_blocks else []),
+                *(["--vae-slicing"] if args.vae_slicing else [])]  # fmt: skip
+    passed += switches
     report = []
     try:
         counts, seconds, peak = child("write", passed)
@@ -256,7 +270,8 @@ def main(argv=None) -> int:
         enhance = [DLMAP, "enhance", str(image), "--out", str(out / "cli"), "--prior", "ms-liqe",
                    "--cache", str(cache), "--size", str(args.size), "--steps", str(args.steps),
                    "--iters", str(args.iters), "--no-early-stop", "--device", args.device,
-                   "--dtype", args.dtype, "--autocast", args.autocast, "--quiet"]  # fmt: skip
+                   "--dtype", args.dtype, "--autocast", args.autocast, "--quiet",
+                   *switches]  # fmt: skip
         _, seconds, peak = child("command", enhance)
         record = json.loads((out / "cli" / "astronaut.json").read_text())
         stamp = record.get("random_weights", "NOT STAMPED")
@@ -269,7 +284,8 @@ def main(argv=None) -> int:
 
     sizes = "REDUCED: toy UNet/VAE/text encoder" if args.reduced else "paper sizes"
     print(f"full-size rehearsal ({sizes}, random weights), {args.size} px, T = {args.steps}, "
-          f"{args.iters} iteration(s), {args.device}, {args.dtype}, autocast {args.autocast}")
+          f"{args.iters} iteration(s), {args.device}, {args.dtype}, autocast {args.autocast}, "
+          f"switches: {' '.join(switches)}")
     print(f"{'process':<42} {'seconds':>8} {'peak RSS GiB':>13}  note")
     for name, seconds, peak, note in report:
         print(f"{name:<42} {seconds:8.1f} {peak:13.2f}  {note}")

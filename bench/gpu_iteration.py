@@ -18,12 +18,16 @@ Builds, with RANDOM weights (nothing is downloaded):
   float32 in every configuration; autocast applies to the backbone.
 
 then runs ``map_solve`` (latent-map, recompute gradient by default) at 512x512, T = 20, with
-``SolverConfig(iters=3)`` at batch 1 and 8, in float32 and in bf16 autocast (latents stay
-float32). The time of one iteration is measured inside the real solver: the prior, called
-once per iteration, records when it is called, and the median time between consecutive
-iterations' calls is one iteration. Before each configuration a one-step solve (T = 1,
-1 iteration; the same peak memory with the recompute gradient) warms the kernels up, and a
-configuration that runs out of memory is reported as OOM.
+``SolverConfig(iters=3)`` at batch 1, 4 and 8, in four configurations (latents stay
+float32): float32; float32 with the UNet's and ControlNet's blocks checkpointed and VAE
+slicing ("float32-lean"); bf16 autocast; bf16 autocast with the frozen networks stored in
+bf16; and the 24 GB setting (bf16 weights, the UNet's and ControlNet's blocks checkpointed,
+VAE slicing). The peak memory column is the process's peak (CUDA: max allocated; CPU:
+resident), weights included. The time of one iteration is measured inside the real solver:
+the prior, called once per iteration, records when it is called, and the median time between
+consecutive iterations' calls is one iteration. Before each configuration a one-step solve
+(T = 1, 1 iteration; the same peak memory with the recompute gradient) warms the kernels up,
+and a configuration that runs out of memory is reported as OOM.
 
     python bench/gpu_iteration.py            # needs CUDA
     python bench/gpu_iteration.py --tiny     # tiny backbone + tiny prior, 64x64, CPU, < 1 min
@@ -43,7 +47,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import MIB, TimedPrior, load_warning, setup_torch, synchronize
+from _common import MIB, PeakMemory, TimedPrior, load_warning, setup_torch, synchronize
 
 from dlmap.diffusion import edict
 from dlmap.diffusion.backbones import Backbone
@@ -63,7 +67,14 @@ PRIOR_INFO = PriorInfo(
     score_range=(-10.0, 10.0),
     calibration_source="none: random weights",
 )
-PRECISIONS = {"float32": None, "bf16-autocast": torch.bfloat16}
+BF16 = torch.bfloat16
+PRECISIONS = {  # what each configuration switches on (docs/enhance.md, "GPU memory")
+    "float32": {},
+    "float32-lean": {"checkpoint_blocks": True, "vae_slicing": True},
+    "bf16-autocast": {"autocast": BF16},
+    "bf16-weights": {"autocast": BF16, "weights": BF16},
+    "24gb": {"autocast": BF16, "weights": BF16, "checkpoint_blocks": True, "vae_slicing": True},
+}
 
 
 class ClipScore(torch.nn.Module):
@@ -177,6 +188,20 @@ def tiny_networks(device: torch.device, kind: str = "seesr", seed: int = 0) -> d
     )
 
 
+def configure(networks: dict, precision: str, tiny: bool) -> Backbone:
+    """The backbone of one configuration of ``PRECISIONS``. The networks are shared by every
+    configuration, so each switch is set explicitly (bf16 weights cast back to float32 are
+    rounded: random weights, so only the times and the memory matter here)."""
+    spec = PRECISIONS[precision]
+    for net in (networks["unet"], networks["controlnet"]):
+        if net is not None:
+            net.disable_gradient_checkpointing()
+    networks["vae"].disable_slicing()
+    backbone = Backbone(**networks, autocast_dtype=spec.get("autocast"), reduced=tiny)
+    backbone.save_memory(spec.get("checkpoint_blocks", False), spec.get("vae_slicing", False))
+    return backbone.to(dtype=spec.get("weights", torch.float32))
+
+
 def run_config(backbone, prior, batch, args, device) -> dict:
     """Seconds per iteration and peak memory of one configuration, or {"failed": "OOM"}."""
     generator = torch.Generator().manual_seed(batch)
@@ -191,17 +216,18 @@ def run_config(backbone, prior, batch, args, device) -> dict:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         prior.calls.clear()
-        began = time.perf_counter()
-        seeds = list(range(batch))
-        solver.invert_images(backbone, images, edict.EdictConfig(steps=args.steps), seeds)
-        synchronize(device)
-        inversion = time.perf_counter() - began
-        start = time.perf_counter()
-        solver.map_solve(
-            backbone, prior, images, config, edict.EdictConfig(steps=args.steps), quiet=True
-        )
-        synchronize(device)
-        total = time.perf_counter() - start
+        with PeakMemory(device) as peak_memory:  # the weights are counted (absolute peak)
+            began = time.perf_counter()
+            seeds = list(range(batch))
+            solver.invert_images(backbone, images, edict.EdictConfig(steps=args.steps), seeds)
+            synchronize(device)
+            inversion = time.perf_counter() - began
+            start = time.perf_counter()
+            solver.map_solve(
+                backbone, prior, images, config, edict.EdictConfig(steps=args.steps), quiet=True
+            )
+            synchronize(device)
+            total = time.perf_counter() - start
     except torch.cuda.OutOfMemoryError:
         failed = "OOM"
     except solver.NonFiniteError as error:  # random weights: report, do not stop the table
@@ -214,7 +240,7 @@ def run_config(backbone, prior, batch, args, device) -> dict:
         return {"failed": failed}
     calls = prior.calls[: args.iters]  # the last call scores the final images
     intervals = [b - a for a, b in zip(calls, calls[1:], strict=False)]
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    peak = peak_memory.peak  # absolute: the weights are counted
     return {"failed": None, "iteration": statistics.median(intervals), "total": total,
             "peak": peak, "inversion": inversion}  # fmt: skip
 
@@ -283,13 +309,13 @@ def main(argv=None) -> int:
 
     header = (
         f"{'precision':<15}{'batch':>6}{'s/iter':>10}{'s/iter/image':>14}"
-        f"{'peak GPU MiB':>14}{'total s':>9}"
+        f"{'peak MiB':>14}{'total s':>9}"
     )
     print(header)
     print("-" * len(header))
     measured = {}
     for precision in args.precisions:
-        backbone = Backbone(**networks, autocast_dtype=PRECISIONS[precision], reduced=args.tiny)
+        backbone = configure(networks, precision, args.tiny)
         for batch in batches:
             row = run_config(backbone, prior, batch, args, device)
             measured[precision, batch] = row
@@ -297,7 +323,7 @@ def main(argv=None) -> int:
                 what = row["failed"]
                 print(f"{precision:<15}{batch:>6}{what:>10}{what:>14}{what:>14}{'-':>9}")
                 continue
-            peak = "n/a" if row["peak"] is None else f"{row['peak'] / MIB:.0f}"
+            peak = f"{row['peak'] / MIB:.0f}"
             print(
                 f"{precision:<15}{batch:>6}{row['iteration']:>10.3f}"
                 f"{row['iteration'] / batch:>14.3f}{peak:>14}{row['total']:>9.1f}",
@@ -323,20 +349,21 @@ def print_budget(measured: dict, device, networks) -> None:
         print("no configuration finished: nothing to project")
         return
     (precision, batch), row = min(done.items(), key=lambda item: item[1]["iteration"] / item[0][1])
-    weights = sum(p.numel() * p.element_size() for net in networks.values()
+    width = 2 if "weights" in PRECISIONS[precision] else 4  # bytes per parameter
+    weights = sum(p.numel() * width for net in networks.values()
                   if isinstance(net, torch.nn.Module) for p in net.parameters())  # fmt: skip
-    peak = row["peak"] / 2**30 if row["peak"] is not None else None
-    costs = budget.GpuCosts(
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    costs = dataclasses.replace(  # the measured fields replace config.yaml's estimates
+        budget.GpuCosts(**config["gpu_costs"]),
         iteration_seconds=row["iteration"] / batch,
         inversion_seconds=row["inversion"] / batch,
         weights_gib=weights / 2**30,
-        activation_gib=max((peak - weights / 2**30) / batch, 0.01) if peak else 6.0,
+        activation_gib=max((row["peak"] - weights) / 2**30 / batch, 0.01),
     )
     fields = dataclasses.asdict(costs)
-    print(f"\nmeasured costs, the fields of dlmap.enhance.budget.GpuCosts (fastest: {precision}, "
-          f"batch {batch}, {device}):")  # fmt: skip
+    print(f"\nmeasured costs for config.yaml's gpu_costs (fastest: {precision}, batch {batch}, "
+          f"{device}; load, scoring, training and host memory kept from config.yaml):")  # fmt: skip
     print("gpu_costs: {" + ", ".join(f"{k}: {v:.3g}" for k, v in fields.items()) + "}")
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
     hours = budget.project_gpu_hours(config, costs)
     print("projected GPU-hours of the paper's configuration (config.yaml):")
     for stage, value in hours.items():

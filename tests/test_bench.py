@@ -1,5 +1,8 @@
 """The benchmark scripts in bench/ run (quick/tiny modes) and print what they promise.
 
+Marked ``bench``: the unit tests (``python -m pytest``) leave them out, and ``.ci/run`` runs
+them with the README's ``python -m pytest -m bench``.
+
 No timing or memory assertions: the numbers of a loaded CI machine mean nothing; we check the
 exit code, the table rows and that the ratio lines parse as positive numbers. The scripts run
 with one torch thread, which keeps them fast when other processes share the CPUs.
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.bench  # run apart from the unit tests: python -m pytest -m bench
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
 
@@ -44,16 +48,18 @@ def ratio(line: str, pattern: str) -> float:
 
 @pytest.mark.slow
 def test_gpu_iteration_tiny_prints_a_row_per_configuration():
-    lines = run_bench("gpu_iteration.py", "--tiny", "--threads", "1")
+    configurations = ("float32", "24gb")  # the plain one and all the switches at once
+    lines = run_bench("gpu_iteration.py", "--tiny", "--threads", "1", "--precisions",
+                      *configurations)  # fmt: skip
     rows = {}
     for line in lines:
         fields = line.split()
-        if fields and fields[0] in ("float32", "bf16-autocast"):
+        if fields and fields[0] in configurations:
             rows[(fields[0], int(fields[1]))] = fields[2:]
-    assert set(rows) == {(p, b) for p in ("float32", "bf16-autocast") for b in (1, 2)}, lines
+    assert set(rows) == {(p, b) for p in configurations for b in (1, 2)}, lines
     for key, (per_iteration, per_image, peak, total) in rows.items():
         assert float(per_iteration) > 0 and float(per_image) > 0 and float(total) > 0, key
-        assert peak == "n/a", key  # no GPU memory on the CPU
+        assert float(peak) > 0, key  # the process's resident peak on the CPU, in MiB
     costs = next(line for line in lines if line.startswith("gpu_costs: {"))
     assert "iteration_seconds" in costs and "inversion_seconds" in costs, costs
     total = next(line for line in lines if line.strip().startswith("total:"))
@@ -115,9 +121,11 @@ def test_edict_memory_quick_prints_table_and_ratios():
 def test_edict_roundtrip_reports_exact_inversion():
     lines = run_bench("edict_roundtrip.py", "--steps", "4", "--threads", "1")
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in lines[2:]}
-    assert set(rows) == {(d, o) for d in ("float64", "float32") for o in ("alternating", "fixed")}
+    precisions = ("float64", "float32", "bf16-autocast", "bf16-weights")
+    assert set(rows) == {(d, o) for d in precisions for o in ("alternating", "fixed")}
+    bounds = {"float64": 1e-10, "float32": 1e-3, "bf16-autocast": 1.0, "bf16-weights": 1.0}
     for (dtype, _), errors in rows.items():
-        assert all(float(e) <= (1e-10 if dtype == "float64" else 1e-3) for e in errors), rows
+        assert all(float(e) <= bounds[dtype] for e in errors), rows
 
 
 @pytest.mark.slow
@@ -203,6 +211,7 @@ def test_the_full_size_rehearsal_runs_the_default_path_from_released_files(tmp_p
     lines = run_bench("full_size.py", "--reduced", "--size", "128", "--work", str(work),
                       timeout=600)  # fmt: skip
     text = "\n".join(lines)
+    assert "switches: --weights-dtype=same" in text, text
     for process in ("write random weights", "dlmap weights check --backbone sd2-seesr",
                     "stages in one process", "dlmap enhance (default backbone)",
                     "workflow invert_chunk + enhance_chunk"):  # fmt: skip

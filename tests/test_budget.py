@@ -20,6 +20,18 @@ def test_job_runtimes_follow_the_formula():
     assert budget.invert_job_minutes(25, costs) == 3  # (60 + 25) x 1.5 = 127.5 s
     assert budget.gpu_gib(5, budget.GpuCosts(weights_gib=7.0, activation_gib=2.0)) == 17.0
     assert budget.host_mem_mb(budget.GpuCosts(host_gib=16.0, margin=1.5)) == 25000
+    assert budget.enhance_job_minutes(25, 40, costs, attempt=2) == 103  # a retry asks twice
+
+
+def test_scoring_pairs_and_training_follow_the_formula():
+    costs = budget.GpuCosts(score_seconds=0.5, train_seconds=0.01, load_seconds=60.0,
+                            margin=2.0)  # fmt: skip
+    assert budget.score_job_minutes(1000, costs) == 19  # (60 + 500) x 2 = 1120 s = 18.7 min
+    # 10 images x (4 outputs embedded + 6 pairs) x 0.5 s = 50 s; (60 + 50) x 2 = 220 s
+    assert budget.pairs_job_minutes(10, 4, costs) == 4
+    # 80 epochs x 6000 images x 0.01 s = 4800 s; (60 + 4800) x 2 = 9720 s = 162 min
+    assert budget.train_job_minutes(6000, 80, costs) == 162
+    assert budget.job_minutes(0.0, budget.GpuCosts(load_seconds=1.0, margin=1.0)) == 1
 
 
 def test_the_projection_counts_every_prior_image_and_iteration_of_the_config():
@@ -33,8 +45,8 @@ def test_the_projection_counts_every_prior_image_and_iteration_of_the_config():
     assert next(v for s, v in hours.items() if s.startswith("inversions")) == images / 3600
 
 
-@pytest.mark.parametrize("field", ["iteration_seconds", "margin", "host_gib"])
-@pytest.mark.parametrize("value", [0, -1.0, float("nan"), "fast"])
+@pytest.mark.parametrize("field", ["iteration_seconds", "margin", "host_gib", "train_seconds"])
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), "fast", True])
 def test_a_cost_that_is_not_a_positive_number_is_refused_naming_it(field, value):
     with pytest.raises(InputError, match=f"gpu_costs.{field} must be a positive number"):
         budget.GpuCosts(**{field: value})

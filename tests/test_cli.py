@@ -83,6 +83,7 @@ def test_bad_inputs_exit_2_with_one_line_each_and_write_nothing_for_them(
         (["--score-scale", "percent"], "invalid choice"),
         (["--stop-at", "120"], "stop_score must lie in (0, 100] on the authors scale"),
         (["--stop-at", "2", "--score-scale", "printed"], "stop_score must lie in (0, 1]"),
+        (["--weights-dtype", "bf16"], "weights_dtype bf16 needs autocast bf16"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line_before_any_work(
@@ -186,6 +187,23 @@ def test_same_seed_same_files_and_the_seed_matters(tmp_path, good_png, capsys):
         assert code == 0, err
         outputs[run_name] = (out / "astronaut.x.png").read_bytes()
     assert outputs["a"] == outputs["b"] and outputs["a"] != outputs["c"]
+
+
+def test_the_memory_switches_write_the_same_files_and_bf16_weights_are_recorded(
+    tmp_path, good_png, capsys
+):
+    outputs = {}
+    # (VAE slicing is left out: it changes float32 results in the last bits; see
+    # test_memory_switches.py for it in float64.)
+    bf16 = ["--weights-dtype", "bf16", "--autocast", "bf16"]
+    for name, switches in (("plain", []), ("lean", ["--checkpoint-blocks"]), ("bf16", bf16)):
+        out = tmp_path / name
+        code, err = run(["enhance", good_png, "--out", out, *FAST, *switches], capsys)
+        assert code == 0, err
+        outputs[name] = (out / "astronaut.x.png").read_bytes()
+        record = json.loads((out / "astronaut.json").read_text())
+        assert record["config"]["weights_dtype"] == ("bf16" if name == "bf16" else "same")
+    assert outputs["lean"] == outputs["plain"]
 
 
 def test_errors_map_to_exit_codes_in_one_place_and_bugs_are_not_usage_errors(monkeypatch, capsys):

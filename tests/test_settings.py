@@ -34,6 +34,8 @@ def test_the_schemas_allowed_values_are_the_settings_tuples():
     assert tuple(top["encode"]["enum"]) == settings.ENCODES
     assert tuple(top["dtype"]["enum"]) == settings.DTYPES
     assert tuple(top["autocast"]["enum"]) == settings.AUTOCASTS
+    memory = top["memory"]["properties"]
+    assert tuple(memory["weights_dtype"]["enum"]) == settings.WEIGHTS_DTYPES
     selection = top["selection"]["properties"]
     assert tuple(selection["d1"]["enum"]) == settings.D1_METRICS
     assert tuple(selection["d2"]["enum"]) == settings.D2_EMBEDDINGS
@@ -46,6 +48,9 @@ def test_the_schema_names_exactly_the_dataclasses_fields():
     assert edict == {f.name for f in dataclasses.fields(settings.EdictConfig)} - {"scheduler"}
     backbone = {"backbone", "device", "dtype", "autocast", "encode", "cache"}
     assert backbone <= set(SCHEMA["properties"]) and "encode" not in edict
+    switches = {"weights_dtype", "checkpoint_blocks", "vae_slicing"}
+    assert set(SCHEMA["properties"]["memory"]["properties"]) == switches
+    assert switches <= {f.name for f in dataclasses.fields(settings.BackboneSettings)}
 
 
 def test_the_paper_config_uses_the_dataclasses_defaults():
@@ -67,7 +72,10 @@ def test_the_command_lines_defaults_are_the_dataclasses():
         assert getattr(args, option) == solver[option], option
     assert (args.steps, args.order, args.steps_offset, args.mix) == (
         edict["steps"], edict["order"], edict["steps_offset"], edict["mix"])  # fmt: skip
-    assert args.encode == defaults(settings.BackboneSettings)["encode"]
+    backbone = defaults(settings.BackboneSettings)
+    assert args.encode == backbone["encode"]
+    for switch in ("weights_dtype", "checkpoint_blocks", "vae_slicing"):
+        assert getattr(args, switch) == backbone[switch] == PAPER["memory"][switch], switch
     choices = {a.dest: a.choices for a in parser._subparsers._group_actions[0].choices[
         "enhance"]._actions if a.choices}  # fmt: skip
     assert (

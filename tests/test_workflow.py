@@ -29,9 +29,9 @@ def snakemake(*args, cwd=ROOT, check=True):
     return run
 
 
-def planned(*args, cwd=ROOT) -> dict[str, int]:
-    """Jobs per rule of a dry run."""
-    text = snakemake("-n", "--cores", "1", *args, cwd=cwd).stdout
+def planned(*args, cwd=ROOT, text=None) -> dict[str, int]:
+    """Jobs per rule of a dry run (or of its printed ``text``)."""
+    text = text or snakemake("-n", "--cores", "1", *args, cwd=cwd).stdout
     if "Nothing to be done" in text:
         return {}
     table = text[text.index("Job stats:") : text.index("Reasons:")]
@@ -57,10 +57,12 @@ def test_the_paper_config_builds_the_whole_dag_without_weights_or_data(tmp_path)
     env_cache = {"DLMAP_CACHE": str(tmp_path / "cache"), "DLMAP_DATA": str(tmp_path / "data")}
     os.environ.update(env_cache)
     try:
-        jobs = planned("--configfile", str(ROOT / "config.yaml"), cwd=tmp_path)
+        text = snakemake("-n", "--cores", "1", "--configfile", str(ROOT / "config.yaml"),
+                         cwd=tmp_path).stdout  # fmt: skip
     finally:
         for key in env_cache:
             os.environ.pop(key)
+    jobs = planned(text=text)
     assert jobs["enhance_chunk"] == 9 * 20  # nine priors x 500 images in chunks of 25
     assert jobs["invert_chunk"] == 20 + 1  # once per chunk, plus vanilla SD2 for Fig. 7
     assert jobs["prepare_images"] == 20 and jobs["select_test_images"] == 1
@@ -69,6 +71,46 @@ def test_the_paper_config_builds_the_whole_dag_without_weights_or_data(tmp_path)
     assert jobs["select_pairs"] == jobs["rank"] == jobs["human_counts"] == 3
     assert jobs["post_enhance"] == jobs["check_external"] == 6
     assert {"fetch_weights_seesr", "fetch_weights_liqe", "table_one", "figures"} <= set(jobs)
+    check_gpu_requests(text)
+
+
+def job_resources(text: str) -> dict[str, list[dict[str, str]]]:
+    """Each rule's jobs' resources, from a dry run's printout."""
+    found = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        line = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if rule and line:
+            pairs = dict(item.split("=", 1) for item in line.group(1).split(", "))
+            found.setdefault(rule.group(1), []).append(pairs)
+    return found
+
+
+def check_gpu_requests(text: str) -> None:
+    """Every GPU rule of the paper's DAG asks for what the formula of dlmap.enhance.budget
+    gives with config.yaml's gpu_costs (the profile sets none of it)."""
+    from dlmap.data.sources import SETS
+    from dlmap.enhance import budget
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    costs = budget.GpuCosts(**config["gpu_costs"])
+    iters, chunk = config["solver"]["iters"], config["chunk_size"]
+    found = job_resources(text)
+    assert set(found) >= gpu_rules(), sorted(found)
+    for rule in gpu_rules():
+        for resources in found[rule]:
+            assert int(resources["mem_mb"]) == budget.host_mem_mb(costs) == 25000, rule
+    runtimes = {rule: {int(r["runtime"]) for r in found[rule]} for rule in gpu_rules()}
+    assert runtimes["enhance_chunk"] == {budget.enhance_job_minutes(chunk, iters, costs)}
+    assert runtimes["enhance_chunk"] == {153}  # (120 s + 25 x 40 x 6 s) x 1.5 = 153 min
+    assert runtimes["invert_chunk"] == {budget.invert_job_minutes(chunk, costs)}
+    spaq = SETS["spaq"].count
+    assert runtimes["evaluate_prior"] == {budget.score_job_minutes(spaq, costs)}
+    largest = max(SETS[name].count for name in config["msliqe"]["datasets"])
+    per_epoch = len(config["msliqe"]["datasets"]) * largest
+    assert runtimes["train_msliqe"] == {budget.train_job_minutes(per_epoch, 80, costs)}
+    enhancers = len(config["comparisons"]["models"]["enhancers"])
+    assert budget.pairs_job_minutes(500, enhancers, costs) in runtimes["select_pairs"]
 
 
 @pytest.mark.parametrize(
@@ -79,6 +121,8 @@ def test_the_paper_config_builds_the_whole_dag_without_weights_or_data(tmp_path)
         ({"edict.order": "sideways"}, "sideways"),
         ({"edict.encode": "sample"}, "encode is a backbone setting"),
         ({"comparisons.models.enhancers": ["niqe"]}, "enhancers"),
+        ({"memory.weights_dtype": "bf16"}, "weights_dtype bf16 needs autocast bf16"),
+        ({"msliqe.train": True, "msliqe.options": ["--no-such-option"]}, "msliqe.options"),
     ],
 )
 def test_a_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, message):
@@ -108,8 +152,12 @@ def test_profile_slurm_resolves_to_the_slurm_executor_with_gpu_resources(monkeyp
     assert set(args.set_resources) == gpu_rules() and "enhance_chunk" in gpu_rules()
     for rule, resources in args.set_resources.items():
         assert resources["gpu"].value == 1, rule
-        assert resources["mem_mb"].value >= 16000 and resources["runtime"].value >= 60
+        # runtime and memory come from each rule's formula (check_gpu_requests), not from here
+        assert "mem_mb" not in resources and "runtime" not in resources, rule
     assert "rank" not in args.set_resources  # CPU rules ask for no GPU
+    # The profile declares the gpu resource, so the workflow does not count the (GPU-less)
+    # submitting machine's GPUs, which would take each job's request down to 0.
+    assert args.resources["gpu"].value == 100
     partition = args.set_resources["enhance_chunk"]["slurm_partition"].raw
     monkeypatch.setenv("DLMAP_SLURM_GPU_PARTITION", "gpu-a100")
     assert eval(partition) == "gpu-a100"  # the plugin evaluates the same expression
@@ -117,6 +165,18 @@ def test_profile_slurm_resolves_to_the_slurm_executor_with_gpu_resources(monkeyp
     monkeypatch.setenv("DLMAP_SLURM_PARTITION", "batch")
     assert eval(partition) == "batch"
     assert eval(args.default_resources["slurm_account"].raw) == ""
+
+
+def test_under_the_slurm_profile_each_gpu_job_asks_for_a_gpu_from_a_machine_without_one(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("DLMAP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DLMAP_DATA", str(tmp_path / "data"))
+    text = snakemake("-n", "--profile", str(ROOT / "slurm"), "--configfile",
+                     str(ROOT / "config.yaml"), cwd=tmp_path).stdout  # fmt: skip
+    found = job_resources(text)
+    for rule in gpu_rules():
+        assert {r["gpu"] for r in found[rule]} == {"1"}, rule  # CUDA_VISIBLE_DEVICES is ""
 
 
 # A small configuration whose enhancement stage really runs (about a minute): 2 images in 2
@@ -199,6 +259,14 @@ def test_a_retrained_tiny_vae_reruns_the_inversions_and_every_prior_but_no_data_
     assert jobs.pop("invert_chunk") >= 2  # the tiny-seesr chunks (and tiny-vanilla's)
     assert not set(jobs) & {"prepare_images", "synthetic_iqa", "demo_external", "check_external",
                             "dataset_manifest", "calibrate_prior"}, jobs  # fmt: skip
+
+
+def test_memory_switches_that_change_no_result_rerun_nothing_and_bf16_weights_rerun(finished):
+    lean = {**SMALL, "memory.checkpoint_blocks": True, "memory.vae_slicing": True}
+    assert planned("--configfile", str(write_config(finished, lean)), cwd=finished) == {}
+    bf16 = {**SMALL, "memory.weights_dtype": "bf16", "autocast": "bf16"}
+    jobs = planned("--configfile", str(write_config(finished, bf16)), cwd=finished)
+    assert jobs.pop("enhance_chunk") == 3 * 2 and jobs.pop("invert_chunk") >= 2
 
 
 @pytest.mark.parametrize("configfile", [DEMO, ROOT / "config.yaml"], ids=["demo", "paper"])

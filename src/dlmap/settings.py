@@ -20,6 +20,7 @@ BACKBONES = ("sd2-seesr", "sd2-controlnet", "sd2", "tiny-seesr", "tiny-controlne
 ENCODES = ("sample", "mean")  # the VAE posterior: a seeded sample (the authors') or its mean
 DTYPES = ("float32", "float64")
 AUTOCASTS = ("none", "bf16", "fp16")
+WEIGHTS_DTYPES = ("same", "bf16")  # the frozen networks' parameters: as dtype, or bfloat16
 DEFAULT_DOWNSAMPLING = 4  # s of Eq. 20 (dlmap.enhance.fidelity says why)
 D1_METRICS = ("lpips", "dists", "ms-ssim")  # Eq. 18's D1 (dlmap.compare.distances)
 D2_EMBEDDINGS = ("clip", "handcrafted")  # Eq. 18's D2 embeddings
@@ -192,12 +193,26 @@ class BackboneSettings:
     seesr: str | None = None
     dape: str | None = None
     ram: str | None = None
+    # Switches for smaller GPUs (docs/enhance.md, "GPU memory"): bf16 weights halve the
+    # networks' memory (results within a stated tolerance); the other two change no result.
+    weights_dtype: str = "same"  # "bf16": the frozen networks in bfloat16 (needs autocast bf16)
+    checkpoint_blocks: bool = False  # recompute UNet/ControlNet blocks in each step's backward
+    vae_slicing: bool = False  # encode and decode a batch one image at a time
 
     def __post_init__(self):
         _choice("backbone", self.name, BACKBONES)
         _choice("dtype", self.dtype, DTYPES)
         _choice("autocast", self.autocast, AUTOCASTS)
         _choice("encode", self.encode, ENCODES)
+        _choice("weights_dtype", self.weights_dtype, WEIGHTS_DTYPES)
+        if self.weights_dtype == "bf16" and self.autocast != "bf16":
+            raise InputError(
+                f"weights_dtype bf16 needs autocast bf16 (got autocast {self.autocast}): the "
+                "networks then compute in bf16 while latents and EDICT stay in " + self.dtype
+            )
+        for name in ("checkpoint_blocks", "vae_slicing"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def weight_folders(self) -> dict[str, str | None]:
         """The folders given for the weight sets (``dlmap.weights.catalogue`` names them);

@@ -5,8 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dlmap.enhance import chunks
-from dlmap.data.sources import data_root
+from dlmap.enhance import budget, chunks
+from dlmap.data.sources import SETS, data_root
+from dlmap.settings import BackboneSettings
 from dlmap.weights import catalogue
 
 # The `dlmap` command of the environment that runs Snakemake (no PATH needed).
@@ -40,10 +41,46 @@ def gpus_present():
 
 
 # GPU rules ask for `gpu` (one per job when the config runs on CUDA). On one machine the
-# scheduler may run as many at once as there are GPUs; on SLURM each job asks the cluster.
+# scheduler may run as many at once as there are GPUs; on SLURM each job asks the cluster, and
+# the profile declares `gpu` itself (slurm/config.yaml): the Snakefile cannot tell the executor
+# when it is parsed, and counting the submitting machine's GPUs (none on a login node) would
+# take every job's GPU request down to 0.
 GPU = 1 if config["device"].startswith("cuda") else 0
 if workflow.local_exec and "gpu" not in workflow.global_resources:
     workflow.register_resource("gpu", gpus_present())
+
+# Every GPU rule asks for its runtime and host memory by one formula (dlmap.enhance.budget,
+# README "What the workflow's GPU jobs cost") from the config's gpu_costs: runtime =
+# (load + the job's images x seconds per image) x margin, times the attempt on a retry.
+COSTS = budget.GpuCosts(**config["gpu_costs"])
+HOST_MB = budget.host_mem_mb(COSTS)
+
+
+def dataset_images(names):
+    """Images in the named IQA data sets (their documented counts; the synthetic set's)."""
+    from dlmap.data import synthetic_iqa  # numpy and scipy: only when a rule asks
+
+    return sum(synthetic_iqa.entry_count() if n == "synthetic" else SETS[n].count for n in names)
+
+
+def msliqe_epochs():
+    """The epochs MS-LIQE trains for: `dlmap train-msliqe`'s own parse of the options."""
+    from dlmap.cli.main import build_parser
+
+    parser, _ = build_parser("train-msliqe")
+    command = ["train-msliqe", "--manifest", "m.csv", "--out", "o", *config["msliqe"]["options"]]
+    try:
+        return parser.parse_args(command).epochs
+    except SystemExit:
+        raise WorkflowError(f"config: msliqe.options: {config['msliqe']['options']} are not "
+                            "options of `dlmap train-msliqe` (see the error above)")  # fmt: skip
+
+
+def msliqe_train_minutes(attempt):
+    """MS-LIQE's training: an epoch shows every set as many images as the largest has."""
+    datasets = config["msliqe"]["datasets"]
+    per_epoch = len(datasets) * max(dataset_images([name]) for name in datasets)
+    return budget.train_job_minutes(per_epoch, msliqe_epochs(), COSTS, attempt)
 
 
 def chunk_ids(wildcards):
@@ -93,7 +130,16 @@ def backbone_settings(name=None):
         encode=config["encode"],
         cache=config["cache"],
         vae=tiny_vae_dir(name),
-    )
+        weights_dtype=config["memory"]["weights_dtype"],  # the other switches change no
+    )  # result: the scripts read them from the config, so that they rerun nothing
+
+
+try:  # a bad combination (bf16 weights without bf16 autocast) fails before any job runs
+    BackboneSettings(**backbone_settings())
+except ValueError as error:
+    raise WorkflowError(f"config: {error}")
+if config["msliqe"]["train"]:
+    msliqe_epochs()  # options that `dlmap train-msliqe` refuses fail now, not in the queue
 
 
 def weights_cache():

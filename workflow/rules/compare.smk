@@ -15,8 +15,12 @@ rule select_pairs:
         device=config["device"],
         cache=config["cache"],
         stamp=stamp(),
-    resources:
+    resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
+        mem_mb=HOST_MB,
+        runtime=lambda wildcards, attempt: budget.pairs_job_minutes(
+            len(IDS), len(comparison_enhancers(wildcards.comparison)), COSTS, attempt
+        ),
     log:
         f"{LOGS}/select_pairs/{{comparison}}.log",
     script:

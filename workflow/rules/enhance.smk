@@ -45,8 +45,12 @@ rule invert_chunk:
         seed=config["solver"]["seed"],
         batch_size=config["batch_size"],
         library=chunks.source_digest(),
-    resources:
+    resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
+        mem_mb=HOST_MB,
+        runtime=lambda wildcards, attempt: budget.invert_job_minutes(
+            len(chunk_ids(wildcards)), COSTS, attempt
+        ),
     log:
         f"{LOGS}/invert_chunk/{{backbone}}-c{{chunk}}.log",
     cache: "omit-software"
@@ -70,8 +74,12 @@ rule enhance_chunk:
         size=config["size"],
         batch_size=config["batch_size"],
         stamp=stamp(),
-    resources:
+    resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
+        mem_mb=HOST_MB,
+        runtime=lambda wildcards, attempt: budget.enhance_job_minutes(
+            len(chunk_ids(wildcards)), prior_solver(wildcards.prior)["iters"], COSTS, attempt
+        ),
     log:
         f"{LOGS}/enhance_chunk/{{prior}}-c{{chunk}}.log",
     benchmark:
@@ -100,8 +108,13 @@ rule enhance_ablation:
         size=config["size"],
         batch_size=config["batch_size"],
         stamp=stamp(),
-    resources:
+    resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
+        mem_mb=HOST_MB,
+        runtime=lambda wildcards, attempt: budget.enhance_job_minutes(
+            len(ABLATION_IDS), prior_solver(config["ablations"]["prior"])["iters"], COSTS,
+            attempt,
+        ),
     log:
         f"{LOGS}/enhance_ablation/{{variant}}.log",
     benchmark:
@@ -156,8 +169,13 @@ rule post_enhance:
         size=config["size"],
         batch_size=config["batch_size"],
         stamp=stamp(),
-    resources:
+    resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
+        mem_mb=HOST_MB,
+        runtime=lambda wildcards, attempt: budget.enhance_job_minutes(
+            len(POST_IDS), prior_solver(config["post_enhancement"]["prior"])["iters"], COSTS,
+            attempt,
+        ),
     log:
         f"{LOGS}/post_enhance/{{base}}.log",
     benchmark:

@@ -15,8 +15,12 @@ rule calibrate_prior:
         device=config["device"],
         cache=config["cache"],
         stamp=stamp(),
-    resources:
+    resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
+        mem_mb=HOST_MB,
+        runtime=lambda wildcards, attempt: budget.score_job_minutes(
+            dataset_images(config["calibration"]["datasets"]), COSTS, attempt
+        ),
     log:
         f"{LOGS}/calibrate_prior/{{prior}}.log",
     script:
@@ -39,8 +43,10 @@ rule train_msliqe:
         cache=lambda wildcards: weights_cache(),
         folder=lambda wildcards, output: os.path.dirname(output.checkpoint),
         dlmap=DLMAP,
-    resources:
+    resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
+        mem_mb=HOST_MB,
+        runtime=lambda wildcards, attempt: msliqe_train_minutes(attempt),
     log:
         f"{LOGS}/train_msliqe.log",
     benchmark:
@@ -64,8 +70,12 @@ rule evaluate_prior:
         size=config["msliqe"]["evaluate_size"],
         device=config["device"],
         cache=config["cache"],
-    resources:
+    resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
+        mem_mb=HOST_MB,
+        runtime=lambda wildcards, attempt: budget.score_job_minutes(
+            dataset_images(config["msliqe"]["evaluate_on"]), COSTS, attempt
+        ),
     log:
         f"{LOGS}/evaluate_prior/{{prior}}.log",
     script:

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+RESULT_NEUTRAL_SWITCHES = ("checkpoint_blocks", "vae_slicing")  # config.yaml's memory block
+
 
 def _plain(value):
     if isinstance(value, dict):
@@ -30,8 +32,8 @@ class Files(list):
 
 
 def job(namespace: dict):
-    """The job (input, output, params, log, wildcards, threads, resources), logging set up
-    to the rule's log file."""
+    """The job (input, output, params, log, wildcards, threads, and the config's memory
+    switches that change no result), logging set up to the rule's log file."""
     if "snakemake" in namespace:
         smk = namespace["snakemake"]
         saved = {
@@ -44,6 +46,10 @@ def job(namespace: dict):
         saved["params"] = _plain(dict(smk.params.items()))
         saved["wildcards"] = _plain(dict(smk.wildcards.items()))
         saved["threads"] = smk.threads
+        # The memory switches that change no result are read from the config, not params:
+        # switching them on for a smaller GPU must not rerun finished jobs.
+        switches = smk.config.get("memory", {})
+        saved["memory"] = {k: switches[k] for k in RESULT_NEUTRAL_SWITCHES if k in switches}
         if smk.log:
             Path(f"{smk.log[0]}.job.json").write_text(json.dumps(saved, indent=1) + "\n")
     elif len(sys.argv) == 2:
@@ -56,6 +62,7 @@ def job(namespace: dict):
         params=SimpleNamespace(**saved["params"]),
         wildcards=SimpleNamespace(**saved["wildcards"]),
         threads=saved["threads"],
+        memory=saved.get("memory", {}),
     )
     if result.log and "snakemake" in namespace:  # everything, tracebacks included, to the log
         stream = open(result.log[0], "a", buffering=1)  # noqa: SIM115 (open for the job's life)

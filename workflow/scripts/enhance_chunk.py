@@ -30,7 +30,7 @@ records = pipeline.enhance_chunk(
     paths,
     Path(smk.output[0]),
     prior,
-    pipeline.BackboneSettings(**smk.params.backbone),
+    pipeline.BackboneSettings(**smk.params.backbone, **smk.memory),
     smk.params.solver,
     smk.params.edict,
     smk.params.size,

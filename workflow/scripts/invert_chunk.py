@@ -9,7 +9,7 @@ from dlmap.enhance import pipeline
 
 smk = job(globals())
 paths = sorted(Path(smk.input.images).glob("*.png"))
-settings = pipeline.BackboneSettings(**smk.params.backbone)
+settings = pipeline.BackboneSettings(**smk.params.backbone, **smk.memory)
 pipeline.invert_chunk(
     paths,
     settings,

@@ -80,6 +80,20 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dtype", default="float32", choices=settings.DTYPES)
     parser.add_argument("--autocast", default="none", choices=settings.AUTOCASTS)
+    memory = parser.add_argument_group(
+        "GPU memory", "switches for smaller GPUs (docs/enhance.md, \"GPU memory\")"
+    )
+    memory.add_argument(
+        "--weights-dtype", default="same", choices=settings.WEIGHTS_DTYPES,
+        help="bf16: the frozen networks in bfloat16, half their memory (needs --autocast bf16)",
+    )  # fmt: skip
+    memory.add_argument(
+        "--checkpoint-blocks", action="store_true",
+        help="recompute the UNet's and ControlNet's blocks in each step's backward pass",
+    )  # fmt: skip
+    memory.add_argument(
+        "--vae-slicing", action="store_true", help="encode and decode one image at a time"
+    )
     parser.add_argument("--sd2", default=None, help="SD2-base folder or cached hub id")
     parser.add_argument("--controlnet", default=None, help="ControlNet folder (sd2-controlnet)")
     parser.add_argument("--seesr", default=None, help="SeeSR folder (controlnet/, unet/)")
@@ -150,6 +164,8 @@ def _configs(args):
         name=args.backbone, device=args.device, dtype=args.dtype, autocast=args.autocast,
         encode=args.encode, cache=args.cache, vae=args.vae, sd2=args.sd2,
         controlnet=args.controlnet, seesr=args.seesr, dape=args.dape, ram=args.ram,
+        weights_dtype=args.weights_dtype, checkpoint_blocks=args.checkpoint_blocks,
+        vae_slicing=args.vae_slicing,
     )  # fmt: skip
     images.check_size(args.size)
     if args.size % 8:
@@ -206,7 +222,7 @@ def enhance(args) -> int:
         backbone = pipeline.load_backbone(backbone_settings)
     job = {
         "size": args.size, "dtype": args.dtype, "autocast": args.autocast,
-        "encode": args.encode, "device": args.device,
+        "weights_dtype": args.weights_dtype, "encode": args.encode, "device": args.device,
     }  # fmt: skip
     run = pipeline.enhance_files(
         args.inputs, args.out, prior, backbone, solver_config, edict_config, job,

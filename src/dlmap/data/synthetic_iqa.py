@@ -83,6 +83,12 @@ def variants(clean: np.ndarray, degradations=CHAIN, chain: bool = True, rng=None
     return out
 
 
+def entry_count(tiles: int = 4, photographs=PHOTOGRAPHS, degradations=CHAIN, chain=True) -> int:
+    """How many images ``make_synthetic_set`` writes with these settings."""
+    per_tile = 1 + MAX_LEVEL * (1 if chain else len(degradations))
+    return len(photographs) * tiles * tiles * per_tile
+
+
 def make_synthetic_set(
     out: str | Path,
     size: int = 64,

@@ -132,8 +132,30 @@ class Backbone(torch.nn.Module):
         self.requires_grad_(False)
         self.eval()
 
+    def save_memory(self, checkpoint_blocks: bool = False, vae_slicing: bool = False) -> None:
+        """Switches for smaller GPUs (docs/enhance.md, "GPU memory"). checkpoint_blocks:
+        recompute the UNet's and ControlNet's blocks in each EDICT step's backward pass instead
+        of storing their activations (diffusers' gradient checkpointing; the same result, one
+        more forward pass per step). vae_slicing: encode and decode one image at a time (with
+        the decoder's checkpointing, its backward too; the same result up to rounding)."""
+        if checkpoint_blocks:
+            self.unet.enable_gradient_checkpointing()
+            if self.controlnet is not None:
+                self.controlnet.enable_gradient_checkpointing()
+        if vae_slicing:
+            self.vae.enable_slicing()
+
+    @property
+    def memory_switches(self) -> dict[str, bool]:
+        """Which of ``save_memory``'s switches are on."""
+        return {
+            "checkpoint_blocks": bool(self.unet.is_gradient_checkpointing),
+            "vae_slicing": bool(self.vae.use_slicing),
+        }
+
     @property
     def dtype(self) -> torch.dtype:
+        """The frozen networks' parameter dtype (bfloat16 with ``weights_dtype``)."""
         return next(self.unet.parameters()).dtype
 
     @property
@@ -259,6 +281,9 @@ def load_backbone(
     autocast_dtype: torch.dtype | None = None,
     seed: int = 0,
     vae: str | os.PathLike | None = None,
+    weights_dtype: torch.dtype | None = None,
+    checkpoint_blocks: bool = False,
+    vae_slicing: bool = False,
 ) -> Backbone:
     """Build the backbone ``name`` (one of ``BACKBONES``).
 
@@ -273,7 +298,27 @@ def load_backbone(
     tiny random networks only.
     vae: for the tiny backbones, a folder with the VAE trained by ``dlmap train-vae``
     (``dlmap.diffusion.tiny_vae``) to use instead of their random VAE.
+    weights_dtype: the frozen networks' parameters in this dtype (bf16: half the memory; needs
+    the same autocast) while latents, EDICT and the prior stay in ``dtype``.
+    checkpoint_blocks, vae_slicing: ``Backbone.save_memory``.
     """
+    if weights_dtype is not None and weights_dtype != autocast_dtype:
+        raise InputError(
+            f"weights in {weights_dtype} need autocast in the same dtype (got {autocast_dtype})"
+        )
+    backbone = _build_backbone(
+        name, sd2, controlnet, seesr, dape, ram, image_embedder_config, cache, dtype, device,
+        encode_mode, autocast_dtype, seed, vae,
+    )  # fmt: skip
+    backbone.save_memory(checkpoint_blocks=checkpoint_blocks, vae_slicing=vae_slicing)
+    return backbone.to(dtype=weights_dtype) if weights_dtype is not None else backbone
+
+
+def _build_backbone(
+    name, sd2, controlnet, seesr, dape, ram, image_embedder_config, cache, dtype, device,
+    encode_mode, autocast_dtype, seed, vae,
+) -> Backbone:  # fmt: skip
+    """``load_backbone`` before its memory switches."""
     if name not in BACKBONES:
         raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     if vae is not None and not name.startswith("tiny"):

@@ -211,7 +211,7 @@ class SeeSRControlNetModel(ControlNetModel):
             for resnet, attn, image_attn in zip(
                 block.resnets, block.attentions, block.image_attentions, strict=True
             ):
-                hidden = resnet(hidden, emb)
+                hidden = _run(block, resnet, hidden, emb)
                 hidden = attn(hidden, encoder_hidden_states=text, return_dict=False)[0]
                 hidden = image_attn(hidden, encoder_hidden_states=image, return_dict=False)[0]
                 residuals.append(hidden)
@@ -220,13 +220,13 @@ class SeeSRControlNetModel(ControlNetModel):
                 residuals.append(hidden)
 
         mid = self.mid_block
-        hidden = mid.resnets[0](hidden, emb)
+        hidden = _run(mid, mid.resnets[0], hidden, emb)
         for attn, image_attn, resnet in zip(
             mid.attentions, mid.image_attentions, mid.resnets[1:], strict=True
         ):
             hidden = attn(hidden, encoder_hidden_states=text, return_dict=False)[0]
             hidden = image_attn(hidden, encoder_hidden_states=image, return_dict=False)[0]
-            hidden = resnet(hidden, emb)
+            hidden = _run(mid, resnet, hidden, emb)
 
         down = tuple(
             zero_conv(residual) * conditioning_scale
@@ -243,6 +243,15 @@ class SeeSRControlNetModel(ControlNetModel):
             timesteps = timesteps.long()
         timesteps = timesteps.reshape(-1).expand(sample.shape[0])
         return self.time_embedding(self.time_proj(timesteps).to(dtype=sample.dtype))
+
+
+def _run(block: torch.nn.Module, layer: torch.nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    """``layer(*inputs)``, recomputed in the backward pass when ``block`` checkpoints (as
+    diffusers' own blocks run their resnets; the attention layers checkpoint their
+    transformer blocks themselves)."""
+    if torch.is_grad_enabled() and getattr(block, "gradient_checkpointing", False):
+        return block._gradient_checkpointing_func(layer, *inputs)
+    return layer(*inputs)
 
 
 def _image_attention(text_attention, cross_attention_dim: int):

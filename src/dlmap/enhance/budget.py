@@ -1,21 +1,29 @@
-"""What the enhancement stage costs on a GPU: one formula behind the workflow's SLURM requests
-and ``bench/gpu_iteration.py``'s projection of the paper's GPU-hours.
+"""What the workflow's GPU jobs cost: one formula behind every GPU rule's SLURM request
+(``workflow/rules/common.smk``) and ``bench/gpu_iteration.py``'s projection of the paper's
+GPU-hours.
 
 A MAP iteration (Alg. 1) runs h forward (T steps of 2 UNet + ControlNet calls), its gradient
 (the same calls again plus their backward pass: the ``recompute`` mode keeps memory
 independent of T), the VAE decoder and the prior: its time grows with T and the image size,
-its memory with the batch only. So, for one job solving ``images`` problems in batches of
-``batch`` (``GpuCosts`` holds the measured constants, per image at that batch):
+its memory with the batch only. A job loads its networks once (``load_seconds``) and then
+works through its images, so with ``GpuCosts``' measured constants (per image, at the job's
+batch):
 
-    enhance_chunk   seconds = load + images * iters * iteration_seconds
-    invert_chunk    seconds = load + images * inversion_seconds
-    GPU memory      weights_gib + batch * activation_gib
+    invert_chunk                 load + images * inversion_seconds
+    enhance_chunk, enhance_ablation, post_enhance
+                                 load + images * iters * iteration_seconds
+    calibrate_prior, evaluate_prior
+                                 load + images * score_seconds
+    select_pairs                 load + images * (M + M (M - 1) / 2) * score_seconds
+                                 (M enhancers: each output embedded, each pair's distance)
+    train_msliqe                 load + epochs * images_per_epoch * train_seconds
 
-and the requested runtime is that times ``margin`` (queues kill jobs that overrun). Early
-stopping only shortens a job. ``bench/gpu_iteration.py`` measures the constants on your GPU and
-prints them; the shipped iteration, inversion and activation values are estimates for an
-80 GB A100/H100-class GPU at bf16 autocast until someone measures them (the weights and host
-memory come from ``bench/full_size.py``).
+and each job asks for that times ``margin`` as its runtime (queues kill jobs that overrun;
+early stopping only shortens a job), ``host_gib`` times ``margin`` of host memory, and a GPU
+with ``weights_gib + batch * activation_gib`` of memory. ``bench/gpu_iteration.py`` measures
+the diffusion constants on your GPU and prints them as a ``gpu_costs`` block for the config;
+until someone has, config.yaml's values are estimates for an 80 GB A100/H100-class GPU at bf16
+autocast (the weights and host memory come from ``bench/full_size.py``).
 """
 
 from __future__ import annotations
@@ -28,35 +36,63 @@ from dlmap.errors import InputError
 
 @dataclass(frozen=True)
 class GpuCosts:
-    """Measured costs of the paper's backbone at 512 x 512, T = 20, one GPU (per image)."""
+    """Measured costs of the paper's backbone at 512 x 512, T = 20, one GPU (per image).
+    The workflow reads them from its config's ``gpu_costs`` block (every field given)."""
 
     iteration_seconds: float = 6.0  # one MAP iteration of one image, at the workflow's batch
     inversion_seconds: float = 1.5  # one EDICT inversion (Alg. 1 line 2) of one image
     load_seconds: float = 120.0  # reading and moving the networks to the GPU, once per job
+    score_seconds: float = 0.1  # one image through a prior or a pair-selection metric
+    train_seconds: float = 0.02  # one training image of MS-LIQE for one epoch (all its views)
     host_gib: float = 16.0  # peak resident memory of a job (bench/full_size.py: 15.1 GiB)
     weights_gib: float = 6.7  # the networks in float32: 1786 M parameters (bench/full_size.py)
     activation_gib: float = 6.0  # one image's share of a MAP iteration's peak
-    margin: float = 1.5  # requested runtime over the formula's
+    margin: float = 1.5  # requested runtime and host memory over the formula's
 
     def __post_init__(self):
         for name, value in asdict(self).items():
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            bad = isinstance(value, bool) or not isinstance(value, (int, float))
+            if bad or not (math.isfinite(value) and value > 0):
                 raise InputError(f"gpu_costs.{name} must be a positive number, got {value!r}")
 
 
-def enhance_job_minutes(images: int, iters: int, costs: GpuCosts) -> int:
+def job_minutes(work_seconds: float, costs: GpuCosts, attempt: int = 1) -> int:
+    """Runtime to request for a job that loads its networks and then works ``work_seconds``,
+    in whole minutes: (load + work) x margin, times ``attempt`` (a retried job asks for
+    more, in case it ran out of time)."""
+    seconds = (costs.load_seconds + work_seconds) * costs.margin * max(int(attempt), 1)
+    return max(math.ceil(seconds / 60), 1)
+
+
+def enhance_job_minutes(images: int, iters: int, costs: GpuCosts, attempt: int = 1) -> int:
     """Runtime to request for one enhancement job (one prior x one chunk), in minutes."""
-    seconds = costs.load_seconds + images * iters * costs.iteration_seconds
-    return math.ceil(seconds * costs.margin / 60)
+    return job_minutes(images * iters * costs.iteration_seconds, costs, attempt)
 
 
-def invert_job_minutes(images: int, costs: GpuCosts) -> int:
+def invert_job_minutes(images: int, costs: GpuCosts, attempt: int = 1) -> int:
     """Runtime to request for one inversion job (one chunk), in minutes."""
-    return math.ceil((costs.load_seconds + images * costs.inversion_seconds) * costs.margin / 60)
+    return job_minutes(images * costs.inversion_seconds, costs, attempt)
+
+
+def score_job_minutes(images: int, costs: GpuCosts, attempt: int = 1) -> int:
+    """Runtime to request for a job that scores ``images`` images with one prior."""
+    return job_minutes(images * costs.score_seconds, costs, attempt)
+
+
+def pairs_job_minutes(images: int, enhancers: int, costs: GpuCosts, attempt: int = 1) -> int:
+    """Runtime to request for pair selection (Eq. 18): every enhancer's output of every test
+    image embedded, and the distance of every pair of outputs."""
+    calls = images * (enhancers + enhancers * (enhancers - 1) // 2)
+    return job_minutes(calls * costs.score_seconds, costs, attempt)
+
+
+def train_job_minutes(images_per_epoch: int, epochs: int, costs: GpuCosts, attempt=1) -> int:
+    """Runtime to request for MS-LIQE's training (Eqs. 25-27)."""
+    return job_minutes(epochs * images_per_epoch * costs.train_seconds, costs, attempt)
 
 
 def host_mem_mb(costs: GpuCosts) -> int:
-    """Host memory to request for a GPU job, in MB."""
+    """Host memory to request for a GPU job, in MB (rounded up to 1000)."""
     return math.ceil(costs.host_gib * 1024 * costs.margin / 1000) * 1000
 
 

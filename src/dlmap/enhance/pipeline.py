@@ -44,6 +44,9 @@ def load_backbone(settings: BackboneSettings):
         seesr=settings.seesr,
         dape=settings.dape,
         ram=settings.ram,
+        weights_dtype=torch.bfloat16 if settings.weights_dtype == "bf16" else None,
+        checkpoint_blocks=settings.checkpoint_blocks,
+        vae_slicing=settings.vae_slicing,
     )
 
 
@@ -86,6 +89,8 @@ def invert_chunk(
         "settings": {
             "backbone": settings.name,
             "dtype": settings.dtype,
+            "autocast": settings.autocast,
+            "weights_dtype": settings.weights_dtype,
             "encode": settings.encode,
             "vae": settings.vae,
             "edict": edict_values,
@@ -170,10 +175,10 @@ def enhance_files(
     batches through Alg. 1 (``solver.map_solve``), NAME.x.png, NAME.y.png and NAME.json per
     image into ``out`` (``records.write_enhanced``).
 
-    ``job``: size, device, dtype, autocast and encode (recorded with every image). Latent
-    modes start from the stored ``inversion`` (``invert_chunk``'s file) when given. An image
-    that cannot be read, or a batch whose solve diverges, is reported in the result and
-    skipped (``strict``: raised) while the others go on.
+    ``job``: size, device, dtype, autocast, weights_dtype and encode (recorded with every
+    image). Latent modes start from the stored ``inversion`` (``invert_chunk``'s file) when
+    given. An image that cannot be read, or a batch whose solve diverges, is reported in the
+    result and skipped (``strict``: raised) while the others go on.
     """
     device, dtype = job["device"], backbones.TORCH_DTYPES[job["dtype"]]
     prior = prior.to(device=device, dtype=dtype)
@@ -236,7 +241,8 @@ def enhance_chunk(
     backbone = load_backbone(settings) if config.mode.startswith("latent") else None
     job = {
         "size": size, "dtype": settings.dtype, "autocast": settings.autocast,
-        "encode": settings.encode, "device": settings.device, "inversion": None,
+        "weights_dtype": settings.weights_dtype, "encode": settings.encode,
+        "device": settings.device, "inversion": None,
     }  # fmt: skip
     run = enhance_files(
         paths, out, prior, backbone, config, edict_config(edict_values), job,
