@@ -249,7 +249,7 @@ def test_manifest_round_trip_and_settings_sidecar(root, tmp_path):
 def test_manifest_rejects_a_file_with_other_columns(tmp_path):
     path = tmp_path / "other.csv"
     path.write_text("image,score\na.png,1\n")
-    with pytest.raises(sources.DatasetError, match="no column dataset"):
+    with pytest.raises(sources.DatasetError, match="no column mos; a manifest needs"):
         datasets.read_manifest(path)
 
 

@@ -3,6 +3,7 @@
 A writer never leaves half a file under the final name: it writes a hidden temporary file in
 the same folder (``.NAME.<random>.tmp``), flushes and fsyncs it, then renames it over the
 target (``os.replace``, atomic on one file system); on any error the temporary file goes.
+``check_output_folder`` and ``check_output_file`` vet a command's output path before any work.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import uuid
 from pathlib import Path
+
+from dlmap.errors import InputError
 
 
 @contextlib.contextmanager
@@ -52,3 +56,46 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 24, progress=None) ->
             if progress is not None:
                 progress.update(len(block))
     return digest.hexdigest()
+
+
+def check_output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
+    """``path`` if it can serve as an output folder: an existing folder we may write in, or a
+    new one whose nearest existing ancestor is such a folder. Checked before any work, so a
+    bad ``--out`` fails in one line instead of after the models load; raises ``InputError``
+    naming ``option`` (a file in the way, a symbolic-link loop, no permission)."""
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        try:
+            status = os.stat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # the ancestor that is in the way is named next
+        except OSError as error:  # ELOOP, EACCES on the way
+            reason = error.strerror or type(error).__name__
+            raise InputError(f"{option} {path}: not usable as a folder ({reason})") from None
+        if not stat.S_ISDIR(status.st_mode):
+            where = "exists and is not a folder" if candidate == path else (
+                f"{candidate} is a file, not a folder")  # fmt: skip
+            raise InputError(f"{option} {path}: {where}")
+        if not os.access(candidate, os.W_OK | os.X_OK):
+            raise InputError(f"{option} {path}: no permission to write in {candidate}")
+        return path
+    return path
+
+
+def check_output_file(path: str | os.PathLike, option: str = "--out") -> Path:
+    """``path`` if a command may write the file there, checked before any work: not a folder
+    nor a symbolic-link loop itself, in a folder ``check_output_folder`` accepts
+    (which may not exist yet: the writer creates it). Raises ``InputError`` naming ``option``
+    and ``path``."""
+    path = Path(path)
+    try:
+        is_folder = stat.S_ISDIR(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        is_folder = False  # a new file, or a file in the way above it (named next)
+    except OSError as error:  # ELOOP, EACCES
+        reason = error.strerror or type(error).__name__
+        raise InputError(f"{option} {path}: not usable as a file ({reason})") from None
+    if is_folder:
+        raise InputError(f"{option} {path}: is a folder; give the file to write")
+    check_output_folder(path.parent, f"{option} {path}: its folder")
+    return path

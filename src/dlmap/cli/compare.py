@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dlmap.cli.main import add_command
 from dlmap.errors import UsageError
+from dlmap.files import check_output_folder
 
 
 def add_compare_parsers(commands) -> None:
@@ -38,6 +39,7 @@ def simulate_command(args) -> int:
     from dlmap.compare import observers
     from dlmap.compare.reports import read_table as _read
 
+    check_output_folder(args.out, "--out")  # before the fidelity of every image is measured
     pairs = _read(args.pairs, {"enhancer_i", "enhancer_j", "image"})
     trials = [(row["enhancer_i"], row["enhancer_j"], row["image"]) for row in pairs]
     conditions = sorted({name for i, j, _ in trials for name in (i, j)})

@@ -15,6 +15,7 @@ from dlmap.cli.main import add_command
 from dlmap.data import manifests as datasets
 from dlmap.data import sources
 from dlmap.errors import UsageError
+from dlmap.files import check_output_file, check_output_folder
 
 _ROOT_HELP = f"data root (default: ${sources.DATA_ENV}, else ~/.cache/dlmap/data)"
 
@@ -104,6 +105,7 @@ def _check(args) -> int:
 
 def _manifest(args) -> int:
     names = _names(args.names)
+    check_output_file(args.out, "--out")  # before the sets load (and SPAQ is resized)
     val, test = args.val_fraction, args.test_fraction
     if val < 0 or test < 0 or val + test >= 1:
         raise UsageError(
@@ -129,6 +131,7 @@ def _synthetic(args) -> int:
 
     if args.size < 16 or args.tiles < 1:
         raise UsageError(f"--size must be >= 16 and --tiles >= 1, got {args.size}, {args.tiles}")
+    check_output_folder(args.out, "--out")
     manifest = synthetic_iqa.make_synthetic_set(args.out, args.size, args.tiles, seed=args.seed)
     counts = Counter(entry.split for entry in datasets.read_manifest(manifest))
     splits = ", ".join(f"{split} {counts[split]}" for split in datasets.SPLITS)

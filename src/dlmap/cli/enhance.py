@@ -11,6 +11,7 @@ from dlmap import settings
 from dlmap.cli.main import add_command
 from dlmap.cli.models import NIQE_MODEL_HELP, prior_from_args, prior_options
 from dlmap.errors import UsageError
+from dlmap.files import check_output_folder
 from dlmap.weights.cache import CACHE_ENV
 
 TINY_VAE_MINUTES = "about eight minutes"  # training the tiny VAE (dlmap.diffusion.tiny_vae)
@@ -81,7 +82,7 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=settings.DTYPES)
     parser.add_argument("--autocast", default="none", choices=settings.AUTOCASTS)
     memory = parser.add_argument_group(
-        "GPU memory", "switches for smaller GPUs (docs/enhance.md, \"GPU memory\")"
+        "GPU memory", 'switches for smaller GPUs (docs/enhance.md, "GPU memory")'
     )
     memory.add_argument(
         "--weights-dtype", default="same", choices=settings.WEIGHTS_DTYPES,
@@ -133,11 +134,13 @@ def add_parsers(commands) -> None:
 
 def _configs(args):
     """(solver, EDICT, backbone settings) from the options; a bad value raises the settings'
-    ``InputError`` (exit code 2)."""
+    ``InputError`` (exit code 2). ``--out`` is checked first: a file in the way or a link loop
+    fails here, before the weights are checked and the models load."""
     import torch
 
     from dlmap import images
 
+    check_output_folder(args.out, "--out")
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     solver_config = settings.SolverConfig(
@@ -174,8 +177,6 @@ def _configs(args):
         raise UsageError(f"--downsampling {args.downsampling} exceeds --size {args.size}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {args.out}: exists and is not a folder")
     if args.vae is not None:
         from dlmap.diffusion.tiny_vae import TrainedVaeError, read_record
 
@@ -259,6 +260,7 @@ def demo(args) -> int:
     from dlmap import images
     from dlmap.diffusion import tiny_vae
 
+    check_output_folder(args.out, "--out")  # before the VAE trains (minutes)
     vae = args.vae
     if vae is None:
         vae = args.out / "vae"

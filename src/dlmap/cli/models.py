@@ -9,6 +9,7 @@ from pathlib import Path
 from dlmap import settings
 from dlmap.cli.main import add_command
 from dlmap.errors import InputError, UsageError
+from dlmap.files import check_output_file
 from dlmap.weights import cache as weights
 
 
@@ -93,6 +94,8 @@ def score_command(args) -> int:
     from dlmap import images
     from dlmap.priors import calibration
 
+    if args.out is not None:
+        check_output_file(args.out, "--out")
     scale = calibration.score_scale(args.score_scale)
     if args.size is not None:
         try:
@@ -141,6 +144,7 @@ def score_command(args) -> int:
     if args.out is not None and rows:
         from dlmap.priors.evaluation import write_rows
 
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         write_rows(rows, args.out)
     if not info.calibration_fitted:
         print(f"note: {info.name}'s Eq. 21 constants are not fitted to MOS "

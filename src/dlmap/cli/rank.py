@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from dlmap.cli.main import add_command
+from dlmap.files import check_output_file
 from dlmap.settings import RANK_RESAMPLES as DEFAULT_RESAMPLES
 
 
@@ -61,6 +62,7 @@ def add_rank_parser(commands) -> argparse.ArgumentParser:
 def rank_command(args) -> int:
     from dlmap.compare import rank_files, significance
 
+    check_output_file(args.out, "--out")  # before the bootstrap
     result = rank_files.rank_counts(args.counts, args.per_subject, args.bootstrap, args.seed)
     written = rank_files.write_rank_files(result, args.out)
     for note in result.notes:

@@ -13,6 +13,7 @@ from pathlib import Path
 from dlmap import settings
 from dlmap.cli.main import add_command
 from dlmap.errors import InputError, UsageError
+from dlmap.files import check_output_file
 from dlmap.weights import cache as weights
 
 
@@ -93,6 +94,7 @@ def _check_settings(args) -> None:
             raise UsageError(f"--size: {error}") from error
     if args.out.is_dir():
         raise UsageError(f"--out {args.out}: is a folder; give the CSV file to write")
+    check_output_file(args.out, "--out")
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device.startswith("cuda") and not torch.cuda.is_available():

@@ -10,6 +10,7 @@ from pathlib import Path
 from dlmap.cli.main import add_command
 from dlmap.cli.models import NIQE_MODEL_HELP, prior_options
 from dlmap.errors import UsageError
+from dlmap.files import check_output_file, check_output_folder
 
 
 def add_train_parsers(commands) -> None:
@@ -65,9 +66,19 @@ def add_train_parsers(commands) -> None:
     evaluate = add_command(commands, "evaluate")
     evaluate.add_argument("--prior", required=True, help="a registered prior (dlmap priors list)")
     evaluate.add_argument("--niqe-model", default=None, help=NIQE_MODEL_HELP)
-    evaluate.add_argument("--manifest", required=True, type=Path)
+    evaluate.add_argument(
+        "--manifest",
+        required=True,
+        type=Path,
+        help="CSV with columns image and mos; optional: dataset, split, mos_std, reference, "
+        "mos_original, scale_original (dlmap data manifest writes them all)",
+    )
     evaluate.add_argument("--out", required=True, type=Path, help="CSV, one row per data set")
-    evaluate.add_argument("--split", default="test", help="train, val, test or all (default: test)")
+    evaluate.add_argument(
+        "--split",
+        default=None,
+        help="train, val, test or all (default: test, or all when the manifest has no splits)",
+    )
     evaluate.add_argument(
         "--size", type=int, default=None, help="shorter side to SIZE, centre crop (default: as is)"
     )
@@ -113,6 +124,7 @@ def train_command(args) -> int:
     from dlmap.msliqe import model as msliqe
     from dlmap.msliqe import train as msliqe_train
 
+    check_output_folder(args.out, "--out")
     if not args.manifest.is_file():
         raise UsageError(f"--manifest {args.manifest}: no such file")
     if args.resume and not (args.out / msliqe_train.LAST).is_file():
@@ -161,14 +173,19 @@ def train_command(args) -> int:
 
 
 def evaluate_command(args) -> int:
+    """``dlmap evaluate``: the prior's SRCC, KRCC and PLCC per data set of the manifest's split
+    (``--split``; a manifest without splits is evaluated whole), and its per-image scores."""
     from dlmap.data import manifests as datasets
     from dlmap.priors import evaluation
     from dlmap.priors import registry as priors
 
+    check_output_file(args.out, "--out")
     try:
         entries = datasets.read_manifest_resolved(args.manifest)
     except (OSError, datasets.DatasetError) as error:
         raise UsageError(f"--manifest {args.manifest}: {error}") from error
+    if args.split is None:
+        args.split = "test" if any(entry.split for entry in entries) else "all"
     if args.split != "all":
         entries = [entry for entry in entries if entry.split == args.split]
     if not entries:
@@ -184,6 +201,7 @@ def evaluate_command(args) -> int:
     rows = evaluation.evaluate(prior, entries, args.size, args.quiet, per_image)
     for row in rows:
         row["split"] = args.split
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     evaluation.write_rows(rows, args.out)
     scores_path = evaluation.per_image_path(args.out)
     evaluation.write_rows(per_image, scores_path)
@@ -199,8 +217,7 @@ def evaluate_command(args) -> int:
 def train_vae_command(args) -> int:
     from dlmap.diffusion import tiny_vae
 
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {args.out}: exists and is not a folder")
+    check_output_folder(args.out, "--out")  # before minutes of training
     try:
         config = tiny_vae.VaeTraining(
             steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,

@@ -19,6 +19,13 @@ The manifest is a CSV with the columns ``COLUMNS``:
   reference image (no reference in two splits), authentic sets by image, each set with its
   own ``random.Random(f"{name}:{seed}")``.
 
+Reading (``read_manifest``), only ``REQUIRED_COLUMNS`` (``image`` and ``mos``) must be there,
+so a manifest of one's own images and scores serves ``dlmap evaluate``; a missing optional
+column, or an empty cell in one, reads as ``OPTIONAL_DEFAULTS`` says: ``dataset`` the
+manifest's file stem, ``split`` empty (no split), ``mos_std`` none, ``reference`` empty,
+``mos_original`` the ``mos`` as given and ``scale_original`` empty. Training needs ``split``
+(a ``train`` split); ``dataset`` groups the correlations and the training pairs.
+
 Excluded: LIVE's copies of its references (``orgs`` = 1) and LIVE Challenge's 7 training
 images. SPAQ's originals (about 4000x3000) are resized once, shorter side to 512 as SPAQ's
 protocol does, into ``<root>/spaq-short512/`` (``spaq_resized``); ``load("spaq")`` itself
@@ -44,6 +51,16 @@ from dlmap.errors import InputError
 from dlmap.files import write_bytes_atomic
 
 COLUMNS = tuple("dataset image mos mos_std split reference mos_original scale_original".split())
+REQUIRED_COLUMNS = ("image", "mos")
+OPTIONAL_COLUMNS = tuple(column for column in COLUMNS if column not in REQUIRED_COLUMNS)
+OPTIONAL_DEFAULTS = {  # what an absent optional column (or an empty cell) reads as
+    "dataset": "the manifest's file stem",
+    "split": "empty: no split",
+    "mos_std": "empty: none",
+    "reference": "empty: none",
+    "mos_original": "the mos as given",
+    "scale_original": "empty",
+}
 SPLITS = ("train", "val", "test")
 
 
@@ -241,20 +258,48 @@ def write_manifest(entries: list[Entry], path, settings: dict | None = None) -> 
 
 
 def read_manifest(path) -> list[Entry]:
-    """The entries of a manifest written by ``write_manifest``."""
+    """The entries of a manifest written by ``write_manifest``, or of any CSV with at least
+    the ``REQUIRED_COLUMNS`` (the others default as ``OPTIONAL_DEFAULTS`` says). Raises
+    ``DatasetError`` (one line) for an unreadable file, a missing required column (naming
+    the required and the optional columns), a bad number or split."""
     path = Path(path)
-    rows = readers.read_csv(path, COLUMNS)
+    rows = readers.read_csv(path, ())  # an unreadable file raises here
+    header = list(rows[0]) if rows else _header(path)
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    if missing:
+        found = ", ".join(name for name in header if name) or "none"
+        raise DatasetError(
+            f"{path}: no column {', '.join(missing)}; a manifest needs the columns "
+            f"{', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)}; "
+            f"header: {found})"
+        )
     entries = []
     for number, row in enumerate(rows, start=2):
         where = f"{path} row {number}"
-        if row["split"] not in ("", *SPLITS):
-            raise DatasetError(f"{where}: split {row['split']!r} not one of {', '.join(SPLITS)}")
-        std = None if row["mos_std"] == "" else readers.number(row["mos_std"], where)
-        values = {column: row[column] for column in COLUMNS}
-        values.update(mos=readers.number(row["mos"], where), mos_std=std)
-        values.update(mos_original=readers.number(row["mos_original"], where))
+        text = {column: _cell(row.get(column)) for column in COLUMNS}
+        if not text["image"]:
+            raise DatasetError(f"{where}: no image")
+        if text["split"] not in ("", *SPLITS):
+            raise DatasetError(f"{where}: split {text['split']!r} not one of {', '.join(SPLITS)}")
+        mos = readers.number(text["mos"], where)
+        std, original = text["mos_std"], text["mos_original"]
+        std = None if std == "" else readers.number(std, where)
+        original = mos if original == "" else readers.number(original, where)
+        values = dict(text, dataset=text["dataset"] or path.stem)
+        values.update(mos=mos, mos_std=std, mos_original=original)
         entries.append(Entry(**values))
     return entries
+
+
+def _cell(value) -> str:
+    """A CSV cell as stripped text; an absent column or a short row reads as empty."""
+    return "" if value is None else str(value).strip()
+
+
+def _header(path: Path) -> list[str]:
+    """The header row of a CSV file that ``readers.read_csv`` could read (it has no rows)."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        return [cell.strip() for cell in next(csv.reader(handle), [])]
 
 
 def read_manifest_resolved(path) -> list[Entry]:
