@@ -14,7 +14,7 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
-if "encode" in (config.get("edict") or {}):
+if isinstance(config.get("edict"), dict) and "encode" in config["edict"]:
     raise WorkflowError(
         "config: edict.encode has moved: encode is a backbone setting; write it at the top "
         "level, beside backbone (encode: sample or mean)"

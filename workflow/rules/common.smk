@@ -5,10 +5,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from dlmap.enhance import budget, chunks
 from dlmap.data.sources import SETS, data_root
-from dlmap.settings import BackboneSettings
+from dlmap.settings import check_workflow_config
 from dlmap.weights import catalogue
+
+# The Snakefile has validated the config against the schema; what a schema cannot say (6.0
+# where an integer belongs, inf, a braced external folder, a solver setting that its class
+# refuses, ...) fails here, in one line naming the key, before any path is built from it.
+SCHEMA = Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+try:
+    check_workflow_config(config, yaml.safe_load(SCHEMA.read_text()))
+except ValueError as error:
+    raise WorkflowError(str(error))
 
 # The `dlmap` command of the environment that runs Snakemake (no PATH needed).
 DLMAP = str(Path(sys.executable).parent / "dlmap")
@@ -63,6 +74,9 @@ def dataset_images(names):
     return sum(synthetic_iqa.entry_count() if n == "synthetic" else SETS[n].count for n in names)
 
 
+MAX_EPOCHS = 100000
+
+
 def msliqe_epochs():
     """The epochs MS-LIQE trains for: `dlmap train-msliqe`'s own parse of the options."""
     from dlmap.cli.main import build_parser
@@ -70,10 +84,14 @@ def msliqe_epochs():
     parser, _ = build_parser("train-msliqe")
     command = ["train-msliqe", "--manifest", "m.csv", "--out", "o", *config["msliqe"]["options"]]
     try:
-        return parser.parse_args(command).epochs
+        epochs = parser.parse_args(command).epochs
     except SystemExit:
         raise WorkflowError(f"config: msliqe.options: {config['msliqe']['options']} are not "
                             "options of `dlmap train-msliqe` (see the error above)")  # fmt: skip
+    if not 1 <= epochs <= MAX_EPOCHS:  # beyond: a runtime request past any queue's
+        raise WorkflowError(f"config: msliqe.options: --epochs {epochs} must lie in "
+                            f"[1, {MAX_EPOCHS}]")  # fmt: skip
+    return epochs
 
 
 def msliqe_train_minutes(attempt):
@@ -134,10 +152,7 @@ def backbone_settings(name=None):
     )  # result: the scripts read them from the config, so that they rerun nothing
 
 
-try:  # a bad combination (bf16 weights without bf16 autocast) fails before any job runs
-    BackboneSettings(**backbone_settings())
-except ValueError as error:
-    raise WorkflowError(f"config: {error}")
+# (bad backbone settings, bf16 weights without bf16 autocast say, failed above)
 if config["msliqe"]["train"]:
     msliqe_epochs()  # options that `dlmap train-msliqe` refuses fail now, not in the queue
 

@@ -6,41 +6,59 @@ condition, named in its first cell in the header's order; cell (row i, column j)
 number of times i was preferred over j (non-negative integers, 0 on the diagonal). A
 per-subject folder holds one such file per subject (*.csv, same conditions, same order)
 whose sum must equal the total.
+
+Files are read as UTF-8; a byte-order mark at the start (Excel's "CSV UTF-8") is skipped.
+A count is written as an integer ("12"; "12.0" and "1.2e1" are read as 12 too), at most
+``MAX_COUNT``: the largest integer a float64 holds exactly, beyond which Eq. 19's fit loses
+its precision.
 """
 
 from __future__ import annotations
 
 import csv
-import math
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
 
 from dlmap.errors import InputError
 
+MAX_COUNT = 2**53  # the largest integer a float64 holds exactly
+ENCODING = "utf-8-sig"  # UTF-8, with or without a byte-order mark at the start
+
 
 class CountsError(InputError):
     """A counts file (or per-subject folder) that is not a valid comparison matrix."""
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """A cell as an error message shows it: quoted, escaped, and cut short when long."""
+    text = text.strip()
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
 def _number(path: Path, row: str, column: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        message = f"{path}: row {row!r}, column {column!r}: {text!r} is not a number"
-        raise CountsError(message) from None
-    if not math.isfinite(value) or value < 0 or value != round(value):
-        raise CountsError(
-            f"{path}: row {row!r}, column {column!r}: {text.strip()!r} is not a count "
-            "(a non-negative integer)"
-        )
-    return value
+    where = f"{path}: row {row!r}, column {column!r}"
+    try:  # exact: a float would round "9007199254740993" to an even neighbour
+        value = Decimal(text)
+    except (InvalidOperation, ValueError):
+        raise CountsError(f"{where}: {_shown(text)} is not a number") from None
+    if not value.is_finite() or value < 0 or value != value.to_integral_value():
+        raise CountsError(f"{where}: {_shown(text)} is not a count (a non-negative integer)")
+    if value > MAX_COUNT:
+        raise CountsError(f"{where}: {_shown(text)} is over {MAX_COUNT}, the largest count")
+    return float(value)
 
 
 def read_counts(path: Path, allow_empty: bool = False) -> tuple[list[str], np.ndarray]:
-    """Condition names and the count matrix of one CSV; ``CountsError`` naming the file."""
+    """Condition names and the count matrix of one CSV; ``CountsError`` naming the file.
+
+    On return: 2 or more names, distinct, non-empty and stripped of surrounding blanks, in
+    the header's order (the first column repeats them); the matrix is N x N float64 with
+    integer counts in [0, ``MAX_COUNT``], 0 on the diagonal, and (unless ``allow_empty``) not
+    all 0. Blank lines are skipped."""
     try:
-        with open(path, newline="") as handle:
+        with open(path, newline="", encoding=ENCODING) as handle:
             rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
     except OSError as error:
         raise CountsError(f"{path}: {error.strerror or error}") from error
@@ -110,9 +128,14 @@ def read_per_subject(
 
 
 def is_simulated_counts(path: Path) -> bool:
-    """Counts from ``dlmap simulate`` say so in their header's first cell."""
+    """Counts from ``dlmap simulate`` say so in their header's first cell (the header: the
+    first line that is not blank, as ``read_counts`` reads it)."""
     from dlmap.compare.observers import LABEL
 
-    with open(path, newline="") as handle:
-        first = next(csv.reader(handle), [""])
-    return bool(first) and first[0].strip() == LABEL
+    try:
+        with open(path, newline="", encoding=ENCODING) as handle:
+            rows = (row for row in csv.reader(handle) if any(cell.strip() for cell in row))
+            first = next(rows, [""])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False  # not readable: says nothing (read_counts reports why)
+    return first[0].strip() == LABEL

@@ -51,54 +51,83 @@ class GpuCosts:
 
     def __post_init__(self):
         for name, value in asdict(self).items():
-            bad = isinstance(value, bool) or not isinstance(value, (int, float))
-            if bad or not (math.isfinite(value) and value > 0):
+            if not _positive(value):
                 raise InputError(f"gpu_costs.{name} must be a positive number, got {value!r}")
+
+
+def _positive(value) -> bool:
+    """A finite number > 0 (an int too large for a float, such as 10**400, is not finite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value) and value > 0
+    except OverflowError:
+        return False
+
+
+def _product(*factors) -> float:
+    """The product of ``factors`` as a float: inf where it overflows (ints past 1.8e308
+    included), so that a request that cannot be met is refused rather than crashing."""
+    try:
+        return math.prod(float(factor) for factor in factors)
+    except OverflowError:
+        return math.inf
+
+
+def _finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise InputError(
+            f"{what} overflows a request (a count in the config or a gpu_costs value is far "
+            "too large)"
+        )
+    return value
 
 
 def job_minutes(work_seconds: float, costs: GpuCosts, attempt: int = 1) -> int:
     """Runtime to request for a job that loads its networks and then works ``work_seconds``,
     in whole minutes: (load + work) x margin, times ``attempt`` (a retried job asks for
     more, in case it ran out of time)."""
-    seconds = (costs.load_seconds + work_seconds) * costs.margin * max(int(attempt), 1)
-    return max(math.ceil(seconds / 60), 1)
+    work = _product(work_seconds)
+    seconds = _product(costs.load_seconds + work, costs.margin, max(int(attempt), 1))
+    return max(math.ceil(_finite(seconds, f"the runtime of {work:.3g} s of work") / 60), 1)
 
 
 def enhance_job_minutes(images: int, iters: int, costs: GpuCosts, attempt: int = 1) -> int:
     """Runtime to request for one enhancement job (one prior x one chunk), in minutes."""
-    return job_minutes(images * iters * costs.iteration_seconds, costs, attempt)
+    return job_minutes(_product(images, iters, costs.iteration_seconds), costs, attempt)
 
 
 def invert_job_minutes(images: int, costs: GpuCosts, attempt: int = 1) -> int:
     """Runtime to request for one inversion job (one chunk), in minutes."""
-    return job_minutes(images * costs.inversion_seconds, costs, attempt)
+    return job_minutes(_product(images, costs.inversion_seconds), costs, attempt)
 
 
 def score_job_minutes(images: int, costs: GpuCosts, attempt: int = 1) -> int:
     """Runtime to request for a job that scores ``images`` images with one prior."""
-    return job_minutes(images * costs.score_seconds, costs, attempt)
+    return job_minutes(_product(images, costs.score_seconds), costs, attempt)
 
 
 def pairs_job_minutes(images: int, enhancers: int, costs: GpuCosts, attempt: int = 1) -> int:
     """Runtime to request for pair selection (Eq. 18): every enhancer's output of every test
     image embedded, and the distance of every pair of outputs."""
     calls = images * (enhancers + enhancers * (enhancers - 1) // 2)
-    return job_minutes(calls * costs.score_seconds, costs, attempt)
+    return job_minutes(_product(calls, costs.score_seconds), costs, attempt)
 
 
 def train_job_minutes(images_per_epoch: int, epochs: int, costs: GpuCosts, attempt=1) -> int:
     """Runtime to request for MS-LIQE's training (Eqs. 25-27)."""
-    return job_minutes(epochs * images_per_epoch * costs.train_seconds, costs, attempt)
+    return job_minutes(_product(epochs, images_per_epoch, costs.train_seconds), costs, attempt)
 
 
 def host_mem_mb(costs: GpuCosts) -> int:
     """Host memory to request for a GPU job, in MB (rounded up to 1000)."""
-    return math.ceil(costs.host_gib * 1024 * costs.margin / 1000) * 1000
+    megabytes = _finite(_product(costs.host_gib, 1024, costs.margin), "gpu_costs.host_gib")
+    return math.ceil(megabytes / 1000) * 1000
 
 
 def gpu_gib(batch: int, costs: GpuCosts) -> float:
     """GPU memory one job needs at ``batch`` images per solve."""
-    return costs.weights_gib + batch * costs.activation_gib
+    return _finite(costs.weights_gib + _product(batch, costs.activation_gib), "the GPU memory")
 
 
 def project_gpu_hours(config: dict, costs: GpuCosts) -> dict[str, float]:
