@@ -235,7 +235,8 @@ def test_cli_create_reports_bad_input_in_one_line(tmp_path, capsys):
         serve(tmp_path / "s.sqlite", "127.0.0.1", 0)
     with pytest.raises(UsageError, match="changed or missing"):
         experiment_command(argparse.Namespace(experiment_command="serve",
-                           db=tmp_path / "s.sqlite", host="127.0.0.1", port=0))  # fmt: skip
+                           db=tmp_path / "s.sqlite", host="127.0.0.1", port=0,
+                           public_url=None))  # fmt: skip
 
 
 def test_an_export_is_refused_once_the_pairs_or_an_image_changed(db, tmp_path):

@@ -3,13 +3,17 @@
 * ``create --pairs PAIRS.csv --images DIR --db study.sqlite`` builds the study: every pair
   of PAIRS.csv (``dlmap select``) is a trial, ``--training N`` extra pairs come first;
   sha256 of the pairs file and of every image are stored.
-* ``serve --db study.sqlite`` runs the web app and prints the experimenter's link (a token
-  new at every start); add subjects there, each gets a private link.
+* ``serve --db study.sqlite [--public-url URL]`` runs the web app and prints the
+  experimenter's link (a token new at every start); add subjects there, each gets a private
+  link starting with URL (what subjects reach, e.g. a reverse proxy; default: the address
+  served).
 * ``export --db study.sqlite --out DIR`` writes answers.csv, counts.csv, subjects/*.csv (the
-  format ``dlmap rank COUNTS.csv --per-subject DIR/subjects`` reads) and export.json.
+  format ``dlmap rank COUNTS.csv --per-subject DIR/subjects`` reads) and export.json, after
+  checking that the pairs file and every image are still those the study was built from.
 
-Exit codes: 0 success; 2 (via ``UsageError``) a bad argument or input; ``serve`` also exits 2
-when an image has changed since the study was created.
+Exit codes: 0 success; 2 (via ``UsageError``) a bad argument or input, reported in one line
+before anything is written; ``serve`` and ``export`` also exit 2 when the pairs file or an
+image has changed since the study was created (docs/experiment.md).
 """
 
 from __future__ import annotations
@@ -22,6 +26,17 @@ from pathlib import Path
 from dlmap.cli.main import add_command
 from dlmap.errors import UsageError
 from dlmap.experiment import export, study
+
+
+def _port(text: str) -> int:
+    """A TCP port for argparse: 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 (any free port) to 65535, got {port}")
+    return port
 
 
 def add_experiment_parser(commands) -> argparse.ArgumentParser:
@@ -49,32 +64,47 @@ def add_experiment_parser(commands) -> argparse.ArgumentParser:
     serve = actions.add_parser("serve", help="run the experiment's web app")
     serve.add_argument("--db", type=Path, required=True, metavar="study.sqlite")
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    serve.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0: any free)")
+    serve.add_argument(
+        "--public-url",
+        default=None,
+        metavar="URL",
+        help="the address subjects reach the app at, e.g. https://study.lab.example behind a "
+        "reverse proxy; subject links start with it (default: http://HOST:PORT served)",
+    )
     exporter = actions.add_parser("export", help="answers and count matrices for `dlmap rank`")
     exporter.add_argument("--db", type=Path, required=True, metavar="study.sqlite")
     exporter.add_argument("--out", type=Path, required=True, metavar="DIR")
     return experiment
 
 
-def serve(db: Path, host: str, port: int) -> None:
+def serve(db: Path, host: str, port: int, public_url: str | None = None) -> None:
     """Serve until interrupted; prints the experimenter's link (new token at every start)."""
     from werkzeug.serving import make_server
 
-    from dlmap.experiment.app import create_app
+    from dlmap.experiment.app import LoggingRequestHandler, PayloadError, create_app, public_root
 
+    if public_url is not None:
+        try:
+            public_root(public_url)
+        except PayloadError as error:
+            raise study.StudyError(str(error)) from None
     connection = study.open_study(db)
     try:
-        changed = study.verify_images(connection)
+        study.verify_study(connection)
+    except study.StudyError as error:
+        raise study.StudyError(f"{db}: {error}") from None
     finally:
         connection.close()
-    if changed:
-        raise study.StudyError(
-            f"{db}: {len(changed)} image(s) changed or missing since the study was created "
-            f"(first: {changed[0]}); the answers would not match the images"
-        )
     token = secrets.token_urlsafe(24)
-    server = make_server(host, port, create_app(db, token), threaded=True)
-    print(f"experimenter page: http://{host}:{server.server_port}/admin/{token}", flush=True)
+    try:
+        server = make_server(host, port, None, threaded=True,
+                             request_handler=LoggingRequestHandler)  # fmt: skip
+    except OSError as error:  # the port is taken, the address not this machine's
+        raise study.StudyError(f"cannot serve on {host}:{port} ({error.strerror})") from None
+    served = f"http://{host}:{server.server_port}"
+    server.app = create_app(db, token, public_url or served)
+    print(f"experimenter page: {served}/admin/{token}", flush=True)
     try:
         server.serve_forever()
     finally:
@@ -93,7 +123,7 @@ def run(args) -> int:
         )
     elif args.experiment_command == "serve":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        serve(args.db, args.host, args.port)
+        serve(args.db, args.host, args.port, args.public_url)
     else:
         summary = export.export_study(args.db, args.out)
         print(

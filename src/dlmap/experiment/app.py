@@ -4,92 +4,117 @@ Routes (TOKEN: a subject's private token; ADMIN: the experimenter token of this 
 
 * ``GET /s/TOKEN`` - the subject's page (instructions, training, trials, pause, resume);
 * ``GET /s/TOKEN/state`` - JSON: the next unanswered trial and the progress;
-* ``POST /s/TOKEN/answer`` - JSON answer to one trial, stored in one transaction: a repeat of
-  a stored answer is a 200 no-op, a different answer to an answered trial a 409;
+* ``POST /s/TOKEN/answer`` - JSON answer to the subject's next trial, stored in one
+  transaction. The next trial is read from the database inside that transaction (the first
+  unanswered trial by position, training first; two servers may share one database): an
+  answer to any other trial is refused (409) and stores nothing; an identical repeat of a
+  stored answer is a 200 no-op (a client retrying after a lost reply), a different answer to
+  an answered trial a 409;
 * ``GET /s/TOKEN/image/ID`` - an image of the study, by id (never by a client-given path);
+  an image whose file changed (size or modification time) since the server started is
+  refused (409), never served under the study's old hash;
 * ``GET /admin/ADMIN`` and ``POST /admin/ADMIN/subjects`` - progress, links, new subjects.
+  The links are built from ``public_url`` (what a reverse proxy serves; default: the address
+  served), never from the request's ``Host`` header.
 
 The experimenter token is regenerated at every start of ``serve``, printed once and kept only
 in memory (nothing to leak from the database; restart to revoke it). Subject tokens are 32
 random url-safe characters stored in the database, so that their links can be shown again.
-Rejected requests (unknown token, foreign trial, malformed payload) get a 4xx answer and a
-warning on the ``dlmap.experiment`` logger.
+A request body is at most ``MAX_BODY_BYTES``; an answer is a JSON object with exactly the
+fields of ``ANSWER_FIELDS``, each checked against its range (``dlmap.experiment.answers``).
+Every refusal is a 4xx with a JSON reason and a warning on the ``dlmap.experiment`` logger;
+logged paths show tokens shortened and control characters escaped (``loggable``). Every
+response forbids framing; every response but static files and images forbids caching
+(tokens travel in them).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-import math
+import os
+import re
 import sqlite3
+import unicodedata
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import Flask, abort, g, jsonify, redirect, render_template, request, send_file
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import WSGIRequestHandler
 
 from dlmap.experiment import study
+from dlmap.experiment.answers import MAX_BODY_BYTES, PayloadError, parse_answer, read_json_body
 
 LOG = logging.getLogger("dlmap.experiment")
-SIDES = ("left", "right")
-INPUTS = ("key", "click")
-INTEGER_FIELDS = ("screen_width", "screen_height", "window_width", "window_height")
-POSITIVE_FIELDS = ("device_pixel_ratio", "zoom")
-TIME_FIELDS = ("shown_at", "answered_at")
-MAX_TIME_TEXT = 40
-CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self'; object-src 'none'"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self'; object-src 'none'; frame-ancestors 'none'"
+)
+TOKEN_IN_PATH = re.compile(r"(/(?:s|admin)/)([^/?#\s]*)")
 
 
-class PayloadError(ValueError):
-    """A malformed answer; the message says which field and what is valid."""
+def loggable(text: str) -> str:
+    """``text`` (a request path) fit for a log line: tokens after ``/s/`` cut to their first
+    four characters, the experimenter's token after ``/admin/`` removed, and control
+    characters (newlines, NUL, escapes, bidirectional overrides) written as escapes, so that
+    no request can forge a log line or leak a token through the log."""
+
+    def shorten(match: re.Match) -> str:
+        kept = match.group(2)[:4] if match.group(1) == "/s/" else ""
+        return f"{match.group(1)}{kept}…"
+
+    text = TOKEN_IN_PATH.sub(shorten, str(text))
+    return "".join(
+        character.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp") or character == "\\"
+        else character
+        for character in text
+    )
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def public_root(url: str) -> str:
+    """``url`` (``--public-url``: the address subjects reach the app at, e.g. behind a
+    reverse proxy) without its final slash; PayloadError unless it is a plain http(s) root."""
+    parts = urlsplit(url)
+    plain = not (parts.query or parts.fragment or any(c.isspace() for c in url))
+    if parts.scheme not in ("http", "https") or not parts.netloc or not plain or (
+            parts.path not in ("", "/")):  # fmt: skip
+        raise PayloadError(
+            f"--public-url {url!r}: must be http(s)://HOST[:PORT] with no path (serve the app "
+            "at the root of a host name or port)"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
 
 
-def parse_answer(payload) -> dict:
-    """The validated fields of an answer's JSON body; PayloadError otherwise."""
-    if not isinstance(payload, dict):
-        raise PayloadError("the body must be a JSON object")
-    answer = {}
-    trial = payload.get("trial")
-    if not isinstance(trial, int) or isinstance(trial, bool) or trial < 1:
-        raise PayloadError(f"trial must be a positive integer, got {trial!r}")
-    answer["trial"] = trial
-    if payload.get("chosen") not in SIDES:
-        raise PayloadError(f"chosen must be 'left' or 'right', got {payload.get('chosen')!r}")
-    answer["chosen"] = payload["chosen"]
-    if payload.get("input") not in INPUTS:
-        raise PayloadError(f"input must be 'key' or 'click', got {payload.get('input')!r}")
-    answer["input"] = payload["input"]
-    response_ms = payload.get("response_ms")
-    if not _is_number(response_ms) or response_ms < 0:
-        raise PayloadError(f"response_ms must be a number >= 0, got {response_ms!r}")
-    answer["response_ms"] = float(response_ms)
-    for field in INTEGER_FIELDS:
-        value = payload.get(field)
-        if not _is_number(value) or value < 0 or value != int(value):
-            raise PayloadError(f"{field} must be an integer >= 0, got {value!r}")
-        answer[field] = int(value)
-    for field in POSITIVE_FIELDS:
-        value = payload.get(field)
-        if not _is_number(value) or value <= 0:
-            raise PayloadError(f"{field} must be a number > 0, got {value!r}")
-        answer[field] = float(value)
-    for field in TIME_FIELDS:
-        value = payload.get(field)
-        if not isinstance(value, str) or not 0 < len(value) <= MAX_TIME_TEXT:
-            raise PayloadError(f"{field} must be a timestamp text of 1-{MAX_TIME_TEXT} characters")
-        answer[field] = value
-    return answer
+class LoggingRequestHandler(WSGIRequestHandler):
+    """werkzeug's request handler whose access-log lines pass through ``loggable``: tokens
+    shortened, control characters escaped."""
+
+    def log_request(self, code="-", size="-") -> None:
+        line = f"{self.command} {getattr(self, 'path', '')} {self.request_version}"
+        self.log("info", '"%s" %s %s', line, code, size)
+
+    def log(self, type: str, message: str, *args) -> None:  # noqa: A002 (werkzeug's name)
+        super().log(type, message, *(loggable(a) if isinstance(a, str) else a for a in args))
 
 
-def create_app(db: Path, admin_token: str) -> Flask:
-    """The Flask app serving the study ``db``; ``admin_token`` opens the experimenter page."""
+def create_app(db: Path, admin_token: str, public_url: str = "http://127.0.0.1:8000") -> Flask:
+    """The Flask app serving the study ``db``; ``admin_token`` opens the experimenter page,
+    whose subject links start with ``public_url``. Every image's size and modification time
+    are recorded now: a file that differs later is refused, not served."""
     db = Path(db)
-    study.open_study(db).close()  # fails early on a missing or foreign database
+    root = public_root(public_url)
+    connection = study.open_study(db)  # fails early on a missing or foreign database
+    try:
+        folder = Path(study.meta(connection)["images_dir"])
+        rows = connection.execute("SELECT id, path FROM images").fetchall()
+    finally:
+        connection.close()
+    served = {row["id"]: (folder / row["path"], _signature(folder / row["path"])) for row in rows}
     app = Flask(__name__)
     app.config["STUDY_DB"] = db
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_BODY_BYTES
 
     def connection() -> sqlite3.Connection:
         if "db" not in g:
@@ -105,14 +130,24 @@ def create_app(db: Path, admin_token: str) -> Flask:
     @app.after_request
     def security_headers(response):
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.headers["X-Frame-Options"] = "DENY"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
+        if request.endpoint not in ("static", "image"):
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     def reject(status: int, reason: str):
-        LOG.warning("rejected %s %s from %s: %s", request.method, request.path,
-                    request.remote_addr, reason)  # fmt: skip
+        LOG.warning("rejected %s %s from %s: %s", request.method, loggable(request.path),
+                    request.remote_addr, loggable(reason))  # fmt: skip
         return jsonify(error=reason), status
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        """Werkzeug's refusals (413 body too large, 400 bad form, 404, 405) as JSON, logged."""
+        if error.code == 404 and request.endpoint is None:
+            return jsonify(error="not found"), 404  # an unknown URL: not worth a warning
+        return reject(error.code or 400, error.description or error.name)
 
     def subject_or_none(token: str):
         return connection().execute("SELECT * FROM subjects WHERE token = ?", (token,)).fetchone()
@@ -156,8 +191,7 @@ def create_app(db: Path, admin_token: str) -> Flask:
     def subject_page(token: str):
         subject = subject_or_none(token)
         if subject is None:
-            LOG.warning("unknown subject token on %s from %s", request.path, request.remote_addr)
-            abort(404)
+            abort(404, description="unknown subject token")
         return render_template("subject.html", name=subject["name"], token=token)
 
     @app.get("/s/<token>/state")
@@ -173,7 +207,7 @@ def create_app(db: Path, admin_token: str) -> Flask:
         if subject is None:
             return reject(404, "unknown subject token")
         try:
-            fields = parse_answer(request.get_json(silent=True))
+            fields = parse_answer(read_json_body(request.get_data(cache=False)))
         except PayloadError as error:
             return reject(400, f"malformed answer: {error}")
         handle = connection()
@@ -186,7 +220,13 @@ def create_app(db: Path, admin_token: str) -> Flask:
             stored = handle.execute(
                 "SELECT chosen FROM answers WHERE trial = ?", (fields["trial"],)
             ).fetchone()
-            if trial is not None and stored is None:
+            following = handle.execute(
+                "SELECT t.id FROM trials t LEFT JOIN answers a ON a.trial = t.id"
+                " WHERE t.subject = ? AND a.trial IS NULL ORDER BY t.position LIMIT 1",
+                (subject["id"],),
+            ).fetchone()
+            in_turn = following is not None and following["id"] == fields["trial"]
+            if trial is not None and stored is None and in_turn:
                 columns = ", ".join(fields)
                 marks = ", ".join("?" for _ in fields)
                 handle.execute(
@@ -201,26 +241,35 @@ def create_app(db: Path, admin_token: str) -> Flask:
             return reject(404, f"trial {fields['trial']} is not assigned to subject {token[:4]}…")
         if stored is not None and stored["chosen"] != fields["chosen"]:
             return reject(409, f"trial {fields['trial']} was answered {stored['chosen']!r}")
+        if stored is None and not in_turn:
+            expected = "none (all answered)" if following is None else following["id"]
+            return reject(409, f"trial {fields['trial']} is not the subject's next trial "
+                               f"(next: {expected}); answers are taken in order")  # fmt: skip
         return jsonify(status="stored" if stored is None else "duplicate", state=state(subject))
 
     @app.get("/s/<token>/image/<int:image_id>")
     def image(token: str, image_id: int):
         if subject_or_none(token) is None:
             return reject(404, "unknown subject token")
-        row = connection().execute("SELECT path FROM images WHERE id = ?", (image_id,)).fetchone()
-        if row is None:
-            return reject(404, f"no image {image_id} in this study")
-        folder = Path(study.meta(connection())["images_dir"])
-        path = (folder / row["path"]).resolve()
-        if not path.is_relative_to(folder) or not path.is_file():
+        if image_id not in served:
+            return reject(404, f"no image {str(image_id)[:20]} in this study")
+        path, signature = served[image_id]
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError):
+            resolved = None
+        if resolved is None or not resolved.is_relative_to(folder) or not resolved.is_file():
             return reject(404, f"image {image_id} is missing or outside the study's folder")
-        return send_file(path, max_age=3600)
+        if _signature(path) != signature:
+            return reject(409, f"image {image_id} changed since the server started (size or "
+                          "modification time); not served under the study's hash")  # fmt: skip
+        response = send_file(resolved, max_age=3600)
+        response.cache_control.private = True
+        return response
 
     def check_admin(token: str) -> None:
         if not hmac.compare_digest(token.encode(), admin_token.encode()):
-            LOG.warning("wrong experimenter token on %s from %s", request.path,
-                        request.remote_addr)  # fmt: skip
-            abort(403)
+            abort(403, description="wrong experimenter token")
 
     @app.get("/admin/<token>")
     def admin(token: str):
@@ -229,7 +278,7 @@ def create_app(db: Path, admin_token: str) -> Flask:
         subjects = study.progress(connection())
         return render_template(
             "admin.html", subjects=subjects, meta=study.meta(connection()), token=token,
-            message=message, root=request.host_url.rstrip("/"),
+            message=message, root=root,
         )  # fmt: skip
 
     @app.post("/admin/<token>/subjects")
@@ -238,7 +287,7 @@ def create_app(db: Path, admin_token: str) -> Flask:
         try:
             added = study.add_subject(connection(), request.form.get("name", ""))
         except study.StudyError as error:
-            LOG.warning("subject not added: %s", error)
+            LOG.warning("subject not added: %s", loggable(str(error)))
             return redirect(f"/admin/{token}?message=" + _quote(str(error)), code=303)
         return redirect(f"/admin/{token}?message=" + _quote(f"added {added['name']}"), code=303)
 
@@ -247,3 +296,12 @@ def create_app(db: Path, admin_token: str) -> Flask:
 
 def _quote(text: str) -> str:
     return quote(text, safe="")
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    """(size, modification time in ns) of ``path``; None when it cannot be read."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return status.st_size, status.st_mtime_ns

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 import sqlite3
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from dlmap.experiment import study
+from dlmap.files import check_output_folder, write_text_atomic
 
 ANSWER_COLUMNS = (
     "subject", "trial", "training", "pair_row", "image", "left", "right", "chosen",
@@ -77,47 +79,86 @@ def matrix_csv(counts: np.ndarray, conditions: list[str]) -> str:
     return buffer.getvalue()
 
 
-def export_study(db: Path, out: Path) -> dict:
-    """Write answers.csv, subjects/*.csv, counts.csv and export.json to ``out``; returns the
-    contents of export.json."""
-    out = Path(out)
+def subject_file_stems(subjects: list[dict]) -> dict[int, str]:
+    """A file stem per subject (by id): the name made file-safe (``safe_file_name``), then
+    ``-ID`` and ``-ID-2``, ``-ID-3``... until it is unique, compared case-insensitively (so
+    it stays unique on case-insensitive file systems) against every stem given before."""
+    stems, used = {}, set()
+    for subject in subjects:
+        base = safe_file_name(subject["name"])
+        candidates = itertools.chain(
+            [base, f"{base}-{subject['id']}"],
+            (f"{base}-{subject['id']}-{n}" for n in itertools.count(2)),
+        )
+        stem = next(c for c in candidates if c.lower() not in used)
+        used.add(stem.lower())
+        stems[subject["id"]] = stem
+    return stems
+
+
+def spreadsheet_safe(value):
+    """``value`` for a CSV cell a person may open in a spreadsheet: text that begins with
+    ``= + - @`` (or a tab or carriage return) gets a leading apostrophe, so it is shown, not
+    run as a formula. Only for answers.csv, which no dlmap command reads back."""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
+
+
+def read_study(db: Path) -> tuple[dict, list[dict], dict, list[dict]]:
+    """(meta, answers, image sha256 by path, progress) of the study ``db``, read in one
+    transaction: one consistent snapshot even while subjects are answering."""
     connection = study.open_study(db)
     try:
+        connection.execute("BEGIN")
         values = study.meta(connection)
         records = answers(connection)
         images = {r["path"]: r["sha256"] for r in connection.execute("SELECT * FROM images")}
         subjects = study.progress(connection)
+        connection.execute("COMMIT")
+        try:
+            study.verify_study(connection)
+        except study.StudyError as error:
+            raise study.StudyError(f"{db}: {error}; not exported") from None
     finally:
         connection.close()
-    conditions = sorted(values["conditions"])
-    (out / "subjects").mkdir(parents=True, exist_ok=True)
-    stale = sorted((out / "subjects").glob("*.csv"))
-    if stale:
+    return values, records, images, subjects
+
+
+def export_study(db: Path, out: Path) -> dict:
+    """Write answers.csv, subjects/*.csv, counts.csv and export.json to ``out``; returns the
+    contents of export.json. Refused, with nothing written, when ``out`` cannot be a folder,
+    already holds subject files, or the study's pairs file or an image changed since it was
+    created (``study.verify_study``). Every file is written whole or not at all."""
+    out = check_output_folder(out, "--out")
+    check_output_folder(out / "subjects", "--out")
+    if (out / "subjects").is_dir() and any((out / "subjects").glob("*.csv")):
+        stale = len(list((out / "subjects").glob("*.csv")))
         raise study.StudyError(
-            f"{out / 'subjects'}: holds {len(stale)} CSV file(s) already; export into an empty "
+            f"{out / 'subjects'}: holds {stale} CSV file(s) already; export into an empty "
             "folder (old subject files would be mixed into the ranking)"
         )
+    values, records, images, subjects = read_study(db)
+    conditions = sorted(values["conditions"])
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=ANSWER_COLUMNS, extrasaction="ignore",
                             lineterminator="\n")  # fmt: skip
     writer.writeheader()
-    writer.writerows(records)
-    (out / "answers.csv").write_text(buffer.getvalue())
+    writer.writerows({k: spreadsheet_safe(v) for k, v in record.items()} for record in records)
+    texts = {"answers.csv": buffer.getvalue()}
     total = np.zeros((len(conditions), len(conditions)), dtype=int)
-    files, used = {}, set()
+    counted = []
     for subject in subjects:
-        mine = [r for r in records if r["subject_id"] == subject["id"]]
-        counts = count_matrix(mine, conditions)
-        if not counts.any():
-            continue
-        stem = safe_file_name(subject["name"])
-        if stem.lower() in used:
-            stem = f"{stem}-{subject['id']}"
-        used.add(stem.lower())
-        (out / "subjects" / f"{stem}.csv").write_text(matrix_csv(counts, conditions))
-        files[subject["name"]] = f"subjects/{stem}.csv"
-        total += counts
-    (out / "counts.csv").write_text(matrix_csv(total, conditions))
+        counts = count_matrix([r for r in records if r["subject_id"] == subject["id"]], conditions)
+        if counts.any():
+            counted.append((subject, counts))
+            total += counts
+    stems = subject_file_stems([subject for subject, _ in counted])
+    files = {}
+    for subject, counts in counted:
+        files[subject["name"]] = f"subjects/{stems[subject['id']]}.csv"
+        texts[files[subject["name"]]] = matrix_csv(counts, conditions)
+    texts["counts.csv"] = matrix_csv(total, conditions)
     summary = {
         "study": str(Path(db).resolve()),
         "exported": study.now(),
@@ -137,7 +178,10 @@ def export_study(db: Path, out: Path) -> dict:
         "counted_answers": int(total.sum()),
         "note": "training answers are in answers.csv but not in the counts",
     }
-    (out / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
+    texts["export.json"] = json.dumps(summary, indent=2) + "\n"
+    (out / "subjects").mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():  # export.json last: it marks a complete export
+        write_text_atomic(text, out / name)
     return summary
 
 
@@ -152,7 +196,14 @@ def verify_export(export: Path, pairs: Path, images_dir: Path) -> dict:
             f"{export}: no export.json; run `dlmap experiment export --db STUDY --out {export}`"
             " after the subjects have answered"
         )
-    summary = json.loads(summary_path.read_text())
+    try:
+        summary = json.loads(summary_path.read_text())
+        summary["pairs_sha256"], summary["image_sha256"].items()  # noqa: B018 (shape check)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        raise study.StudyError(
+            f"{summary_path}: not an export.json of dlmap experiment export (unreadable or "
+            "incomplete); export the study again"
+        ) from None
     if summary["pairs_sha256"] != study.sha256_file(pairs):
         raise study.StudyError(
             f"{export}: the study was built from other pairs than {pairs} (sha256 "

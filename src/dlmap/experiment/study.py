@@ -19,10 +19,11 @@ import json
 import random
 import secrets
 import sqlite3
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from dlmap.errors import InputError
 from dlmap.files import sha256_file
@@ -53,6 +54,8 @@ CREATE TABLE answers (
 """
 PAIRS_COLUMNS = ("enhancer_i", "enhancer_j", "image", "file_i", "file_j")
 MAX_NAME_LENGTH = 100
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+FORMULA_STARTS = ("=", "+", "-", "@")  # what a spreadsheet reads as the start of a formula
 
 
 class StudyError(InputError):
@@ -76,14 +79,29 @@ def connect(db: Path) -> sqlite3.Connection:
 
 
 def open_study(db: Path) -> sqlite3.Connection:
-    """Connect to an existing study; StudyError if ``db`` is not one."""
-    if not Path(db).is_file():
-        raise StudyError(f"{db}: no such study database (create it with `experiment create`)")
-    connection = connect(db)
-    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
-    if not {"meta", "pairs", "subjects", "trials", "answers"} <= tables:
+    """Connect to an existing study; StudyError if ``db`` is not one. The file's header is
+    read before SQLite sees it, so a file that is not a database (an empty one included) is
+    refused unchanged, never turned into an empty database."""
+    db = Path(db)
+    try:
+        with open(db, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        raise StudyError(
+            f"{db}: no such study database (create it with `experiment create`)"
+        ) from None
+    except OSError as error:
+        raise StudyError(f"{db}: not readable as a study database ({error.strerror})") from None
+    if header != SQLITE_HEADER:
+        raise StudyError(f"{db}: not a dlmap study database (not an SQLite file)")
+    try:
+        connection = connect(db)
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error as error:
+        raise StudyError(f"{db}: not a usable study database ({error})") from None
+    if not {"meta", "images", "pairs", "subjects", "trials", "answers"} <= tables:
         connection.close()
-        raise StudyError(f"{db}: not a dlmap study database")
+        raise StudyError(f"{db}: not a dlmap study database (no study tables)")
     return connection
 
 
@@ -98,9 +116,12 @@ def _inside(images_dir: Path, text: str, pairs: Path, line: int) -> Path:
     path resolves against ``images_dir``, or, if no such file is there, against the working
     directory (``dlmap select`` writes the paths it was given)."""
     path = Path(text)
-    resolved = (path if path.is_absolute() else images_dir / path).resolve()
-    if not path.is_absolute() and not resolved.is_file() and path.resolve().is_file():
-        resolved = path.resolve()
+    try:
+        resolved = (path if path.is_absolute() else images_dir / path).resolve()
+        if not path.is_absolute() and not resolved.is_file() and path.resolve().is_file():
+            resolved = path.resolve()
+    except (OSError, RuntimeError) as error:  # a symbolic-link loop, a name too long
+        raise StudyError(f"{pairs}: line {line}: {text}: not a usable path ({error})") from None
     if not resolved.is_relative_to(images_dir):
         raise StudyError(
             f"{pairs}: line {line}: {text} lies outside the images folder {images_dir} "
@@ -114,7 +135,7 @@ def _inside(images_dir: Path, text: str, pairs: Path, line: int) -> Path:
 def read_pairs(pairs: Path, images_dir: Path) -> list[dict]:
     """The rows of PAIRS.csv with ``path_i``/``path_j`` resolved inside ``images_dir``."""
     try:
-        with open(pairs, newline="") as handle:
+        with open(pairs, newline="", encoding="utf-8-sig") as handle:  # a BOM is not a name
             reader = csv.DictReader(handle)
             missing = [c for c in PAIRS_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
@@ -125,11 +146,34 @@ def read_pairs(pairs: Path, images_dir: Path) -> list[dict]:
     if not rows:
         raise StudyError(f"{pairs}: holds no pair")
     for line, row in enumerate(rows, start=2):
+        if None in row or any(row[column] is None for column in PAIRS_COLUMNS):
+            raise StudyError(f"{pairs}: line {line}: not as many cells as the header has")
         if row["enhancer_i"] == row["enhancer_j"] or not row["enhancer_i"] or not row["image"]:
             raise StudyError(f"{pairs}: line {line}: needs two different enhancers and an image")
+        for column in ("enhancer_i", "enhancer_j", "image"):
+            problem = text_problem(row[column])
+            if problem:
+                raise StudyError(f"{pairs}: line {line}: {column} {row[column]!r} {problem}")
+        if not row["file_i"] or not row["file_j"]:
+            raise StudyError(f"{pairs}: line {line}: file_i and file_j must name image files")
         row["path_i"] = _inside(images_dir, row["file_i"], pairs, line)
         row["path_j"] = _inside(images_dir, row["file_j"], pairs, line)
+        if row["path_i"] == row["path_j"]:
+            raise StudyError(f"{pairs}: line {line}: the same image {row['file_i']} on both "
+                             "sides (a pair compares two different images)")  # fmt: skip
     return rows
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` (a name that ends up in exported CSV files) is refused, or None: control
+    or format characters (NUL, newlines, bidirectional overrides) or, since a spreadsheet
+    runs such a cell as a formula, a first character among ``= + - @``."""
+    for character in text:
+        if unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
+            return f"contains the control character U+{ord(character):04X}"
+    if text.startswith(FORMULA_STARTS):
+        return f"begins with {text[0]!r} (a spreadsheet would run it as a formula)"
+    return None
 
 
 def create_study(
@@ -138,8 +182,10 @@ def create_study(
     """Build the study database ``db`` (which must not exist yet); returns its meta values."""
     db, pairs = Path(db), Path(pairs)
     images_dir = Path(images_dir).resolve()
-    if db.exists():
+    if db.exists() or db.is_symlink():
         raise StudyError(f"{db}: exists already (a study is never overwritten; pick a new name)")
+    if not db.parent.is_dir():
+        raise StudyError(f"--db {db}: the folder {db.parent} does not exist (create it first)")
     if not images_dir.is_dir():
         raise StudyError(f"--images {images_dir}: not a folder")
     if training < 0 or repeats < 1:
@@ -153,8 +199,7 @@ def create_study(
         for path in (row["path_i"], row["path_j"]):
             if path not in image_ids:
                 image_ids[path] = len(image_ids) + 1
-                with Image.open(path) as image:
-                    width, height = image.size
+                width, height = _image_size(path)
                 relative = path.relative_to(images_dir).as_posix()
                 image_rows.append((image_ids[path], relative, sha256_file(path), width, height))
     training_rows = sorted(random.Random(seed).sample(range(len(rows)), training))
@@ -197,10 +242,36 @@ def create_study(
         connection.execute("COMMIT")
     except BaseException:
         connection.close()
-        db.unlink(missing_ok=True)
+        for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            leftover.unlink(missing_ok=True)
         raise
     connection.close()
     return values
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of the image file ``path``; StudyError if it is not an image."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+            return image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise StudyError(f"{path}: not a readable image ({error})") from None
+
+
+def subject_name(name: str) -> str:
+    """``name`` as stored: stripped, in Unicode normal form NFC (so "René" typed either way
+    is one subject); StudyError if it is empty, too long, holds control characters or
+    begins like a spreadsheet formula."""
+    if not isinstance(name, str):
+        raise StudyError(f"a subject name must be text, got {type(name).__name__}")
+    name = unicodedata.normalize("NFC", name.strip())
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise StudyError(f"a subject name needs 1 to {MAX_NAME_LENGTH} characters: {name!r}")
+    problem = text_problem(name)
+    if problem:
+        raise StudyError(f"subject name {name!r} {problem}")
+    return name
 
 
 def subject_seed(study_seed: int, name: str) -> int:
@@ -211,9 +282,7 @@ def subject_seed(study_seed: int, name: str) -> int:
 def add_subject(connection: sqlite3.Connection, name: str) -> dict:
     """Add a subject with a private token and their own trial sequence: the training pairs in
     a shuffled order, then every pair ``repeats`` times, shuffled; left/right drawn per trial."""
-    name = name.strip()
-    if not name or len(name) > MAX_NAME_LENGTH:
-        raise StudyError(f"a subject name needs 1 to {MAX_NAME_LENGTH} characters: {name!r}")
+    name = subject_name(name)
     values = meta(connection)
     seed = subject_seed(values["seed"], name)
     rng = random.Random(seed)
@@ -253,6 +322,25 @@ def progress(connection: sqlite3.Connection) -> list[dict]:
         " LEFT JOIN answers a ON a.trial = t.id GROUP BY s.id ORDER BY s.id"
     )
     return [dict(row) for row in rows]
+
+
+def verify_study(connection: sqlite3.Connection) -> None:
+    """StudyError naming the first thing changed since the study was created: the pairs file
+    (missing or another sha256) or an image (missing or another sha256)."""
+    values = meta(connection)
+    pairs = Path(values["pairs_file"])
+    if not pairs.is_file():
+        raise StudyError(f"the study's pairs file {pairs} is missing; its answers cannot be "
+                         "checked against the pairs (restore it)")  # fmt: skip
+    if sha256_file(pairs) != values["pairs_sha256"]:
+        raise StudyError(f"the study's pairs file {pairs} changed since the study was created "
+                         f"(sha256 {values['pairs_sha256'][:12]} then, {sha256_file(pairs)[:12]}"
+                         " now); the answers do not belong to its pairs")  # fmt: skip
+    changed = verify_images(connection)
+    if changed:
+        raise StudyError(f"{len(changed)} image(s) changed or missing since the study was "
+                         f"created (first: {Path(values['images_dir']) / changed[0]}); the "
+                         "answers would not match the images")  # fmt: skip
 
 
 def verify_images(connection: sqlite3.Connection) -> list[str]:

@@ -65,11 +65,13 @@ class ServedStudy:
     def __init__(self, db: Path, admin_token: str = "admin-token-for-tests"):
         from werkzeug.serving import make_server
 
-        from dlmap.experiment.app import create_app
+        from dlmap.experiment.app import LoggingRequestHandler, create_app
 
         self.admin_token = admin_token
-        self.server = make_server("127.0.0.1", 0, create_app(db, admin_token), threaded=True)
+        self.server = make_server("127.0.0.1", 0, None, threaded=True,
+                                  request_handler=LoggingRequestHandler)  # fmt: skip
         self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.server.app = create_app(db, admin_token, self.url)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> ServedStudy:
