@@ -159,6 +159,8 @@ def priors_command(args) -> int:
 
     if args.priors_command == "table":
         return _table_one(args)
+    if args.all:
+        return _pyiqa_table()
     from dlmap.priors.calibration import DEFAULT_SCALE, SCORE_SCALES
 
     scale = SCORE_SCALES[DEFAULT_SCALE]
@@ -182,6 +184,28 @@ def priors_command(args) -> int:
         training = training if len(training) <= 42 else training[:39] + "..."
         print(f"{name:<13}{info.display_name[:27]:<28}{count:>9}  {training:<44}"
               f"{scale.label:<7}{status}")  # fmt: skip
+    return 0
+
+
+def _pyiqa_table() -> int:
+    """``priors list --all``: every NR metric of the pinned pyiqa and whether it can be a
+    prior (dlmap.priors.pyiqa_nr), from the table and pyiqa's own metadata (nothing built)."""
+    from dlmap.priors import pyiqa_nr
+
+    numbers = ", ".join(f"{count} {kind}" for kind, count in pyiqa_nr.counts().items())
+    print(f"pyiqa {pyiqa_nr.PYIQA_VERSION}'s {len(pyiqa_nr.table())} NR metrics: {numbers} "
+          "(as measured offline on random weights; the priors usable now: dlmap priors list)")
+    header = f"{'metric':<22}{'class':<21}{'better':<8}{'range':<12}{'licence':<22}why / note"
+    print(header)
+    print("-" * len(header))
+    for name, row in sorted(pyiqa_nr.table().items()):
+        meta = pyiqa_nr.pyiqa_metadata(name)
+        better = "lower" if meta["lower_better"] else "higher"
+        note = row.reason + (" (aesthetic)" if row.aesthetic else "")
+        if not row.usable:
+            note += f"; alternative: {row.alternative}"
+        print(f"{name:<22}{row.kind:<21}{better:<8}{meta['score_range'][:11]:<12}"
+              f"{row.licence[:21]:<22}{note}")  # fmt: skip
     return 0
 
 
@@ -290,6 +314,12 @@ def add_parsers(commands) -> None:
     priors_sub = priors_cmd.add_subparsers(dest="priors_command", required=True)
     listing = priors_sub.add_parser("list", help="name, parameters, training set, weights")
     listing.add_argument("--cache", default=None)
+    listing.add_argument(
+        "--all",
+        action="store_true",
+        help="every NR metric of the pinned pyiqa, classified: differentiable, not "
+        "differentiable, not a prior, not checked offline (and why)",
+    )
     table = priors_sub.add_parser("table", help="Table I's first three columns, from metadata")
     table.add_argument("--out", type=Path, default=None, help="also write them as CSV")
 
