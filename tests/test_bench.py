@@ -164,13 +164,15 @@ def test_seesr_unet_vs_sd2_counts_the_tensors_that_differ(tmp_path):
     assert any(re.fullmatch(r"conv_out\s+0\.001\s+1\s+2", line) for line in lines), lines
 
 
-def test_priors_bench_quick_prints_one_row_per_prior():
-    lines = run_bench("priors.py", "--quick", "--threads", "1", "--priors", "niqe", "musiq")
-    rows = [line for line in lines if re.match(r"^(niqe|musiq)\s", line)]
-    assert len(rows) == 2, lines
+def test_priors_bench_quick_prints_one_row_per_prior_with_its_licence():
+    names = ("niqe", "musiq", "pyiqa:cnniqa")
+    lines = run_bench("priors.py", "--quick", "--threads", "1", "--priors", *names)
+    rows = [line for line in lines if line.split() and line.split()[0] in names]
+    assert len(rows) == 3, lines
     for row in rows:
-        params, seconds, peak = row.split()[1:]
+        params, seconds, peak, licence = row.split()[1:5]
         assert params.endswith("M") and float(seconds) > 0 and float(peak) >= 0
+        assert licence.startswith("PolyForm-Noncommercial"), row
 
 
 @pytest.mark.slow

@@ -74,6 +74,35 @@ def test_the_paper_config_builds_the_whole_dag_without_weights_or_data(tmp_path)
     check_gpu_requests(text)
 
 
+def test_the_modern_preset_plans_the_papers_dag_with_two_more_priors(tmp_path):
+    """presets/modern.yaml: config.yaml's DAG, two pyiqa priors more (enhanced, evaluated,
+    calibrated, their weights fetched) and a models comparison of 10 enhancers, planned
+    without weights or data. The README's trial count follows from it."""
+    env_cache = {"DLMAP_CACHE": str(tmp_path / "cache"), "DLMAP_DATA": str(tmp_path / "data")}
+    os.environ.update(env_cache)
+    try:
+        modern = str(ROOT / "presets" / "modern.yaml")
+        text = snakemake("-n", "--cores", "1", "--configfile", modern, cwd=tmp_path).stdout
+    finally:
+        for key in env_cache:
+            os.environ.pop(key)
+    jobs = planned(text=text)
+    modern = yaml.safe_load((ROOT / "presets" / "modern.yaml").read_text())
+    paper = yaml.safe_load((ROOT / "config.yaml").read_text())
+    added = [p for p in modern["priors"] if p not in paper["priors"]]
+    assert added == ["pyiqa:topiq_nr", "pyiqa:qualiclip+"]
+    assert jobs["enhance_chunk"] == 11 * 20 and jobs["evaluate_prior"] == 11
+    assert jobs["calibrate_prior"] == 7 and jobs["select_pairs"] == jobs["rank"] == 3
+    assert {"fetch_weights_pyiqa_topiq_nr", "fetch_weights_pyiqa_qualiclipplus"} <= set(jobs)
+    n = len(modern["comparisons"]["models"]["enhancers"])
+    k = modern["selection"]["k"]
+    trials = k * n * (n - 1) // 2
+    assert (n, trials) == (10, 900)
+    assert f"K n(n-1)/2 = {k} x {n * (n - 1) // 2} = {trials} 2AFC trials" in " ".join(
+        (ROOT / "README.md").read_text().split()
+    )
+
+
 def job_resources(text: str) -> dict[str, list[dict[str, str]]]:
     """Each rule's jobs' resources, from a dry run's printout."""
     found = {}
@@ -123,6 +152,8 @@ def check_gpu_requests(text: str) -> None:
         ({"comparisons.models.enhancers": ["niqe"]}, "enhancers"),
         ({"memory.weights_dtype": "bf16"}, "weights_dtype bf16 needs autocast bf16"),
         ({"msliqe.train": True, "msliqe.options": ["--no-such-option"]}, "msliqe.options"),
+        ({"priors": ["colorfulness", "pyiqa:fid"]}, "config: priors: pyiqa:fid cannot be a prior"),
+        ({"ablations.prior": "pyiqa:topiq-nr"}, "did you mean topiq_nr"),
     ],
 )
 def test_a_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, message):

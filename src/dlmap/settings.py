@@ -272,7 +272,28 @@ def check_workflow_config(config: dict, schema: dict) -> None:
     if config["ranking"]["bootstrap"] == 1:
         raise InputError("config: ranking.bootstrap: must be 0 (no intervals) or at least 2")
     _check_datasets(config)
+    _check_pyiqa_priors(config)
     _check_settings(config)
+
+
+def _check_pyiqa_priors(config: dict) -> None:
+    """Every ``pyiqa:NAME`` prior named is one that can be a prior (the classification table
+    of ``dlmap.priors.pyiqa_nr``); pyiqa's code is imported only when one is named."""
+    named = [
+        ("priors", config["priors"]),
+        ("calibration.priors", config["calibration"]["priors"]),
+        ("post_enhancement.prior", [config["post_enhancement"]["prior"]]),
+        ("ablations.prior", [config["ablations"]["prior"]]),
+    ]
+    for key, names in named:
+        for name in names:
+            if isinstance(name, str) and name.startswith("pyiqa:"):
+                from dlmap.priors import registry
+
+                try:
+                    registry.prior_info(name)
+                except InputError as error:
+                    raise InputError(f"config: {key}: {error}") from None
 
 
 def _check_datasets(config: dict) -> None:

@@ -173,7 +173,7 @@ def prior_weights(prior):
     unless the config asks for the offline fallback (niqe_model: fitted)."""
     if prior == "niqe" and config["niqe_model"] == "fitted":
         return []
-    if prior in catalogue.CATALOGUE:
+    if catalogue.has(prior):
         return weight_files(prior)
     return []
 

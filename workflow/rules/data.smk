@@ -12,7 +12,7 @@ for _set in weight_sets():
 
     rule:
         name:
-            f"fetch_weights_{_set.replace('+', 'plus').replace('-', '_')}"
+            f"fetch_weights_{_set.replace('+', 'plus').replace('-', '_').replace(':', '_')}"
         output:
             **{f"file{i}": path for i, path in enumerate(_files)},
         params:

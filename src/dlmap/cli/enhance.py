@@ -218,6 +218,13 @@ def enhance(args) -> int:
     latent = solver_config.mode.startswith("latent")
     _require_weights(args, backbone_settings if latent else None)
     prior = prior_from_args(args)
+    if not prior.info.calibration_fitted and "provisional" in prior.info.calibration_source:
+        info = prior.info  # (hand-set scales such as colourfulness' are not provisional)
+        hint = "" if "dlmap calibrate" in info.calibration_source else (
+            "; fit them with `dlmap calibrate` (the workflow: calibrate_prior on LIVE)")
+        print(f"dlmap: note: {info.name} has no Eq. 21 constants fitted to opinion scores; "
+              f"using provisional xi3 = {info.xi3:g}, xi4 = {info.xi4:g} "
+              f"({info.calibration_source}){hint}", file=sys.stderr)  # fmt: skip
     backbone = None
     if latent:
         backbone = pipeline.load_backbone(backbone_settings)

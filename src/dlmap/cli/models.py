@@ -184,28 +184,41 @@ def priors_command(args) -> int:
         training = training if len(training) <= 42 else training[:39] + "..."
         print(f"{name:<13}{info.display_name[:27]:<28}{count:>9}  {training:<44}"
               f"{scale.label:<7}{status}")  # fmt: skip
+    from dlmap.priors import pyiqa_generic
+
+    usable = pyiqa_generic.usable_metrics()
+    print(f"and pyiqa:NAME for {len(usable)} of pyiqa's no-reference metrics (the paper's "
+          "included, under their names above): dlmap priors list --all")
     return 0
 
 
 def _pyiqa_table() -> int:
     """``priors list --all``: every NR metric of the pinned pyiqa and whether it can be a
     prior (dlmap.priors.pyiqa_nr), from the table and pyiqa's own metadata (nothing built)."""
-    from dlmap.priors import pyiqa_nr
+    from dlmap.priors import pyiqa_generic, pyiqa_nr
 
     numbers = ", ".join(f"{count} {kind}" for kind, count in pyiqa_nr.counts().items())
     print(f"pyiqa {pyiqa_nr.PYIQA_VERSION}'s {len(pyiqa_nr.table())} NR metrics: {numbers} "
-          "(as measured offline on random weights; the priors usable now: dlmap priors list)")
-    header = f"{'metric':<22}{'class':<21}{'better':<8}{'range':<12}{'licence':<22}why / note"
+          "(as measured offline on random weights); use one as --prior with the name shown")
+    header = (f"{'metric':<22}{'class':<21}{'prior':<26}{'params':>8} {'better':<7}"
+              f"{'range':<11}{'min':>4} why / note")  # fmt: skip
     print(header)
     print("-" * len(header))
     for name, row in sorted(pyiqa_nr.table().items()):
         meta = pyiqa_nr.pyiqa_metadata(name)
         better = "lower" if meta["lower_better"] else "higher"
         note = row.reason + (" (aesthetic)" if row.aesthetic else "")
-        if not row.usable:
-            note += f"; alternative: {row.alternative}"
-        print(f"{name:<22}{row.kind:<21}{better:<8}{meta['score_range'][:11]:<12}"
-              f"{row.licence[:21]:<22}{note}")  # fmt: skip
+        paper = pyiqa_generic.PAPER_METRICS.get(name)
+        prior = paper or (f"pyiqa:{name}" if row.usable else "-")
+        if paper and not row.usable:
+            note += f"; served by the paper's prior {paper} (dlmap's own tests)"
+        elif not row.usable:
+            note += f"; alternative: pyiqa:{row.alternative}"
+        params = "-" if row.params is None else f"{row.params / 1e6:.1f}M"
+        side = row.min_side or "-"
+        print(f"{name:<22}{row.kind:<21}{prior:<26}{params:>8} {better:<7}"
+              f"{meta['score_range'][:10]:<11}{side:>4} {note}")  # fmt: skip
+    print(f"licence: pyiqa's code is {pyiqa_nr.table()['topiq_nr'].licence}")
     return 0
 
 
@@ -236,7 +249,7 @@ def _asked_weights(args) -> list[str]:
     """The sets named, plus those of ``--backbone``; neither: everything the paper needs."""
     from dlmap.weights import catalogue
 
-    unknown = [name for name in args.names if name not in catalogue.CATALOGUE]
+    unknown = [name for name in args.names if not catalogue.has(name)]
     if unknown:
         raise UsageError(
             f"weights {args.weights_command}: unknown {', '.join(unknown)}; "

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from dlmap.errors import InputError
-from dlmap.priors.registry import Prior, PriorInfo, register_prior
+from dlmap.priors.registry import DLMAP_LICENCE, Prior, PriorInfo, register_prior
 from dlmap.weights.cache import WeightKeyError, WeightsMissingError, cache_dir
 
 LEVELS = ("bad", "poor", "fair", "good", "perfect")
@@ -270,6 +270,7 @@ class MSLIQEPrior(Prior):
         ),
         calibration_fitted=True,
         params=151_277_313,  # CLIP ViT-B/32 with its text tower (checked by the tests)
+        licence=DLMAP_LICENCE + "; CLIP (open_clip, MIT); weights: the checkpoint you train",
     )
 
     def __init__(

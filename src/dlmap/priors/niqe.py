@@ -28,7 +28,7 @@ import torch
 
 from dlmap.errors import InputError, MissingInputError
 from dlmap.priors import niqe_fit, niqe_live
-from dlmap.priors.registry import Prior, PriorInfo, register_prior
+from dlmap.priors.registry import PYIQA_LICENCE, Prior, PriorInfo, register_prior
 from dlmap.weights.cache import WeightsMissingError, cache_dir
 
 FITTED_FILE = "niqe_pristine_dlmap_fitted.mat"
@@ -159,6 +159,7 @@ class NIQEPrior(Prior):
         training_set="pristine photographs",
         params=niqe_fit.FEATURES + niqe_fit.FEATURES**2,  # the pristine mean and covariance
         trained_on_mos=False,
+        licence=PYIQA_LICENCE + " (LIVE's pristine model) or ours (the fitted one)",
         calibration_source=(
             "provisional: centred on NIQE 10, 5 units per e-fold (wide, so that strongly "
             "degraded images keep a gradient), set by hand, not fitted to MOS"

@@ -14,6 +14,8 @@ The built-in priors here are training-free image statistics, so that the library
 downloaded weights. The paper's NR-IQA models join this registry under their own names:
 ``dlmap.priors.zoo`` (pyiqa's DBCNN, HyperIQA, PaQ-2-PiQ, UNIQUE, MUSIQ, CLIPIQA+ and LIQE) and
 ``dlmap.priors.niqe`` (NIQE, with an offline-fitted pristine model when LIVE's is absent).
+Any other no-reference metric of pyiqa is ``pyiqa:NAME`` (``dlmap.priors.pyiqa_generic``),
+resolved on lookup rather than listed here: ``dlmap priors list --all`` shows which can be.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class PriorInfo:
     model, on the negated score). score_range: typical raw range, as documented by its source.
     params: parameter count of the model as built (Table I's third column), None if unknown.
     trained_on_mos: False for opinion-unaware models (NIQE): Table I shows no training set.
+    licence: the terms of the code (and weights) the prior runs, as far as dlmap knows.
     calibration_fitted: True when xi3 and xi4 were fitted to opinion scores for this model
     (shipped from a source, or by ``dlmap calibrate``), False for provisional constants set by
     hand; early stopping at a calibrated score applies only to fitted ones (dlmap.enhance.solver).
@@ -56,6 +59,11 @@ class PriorInfo:
     params: int | None = None
     trained_on_mos: bool = True
     calibration_fitted: bool = False
+    licence: str = ""
+
+
+DLMAP_LICENCE = "MIT (dlmap's own code)"
+PYIQA_LICENCE = "PolyForm-Noncommercial-1.0 (pyiqa's code); weights: their authors' terms"
 
 
 class Prior(torch.nn.Module):
@@ -165,11 +173,16 @@ def available_priors() -> list[str]:
 
 def _factory(name: str):
     _load_builtins()
+    if name not in _REGISTRY and name.startswith("pyiqa:"):  # any NR metric of pyiqa, by name
+        from dlmap.priors import pyiqa_generic
+
+        return pyiqa_generic.prior_factory(name.removeprefix("pyiqa:"))
     if name not in _REGISTRY:
         known = available_priors()
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UnknownPriorError(f"unknown prior {name!r} (known: {', '.join(known)}){hint}")
+        raise UnknownPriorError(f"unknown prior {name!r} (known: {', '.join(known)}, and "
+                                f"pyiqa:NAME for pyiqa's metrics){hint}")
     return _REGISTRY[name]
 
 
@@ -275,6 +288,7 @@ class Colorfulness(Prior):
         reference="Hasler and Suesstrunk, Proc. SPIE 5007, 2003",
         calibration_source="set from the published verbal scale, not fitted to MOS",
         params=0,
+        licence=DLMAP_LICENCE,
     )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -305,6 +319,7 @@ class Sharpness(Prior):
         reference="Pech-Pacheco et al., ICPR 2000",
         calibration_source="set by hand from typical photographs, not fitted to MOS",
         params=0,
+        licence=DLMAP_LICENCE,
     )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

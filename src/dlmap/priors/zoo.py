@@ -17,6 +17,7 @@ pyiqa is licensed PolyForm Noncommercial.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from torchvision.ops import RoIPool
 
 from dlmap.errors import InputError
 from dlmap.priors import roi_pool
-from dlmap.priors.registry import Prior, PriorInfo, register_prior
+from dlmap.priors.registry import PYIQA_LICENCE, Prior, PriorInfo, register_prior
 from dlmap.priors.roi_pool import compiled_roi_pool_works
 from dlmap.weights import cache as weights
 from dlmap.weights import catalogue
@@ -77,6 +78,7 @@ class PyiqaModel:
             calibration_source=self.calibration_source,
             calibration_fitted=self.calibration_fitted,
             params=self.params,
+            licence=PYIQA_LICENCE,
         )
 
 
@@ -202,38 +204,64 @@ def torch_hub_dir(folder: Path):
 class PyiqaPrior(Prior):
     """A pyiqa metric as a prior: (B, 3, H, W) in [0, 1] -> (B,) raw scores, differentiable.
 
-    Raises ``WeightsMissingError`` (one line: files, URLs, folder) before building anything
-    if a file is missing from the cache.
+    ``name``: a paper model of ``PYIQA_MODELS``, or (with ``metric`` and ``info``) any metric
+    through ``dlmap.priors.pyiqa_generic``; the weight set checked is the catalogue's set of
+    that name. Raises ``WeightsMissingError`` (one line: files, URLs, folder) before building
+    anything if a file is missing from the cache.
+
+    min_side: images with a shorter side below it are upsampled (bilinear) first; ``announce``:
+    say so once (a ``UserWarning``), for metrics whose own protocol sets the minimum.
     """
 
-    def __init__(self, name: str, cache=None):
+    def __init__(
+        self,
+        name: str,
+        cache=None,
+        *,
+        metric: str | None = None,
+        info: PriorInfo | None = None,
+        min_side: int = MIN_SIDE,
+        announce: bool = False,
+    ):
         super().__init__()
-        model = PYIQA_MODELS[name]
+        if metric is None:
+            model = PYIQA_MODELS[name]
+            metric, info = model.metric, model.info()
         catalogue.get(name).require(cache)
         import pyiqa
 
         with torch_hub_dir(weights.cache_dir(cache) / "torch"):
             self.metric = pyiqa.create_metric(
-                model.metric, as_loss=True, loss_reduction="none", device="cpu"
+                metric, as_loss=True, loss_reduction="none", device="cpu"
             )
-        self.info = model.info()
+        self.info, self.min_side, self.announce = info, min_side, announce
         net = getattr(self.metric, "net", None)
         if isinstance(getattr(net, "roi_pool", None), RoIPool) and not compiled_roi_pool_works():
             pooling = net.roi_pool  # torchvision's operator is not compiled in: plain torch
             net.roi_pool = roi_pool.RoIPool(pooling.output_size, pooling.spatial_scale)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw scores; images with a side under 224 are first upsampled (bilinear) so that
-        the shorter side is 224, the smallest input every model of Table I accepts."""
+        """Raw scores; images with a side under ``min_side`` (224 for the paper's models, the
+        smallest input every model of Table I accepts) are first upsampled (bilinear) so that
+        the shorter side is ``min_side``. The input is passed as a copy: some of pyiqa's
+        metrics edit theirs in place."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise InputError(
                 f"{self.info.display_name} expects (B, 3, H, W), got {tuple(images.shape)}"
             )
         shorter = min(images.shape[-2:])
-        if shorter < MIN_SIDE:
-            size = [round(side * MIN_SIDE / shorter) for side in images.shape[-2:]]
+        if shorter < self.min_side:
+            size = [round(side * self.min_side / shorter) for side in images.shape[-2:]]
+            if self.announce:
+                warnings.warn(
+                    f"{self.info.name}: {images.shape[-2]}x{images.shape[-1]} is under its "
+                    f"smallest side {self.min_side}: upsampled to {size[0]}x{size[1]} "
+                    "(bilinear) before scoring",
+                    stacklevel=2,
+                )
+                self.announce = False
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-        return self.metric(images).reshape(images.shape[0])
+        return self.metric(images.clone()).reshape(images.shape[0])
 
 
 def _factory(name: str):

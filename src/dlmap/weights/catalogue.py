@@ -16,7 +16,14 @@ from pathlib import Path
 from dlmap import settings
 from dlmap.errors import UsageError
 from dlmap.weights.cache import WeightsMissingError
-from dlmap.weights.downloads import FileSet, clip_file, pyiqa_file, timm_file, torchvision_file
+from dlmap.weights.downloads import (
+    FileSet,
+    WeightFile,
+    clip_file,
+    pyiqa_file,
+    timm_file,
+    torchvision_file,
+)
 from dlmap.weights.folders import FolderSet
 
 SEESR_DRIVE = "https://drive.google.com/drive/folders/12HXrRGEXUAnmHRaf0bIn-S8XSK4Ku0JO"
@@ -192,13 +199,46 @@ class UnknownWeightsError(UsageError, KeyError):
 
 
 def names() -> list[str]:
+    """The sets listed by name (the ``pyiqa:NAME`` sets are resolved on request: ``get``)."""
     return sorted(CATALOGUE)
+
+
+PYIQA_PREFIX = "pyiqa:"
+
+
+def _pyiqa_set(name: str) -> FileSet | None:
+    """The set of prior ``pyiqa:NAME``: the files the classification table records for that
+    differentiable metric (``dlmap.priors.pyiqa_nr``: pyiqa's, torchvision's, timm's and CLIP's
+    URLs as their loaders ask for them); None for any other name."""
+    from dlmap.priors import pyiqa_nr
+
+    metric = name.removeprefix(PYIQA_PREFIX)
+    row = pyiqa_nr.table().get(metric)
+    if not name.startswith(PYIQA_PREFIX) or row is None or not row.usable:
+        return None
+    files = pyiqa_nr.files_table().get(metric, ())
+    return FileSet(
+        name,
+        f"pyiqa's {metric} ({row.reference})",
+        lambda: tuple(WeightFile(url, path, kind) for kind, url, path in files),
+        paper=False,
+    )
+
+
+def has(name: str) -> bool:
+    """Whether ``name`` is a set of the catalogue (listed, or a ``pyiqa:NAME`` set)."""
+    return name in CATALOGUE or _pyiqa_set(name) is not None
 
 
 def get(name: str) -> FolderSet | FileSet:
     """The catalogue entry ``name``; an unknown name raises ``UnknownWeightsError``."""
     if name not in CATALOGUE:
-        raise UnknownWeightsError(f"unknown weights {name!r}; known: {', '.join(names())}")
+        if (entry := _pyiqa_set(name)) is not None:
+            return entry
+        raise UnknownWeightsError(
+            f"unknown weights {name!r}; known: {', '.join(names())}, and pyiqa:NAME for "
+            "every differentiable metric of `dlmap priors list --all`"
+        )
     return CATALOGUE[name]
 
 
