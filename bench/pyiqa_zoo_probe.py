@@ -54,6 +54,8 @@ import sys
 import time
 from pathlib import Path
 
+from dlmap.testing.offline_pyiqa import modules_of
+
 GIB = 2**30
 NOT_LAUNCHED = {  # a multimodal LLM from Hugging Face: weights and config are both needed
     **dict.fromkeys(("qalign", "qalign_4bit", "qalign_8bit"), "mPLUG-Owl2 (LLaMA-2 7B) from HF"),
@@ -120,22 +122,6 @@ def first_line(error: BaseException) -> str:
             return f"{line(cause)} (raised as {type(error).__name__})"
         cause = cause.__cause__ or cause.__context__
     return line(error)
-
-
-def modules_of(metric) -> list:
-    """The metric's module tree and the modules pyiqa hides from it in lists (CLIP), each once."""
-    import torch
-
-    found, stack = {}, [metric]
-    while stack:
-        item = stack.pop()
-        for child in item.modules():
-            if id(child) not in found:
-                found[id(child)] = child
-                for value in vars(child).values():
-                    if isinstance(value, (list, tuple)):
-                        stack += [v for v in value if isinstance(v, torch.nn.Module)]
-    return list(found.values())
 
 
 def count_parameters(metric) -> int:

@@ -58,30 +58,71 @@ def test_priors_list_all_prints_every_metric_with_its_class(capsys):
         assert row.kind in line
 
 
-@pytest.mark.parametrize("metric", ["cnniqa", "wadiqam_nr"])
+FD_SUBSET = ["cnniqa", "wadiqam_nr"]
+FD_SKIPPED = {"maniqa-kadid": "one forward + backward takes ~2 min and ~13 GiB here"}
+FD_ALL = [
+    pytest.param(m, marks=pytest.mark.zoo)
+    for m, row in sorted(pyiqa_nr.table().items())
+    if row.usable and m not in FD_SUBSET and m not in FD_SKIPPED
+]
+
+
+def relative_error(numeric: float, analytic: float) -> float:
+    return abs(numeric - analytic) / max(abs(numeric), abs(analytic), 1e-12)
+
+
+@pytest.mark.parametrize("metric", [*FD_SUBSET, *FD_ALL])
 def test_a_metric_classed_differentiable_builds_offline_and_matches_finite_differences(metric):
-    """The representative subset of the table's gradient checks (bench/pyiqa_zoo_probe.py runs
-    them all): pyiqa's real architecture with random weights, nothing downloaded, the
-    gradient of the score against central differences in float64 along random directions."""
+    """The table's gradient check, repeated: pyiqa's real architecture with random weights,
+    nothing downloaded, the gradient of the score against central differences along two
+    directions. In float64 where the metric then computes in float64 (relative error < 1e-3,
+    the best of eps 1e-6 down to 1e-10: ReLU and max-pool kinks crossed by a larger step cost
+    accuracy, rounding a smaller one); else in float32 (OpenAI's CLIP casts to float32 inside)
+    along random directions plus the gradient's (< 5e-2, eps 1e-3 or 1e-2). Two metrics by
+    default, every differentiable row but MANIQA-KADID (FD_SKIPPED) with -m zoo."""
     import torch
 
-    from dlmap.testing.offline_pyiqa import offline_random_weights
+    from dlmap.testing.offline_pyiqa import modules_of, offline_random_weights
 
     assert pyiqa_nr.table()[metric].usable
     with offline_random_weights(seed=0):
-        net = pyiqa.create_metric(metric, as_loss=True, loss_reduction="none", device="cpu")
-    net = net.double().eval()
+        with torch.no_grad():  # LIQE encodes its prompts at build time
+            net = pyiqa.create_metric(metric, as_loss=True, loss_reduction="none", device="cpu")
+    for module in modules_of(net):
+        module.requires_grad_(False)
+        for key, value in list(vars(module).items()):  # tensors made at build time
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                setattr(module, key, value.detach())
+        module.double().eval()
     generator = torch.Generator().manual_seed(1)
+
+    def score(x):
+        torch.manual_seed(0)  # metrics that crop at random crop alike every call
+        out = net(x.clone())
+        return (out[0] if isinstance(out, (tuple, list)) else out).sum()
+
     image = torch.rand(1, 3, 224, 224, dtype=torch.float64, generator=generator)
+    try:
+        double = score(image).dtype == torch.float64
+    except RuntimeError:  # "mixed dtype": a CLIP that casts to float32 inside
+        double = False
+    if not double:
+        for module in modules_of(net):
+            module.float()
+        image = image.float()
     leaf = image.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(net(leaf.clone()).sum(), leaf)
+    (grad,) = torch.autograd.grad(score(leaf), leaf)
     assert torch.isfinite(grad).all() and grad.abs().max() > 0
     for _ in range(2):
-        direction = torch.randn(image.shape, dtype=torch.float64, generator=generator)
-        direction /= direction.norm()
-        eps = 1e-5
-        with torch.no_grad():
-            change = net(image + eps * direction) - net(image - eps * direction)
-        numeric = change.sum() / (2 * eps)
-        analytic = (grad * direction).sum()
-        assert abs(float(numeric - analytic)) <= 1e-6 * float(grad.norm()), (numeric, analytic)
+        direction = torch.randn(image.shape, dtype=image.dtype, generator=generator)
+        if not double:  # a derivative that rounding in float32 cannot drown
+            direction = direction + grad / grad.norm() * direction.norm()
+        analytic = float((grad * direction).sum())
+        errors = []
+        for eps in (1e-6, 1e-7, 1e-8, 1e-9, 1e-10) if double else (1e-3, 1e-2):
+            with torch.no_grad():
+                numeric = float(score(image + eps * direction) - score(image - eps * direction))
+            errors.append(relative_error(numeric / (2 * eps), analytic))
+            if errors[-1] < (1e-5 if double else 5e-4):
+                break
+        assert min(errors) < (1e-3 if double else 5e-2), (metric, image.dtype, errors)

@@ -68,6 +68,7 @@ import torch
 
 __all__ = [
     "CLIP_DIMS",
+    "modules_of",
     "OfflineBlock",
     "OfflineUnavailable",
     "RandomState",
@@ -353,3 +354,18 @@ def offline_random_weights(seed: int = 0):
         patch(FileSet, "require", lambda self, cache=None, full=False: 0)
         torch.manual_seed(seed)
         yield OfflineBlock(folder, placeholders.requested)
+
+
+def modules_of(metric: torch.nn.Module) -> list[torch.nn.Module]:
+    """The metric's module tree and the modules pyiqa hides from it in lists or tuples (its
+    CLIPs, kept out of ``.parameters()`` and ``.double()``), each once."""
+    found, stack = {}, [metric]
+    while stack:
+        item = stack.pop()
+        for child in item.modules():
+            if id(child) not in found:
+                found[id(child)] = child
+                for value in vars(child).values():
+                    if isinstance(value, (list, tuple)):
+                        stack += [v for v in value if isinstance(v, torch.nn.Module)]
+    return list(found.values())
