@@ -1,0 +1,220 @@
+"""Exact inversion with one network call per step: BDIA and O-BELM as two-step bijections.
+
+Both are linear two-step recurrences of DDIM's probability-flow ODE. In DDIM's own variables,
+x̄ = z / sqrt(ᾱ) and σ̄ = sqrt((1 - ᾱ) / ᾱ), the ODE reads dx̄/dσ̄ = eps(z, t) and one DDIM
+step is Euler's: x̄_next = x̄ + (σ̄_next - σ̄) eps. With states s_0, s_1, ..., s_T at the
+schedule's times (s_0 the noisiest, s_T the clean latent at the final ᾱ), step k (k = 1..T-1)
+makes s_{k+1} from the two before it with one network evaluation, eps(s_k, t_k):
+
+    x̄_{k+1} = A_k x̄_{k-1} + (1 - A_k) x̄_k - C_k eps(s_k, t_k),    C_k = h_k + A_k H_k,
+
+where h_k = σ̄_k - σ̄_{k+1} is the step taken and H_k = σ̄_{k-1} - σ̄_k the one before (both
+positive). C_k = h_k + A_k H_k makes every member consistent (exact when eps is constant).
+Its exact inverse uses the same evaluation, since s_k is known on both sides:
+
+    x̄_{k-1} = (x̄_{k+1} - (1 - A_k) x̄_k + C_k eps(s_k, t_k)) / A_k.
+
+* **BDIA** (Zhang, Lewis, Kleijn, ECCV 2024): A_k = gamma for every step. gamma = 0 is DDIM
+  (not invertible), gamma = 1 the symmetric (leapfrog) rule. The inverse divides by gamma at
+  every step: round-off grows like gamma^-(T-1) (about 10^6 at gamma = 0.5 and T = 20).
+* **O-BELM** (Wang et al., NeurIPS 2024): A_k = h_k^2 / H_k^2, the coefficients that make the
+  local error third order (exact for eps linear in σ̄). Its inverse multiplies by H_k^2 / h_k^2
+  at step k: over the whole chain by (h_0 ... / ...) which telescopes to (h_1 / h_{T-1})^2.
+
+The bijection's state is the pair of consecutive states the recurrence needs: (s_0, s_1) on the
+noise side and (s_{T-1}, s_T) on the image side; the clean latent is s_T. ``denoise`` maps the
+first to the second with T - 1 network calls (EDICT: 2T), ``invert`` the second to the first.
+The first step has no predecessor, so it is formed outside the bijection: in generation s_1 is
+one DDIM step from s_0 (``ddim_step``); in inversion of a clean latent s_T, s_{T-1} is one DDIM
+inversion step from it (``ddim_inversion_step``, eps(s_T, t_{T-1})). Either way the pair, once
+formed, maps back and forth exactly (up to round-off, which the inverse amplifies as above).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diffusers import DDIMScheduler
+
+from dlmap.errors import InputError
+
+BIJECTIONS = ("edict", "bdia", "belm")
+GRADIENTS = ("recompute", "reversible", "autograd")
+
+
+@dataclass(frozen=True)
+class TwoStepSchedule:
+    """Per-state constants: timesteps[k] and sqrt_alpha[k], sigma[k] (= σ̄) of state s_k
+    (k = 0..T, the last at the scheduler's final ᾱ unless that interval has zero length, see
+    ``make_two_step_schedule``), and A[k], C[k] of step k (k = 1..T-1; index 0 unused).
+    ``name`` and ``gamma`` say how A was chosen."""
+
+    name: str
+    timesteps: tuple[int, ...]
+    sqrt_alpha: tuple[float, ...]
+    sigma: tuple[float, ...]
+    A: tuple[float, ...]
+    C: tuple[float, ...]
+    gamma: float | None = None
+
+    @property
+    def steps(self) -> int:
+        """T: the number of DDIM intervals (states s_0..s_T)."""
+        return len(self.sqrt_alpha) - 1
+
+    def inverse_amplification(self) -> float:
+        """The product of 1 / A_k over the chain: how much the inverse can grow round-off."""
+        return math.prod(1.0 / a for a in self.A[1:])
+
+
+def schedule_alphas(steps: int, scheduler: dict, steps_offset: int = 0):
+    """The diffusers ``DDIMScheduler``'s timesteps and ᾱ of states s_0..s_T (float64)."""
+    config = DDIMScheduler(**{**scheduler, "steps_offset": steps_offset})
+    config.set_timesteps(steps)
+    alphas = config.alphas_cumprod.double()
+    timesteps = [int(t) for t in config.timesteps.tolist()]
+    alpha_bar = [float(alphas[t]) for t in timesteps] + [float(config.final_alpha_cumprod)]
+    return timesteps, alpha_bar
+
+
+def make_two_step_schedule(
+    name: str, steps: int, scheduler: dict, gamma: float = 1.0, steps_offset: int = 0
+) -> TwoStepSchedule:
+    """BDIA (A_k = gamma) or O-BELM (A_k = h_k^2 / H_k^2) on the DDIM schedule of ``scheduler``
+    (a ``DDIMScheduler`` config; dlmap's SD2 one by default elsewhere)."""
+    if name not in ("bdia", "belm"):
+        raise InputError(f"a two-step bijection is bdia or belm, got {name!r}")
+    if steps < 2:
+        raise InputError(f"{name} needs at least 2 steps (a pair of states), got {steps}")
+    if name == "bdia" and not 0.0 < gamma <= 1.0:
+        raise InputError(f"BDIA's gamma must lie in (0, 1], got {gamma!r}")
+    timesteps, alpha_bar = schedule_alphas(steps, scheduler, steps_offset)
+    if math.isclose(alpha_bar[-1], alpha_bar[-2], rel_tol=1e-12):
+        # SD2 (set_alpha_to_one = False) with timesteps ending at t = 0: the last DDIM
+        # interval, t = 0 -> final ᾱ = ᾱ_0, has zero length (DDIM's step is the identity).
+        # A two-step rule would still move across it (BDIA) or stop being invertible (O-BELM's
+        # A = 0): the chain ends at t = 0 instead, whose state is the clean latent.
+        alpha_bar = alpha_bar[:-1]
+    steps = len(alpha_bar) - 1
+    if steps < 2:
+        raise InputError(f"{name} needs at least 2 DDIM intervals of non-zero length")
+    sqrt_alpha = [math.sqrt(a) for a in alpha_bar]
+    sigma = [math.sqrt((1 - a) / a) for a in alpha_bar]
+    A, C = [math.nan], [math.nan]
+    for k in range(1, steps):
+        h, H = sigma[k] - sigma[k + 1], sigma[k - 1] - sigma[k]
+        a = gamma if name == "bdia" else (h / H) ** 2
+        A.append(a)
+        C.append(h + a * H)
+    return TwoStepSchedule(
+        name, tuple(timesteps), tuple(sqrt_alpha), tuple(sigma), tuple(A), tuple(C),
+        gamma if name == "bdia" else None,
+    )  # fmt: skip
+
+
+# --- one step and its inverse ----------------------------------------------------------------
+
+
+def step(eps, before, current, k: int, schedule: TwoStepSchedule, cond=None):
+    """Step k: (s_{k-1}, s_k) -> s_{k+1} with one evaluation eps(s_k, t_k)."""
+    r = schedule.sqrt_alpha
+    noise = eps(current, schedule.timesteps[k], cond)
+    a, c = schedule.A[k], schedule.C[k]
+    bar = a * before / r[k - 1] + (1 - a) * current / r[k] - c * noise
+    return r[k + 1] * bar
+
+
+def inverse_step(eps, current, after, k: int, schedule: TwoStepSchedule, cond=None):
+    """The inverse of step k: (s_k, s_{k+1}) -> s_{k-1}, with the same evaluation."""
+    r = schedule.sqrt_alpha
+    noise = eps(current, schedule.timesteps[k], cond)
+    a, c = schedule.A[k], schedule.C[k]
+    bar = (after / r[k + 1] - (1 - a) * current / r[k] + c * noise) / a
+    return r[k - 1] * bar
+
+
+def ddim_step(eps, first, schedule: TwoStepSchedule, cond=None):
+    """s_1 from s_0 by one DDIM step: how generation forms the state's second member."""
+    r, s = schedule.sqrt_alpha, schedule.sigma
+    return r[1] * (first / r[0] - (s[0] - s[1]) * eps(first, schedule.timesteps[0], cond))
+
+
+def ddim_inversion_step(eps, clean, schedule: TwoStepSchedule, cond=None):
+    """s_{T-1} from a clean latent s_T by one DDIM inversion step, eps(s_T, t_{T-1}): how
+    inversion forms the image side's first member."""
+    r, s, T = schedule.sqrt_alpha, schedule.sigma, schedule.steps
+    noise = eps(clean, schedule.timesteps[T - 1], cond)
+    return r[T - 1] * (clean / r[T] + (s[T - 1] - s[T]) * noise)
+
+
+# --- the maps ----------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def invert(eps, before_last, last, schedule: TwoStepSchedule, cond=None):
+    """The image-side pair (s_{T-1}, s_T) -> the noise-side pair (s_0, s_1)."""
+    current, after = before_last, last
+    for k in reversed(range(1, schedule.steps)):
+        current, after = inverse_step(eps, current, after, k, schedule, cond), current
+    return current, after
+
+
+def denoise(eps, first, second, schedule: TwoStepSchedule, cond=None, gradient="recompute"):
+    """The noise-side pair (s_0, s_1) -> the image-side pair (s_{T-1}, s_T), T - 1 network
+    calls. Differentiable in the pair when grad mode is on: ``recompute`` stores the T - 1
+    input pairs and recomputes one step at a time; ``reversible`` stores only the output and
+    rebuilds each step's input with the exact inverse (memory flat in T; its round-off grows
+    as the inverse amplifies); ``autograd`` keeps every step's graph."""
+    if gradient not in GRADIENTS:
+        raise InputError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+    needs_grad = torch.is_grad_enabled() and (first.requires_grad or second.requires_grad)
+    if needs_grad and gradient != "autograd":
+        return _Denoise.apply(first, second, eps, schedule, cond, gradient)
+    with torch.set_grad_enabled(needs_grad):
+        before, current = first, second
+        for k in range(1, schedule.steps):
+            before, current = current, step(eps, before, current, k, schedule, cond)
+        return before, current
+
+
+class _Denoise(torch.autograd.Function):
+    """``denoise`` with activation memory independent of T."""
+
+    @staticmethod
+    def forward(ctx, first, second, eps, schedule, cond, gradient):
+        before, current = first.detach(), second.detach()
+        inputs = []
+        for k in range(1, schedule.steps):
+            if gradient == "recompute":
+                inputs.append((before, current))
+            before, current = current, step(eps, before, current, k, schedule, cond)
+        ctx.eps, ctx.schedule, ctx.cond, ctx.gradient = eps, schedule, cond, gradient
+        ctx.inputs = inputs
+        ctx.save_for_backward(before, current)
+        return before, current
+
+    @staticmethod
+    def backward(ctx, grad_before, grad_current):
+        eps, schedule, cond = ctx.eps, ctx.schedule, ctx.cond
+        saved_before, saved_current = ctx.saved_tensors
+        g_prev = torch.zeros_like(saved_before) if grad_before is None else grad_before
+        g_next = torch.zeros_like(saved_current) if grad_current is None else grad_current
+        current, after = saved_before, saved_current
+        for k in reversed(range(1, schedule.steps)):
+            # step k: (b, c) -> (c, n); upstream grads (g_c, g_n) for its outputs (c, n)
+            if ctx.gradient == "recompute":
+                before, current_in = ctx.inputs[k - 1]
+            else:
+                before = inverse_step(eps, current, after, k, schedule, cond).detach()
+                current_in = current
+            b = before.detach().requires_grad_(True)
+            c = current_in.detach().requires_grad_(True)
+            with torch.enable_grad():
+                n = step(eps, b, c, k, schedule, cond)
+            g_b, g_c = torch.autograd.grad(n, (b, c), g_next)
+            g_prev, g_next = g_b, g_c + g_prev
+            current, after = before.detach(), current_in.detach()
+        ctx.inputs = None
+        return g_prev, g_next, None, None, None, None

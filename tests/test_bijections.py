@@ -1,0 +1,139 @@
+"""BDIA and O-BELM as exact two-step bijections (dlmap.diffusion.bijections): round trips,
+gradients against finite differences, and accuracy as ODE solvers on Gaussian data, where
+the optimal noise predictor and the probability-flow ODE's solution are closed-form."""
+
+import math
+
+import pytest
+import torch
+from helpers import photo
+
+from dlmap.diffusion import bijections
+from dlmap.settings import SD2_SCHEDULER
+
+T = 20
+DEFAULTS = {"bdia": 0.9, "belm": None}  # WIP: the defaults are chosen from the trade-off table
+
+
+def relative_error(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def schedule_of(name, steps=T, gamma=0.9):
+    return bijections.make_two_step_schedule(name, steps, SD2_SCHEDULER, gamma=gamma)
+
+
+@pytest.fixture(scope="module")
+def latent64(tiny64):
+    images = torch.stack([photo(64, "astronaut"), photo(64, "coffee")])
+    return tiny64.encode(images, seeds=[0, 1]), tiny64.condition(images)
+
+
+def test_bdia_with_gamma_zero_limit_is_ddim_and_every_member_is_consistent():
+    """C_k = h_k + A_k H_k: a constant eps is integrated exactly by every member."""
+    for name in ("bdia", "belm"):
+        schedule = schedule_of(name)
+        sigma = schedule.sigma
+        for k in range(1, schedule.steps):
+            h, H = sigma[k] - sigma[k + 1], sigma[k - 1] - sigma[k]
+            assert schedule.C[k] == pytest.approx(h + schedule.A[k] * H)
+    belm = schedule_of("belm")
+    sigma = belm.sigma
+    assert belm.A[1] == pytest.approx(((sigma[1] - sigma[2]) / (sigma[0] - sigma[1])) ** 2)
+    # the inverse's amplification telescopes to (h_1 / h_{T-1})^2 for O-BELM
+    n = belm.steps
+    h = [sigma[k] - sigma[k + 1] for k in range(n)]
+    assert belm.inverse_amplification() == pytest.approx((h[0] / h[n - 1]) ** 2, rel=1e-9)
+    # SD2's last interval (t = 0 -> final ᾱ = ᾱ_0) has zero length: the chain ends at t = 0
+    assert belm.steps == T - 1 and belm.timesteps[-1] == 0 and min(h) > 0
+
+
+@pytest.mark.parametrize("name", ["bdia", "belm"])
+def test_round_trip_float64_both_ways(tiny64, latent64, name):
+    latent, cond = latent64
+    schedule = schedule_of(name)
+    eps = tiny64.eps
+    before_last = bijections.ddim_inversion_step(eps, latent, schedule, cond)
+    first, second = bijections.invert(eps, before_last, latent, schedule, cond)
+    back_before, back_last = bijections.denoise(eps, first, second, schedule, cond)
+    assert relative_error(back_last, latent) <= 1e-10
+    assert relative_error(back_before, before_last) <= 1e-10
+    generator = torch.Generator().manual_seed(3)
+    z = torch.randn(2, *latent.shape, generator=generator, dtype=torch.float64)
+    out = bijections.denoise(eps, z[0], z[1], schedule, cond)
+    again = bijections.invert(eps, *out, schedule, cond)
+    assert max(relative_error(a, b) for a, b in zip(again, z, strict=True)) <= 1e-10
+    assert relative_error(first, latent) > 0.5  # not a trivial map
+
+
+@pytest.mark.parametrize("gradient", ["recompute", "reversible"])
+@pytest.mark.parametrize("name", ["bdia", "belm"])
+def test_gradients_match_central_finite_differences_float64(tiny64, latent64, name, gradient):
+    latent, cond = latent64
+    latent, cond = latent[:1], cond[:1]
+    schedule = schedule_of(name, steps=8)
+    generator = torch.Generator().manual_seed(7)
+    weights = torch.randn(2, *latent.shape, generator=generator, dtype=torch.float64)
+
+    def function(first, second):
+        before, last = bijections.denoise(
+            tiny64.eps, first, second, schedule, cond, gradient=gradient
+        )
+        return (torch.sin(last) * weights[0]).sum() + (before**2 * weights[1]).sum()
+
+    first = latent.clone().requires_grad_(True)
+    second = (0.9 * latent).requires_grad_(True)
+    g1, g2 = torch.autograd.grad(function(first, second), (first, second))
+    for _ in range(2):
+        d1, d2 = torch.randn(2, *latent.shape, generator=generator, dtype=torch.float64)
+        step = 1e-7
+        with torch.no_grad():
+            numeric = (function(first + step * d1, second + step * d2)
+                       - function(first - step * d1, second - step * d2)) / (2 * step)  # fmt: skip
+        analytic = (g1 * d1).sum() + (g2 * d2).sum()
+        assert abs(numeric - analytic) / abs(analytic) <= 1e-6, (numeric, analytic)
+
+
+def gaussian_eps(mean, std):
+    """The optimal noise predictor for data N(mean, diag(std^2)) under SD2's forward process,
+    in DDIM's variables: eps = σ̄ (x̄ - mean) / (std^2 + σ̄^2), with x̄ = z / sqrt(ᾱ)."""
+    from diffusers import DDIMScheduler
+
+    alphas = DDIMScheduler(**SD2_SCHEDULER).alphas_cumprod.double()
+
+    def eps(z, t, cond=None):
+        alpha = float(alphas[t])
+        sigma = math.sqrt((1 - alpha) / alpha)
+        bar = z / math.sqrt(alpha)
+        return sigma * (bar - mean) / (std**2 + sigma**2)
+
+    return eps
+
+
+def exact_flow(z, sigma_from, sigma_to, alpha_from, alpha_to, mean, std):
+    """The probability-flow ODE's exact solution for Gaussian data: x̄ - mean scales by
+    sqrt((std^2 + σ̄_to^2) / (std^2 + σ̄_from^2))."""
+    bar = z / math.sqrt(alpha_from)
+    scale = torch.sqrt((std**2 + sigma_to**2) / (std**2 + sigma_from**2))
+    return math.sqrt(alpha_to) * (mean + (bar - mean) * scale)
+
+
+@pytest.mark.parametrize("name", ["bdia", "belm"])
+def test_on_gaussian_data_the_error_shrinks_as_steps_grow(name):
+    """Started from the exact pair (s_0, s_1), each bijection's clean latent converges to the
+    ODE's exact solution as T grows (and beats DDIM at T = 50 for O-BELM)."""
+    generator = torch.Generator().manual_seed(0)
+    mean = torch.randn(4, 8, 8, generator=generator, dtype=torch.float64)
+    std = 0.1 + torch.rand(4, 8, 8, generator=generator, dtype=torch.float64)
+    eps = gaussian_eps(mean, std)
+    errors = []
+    for steps in (10, 20, 50):
+        schedule = schedule_of(name, steps=steps)
+        r, s = schedule.sqrt_alpha, schedule.sigma
+        start = r[0] * (mean + torch.sqrt(std**2 + s[0] ** 2) * torch.randn(
+            4, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64))  # fmt: skip
+        second = exact_flow(start, s[0], s[1], r[0] ** 2, r[1] ** 2, mean, std)
+        _, last = bijections.denoise(eps, start, second, schedule)
+        exact = exact_flow(start, s[0], s[-1], r[0] ** 2, r[-1] ** 2, mean, std)
+        errors.append(relative_error(last, exact))
+    assert errors[0] > errors[1] > errors[2], errors
