@@ -137,3 +137,32 @@ def test_on_gaussian_data_the_error_shrinks_as_steps_grow(name):
         exact = exact_flow(start, s[0], s[-1], r[0] ** 2, r[-1] ** 2, mean, std)
         errors.append(relative_error(last, exact))
     assert errors[0] > errors[1] > errors[2], errors
+
+
+@pytest.mark.parametrize("name", ["bdia", "belm"])
+def test_latent_map_with_a_one_call_bijection_writes_x_alone(tiny32, name, tmp_path, capsys):
+    """The solver with BDIA or O-BELM: one output image per problem (x), Alg. 1's mean over
+    one term, the prior's score raised by latent-MAP steps, and ``dlmap enhance --bijection``
+    writing NAME.x.png and no NAME.y.png."""
+    from helpers import photo_png, run_cli
+
+    from dlmap.enhance import solver
+    from dlmap.priors import registry as priors
+    from dlmap.settings import EdictConfig
+
+    images = photo(64, "coffee", torch.float32)[None]
+    config = solver.SolverConfig(mode="latent-map", lam=1e4, iters=2, lr=0.5)
+    prior = priors.create_prior("colorfulness")
+    result = solver.map_solve(
+        tiny32, prior, images, config, EdictConfig(steps=6, bijection=name), quiet=True
+    )
+    assert result.y is None and "y" not in result.final and result.x.shape == images.shape
+    assert result.final["x"]["score"][0] > result.history[0]["score"][0]
+    png = photo_png(tmp_path, "coffee", size=64)
+    argv = ["enhance", png, "--out", tmp_path / "out", "--backbone", "tiny-seesr", "--device",
+            "cpu", "--size", "64", "--iters", "1", "--steps", "4", "--bijection", name, "--quiet",
+            "--prior", "colorfulness"]  # fmt: skip
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert (tmp_path / "out" / "coffee.x.png").exists()
+    assert not (tmp_path / "out" / "coffee.y.png").exists()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from dlmap.errors import InputError
 
 MODES = ("latent-map", "latent-direct", "pixel-map", "pixel-direct")  # dlmap.enhance.solver
+BIJECTIONS = ("edict", "bdia", "belm")  # exact latent <-> noise maps (dlmap.diffusion)
 ORDERS = ("alternating", "fixed")  # EDICT's step order (dlmap.diffusion.edict)
 GRADIENTS = ("recompute", "reversible", "autograd")  # how gradients pass through h
 BACKBONES = ("sd2-seesr", "sd2-controlnet", "sd2", "tiny-seesr", "tiny-controlnet", "tiny-vanilla")
@@ -152,6 +153,8 @@ class EdictConfig:
     steps_offset: int = 0
     order: str = "alternating"
     scheduler: dict = field(default_factory=lambda: dict(SD2_SCHEDULER))
+    bijection: str = "edict"  # or "bdia", "belm": one network call per step (bijections.py)
+    gamma: float = 0.9  # BDIA's gamma (its inverse amplifies round-off by gamma^-(T-1))
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -169,6 +172,12 @@ class EdictConfig:
                 f"steps_offset must lie in [0, {stride}) for {self.steps} steps "
                 f"(timesteps would leave 0..{n_train - 1}), got {self.steps_offset!r}"
             )
+        if self.bijection not in BIJECTIONS:
+            raise InputError(f"bijection must be one of {BIJECTIONS}, got {self.bijection!r}")
+        if not isinstance(self.gamma, (int, float)) or not 0.0 < self.gamma <= 1.0:
+            raise InputError(f"BDIA's gamma must lie in (0, 1], got {self.gamma!r}")
+        if self.bijection != "edict" and self.steps < 3:
+            raise InputError(f"{self.bijection} needs at least 3 steps, got {self.steps!r}")
 
     @property
     def mixing(self) -> float:

@@ -66,6 +66,16 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mix", type=float, default=None, help="EDICT p (default 0.93^(50/T))")
     parser.add_argument("--order", default=defaults_e.order, choices=settings.ORDERS)
     parser.add_argument("--steps-offset", type=int, default=defaults_e.steps_offset)
+    parser.add_argument(
+        "--bijection",
+        default=defaults_e.bijection,
+        choices=settings.BIJECTIONS,
+        help="the exact noise <-> latent map: edict (the paper's, 2 network calls per step), "
+        "bdia or belm (1 call per step; one output image, x)",
+    )
+    parser.add_argument(
+        "--gamma", type=float, default=defaults_e.gamma, help="BDIA's gamma, in (0, 1]"
+    )
     parser.add_argument("--gradient", default=defaults_s.gradient, choices=settings.GRADIENTS)
     parser.add_argument(
         "--encode",
@@ -158,8 +168,9 @@ def _configs(args):
         stop_score=args.stop_at,
     )
     edict_config = settings.EdictConfig(
-        steps=args.steps, mix=args.mix, steps_offset=args.steps_offset, order=args.order
-    )
+        steps=args.steps, mix=args.mix, steps_offset=args.steps_offset, order=args.order,
+        bijection=args.bijection, gamma=args.gamma,
+    )  # fmt: skip
     if args.vae is not None and not args.backbone.startswith("tiny"):
         raise UsageError(f"--vae replaces the tiny backbones' random VAE; --backbone "
                          f"{args.backbone} loads SD2's VAE")  # fmt: skip

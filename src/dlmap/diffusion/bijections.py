@@ -39,9 +39,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from dlmap.errors import InputError
-
-BIJECTIONS = ("edict", "bdia", "belm")
-GRADIENTS = ("recompute", "reversible", "autograd")
+from dlmap.settings import BIJECTIONS, GRADIENTS, EdictConfig  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -218,3 +216,55 @@ class _Denoise(torch.autograd.Function):
             current, after = before.detach(), current_in.detach()
         ctx.inputs = None
         return g_prev, g_next, None, None, None, None
+
+
+# --- one interface for the solver: EDICT or a two-step bijection, by name --------------------
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The bijection ``config.bijection`` names, with its schedule built once.
+
+    ``outputs``: how many clean latents ``denoise`` returns to decode: EDICT's pair (x, y), or
+    the single x = s_T of BDIA and O-BELM (the pair's other member, s_{T-1}, is not an image).
+    """
+
+    config: EdictConfig
+    schedule: object
+
+    @property
+    def outputs(self) -> int:
+        return 2 if self.config.bijection == "edict" else 1
+
+
+def make_chain(config: EdictConfig) -> Chain:
+    """EDICT's schedule (``edict.make_schedule``) or BDIA's / O-BELM's on the same scheduler."""
+    from dlmap.diffusion import edict
+
+    if config.bijection == "edict":
+        return Chain(config, edict.make_schedule(config))
+    schedule = make_two_step_schedule(
+        config.bijection, config.steps, config.scheduler, config.gamma, config.steps_offset
+    )
+    return Chain(config, schedule)
+
+
+def invert_latent(chain: Chain, eps, latent, cond=None):
+    """A clean latent -> the noise-side pair the solver optimises: EDICT's (x_T, y_T) from
+    (latent, latent); for BDIA and O-BELM, (s_0, s_1) from (one DDIM inversion step, latent)."""
+    from dlmap.diffusion import edict
+
+    if chain.config.bijection == "edict":
+        return edict.invert(eps, latent, latent, chain.schedule, cond)
+    with torch.no_grad():
+        before = ddim_inversion_step(eps, latent, chain.schedule, cond)
+    return invert(eps, before, latent, chain.schedule, cond)
+
+
+def denoise_pair(chain: Chain, eps, first, second, cond=None, gradient="recompute"):
+    """The noise-side pair -> the clean latents to decode: (x_0, y_0) for EDICT, (s_T,) else."""
+    from dlmap.diffusion import edict
+
+    if chain.config.bijection == "edict":
+        return edict.denoise(eps, first, second, chain.schedule, cond, gradient)
+    return denoise(eps, first, second, chain.schedule, cond, gradient)[1:]

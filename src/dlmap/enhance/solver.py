@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from dlmap.diffusion import edict
+from dlmap.diffusion import bijections, edict
 from dlmap.enhance import fidelity
 from dlmap.errors import DlmapError, InputError
 from dlmap.images import quantise
@@ -201,8 +201,9 @@ def _early_stop_plan(priors, config: SolverConfig) -> dict:
     }
 
 
-def _pair_mean(values: torch.Tensor, batch: int) -> torch.Tensor:
-    return (values[:batch] + values[batch:]) / 2
+def _mean_over(n: int, values: torch.Tensor, batch: int) -> torch.Tensor:
+    """The mean over the n decoded outputs of each problem (EDICT's x and y: Alg. 1 line 7)."""
+    return values.view(n, batch, *values.shape[1:]).mean(dim=0)
 
 
 def map_solve(
@@ -263,28 +264,31 @@ def invert_images(
     backbone, images: torch.Tensor, edict_config=edict.EdictConfig(), seeds=None, cond=None
 ):
     """Alg. 1 line 2: encode each image (seeded posterior sample or mean) and invert it with
-    EDICT (Eqs. 12-15) to its noise pair (x_T, y_T), each (B, C, h, w). Independent of the
-    prior and of lambda, so the workflow inverts each image once and reuses it. (No autograd
-    graph is built: the images and the frozen networks do not require gradients. Running it
-    under ``torch.no_grad`` would let torch pick other float32 kernels than a solve does.)"""
+    EDICT (Eqs. 12-15) to its noise pair (x_T, y_T), each (B, C, h, w), or with the bijection
+    ``edict_config.bijection`` names to its pair (s_0, s_1) (``dlmap.diffusion.bijections``).
+    Independent of the prior and of lambda, so the workflow inverts each image once and
+    reuses it. (No autograd graph is built: the images and the frozen networks do not require
+    gradients. Running it under ``torch.no_grad`` would let torch pick other float32 kernels
+    than a solve does.)"""
     seeds = seeds if seeds is not None else [0] * images.shape[0]
-    schedule = edict.make_schedule(edict_config)
+    chain = bijections.make_chain(edict_config)
     cond = cond if cond is not None else backbone.condition(images)
     latent = backbone.encode(images, seeds)
-    return edict.invert(backbone.eps, latent, latent, schedule, cond)
+    return bijections.invert_latent(chain, backbone.eps, latent, cond)
 
 
 def _latent_solve(
     backbone, priors, x_init, cond, config, edict_config, inversion, quiet, description
 ):
     batch = x_init.shape[0]
-    schedule = edict.make_schedule(edict_config)
+    chain = bijections.make_chain(edict_config)
+    n = chain.outputs  # EDICT's pair (x, y), or x alone (BDIA, O-BELM): Alg. 1's mean over them
     # One memory layout whether the pair was just computed or loaded from a file (torch picks
     # float32 kernels by layout, so a stored inversion reproduces a fresh solve exactly).
     x_T, y_T = (t.to(device=x_init.device).contiguous() for t in inversion)
     momentum = torch.zeros_like(torch.cat([x_T, y_T]))
-    pair_priors = priors + priors
-    pair_init = torch.cat([x_init, x_init])
+    pair_priors = priors * n
+    pair_init = torch.cat([x_init] * n)
     stops = _early_stop_plan(priors, config)
     applies = torch.tensor(stops["applied"], device=x_init.device)
     active = torch.ones(batch, dtype=torch.bool, device=x_init.device)
@@ -292,29 +296,29 @@ def _latent_solve(
     bar = tqdm(range(config.iters), desc=description, disable=quiet, leave=False)
     for iteration in bar:
         noise = torch.cat([x_T, y_T]).requires_grad_(True)
-        z_x, z_y = edict.denoise(  # Alg. 1 line 4
-            backbone.eps, noise[:batch], noise[batch:], schedule, cond, config.gradient
+        latents = bijections.denoise_pair(  # Alg. 1 line 4
+            chain, backbone.eps, noise[:batch], noise[batch:], cond, config.gradient
         )
-        pair = backbone.decode(torch.cat([z_x, z_y])).clamp(0, 1)
+        pair = backbone.decode(torch.cat(latents)).clamp(0, 1)
         loss, score, raw, fid, image_grad, grad_fid, grad_prior = term_gradients(
             pair, pair_init, pair_priors, config
         )  # lines 5-6, and the gradient of their sum with respect to the decoded pair
-        loss = _pair_mean(loss, batch)  # line 7
+        loss = _mean_over(n, loss, batch)  # line 7
         _check_finite(iteration, "loss", loss)
         reached = applies & active & (score[:batch] >= config.stop_threshold)
         for index in reached.nonzero().flatten().tolist():
             stops["iteration"][index] = iteration
         record = _record(
-            loss, _pair_mean(score, batch), _pair_mean(raw, batch), _pair_mean(fid, batch)
+            loss, _mean_over(n, score, batch), _mean_over(n, raw, batch), _mean_over(n, fid, batch)
         )
         gradients = _gradient_record(
-            _pair_mean(grad_fid, batch), _pair_mean(grad_prior, batch), active.clone()
+            _mean_over(n, grad_fid, batch), _mean_over(n, grad_prior, batch), active.clone()
         )
         history.append({"iteration": iteration, **record, **gradients})
         active = active & ~reached
         if not active.any():
             break
-        (grad,) = torch.autograd.grad(pair, noise, image_grad / 2)  # lines 8-9
+        (grad,) = torch.autograd.grad(pair, noise, image_grad / n)  # lines 8-9
         _check_finite(iteration, "gradient", grad[:batch], grad[batch:])
         if config.grad_clip is not None:
             grad = grad.clamp(-config.grad_clip, config.grad_clip)
@@ -325,25 +329,25 @@ def _latent_solve(
         x_T, y_T = updated[:batch], updated[batch:]
         bar.set_postfix(
             loss=f"{loss.mean():.4g}",
-            score=f"{_pair_mean(score, batch).mean():.4g}",
-            fidelity=f"{_pair_mean(fid, batch).mean():.4g}",
-            share=f"{_pair_mean(prior_share(grad_fid, grad_prior), batch).mean():.2%}",
+            score=f"{_mean_over(n, score, batch).mean():.4g}",
+            fidelity=f"{_mean_over(n, fid, batch).mean():.4g}",
+            share=f"{_mean_over(n, prior_share(grad_fid, grad_prior), batch).mean():.2%}",
         )
     with torch.no_grad():  # Alg. 1 line 13
-        z_x, z_y = edict.denoise(backbone.eps, x_T, y_T, schedule, cond)
-        pair = backbone.decode(torch.cat([z_x, z_y]))
-    _check_finite(config.iters, "output", pair[:batch], pair[batch:])
+        latents = bijections.denoise_pair(chain, backbone.eps, x_T, y_T, cond)
+        pair = backbone.decode(torch.cat(latents))
+    _check_finite(config.iters, "output", *pair.split(batch))
     images = quantise(pair.clamp(0, 1))  # exactly what the PNGs store
     with torch.no_grad():
         loss, score, raw, fid = objective(images, pair_init, pair_priors, config)
     final = {
-        "loss": _pair_mean(loss, batch).tolist(),
+        "loss": _mean_over(n, loss, batch).tolist(),
         "x": _record(loss[:batch], score[:batch], raw[:batch], fid[:batch]),
-        "y": _record(loss[batch:], score[batch:], raw[batch:], fid[batch:]),
     }
-    return SolveResult(
-        images[:batch], images[batch:], history, final, (x_T, y_T), early_stop=stops
-    )
+    if n == 2:
+        final["y"] = _record(loss[batch:], score[batch:], raw[batch:], fid[batch:])
+    y = images[batch:] if n == 2 else None
+    return SolveResult(images[:batch], y, history, final, (x_T, y_T), early_stop=stops)
 
 
 def _pixel_solve(priors, x_init, config, quiet, description):
