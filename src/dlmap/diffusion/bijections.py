@@ -200,20 +200,25 @@ class _Denoise(torch.autograd.Function):
         g_prev = torch.zeros_like(saved_before) if grad_before is None else grad_before
         g_next = torch.zeros_like(saved_current) if grad_current is None else grad_current
         current, after = saved_before, saved_current
+        r = schedule.sqrt_alpha
         for k in reversed(range(1, schedule.steps)):
-            # step k: (b, c) -> (c, n); upstream grads (g_c, g_n) for its outputs (c, n)
+            # step k: (b, c) -> (c, n), n = r_{k+1} (A b / r_{k-1} + (1 - A) c / r_k - C eps(c)):
+            # one evaluation eps(c) with its graph serves the vector-Jacobian product and, in
+            # the reversible mode, the reconstruction of b by the inverse (no second call)
+            a, cc = schedule.A[k], schedule.C[k]
             if ctx.gradient == "recompute":
-                before, current_in = ctx.inputs[k - 1]
-            else:
-                before = inverse_step(eps, current, after, k, schedule, cond).detach()
-                current_in = current
-            b = before.detach().requires_grad_(True)
-            c = current_in.detach().requires_grad_(True)
+                before, current = ctx.inputs[k - 1]
+            c = current.detach().requires_grad_(True)
             with torch.enable_grad():
-                n = step(eps, b, c, k, schedule, cond)
-            g_b, g_c = torch.autograd.grad(n, (b, c), g_next)
+                noise = eps(c, schedule.timesteps[k], cond)
+            (vjp,) = torch.autograd.grad(noise, c, g_next)
+            if ctx.gradient == "reversible":
+                bar = (after / r[k + 1] - (1 - a) * current / r[k] + cc * noise.detach()) / a
+                before = r[k - 1] * bar
+            g_b = (r[k + 1] * a / r[k - 1]) * g_next
+            g_c = (r[k + 1] * (1 - a) / r[k]) * g_next - (r[k + 1] * cc) * vjp
             g_prev, g_next = g_b, g_c + g_prev
-            current, after = before.detach(), current_in.detach()
+            current, after = before.detach(), current.detach()
         ctx.inputs = None
         return g_prev, g_next, None, None, None, None
 
