@@ -20,7 +20,8 @@ latent (``--latent``). Ours should stay flat: the target is peak(T=40)/peak(T=5)
 
     python bench/edict_memory.py                 # T = 5 10 20 40, latent 32x32, CPU
     python bench/edict_memory.py --device cuda   # the same on a GPU
-    python bench/edict_memory.py --quick         # T = 2 4, latent 8x8 (the test)
+    python bench/edict_memory.py --quick         # T = 3 5, latent 8x8 (the test)
+    python bench/edict_memory.py --bijection bdia   # BDIA's or O-BELM's h (belm) instead
 
 The last line is ``ours peak(T=40)/peak(T=5) = X.XX (target <= 1.25)`` (recompute).
 """
@@ -41,17 +42,22 @@ from _common import MIB, PeakMemory, load_warning, ratio_line, setup_torch
 METHODS = ("recompute", "reversible", "autograd")
 OURS = ("recompute", "reversible")
 DEFAULT_STEPS = (5, 10, 20, 40)
-QUICK_STEPS = (2, 4)
+QUICK_STEPS = (3, 5)  # BDIA and O-BELM need 3 steps at least
 DEFAULT_LATENT = 32
 QUICK_LATENT = 8
 TARGET = 1.25
 RESULT_TAG = "RESULT "
 
 
-def measure(method: str, steps: int, latent: int, device: str, threads: int) -> dict:
+def measure(method: str, steps: int, latent: int, device: str, threads: int,
+            bijection: str = "edict") -> dict:  # fmt: skip
     """One gradient of h in this process; returns its peak memory above the baseline."""
-    from dlmap.diffusion.edict import EdictConfig, denoise, make_schedule
+    from dlmap.diffusion.bijections import denoise_pair, make_chain
+    from dlmap.diffusion.edict import EdictConfig
     from dlmap.diffusion.tiny import tiny_backbone
+
+    def make_schedule(config):
+        return make_chain(EdictConfig(steps=config.steps, bijection=bijection))
 
     setup_torch(threads)
     backbone = tiny_backbone("seesr", seed=0, dtype=torch.float32).to(device)
@@ -67,13 +73,14 @@ def measure(method: str, steps: int, latent: int, device: str, threads: int) -> 
         w2 = torch.randn(shape, generator=generator).to(device)
 
         def call():
-            x0, y0 = denoise(backbone.eps, x_T, y_T, schedule, cond, gradient=method)
-            loss = (x0 * w).sum() + (y0 * w2).sum()
+            outputs = denoise_pair(schedule, backbone.eps, x_T, y_T, cond, gradient=method)
+            weights = (w, w2)[: len(outputs)]  # EDICT's pair, or x alone
+            loss = sum((out * wt).sum() for out, wt in zip(outputs, weights, strict=True))
             loss.backward()
 
         return call, (x_T, y_T)
 
-    warm_up, _ = gradient_of_h(4, make_schedule(EdictConfig(steps=1)))
+    warm_up, _ = gradient_of_h(4, make_schedule(EdictConfig(steps=3)))
     warm_up()
     del warm_up
 
@@ -82,7 +89,7 @@ def measure(method: str, steps: int, latent: int, device: str, threads: int) -> 
     with PeakMemory(device) as peak:
         call()
     seconds = time.perf_counter() - start
-    finite = bool(torch.isfinite(x_T.grad).all() and torch.isfinite(y_T.grad).all())
+    finite = all(bool(torch.isfinite(z.grad).all()) for z in (x_T, y_T) if z.grad is not None)
     return {
         "method": method,
         "steps": steps,
@@ -107,6 +114,8 @@ def run_child(method: str, steps: int, args) -> dict:
         args.device,
         "--threads",
         str(args.threads),
+        "--bijection",
+        args.bijection,
     ]
     done = subprocess.run(command, capture_output=True, text=True)
     for line in done.stdout.splitlines():
@@ -126,7 +135,10 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--jobs", type=int, default=1, help="child processes at a time (each measures only itself)"
     )
-    parser.add_argument("--quick", action="store_true", help="T = 2 4 on an 8x8 latent")
+    parser.add_argument("--quick", action="store_true", help="T = 3 5 on an 8x8 latent")
+    parser.add_argument(
+        "--bijection", default="edict", choices=("edict", "bdia", "belm"), help="the map h"
+    )
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "T"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.latent = args.latent or (QUICK_LATENT if args.quick else DEFAULT_LATENT)
@@ -136,7 +148,7 @@ def main(argv=None) -> int:
 
     if args.child:
         method, steps = args.child[0], int(args.child[1])
-        result = measure(method, steps, args.latent, args.device, args.threads)
+        result = measure(method, steps, args.latent, args.device, args.threads, args.bijection)
         print(RESULT_TAG + json.dumps(result), flush=True)
         return 0
 
@@ -147,8 +159,8 @@ def main(argv=None) -> int:
     methods = [m for m in METHODS if m in args.methods]
     side = args.latent
     print(
-        "EDICT: peak memory of one gradient of h (denoise with grad + backward), tiny backbone "
-        f"+ SeeSR ControlNet, float32, batch 1, latent 4x{side}x{side} "
+        f"{args.bijection}: peak memory of one gradient of h (denoise with grad + backward), "
+        f"tiny backbone + SeeSR ControlNet, float32, batch 1, latent 4x{side}x{side} "
         f"(image {8 * side}x{8 * side}), "
         f"device {args.device}, {args.threads} threads; each cell a fresh process, "
         "peak minus the baseline just before the call"
