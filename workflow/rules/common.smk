@@ -282,7 +282,18 @@ def ablation_variants():
     }
     for lam in config["ablations"]["lambdas"]:
         variants[f"pixel-map-lambda{lam:g}"] = {"mode": "pixel-map", "lam": lam}
+    for name in config["ablations"].get("bijections", []):  # latent-map is EDICT's column
+        variants[f"bijection-{name}"] = {"mode": "latent-map", "bijection": name}
     return variants
+
+
+# (enhance.smk)
+def ablation_edict(variant):
+    """The EDICT settings of an ablation variant: the config's, with its bijection if any."""
+    values = edict_values()
+    if "bijection" in ablation_variants()[variant]:
+        values["bijection"] = ablation_variants()[variant]["bijection"]
+    return values
 
 
 # (enhance.smk)
@@ -293,9 +304,10 @@ def ablation_inputs(wildcards):
     if variant["mode"].startswith("latent"):
         backbone = variant.get("backbone", config["backbone"])
         files.update(vae_input(backbone))
-        files["inversion"] = [
-            f"{OUT}/inversions/{backbone}/c{c}.pt" for c in chunks_of(ABLATION_IDS)
-        ]
+        if "bijection" not in variant:  # the stored inversions are EDICT's pairs
+            files["inversion"] = [
+                f"{OUT}/inversions/{backbone}/c{c}.pt" for c in chunks_of(ABLATION_IDS)
+            ]
     return files
 
 

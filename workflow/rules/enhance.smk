@@ -99,12 +99,13 @@ rule enhance_ablation:
         ids=ABLATION_IDS,
         solver=lambda wildcards: {
             **prior_solver(config["ablations"]["prior"]),
-            **{k: v for k, v in ablation_variants()[wildcards.variant].items() if k != "backbone"},
+            **{k: v for k, v in ablation_variants()[wildcards.variant].items()
+               if k not in ("backbone", "bijection")},
         },
         backbone=lambda wildcards: backbone_settings(
             ablation_variants()[wildcards.variant].get("backbone")
         ),
-        edict=edict_values(),
+        edict=lambda wildcards: ablation_edict(wildcards.variant),
         size=config["size"],
         batch_size=config["batch_size"],
         stamp=stamp(),
