@@ -83,6 +83,33 @@ def ablations():
         reduced=reduced,
     )
     grids.save_figure(figure, outputs["fig8-direct-vs-map"])
+    if "fig-bijections" in outputs:
+        bijections(ids, inputs, folder, column, prior, outputs["fig-bijections"])
+
+
+def bijections(ids, inputs, folder, column, prior, output):
+    """EDICT (the latent-map variant) beside each one-call bijection, with the mean time of
+    one MAP iteration (the records' seconds per image over its iterations) in the label."""
+    names = {"EDICT": "latent-map"}
+    names |= {v.removeprefix("bijection-").upper().replace("BELM", "O-BELM"): v
+              for v in folder if v.startswith("bijection-")}  # fmt: skip
+
+    def per_iteration(variant):
+        times = []
+        for i in ids:
+            record = json.loads((folder[variant] / f"{i}.json").read_text())
+            times.append(record["seconds"] / max(len(record["history"]), 1))
+        return sum(times) / len(times)
+
+    columns = {f"{name}\n{per_iteration(v):.2f} s / iteration": column(v)
+               for name, v in names.items()}  # fmt: skip
+    captions = {label: [f"q = {final(folder[v], i, 'score')[0]:.3g}" for i in ids]
+                for label, v in zip(columns, names.values(), strict=True)}  # fmt: skip
+    figure = grids.side_by_side(
+        columns, inputs, captions=captions,
+        title=f"Exact bijections: EDICT vs one network call per step ({prior})", reduced=reduced,
+    )  # fmt: skip
+    grids.save_figure(figure, output)
 
 
 def pairs():
