@@ -234,3 +234,19 @@ def test_the_full_size_rehearsal_runs_the_default_path_from_released_files(tmp_p
         record = json.loads(path.read_text())
         assert record["reduced"] and "RANDOM WEIGHTS" in record["random_weights"], path
         assert set(record["weights"]) == {"sd2-base", "seesr", "ram-swin-large", "dape"}
+
+
+def test_bijection_time_quick_prints_each_ratio_to_edict():
+    lines = run_bench("bijection_time.py", "--quick", "--threads", "1")
+    for name, line in zip(("bdia", "belm"), lines[-2:], strict=True):
+        ratio(line, rf"MAP iteration {name} / EDICT = {NUMBER} \(target <= 0\.6, recompute\)")
+
+
+def test_bijection_tradeoffs_prints_the_table_and_obelm_beats_ddim():
+    lines = run_bench("bijection_tradeoffs.py", "--steps", "6")
+    rows = {line.split()[0] + (line.split()[1] if line.startswith("bdia") else ""): line.split()
+            for line in lines if line.startswith(("bdia", "o-belm", "ddim"))}  # fmt: skip
+    assert {"bdiagamma=0.9", "o-belm", "ddim"} <= set(rows), lines
+    obelm, ddim = rows["o-belm"], rows["ddim"]
+    assert float(obelm[-1]) < float(ddim[-1])  # T = 50: the second-order rule is closer
+    assert float(obelm[1]) > 1 and float(rows["bdiagamma=1.0"][2]) == 1  # amplifications
