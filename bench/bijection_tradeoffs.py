@@ -15,27 +15,25 @@ the error is that of their own steps. Error: ||z_0 - exact|| / ||exact||.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 
 def main() -> None:
-    from helpers import photo
-    from test_bijections import exact_flow, gaussian_eps
-
     from dlmap.diffusion import bijections, tiny
+    from dlmap.images import center_crop_resize
     from dlmap.settings import SD2_SCHEDULER
+    from dlmap.testing.gaussian_ode import exact_flow, gaussian_eps
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(2)
     backbone = tiny.tiny_backbone("seesr", seed=0, dtype=torch.float32)
-    images = photo(64, "astronaut", torch.float32)[None]
+    from skimage import data
+
+    pixels = center_crop_resize(data.astronaut().astype("float32") / 255, 64)
+    images = torch.from_numpy(pixels).permute(2, 0, 1)[None]
     latent, cond = backbone.encode(images, seeds=[0]), backbone.condition(images)
 
     generator = torch.Generator().manual_seed(0)

@@ -2,14 +2,13 @@
 gradients against finite differences, and accuracy as ODE solvers on Gaussian data, where
 the optimal noise predictor and the probability-flow ODE's solution are closed-form."""
 
-import math
-
 import pytest
 import torch
 from helpers import photo
 
 from dlmap.diffusion import bijections
 from dlmap.settings import SD2_SCHEDULER
+from dlmap.testing.gaussian_ode import exact_flow, gaussian_eps
 
 T = 20
 DEFAULTS = {"bdia": 0.9, "belm": None}  # WIP: the defaults are chosen from the trade-off table
@@ -29,7 +28,7 @@ def latent64(tiny64):
     return tiny64.encode(images, seeds=[0, 1]), tiny64.condition(images)
 
 
-def test_bdia_with_gamma_zero_limit_is_ddim_and_every_member_is_consistent():
+def test_every_member_is_consistent_and_obelms_amplification_telescopes():
     """C_k = h_k + A_k H_k: a constant eps is integrated exactly by every member."""
     for name in ("bdia", "belm"):
         schedule = schedule_of(name)
@@ -92,30 +91,6 @@ def test_gradients_match_central_finite_differences_float64(tiny64, latent64, na
                        - function(first - step * d1, second - step * d2)) / (2 * step)  # fmt: skip
         analytic = (g1 * d1).sum() + (g2 * d2).sum()
         assert abs(numeric - analytic) / abs(analytic) <= 1e-6, (numeric, analytic)
-
-
-def gaussian_eps(mean, std):
-    """The optimal noise predictor for data N(mean, diag(std^2)) under SD2's forward process,
-    in DDIM's variables: eps = σ̄ (x̄ - mean) / (std^2 + σ̄^2), with x̄ = z / sqrt(ᾱ)."""
-    from diffusers import DDIMScheduler
-
-    alphas = DDIMScheduler(**SD2_SCHEDULER).alphas_cumprod.double()
-
-    def eps(z, t, cond=None):
-        alpha = float(alphas[t])
-        sigma = math.sqrt((1 - alpha) / alpha)
-        bar = z / math.sqrt(alpha)
-        return sigma * (bar - mean) / (std**2 + sigma**2)
-
-    return eps
-
-
-def exact_flow(z, sigma_from, sigma_to, alpha_from, alpha_to, mean, std):
-    """The probability-flow ODE's exact solution for Gaussian data: x̄ - mean scales by
-    sqrt((std^2 + σ̄_to^2) / (std^2 + σ̄_from^2))."""
-    bar = z / math.sqrt(alpha_from)
-    scale = torch.sqrt((std**2 + sigma_to**2) / (std**2 + sigma_from**2))
-    return math.sqrt(alpha_to) * (mean + (bar - mean) * scale)
 
 
 @pytest.mark.parametrize("name", ["bdia", "belm"])

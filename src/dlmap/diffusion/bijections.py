@@ -19,15 +19,15 @@ Its exact inverse uses the same evaluation, since s_k is known on both sides:
   every step: round-off grows like gamma^-(T-1) (about 10^6 at gamma = 0.5 and T = 20).
 * **O-BELM** (Wang et al., NeurIPS 2024): A_k = h_k^2 / H_k^2, the coefficients that make the
   local error third order (exact for eps linear in σ̄). Its inverse multiplies by H_k^2 / h_k^2
-  at step k: over the whole chain by (h_0 ... / ...) which telescopes to (h_1 / h_{T-1})^2.
+  at step k (H_k = h_{k-1}), which over the whole chain telescopes to (h_0 / h_{T-1})^2.
 
 The bijection's state is the pair of consecutive states the recurrence needs: (s_0, s_1) on the
 noise side and (s_{T-1}, s_T) on the image side; the clean latent is s_T. ``denoise`` maps the
 first to the second with T - 1 network calls (EDICT: 2T), ``invert`` the second to the first.
-The first step has no predecessor, so it is formed outside the bijection: in generation s_1 is
-one DDIM step from s_0 (``ddim_step``); in inversion of a clean latent s_T, s_{T-1} is one DDIM
-inversion step from it (``ddim_inversion_step``, eps(s_T, t_{T-1})). Either way the pair, once
-formed, maps back and forth exactly (up to round-off, which the inverse amplifies as above).
+The first step has no predecessor, so it is formed outside the bijection: in inversion of a
+clean latent s_T, s_{T-1} is one DDIM inversion step from it (``ddim_inversion_step``,
+eps(s_T, t_{T-1})); any pair (s_0, s_1) is a valid starting state of generation. Once formed,
+a pair maps back and forth exactly (up to round-off, which the inverse amplifies as above).
 """
 
 from __future__ import annotations
@@ -131,12 +131,6 @@ def inverse_step(eps, current, after, k: int, schedule: TwoStepSchedule, cond=No
     a, c = schedule.A[k], schedule.C[k]
     bar = (after / r[k + 1] - (1 - a) * current / r[k] + c * noise) / a
     return r[k - 1] * bar
-
-
-def ddim_step(eps, first, schedule: TwoStepSchedule, cond=None):
-    """s_1 from s_0 by one DDIM step: how generation forms the state's second member."""
-    r, s = schedule.sqrt_alpha, schedule.sigma
-    return r[1] * (first / r[0] - (s[0] - s[1]) * eps(first, schedule.timesteps[0], cond))
 
 
 def ddim_inversion_step(eps, clean, schedule: TwoStepSchedule, cond=None):
