@@ -1,23 +1,24 @@
 """Checkpoints fetched from URLs: published sha256, fetch, and `dlmap weights check`."""
 
 import hashlib
+import json
 
 import pytest
-import torch
+from fake_hub import FakeHost
 
 from dlmap import settings
 from dlmap.cli import main as cli
 from dlmap.weights import cache as weights
-from dlmap.weights import catalogue, downloads
+from dlmap.weights import catalogue, downloads, fetching, sources
 from dlmap.weights.folders import FolderSet
 
 
-def _fake_download(log):
-    def download(url, path, progress=True):
-        log.append(url)
-        weights.Path(path).write_bytes(url.encode())
+def _pretend(asked):
+    def fetch(self, cache=None, mirrors=(), progress=True):
+        asked.append(self.name)
+        return fetching.FetchResult(self.name, fetching.PRESENT)
 
-    return download
+    return fetch
 
 
 def test_published_sha256_is_read_from_openais_and_torchvisions_urls():
@@ -33,33 +34,43 @@ def test_published_sha256_is_read_from_openais_and_torchvisions_urls():
 def test_fetch_places_the_missing_files_checks_the_hubs_sha256_and_records_them(
     tmp_path, monkeypatch
 ):
-    log = []
-    monkeypatch.setattr(torch.hub, "download_url_to_file", _fake_download(log))
-    monkeypatch.setattr(
-        downloads, "_hub_sha256", lambda url: hashlib.sha256(url.encode()).hexdigest()
-    )
-    assert len(catalogue.get("musiq").missing_files(tmp_path)) == 1
-    placed = catalogue.get("musiq").fetch(cache=tmp_path)
-    assert log == [file.url for file in catalogue.get("musiq").files()]
-    assert catalogue.get("musiq").missing_files(tmp_path) == [] and len(placed) == 1
-    manifest = (tmp_path / weights.MANIFEST).read_text()
-    assert str(placed[0].resolve()) in manifest
-    log.clear()
-    catalogue.get("musiq").fetch(cache=tmp_path)
-    assert log == []  # nothing fetched twice
+    (file,) = catalogue.get("musiq").files()
+    with FakeHost() as host:
+        monkeypatch.setenv("HF_ENDPOINT", host.url)
+        host.routes[file.url.removeprefix(sources.HUB)] = ("lfs", b"musiq weights", None)
+        assert len(catalogue.get("musiq").missing_files(tmp_path)) == 1
+        result = catalogue.get("musiq").fetch(cache=tmp_path, progress=False)
+        assert result.state == fetching.FETCHED and len(host.requests) == 2  # 302, then CDN
+        assert catalogue.get("musiq").missing_files(tmp_path) == []
+        manifest = json.loads((tmp_path / weights.MANIFEST).read_text())
+        record = manifest[str((tmp_path / file.path).resolve())]
+        assert record["sha256"] == hashlib.sha256(b"musiq weights").hexdigest()
+        assert record["identity"] == "published by the host"
+        host.requests.clear()
+        assert catalogue.get("musiq").fetch(cache=tmp_path).state == fetching.PRESENT
+        assert host.requests == []  # nothing fetched twice
 
 
-@pytest.mark.parametrize("name, published", [("musiq", "0" * 64), ("lpips", "7be5be79")])
 def test_a_download_that_differs_from_its_published_sha256_is_refused_and_removed(
-    name, published, tmp_path, monkeypatch
+    tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(torch.hub, "download_url_to_file", _fake_download([]))
-    monkeypatch.setattr(
-        downloads, "_hub_sha256", lambda url: "0" * 64 if "huggingface" in url else None
+    (musiq,) = catalogue.get("musiq").files()
+    with FakeHost() as host:
+        monkeypatch.setenv("HF_ENDPOINT", host.url)
+        host.routes[musiq.url.removeprefix(sources.HUB)] = ("lfs", b"not musiq", "0" * 64)
+        result = catalogue.get("musiq").fetch(cache=tmp_path, progress=False)
+    assert result.state == fetching.FAILED and "0" * 64 in result.attempts[0].error
+    mirror = tmp_path / "lab"  # torchvision's file names the first digits of its sha256
+    (alexnet,) = catalogue.get("lpips").files()
+    (mirror / alexnet.path).parent.mkdir(parents=True)
+    (mirror / alexnet.path).write_bytes(b"not alexnet")
+    monkeypatch.setattr(sources.FixedUrl, "url", lambda self, path: "http://127.0.0.1:9/x")
+    result = catalogue.get("lpips").fetch(
+        cache=tmp_path / "cache", mirrors=sources.mirrors([str(mirror)]), progress=False
     )
-    with pytest.raises(weights.ChecksumError, match=f"does not match the {published} published"):
-        catalogue.get(name).fetch(cache=tmp_path)
-    assert not any(path.is_file() for path in tmp_path.rglob("*"))  # neither file nor .part
+    assert result.state == fetching.FAILED
+    assert "7be5be79 is expected" in result.attempts[0].error
+    assert not any(path.is_file() for path in (tmp_path / "cache").rglob("*"))  # no .part
 
 
 def test_weights_check_flags_a_file_that_differs_from_its_published_sha256(tmp_path, capsys):
@@ -98,7 +109,7 @@ def test_weights_check_passes_when_everything_the_paper_needs_is_present(
 def test_fetch_without_names_asks_for_everything_the_paper_needs(tmp_path, capsys, monkeypatch):
     asked = []
     for kind in (FolderSet, downloads.FileSet):
-        monkeypatch.setattr(kind, "fetch", lambda self, cache=None: asked.append(self.name))
+        monkeypatch.setattr(kind, "fetch", _pretend(asked))
     assert cli.main(["weights", "fetch", "--cache", str(tmp_path)]) == 0
     assert asked == catalogue.paper_sets()
     for name in ("liqe", "niqe", "lpips", "clip-vit-b-32", "sd2-base", "seesr", "dape"):
@@ -121,7 +132,7 @@ def test_a_backbone_fetches_and_requires_exactly_the_sets_it_loads(
 ):
     asked = []
     for kind in (FolderSet, downloads.FileSet):
-        monkeypatch.setattr(kind, "fetch", lambda self, cache=None: asked.append(self.name))
+        monkeypatch.setattr(kind, "fetch", _pretend(asked))
     assert cli.main(["weights", "fetch", "--backbone", backbone, "--cache", str(tmp_path)]) == 0
     assert asked == sets
     code = cli.main(["weights", "check", "--backbone", backbone, "--cache", str(tmp_path)])

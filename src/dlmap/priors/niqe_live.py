@@ -34,6 +34,8 @@ import scipy.io
 from dlmap.errors import InputError
 from dlmap.files import atomic_path
 from dlmap.weights import cache as weights
+from dlmap.weights.cache import ChecksumError
+from dlmap.weights.sources import DownloadError
 
 MODEL_FILE = "niqe/modelparameters.mat"  # relative to the dlmap cache
 
@@ -174,9 +176,9 @@ def read_sdist_member(archive, source: SdistMember) -> bytes:
 
 
 def _download(url: str, target: Path) -> None:
-    import torch
+    from dlmap.weights.sources import download
 
-    torch.hub.download_url_to_file(url, str(target), progress=False)
+    download(url, target, progress=False)
 
 
 def from_pypi(source: SdistMember = BASICSR_SDIST, index: str | None = None):
@@ -229,7 +231,7 @@ def fetch(cache=None, sources=SOURCES) -> list[Path]:
     for label, source in sources:
         try:
             mu, cov, provenance = source()
-        except (OSError, ValueError, tarfile.TarError, weights.ChecksumError) as error:
+        except (OSError, ValueError, tarfile.TarError, DownloadError, ChecksumError) as error:
             failures.append(f"{label}: {error}")
             continue
         if not is_live_model(mu, cov):

@@ -52,7 +52,7 @@ def verify_files(paths: list[Path], cache=None, full: bool = False) -> dict[str,
     check``) re-hashes every file whatever its modification time. Returns path -> sha256.
     """
     manifest_path = cache_dir(cache) / MANIFEST
-    records = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    records = _read_manifest(manifest_path)
     changed, digests, to_hash = False, {}, []
     for path in paths:
         key, stat = str(path.resolve()), path.stat()
@@ -72,16 +72,51 @@ def verify_files(paths: list[Path], cache=None, full: bool = False) -> dict[str,
             if record is not None and digest != record["sha256"]:
                 raise ChecksumError(_changed(path, record, f"sha256 {digest}", manifest_path))
             digests[key] = digest
-            entry = {"sha256": digest, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+            entry = {
+                **(record or {}),  # keeps where the file came from (``record``)
+                "sha256": digest,
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+            }
             changed = changed or records.get(key) != entry
             records[key] = entry
     if changed:
-        try:
-            manifest_path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(json.dumps(records, indent=1, sort_keys=True) + "\n", manifest_path)
-        except OSError as error:  # a read-only shared cache: verify, but cannot record
-            warnings.warn(f"cannot record sha256 in {manifest_path}: {error}", stacklevel=2)
+        _write_manifest(records, manifest_path)
     return digests
+
+
+def _read_manifest(manifest_path: Path) -> dict:
+    return json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+
+
+def _write_manifest(records: dict, manifest_path: Path) -> None:
+    try:
+        manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(json.dumps(records, indent=1, sort_keys=True) + "\n", manifest_path)
+    except OSError as error:  # a read-only shared cache: verify, but cannot record
+        warnings.warn(f"cannot record sha256 in {manifest_path}: {error}", stacklevel=3)
+
+
+def recorded_sha256(path: Path, cache=None) -> str | None:
+    """The sha256 recorded for ``path`` when it was first placed, if any (it stays recorded
+    after the file is deleted, so a refetch must bring the same bytes)."""
+    record = _read_manifest(cache_dir(cache) / MANIFEST).get(str(Path(path).resolve()))
+    return record["sha256"] if record else None
+
+
+def record(path: Path, digest: str, cache=None, **provenance: str) -> None:
+    """Record a file just fetched: its sha256, size, time, and where it came from and how
+    its identity was established (``provenance``: source, identity)."""
+    manifest_path = cache_dir(cache) / MANIFEST
+    records = _read_manifest(manifest_path)
+    stat = Path(path).stat()
+    records[str(Path(path).resolve())] = {
+        "sha256": digest,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        **provenance,
+    }
+    _write_manifest(records, manifest_path)
 
 
 def _changed(path: Path, record: dict, now: str, manifest: Path) -> str:

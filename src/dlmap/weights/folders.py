@@ -1,9 +1,11 @@
 """Weight sets that live in one folder each: the backbone's networks (``<cache>/<name>``).
 
-A ``FolderSet`` comes from a Hugging Face repository (``dlmap weights fetch NAME`` downloads
-it) or must be placed by hand (``manual`` says exactly how). Loaders call ``locate``, which
-only looks on disk and raises ``WeightsMissingError`` naming the files, the source and the
-target folder before any work starts.
+A ``FolderSet`` comes from an ordered list of sources (``dlmap weights fetch NAME`` tries
+them in turn: the official repository, community mirrors pinned to a revision, other hosts;
+``dlmap.weights.sources``), or must be placed by hand (``manual`` says exactly how; for a
+set with sources it is the way round hosts a script cannot reach). Loaders call ``locate``,
+which only looks on disk and raises ``WeightsMissingError`` naming the files, the sources and
+the target folder before any work starts.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlmap.weights.cache import WeightsMissingError, cache_dir, verify_files
+from dlmap.weights.fetching import FAILED, FETCHED, MANUAL, PRESENT, FetchResult, Wanted
+from dlmap.weights.sources import HubRepo, UrlBase, under
 
 RANDOM_WEIGHTS_MARK = "RANDOM-WEIGHTS.txt"
 """A file in a weights folder that says its weights are random (``dlmap.testing.released``):
@@ -24,16 +28,18 @@ class FolderSet:
     """A set of files one network needs, in a folder under the cache named after ``name``.
 
     ``files`` lists required paths relative to that folder; an entry with alternatives is a
-    tuple (any one of them suffices, e.g. safetensors or bin). ``repo_id`` is the Hugging Face
-    repository the files come from, or None when they must be placed by hand (``manual``).
+    tuple (any one of them suffices, e.g. safetensors or bin; the first is fetched).
+    ``sources`` are tried in order (none: the files must be placed by hand, as ``manual``
+    says); ``pinned`` maps a file to the sha256 that decides its identity, where a public
+    record of it exists (otherwise the first verified fetch records it).
     """
 
     name: str
     description: str
     files: tuple
-    repo_id: str | None = None
-    repo_type: str = "model"
+    sources: tuple[HubRepo | UrlBase, ...] = ()
     manual: str = ""
+    pinned: tuple[tuple[str, str], ...] = ()
 
     def where(self, cache=None) -> Path:
         """The folder the set is placed in: ``<cache>/<name>``."""
@@ -44,11 +50,12 @@ class FolderSet:
         return [self.where(cache)]
 
     def how(self) -> str:
-        """How the files are obtained: the fetch command and its source, or the manual steps."""
-        if self.repo_id is not None:
+        """How the files are obtained: the fetch command and its sources, or the manual steps."""
+        if self.sources:
+            tried = ", then ".join(source.label for source in self.sources)
             return (
-                f"run `dlmap weights fetch {self.name}` (Hugging Face {self.repo_type} "
-                f"{self.repo_id}), or copy those files there"
+                f"run `dlmap weights fetch {self.name}` (tries {tried}), or copy those files "
+                "there" + (f"; by hand: {self.manual}" if self.manual else "")
             )
         return self.manual
 
@@ -99,27 +106,33 @@ class FolderSet:
         verify_files(present, cache, full=full)
         return f"present in {folder} (sha256 verified)"
 
-    def fetch(self, cache=None) -> Path:
-        """Download the files into ``<cache>/<name>``; a set that cannot be downloaded raises
-        ``WeightsMissingError`` with the exact manual steps unless already in place."""
-        folder = self.where(cache)
-        if self.repo_id is None:
-            _, missing = present_files(folder, self.files)
-            if missing:
-                raise WeightsMissingError(
-                    f"cannot be downloaded automatically: {self.manual_steps(cache)}; "
-                    f"missing: {', '.join(missing)}"
-                )
-            return self.locate(cache=cache)
-        from huggingface_hub import snapshot_download
+    def fetch(self, cache=None, mirrors=(), progress: bool = True) -> FetchResult:
+        """Bring the missing files into ``<cache>/<name>`` from the mirrors (each seen at
+        ``<mirror>/<name>``), then the sources, in order; never raises for a host's failure.
+        Returns what happened: present, fetched (and from where), manual step needed (with
+        the steps), or failed (with every attempt)."""
+        from dlmap.weights.fetching import fetch_files
 
-        snapshot_download(
-            self.repo_id,
-            repo_type=self.repo_type,
-            allow_patterns=[_first(entry) for entry in self.files],
-            local_dir=folder,
-        )
-        return self.locate(cache=cache)
+        folder = self.where(cache)
+        _, missing = present_files(folder, self.files)
+        if not missing:
+            self.check(cache)  # a changed file raises ChecksumError: the caller reports it
+            return FetchResult(self.name, PRESENT, todo="-")
+        sources = [under(mirror, self.name) for mirror in mirrors] + list(self.sources)
+        if not sources:
+            return FetchResult(self.name, MANUAL, todo=self.manual_steps(cache))
+        pinned = dict(self.pinned)
+        wanted = [Wanted(path, folder / path, pinned.get(path)) for path in missing]
+        used, attempts, remaining = fetch_files(wanted, sources, cache, progress)
+        if remaining:
+            left = [item.path for item in remaining]
+            left = ", ".join(left) if len(left) <= 3 else f"{len(left)} of {len(wanted)} files"
+            state = MANUAL if self.manual else FAILED
+            steps = self.manual if self.manual else "retry later, or place them by hand"
+            todo = f"still missing in {folder}: {left}; {steps}"
+            return FetchResult(self.name, state, ", ".join(used) or "-", todo, attempts)
+        self.locate(cache=cache)
+        return FetchResult(self.name, FETCHED, ", ".join(used), "-", attempts)
 
     def _hub_snapshot(self, repo_id: str) -> Path | None:
         """The local hub-cache snapshot of ``repo_id``, or None; never downloads."""
@@ -127,7 +140,7 @@ class FolderSet:
         from huggingface_hub.errors import LocalEntryNotFoundError
 
         try:
-            return Path(snapshot_download(repo_id, repo_type=self.repo_type, local_files_only=True))
+            return Path(snapshot_download(repo_id, local_files_only=True))
         except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
             return None
 
