@@ -284,7 +284,8 @@ def _read_spaq(folder: Path, facts) -> list[Record]:
     """SPAQ. ``Annotations/MOS and Image attribute scores.xlsx`` (first sheet) with columns
     "Image name" and "MOS" (0-100) among the attribute scores; images ``TestImage/<name>``.
     Sources: chaofengc/IQA-PyTorch scripts/process_spaq.py and meta_info_SPAQDataset.csv,
-    h4nwei/SPAQ README_SPAQ_unzip_problem_and_solution.md (TestImage/)."""
+    and the unzip note of h4nwei/SPAQ (README_SPAQ_unzip_problem_and_solution.md at commit
+    656d5ae, since removed from the repository's HEAD: the split zip repaired, TestImage/)."""
     path = score_file(folder, facts.score_files[0])
     records = []
     for line, row in enumerate(_xlsx(path, ("Image name", "MOS")), start=2):

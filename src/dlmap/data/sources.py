@@ -174,7 +174,11 @@ SETS: dict[str, DatasetSpec] = {
                 "http://www02.smt.ufrj.br/~eduardo/ImageDatabase/), download the 586 images "
                 "and the grades spreadsheet; put the images (DatabaseImage0001.JPG ...) in "
                 "ImageDatabase/ inside the target folder and DatabaseGrades.xlsx beside it "
-                "(save a DatabaseGrades.xls as .xlsx first)"
+                "(save a DatabaseGrades.xls as .xlsx first). Where those pages are down: the "
+                "UNIQUE authors' repository https://github.com/zwx8981/UNIQUE carries the "
+                "grades file (IQA_database/BID/splits2/DatabaseGrades.xls) and its authors link "
+                "cloud-drive copies of the images; `dlmap data check bid` verifies the file "
+                "names and the 586 grades, whatever the copy"
             ),
         ),
         DatasetSpec(
