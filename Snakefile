@@ -47,6 +47,44 @@ rule all:
     default_target: True
 
 
+# The paper's run in five phases, in this order (README "The paper on a SLURM cluster"): each
+# is a target, e.g. `snakemake --profile slurm prepare`. Two steps between them are done by
+# people: running the external enhancers on OUT/external-inputs (after `external_inputs`, a
+# rule of enhance.smk), and the human 2AFC study (after `study`).
+rule prepare:  # weights, data, MS-LIQE, Eq. 21 constants, SRCC on SPAQ, the test images
+    input:
+        prepare_targets(),
+
+
+rule enhance:  # every prior's MAP, the ablations, the external outputs, post-enhancement
+    input:
+        enhance_targets(),
+
+
+rule study:  # pair selection and the 2AFC studies; SERVING.txt says how to serve them
+    input:
+        study_targets(),
+
+
+rule results:  # rankings, Table I, every figure (the default target)
+    input:
+        all_targets(),
+
+
+onsuccess:
+    report_hand_steps(stopped=False)
+
+
+# A step done by hand still missing: say so before any job runs (dry runs too), naming the
+# phase that waits for it, so that the default target never fails without saying why.
+if workflow.is_main_process:
+    notice_hand_steps()
+
+
+onerror:
+    report_hand_steps(stopped=True)
+
+
 # The paper's experiments as named targets, e.g. `snakemake --profile slurm ablations`.
 rule models:  # Fig. 5, Table I, Fig. 6
     input:

@@ -50,3 +50,41 @@ def test_the_projection_counts_every_prior_image_and_iteration_of_the_config():
 def test_a_cost_that_is_not_a_positive_number_is_refused_naming_it(field, value):
     with pytest.raises(InputError, match=f"gpu_costs.{field} must be a positive number"):
         budget.GpuCosts(**{field: value})
+
+
+def test_the_projection_counts_the_latent_ablations_the_workflow_makes():
+    """config.yaml's ablations make five latent runs (latent-map, latent-direct, vanilla SD2,
+    and the bdia and belm bijections): the projection counts exactly those, from the function
+    the workflow's rules read."""
+    from dlmap.workflow.plan import ablation_variants, latent_variants
+
+    assert latent_variants(CONFIG) == [
+        "latent-map", "latent-direct", "vanilla", "bijection-bdia", "bijection-belm"
+    ]  # fmt: skip
+    assert set(latent_variants(CONFIG)) <= set(ablation_variants(CONFIG))
+    costs = budget.GpuCosts(iteration_seconds=1.0, inversion_seconds=1.0)
+    (stage, hours) = next((s, v) for s, v in budget.project_gpu_hours(CONFIG, costs).items()
+                          if s.startswith("ablations"))  # fmt: skip
+    per_image = CONFIG["solver"]["iters"] + 1  # iterations and one inversion, 1 s each
+    assert hours == pytest.approx(5 * CONFIG["ablations"]["images"] * per_image / 3600)
+    fewer = {**CONFIG, "ablations": {**CONFIG["ablations"], "bijections": []}}
+    assert len(latent_variants(fewer)) == 3
+    assert "bijection-bdia" in stage
+
+
+def test_msliqe_trains_as_a_chain_of_jobs_each_under_the_walltime():
+    costs = budget.GpuCosts(train_seconds=0.02, load_seconds=120.0, margin=1.5)
+    epoch = 6 * 10125 * 0.02  # config.yaml: six sets, KADID-10k the largest: 1215 s
+    segments = budget.train_segments(80, epoch, costs, 720)
+    assert segments == [(0, 23), (23, 46), (46, 69), (69, 80)]
+    minutes = [budget.job_minutes((end - start) * epoch, costs) for start, end in segments]
+    assert max(minutes) <= 720 and minutes[0] == 702  # (120 + 23 x 1215) x 1.5 / 60
+    assert budget.job_minutes(24 * epoch, costs) > 720  # one epoch more would not fit
+    assert budget.train_segments(4, 1.0, costs, 720) == [(0, 4)]  # a toy run: one job
+    with pytest.raises(InputError, match="one MS-LIQE epoch needs a job of 4 minutes"):
+        budget.train_segments(80, 1.0, costs, 2)
+
+
+def test_a_retry_asks_for_more_time_but_never_past_the_walltime():
+    assert budget.capped(306, 720) == 306 and budget.capped(1404, 720) == 720
+    assert budget.capped(1404, None) == 1404

@@ -174,6 +174,36 @@ def test_a_resumed_run_continues_exactly_as_an_uninterrupted_one(small_synthetic
     assert again == resumed and all(path.is_file() for path in outputs)
 
 
+def test_a_chain_of_jobs_in_their_own_folders_ends_where_one_long_run_does(
+    small_synthetic, tmp_path, capsys
+):
+    """The workflow's chain (each job in a folder of its own, resuming the previous job's
+    last.pt until its last epoch, with data-loading workers) gives the checkpoint of one run."""
+    common = ["train-msliqe", "--manifest", str(small_synthetic), "--init", "random",
+              "--clip", "tiny", "--crop", "64", "--image-size", "64", "--scales", "1.0",
+              "--crops-per-scale", "1", "--lr", "1e-3", "--batch-size", "32", "--epochs", "3",
+              "--quiet"]  # fmt: skip
+    assert cli.main([*common, "--out", str(tmp_path / "whole")]) == 0
+    previous = []
+    for start, end in ((0, 1), (1, 2), (2, 3)):
+        folder = tmp_path / f"epochs-{start:03d}-{end:03d}"
+        workers = ["--workers", "2"] if start == 1 else []
+        assert cli.main([*common, "--out", str(folder), "--until-epoch", str(end),
+                         *previous, *workers]) == 0  # fmt: skip
+        previous = ["--resume-from", str(folder / msliqe_train.LAST)]
+    last = tmp_path / "epochs-002-003"
+    assert not (tmp_path / "epochs-001-002" / msliqe_train.FINAL).exists()
+    a = torch.load(tmp_path / "whole" / msliqe_train.FINAL, weights_only=True)
+    b = torch.load(last / msliqe_train.FINAL, weights_only=True)
+    assert all(torch.equal(a["state_dict"][key], b["state_dict"][key]) for key in a["state_dict"])
+    assert a["history"] == b["history"] and len(b["history"]) == 3
+    rows = list(csv.DictReader(open(last / "metrics.csv")))
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    missing = ["--out", str(tmp_path / "x"), "--resume-from", str(tmp_path / "none.pt")]
+    assert cli.main([*common, *missing]) == 2
+    assert "--resume-from" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "seed, scheme",
     [(0, "per-dataset"), (1, "per-dataset"), (2, "per-dataset"), (0, "partner")],

@@ -1,5 +1,6 @@
 # Helpers shared by the rules: paths, chunks, per-prior settings, resources, targets.
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from dlmap.enhance import budget, chunks
 from dlmap.data.sources import SETS, data_root
 from dlmap.settings import check_workflow_config
 from dlmap.weights import catalogue
+from dlmap.workflow import plan
 
 # The Snakefile has validated the config against the schema; what a schema cannot say (6.0
 # where an integer belongs, inf, a braced external folder, a solver setting that its class
@@ -53,12 +55,28 @@ def gpus_present():
     return listing.stdout.count("GPU ") if listing.returncode == 0 else 0
 
 
+# What the cluster allows (config's optional `slurm` block, dlmap.workflow.plan's defaults): no
+# job asks for more than the partition's walltime (MS-LIQE trains as a chain of jobs under
+# it), GPU jobs get CPU cores for data loading, and downloads run where Snakemake runs.
+SLURM = plan.slurm_settings(config)
+MAX_MINUTES = SLURM["max_runtime_minutes"]
+LOCAL_FETCH = SLURM["fetch_on_login_node"]
+# A lab's copies of the weights (folders or URLs laid out like a dlmap cache), tried first.
+MIRROR_OPTIONS = " ".join(f"--mirror {shlex.quote(m)}" for m in config.get("weights_mirrors", []))
+
+
+def capped(minutes):
+    """A job's runtime request, a retry's included, within the partition's walltime."""
+    return budget.capped(minutes, MAX_MINUTES)
+
+
 # GPU rules ask for `gpu` (one per job when the config runs on CUDA). On one machine the
 # scheduler may run as many at once as there are GPUs; on SLURM each job asks the cluster, and
 # the profile declares `gpu` itself (slurm/config.yaml): the Snakefile cannot tell the executor
 # when it is parsed, and counting the submitting machine's GPUs (none on a login node) would
 # take every job's GPU request down to 0.
 GPU = 1 if config["device"].startswith("cuda") else 0
+GPU_THREADS = SLURM["gpu_threads"] if GPU else 1  # CPU runs (the demo) keep one thread a job
 if workflow.local_exec and "gpu" not in workflow.global_resources:
     workflow.register_resource("gpu", gpus_present())
 
@@ -69,11 +87,11 @@ COSTS = budget.GpuCosts(**config["gpu_costs"])
 HOST_MB = budget.host_mem_mb(COSTS)
 
 
-def dataset_images(names):
-    """Images in the named IQA data sets (their documented counts; the synthetic set's)."""
-    from dlmap.data import synthetic_iqa  # numpy and scipy: only when a rule asks
-
-    return sum(synthetic_iqa.entry_count() if n == "synthetic" else SETS[n].count for n in names)
+dataset_images = plan.dataset_images  # images in the named IQA data sets
+try:  # every GPU job's first request within the walltime, before any job is planned
+    plan.check_walltime(config)
+except ValueError as error:
+    raise WorkflowError(f"config: {error}")
 
 
 MAX_EPOCHS = 100000
@@ -96,11 +114,38 @@ def msliqe_epochs():
     return epochs
 
 
-def msliqe_train_minutes(attempt):
-    """MS-LIQE's training: an epoch shows every set as many images as the largest has."""
+def msliqe_epoch_seconds():
+    """One MS-LIQE epoch: every set shows as many images as the largest has."""
     datasets = config["msliqe"]["datasets"]
-    per_epoch = len(datasets) * max(dataset_images([name]) for name in datasets)
-    return budget.train_job_minutes(per_epoch, msliqe_epochs(), COSTS, attempt)
+    return len(datasets) * max(dataset_images([name]) for name in datasets) * COSTS.train_seconds
+
+
+def msliqe_segments():
+    """MS-LIQE's chain of training jobs: epoch ranges, each job within the walltime."""
+    try:
+        return budget.train_segments(msliqe_epochs(), msliqe_epoch_seconds(), COSTS, MAX_MINUTES)
+    except ValueError as error:
+        raise WorkflowError(f"config: {error}")
+
+
+def msliqe_segment(wildcards):
+    """(start, end) of one job of the chain, checked against the plan."""
+    segment = (int(wildcards.start), int(wildcards.end))
+    if segment not in msliqe_segments():
+        raise WorkflowError(f"msliqe/{plan.segment_name(*segment)} is not a job of the chain")
+    return segment
+
+
+def msliqe_previous(wildcards):
+    """The state the job resumes: the previous job's folder (none for the first)."""
+    start, _ = msliqe_segment(wildcards)
+    ends = {end: begin for begin, end in msliqe_segments()}
+    return [f"{OUT}/msliqe/{plan.segment_name(ends[start], start)}"] if start else []
+
+
+def msliqe_segment_minutes(wildcards, attempt):
+    start, end = msliqe_segment(wildcards)
+    return capped(budget.job_minutes((end - start) * msliqe_epoch_seconds(), COSTS, attempt))
 
 
 def chunk_ids(wildcards):
@@ -228,6 +273,61 @@ def all_targets():
     return targets
 
 
+def prepare_targets():
+    """Phase `prepare`: weights and data sets in place, MS-LIQE trained, Eq. 21 constants
+    fitted, every prior's SRCC on the evaluation set, the test images prepared."""
+    files = [f for name in weight_sets() for f in weight_files(name)]
+    backbones = [config["backbone"], config["ablations"]["vanilla_backbone"]]
+    files += sorted({f for b in backbones for f in backbone_weights(b)})
+    files += [f"{OUT}/calibration/{p}.json" for p in config["calibration"]["priors"]]
+    files += [f"{OUT}/srcc/{p}.csv" for p in PRIORS]
+    files += [msliqe_checkpoint()] if msliqe_checkpoint() else []
+    folder = tiny_vae_dir(config["backbone"])
+    files += [folder] if folder else []
+    return files + all_image_dirs()
+
+
+def enhance_targets():
+    """Phase `enhance`: every prior's MAP chunks, the ablation runs, the external enhancers'
+    outputs checked in, and the post-enhancement of their outputs."""
+    files = [d for prior in PRIORS for d in enhanced_dirs(prior)]
+    files += [f"{OUT}/ablations/{variant}" for variant in ablation_variants()]
+    used = {e for c in config["comparisons"] for e in comparison_enhancers(c)}
+    used |= set(config["post_enhancement"]["bases"])
+    files += [f"{OUT}/external/{name}" for name in EXTERNAL if name in used]
+    files += [f"{OUT}/post/{base}" for base in config["post_enhancement"]["bases"]]
+    return files
+
+
+def study_targets():
+    """Phase `study`: the pairs of every comparison (Eq. 18), its 2AFC study, and (human
+    observers) SERVING.txt with the commands that serve and export each study."""
+    files = [f"{OUT}/comparison/{c}/pairs.csv" for c in config["comparisons"]]
+    files += [f"{OUT}/experiment/{c}.sqlite" for c in config["comparisons"]]
+    if config["observers"]["kind"] == "human":
+        files.append(f"{OUT}/experiment/SERVING.txt")
+    return files
+
+
+def report_hand_steps(stopped):
+    """After a run (onsuccess, onerror): the steps done by hand that the run still waits
+    for, by phase, so that a run that cannot finish says which phase is missing."""
+    steps = plan.hand_steps(config, IDS, OUT)
+    if stopped:
+        print("dlmap: the run stopped before its targets; if a job above says so, a phase "
+              "waits for a step done by hand (README: the paper on a SLURM cluster)",
+              file=sys.stderr)  # fmt: skip
+    if steps:
+        print(plan.describe_hand_steps(steps), file=sys.stderr)
+
+
+def notice_hand_steps():
+    """Before any run: the steps done by hand still missing, one line per phase they block."""
+    steps = plan.hand_steps(config, IDS, OUT)
+    if steps:
+        print(plan.summarise_hand_steps(steps), file=sys.stderr)
+
+
 # (data.smk)
 def weight_sets():
     """Every weight set the configuration needs."""
@@ -272,21 +372,9 @@ def chunks_of(ids):
 
 # (enhance.smk)
 def ablation_variants():
-    """Fig. 1 (b)-(d), Fig. 2's lambda sweep, Fig. 7's vanilla SD2, Fig. 8's direct."""
-    chosen = config["ablations"].get("pixel_lam")
-    pixel_lambda = {} if chosen is None else {"lam": chosen}  # Fig. 1(c)
-    variants = {
-        "pixel-direct": {"mode": "pixel-direct"},
-        "pixel-map": {"mode": "pixel-map", **pixel_lambda},
-        "latent-map": {"mode": "latent-map"},
-        "latent-direct": {"mode": "latent-direct"},
-        "vanilla": {"mode": "latent-map", "backbone": config["ablations"]["vanilla_backbone"]},
-    }
-    for lam in config["ablations"]["lambdas"]:
-        variants[f"pixel-map-lambda{lam:g}"] = {"mode": "pixel-map", "lam": lam}
-    for name in config["ablations"].get("bijections", []):  # latent-map is EDICT's column
-        variants[f"bijection-{name}"] = {"mode": "latent-map", "bijection": name}
-    return variants
+    """Fig. 1 (b)-(d), Fig. 2's lambda sweep, Fig. 7's vanilla SD2, Fig. 8's direct, and the
+    bijection grid (dlmap.workflow.plan: the GPU-hour projection counts the same runs)."""
+    return plan.ablation_variants(config)
 
 
 # (enhance.smk)

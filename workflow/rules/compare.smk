@@ -15,14 +15,19 @@ rule select_pairs:
         device=config["device"],
         cache=config["cache"],
         stamp=stamp(),
+    threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
         mem_mb=HOST_MB,
-        runtime=lambda wildcards, attempt: budget.pairs_job_minutes(
-            len(IDS), len(comparison_enhancers(wildcards.comparison)), COSTS, attempt
+        runtime=lambda wildcards, attempt: capped(
+            budget.pairs_job_minutes(
+                len(IDS), len(comparison_enhancers(wildcards.comparison)), COSTS, attempt
+            )
         ),
     log:
         f"{LOGS}/select_pairs/{{comparison}}.log",
+    benchmark:
+        f"{BENCH}/select_pairs/{{comparison}}.tsv"
     script:
         "../scripts/select_pairs.py"
 
@@ -141,3 +146,18 @@ rule table_one:
         "{params.dlmap:q} report {input.scores} --out {params.prefix} --srcc {input.srcc} {params.reduced}"
         " --dataset {params.dataset} > {log} 2>&1 && cp {params.prefix}.table1.csv {output.table}"
         " && cp {params.prefix}.table1.md {output.markdown}"
+
+
+rule serving_instructions:  # phase `study` ends here: how to serve and export each study
+    input:
+        studies=[f"{OUT}/experiment/{c}.sqlite" for c in config["comparisons"]],
+    output:
+        f"{OUT}/experiment/SERVING.txt",
+    params:
+        exports={c: human_export(c) for c in config["comparisons"]},
+        training=config["observers"]["training"],
+    localrule: True
+    log:
+        f"{LOGS}/serving_instructions.log",
+    script:
+        "../scripts/serving_instructions.py"

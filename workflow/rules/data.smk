@@ -1,6 +1,8 @@
 # Stage 1: weights and data sets. Downloads are marked for Snakemake's between-workflow
 # cache (`--cache`, with $SNAKEMAKE_OUTPUT_CACHE set); sets that need a request form or a
-# cloud-drive download fail at once, printing the exact steps and target folder.
+# cloud-drive download fail at once, printing the exact steps and target folder. They run
+# where Snakemake runs (localrules: compute nodes often have no internet) unless the config
+# says `slurm: {fetch_on_login_node: false}`; mirrors from `weights_mirrors` come first.
 
 
 _owned = set()  # a file two sets share (OpenAI's CLIP) is fetched by the first
@@ -18,12 +20,15 @@ for _set in weight_sets():
         params:
             name=_set,
             cache=lambda wildcards: weights_cache(),  # config-given, not a path of this job's
+            mirrors=MIRROR_OPTIONS,
             dlmap=DLMAP,
+        localrule: LOCAL_FETCH
         log:
             f"{LOGS}/fetch_weights/{_set}.log",
         cache: "omit-software"
         shell:
-            "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}' > {log} 2>&1"
+            "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}'"
+            " {params.mirrors} --quiet > {log} 2>&1"
 
 
 _backbones = [config["backbone"], config["ablations"]["vanilla_backbone"]]
@@ -37,12 +42,15 @@ for _folder in sorted({f for b in _backbones for f in backbone_weights(b)}):
         params:
             name=os.path.basename(_folder),
             cache=lambda wildcards: weights_cache(),  # config-given, not a path of this job's
+            mirrors=MIRROR_OPTIONS,
             dlmap=DLMAP,
+        localrule: LOCAL_FETCH
         log:
             f"{LOGS}/fetch_weights/{os.path.basename(_folder)}.log",
         cache: "omit-software"
         shell:
-            "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}' > {log} 2>&1"
+            "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}'"
+            " {params.mirrors} --quiet > {log} 2>&1"
 
 
 rule fetch_dataset:
@@ -51,6 +59,7 @@ rule fetch_dataset:
     params:
         root=lambda wildcards, output: os.path.dirname(output[0]),
         dlmap=DLMAP,
+    localrule: LOCAL_FETCH
     log:
         f"{LOGS}/fetch_dataset/{{dataset}}.log",
     cache: "omit-software"

@@ -45,14 +45,16 @@ rule invert_chunk:
         seed=config["solver"]["seed"],
         batch_size=config["batch_size"],
         library=chunks.source_digest(),
+    threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
         mem_mb=HOST_MB,
-        runtime=lambda wildcards, attempt: budget.invert_job_minutes(
-            len(chunk_ids(wildcards)), COSTS, attempt
+        runtime=lambda wildcards, attempt: capped(
+            budget.invert_job_minutes(len(chunk_ids(wildcards)), COSTS, attempt)
         ),
     log:
-        f"{LOGS}/invert_chunk/{{backbone}}-c{{chunk}}.log",
+        f"{LOGS}/invert_chunk/{{backbone}}-c{{chunk}}.log",  # and its timing, written by the
+    # script to BENCH/invert_chunk/ (a rule cached between workflows takes no `benchmark:`)
     cache: "omit-software"
     script:
         "../scripts/invert_chunk.py"
@@ -74,11 +76,14 @@ rule enhance_chunk:
         size=config["size"],
         batch_size=config["batch_size"],
         stamp=stamp(),
+    threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
         mem_mb=HOST_MB,
-        runtime=lambda wildcards, attempt: budget.enhance_job_minutes(
-            len(chunk_ids(wildcards)), prior_solver(wildcards.prior)["iters"], COSTS, attempt
+        runtime=lambda wildcards, attempt: capped(
+            budget.enhance_job_minutes(
+                len(chunk_ids(wildcards)), prior_solver(wildcards.prior)["iters"], COSTS, attempt
+            )
         ),
     log:
         f"{LOGS}/enhance_chunk/{{prior}}-c{{chunk}}.log",
@@ -109,12 +114,15 @@ rule enhance_ablation:
         size=config["size"],
         batch_size=config["batch_size"],
         stamp=stamp(),
+    threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
         mem_mb=HOST_MB,
-        runtime=lambda wildcards, attempt: budget.enhance_job_minutes(
-            len(ABLATION_IDS), prior_solver(config["ablations"]["prior"])["iters"], COSTS,
-            attempt,
+        runtime=lambda wildcards, attempt: capped(
+            budget.enhance_job_minutes(
+                len(ABLATION_IDS), prior_solver(config["ablations"]["prior"])["iters"], COSTS,
+                attempt,
+            )
         ),
     log:
         f"{LOGS}/enhance_ablation/{{variant}}.log",
@@ -124,9 +132,26 @@ rule enhance_ablation:
         "../scripts/enhance_chunk.py"
 
 
+rule external_inputs:  # phase `external_inputs`: what the external enhancers are run on
+    input:
+        all_image_dirs(),
+    output:
+        folder=directory(f"{OUT}/external-inputs"),
+    params:
+        external=EXTERNAL,
+        size=config["size"],
+        stamp=stamp(),
+    localrule: True
+    log:
+        f"{LOGS}/external_inputs.log",
+    script:
+        "../scripts/external_inputs.py"
+
+
 rule check_external:
     input:
         external_source,
+        selection=f"{OUT}/external-inputs",  # the test images the outputs must answer
     output:
         directory(f"{OUT}/external/{{enhancer}}"),
     params:
@@ -170,12 +195,15 @@ rule post_enhance:
         size=config["size"],
         batch_size=config["batch_size"],
         stamp=stamp(),
+    threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
         mem_mb=HOST_MB,
-        runtime=lambda wildcards, attempt: budget.enhance_job_minutes(
-            len(POST_IDS), prior_solver(config["post_enhancement"]["prior"])["iters"], COSTS,
-            attempt,
+        runtime=lambda wildcards, attempt: capped(
+            budget.enhance_job_minutes(
+                len(POST_IDS), prior_solver(config["post_enhancement"]["prior"])["iters"],
+                COSTS, attempt,
+            )
         ),
     log:
         f"{LOGS}/post_enhance/{{base}}.log",

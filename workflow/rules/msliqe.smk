@@ -15,22 +15,59 @@ rule calibrate_prior:
         device=config["device"],
         cache=config["cache"],
         stamp=stamp(),
+    threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
         mem_mb=HOST_MB,
-        runtime=lambda wildcards, attempt: budget.score_job_minutes(
-            dataset_images(config["calibration"]["datasets"]), COSTS, attempt
+        runtime=lambda wildcards, attempt: capped(
+            budget.score_job_minutes(
+                dataset_images(config["calibration"]["datasets"]), COSTS, attempt
+            )
         ),
     log:
         f"{LOGS}/calibrate_prior/{{prior}}.log",
+    benchmark:
+        f"{BENCH}/calibrate_prior/{{prior}}.tsv"
     script:
         "../scripts/calibrate_prior.py"
 
 
-rule train_msliqe:
+rule train_msliqe:  # one job of the chain (dlmap.enhance.budget.train_segments)
     input:
         manifest=f"{OUT}/data/train.csv",
         weights=weight_files("clip-vit-b-32") if "clip-vit-b-32" in weight_sets() else [],
+        previous=msliqe_previous,
+    output:
+        temp(directory(f"{OUT}/msliqe/epochs-{{start}}-{{end}}")),
+    params:
+        options=" ".join(config["msliqe"]["options"]),
+        resume=lambda wildcards, input: (
+            f"--resume-from {input.previous[0]}/last.pt" if input.previous else ""
+        ),
+        until=lambda wildcards: msliqe_segment(wildcards)[1],
+        cache=lambda wildcards: weights_cache(),
+        dlmap=DLMAP,
+    threads: GPU_THREADS  # one for the loop, the others load images
+    resources:  # README "What the workflow's GPU jobs cost"; each job within the walltime
+        gpu=GPU,
+        mem_mb=HOST_MB,
+        runtime=msliqe_segment_minutes,
+    log:
+        f"{LOGS}/train_msliqe/epochs-{{start}}-{{end}}.log",
+    benchmark:
+        f"{BENCH}/train_msliqe/epochs-{{start}}-{{end}}.tsv"
+    wildcard_constraints:
+        start=r"\d{3}",
+        end=r"\d{3}",
+    shell:
+        "{params.dlmap:q} train-msliqe --manifest {input.manifest} --out {output}"
+        " {params.resume} --until-epoch {params.until} --workers $(({threads} - 1))"
+        " --cache '{params.cache}' --quiet {params.options} > {log} 2>&1"
+
+
+rule msliqe_model:  # the chain's last job holds the trained model and its training curve
+    input:
+        lambda wildcards: f"{OUT}/msliqe/{plan.segment_name(*msliqe_segments()[-1])}",
     output:
         checkpoint=f"{OUT}/msliqe/ms_liqe.pt",
         metrics=report(
@@ -38,23 +75,13 @@ rule train_msliqe:
             caption="../report/msliqe_training.rst",
             category="MS-LIQE (Sec. V)",
         ),
-    params:
-        options=" ".join(config["msliqe"]["options"]),
-        cache=lambda wildcards: weights_cache(),
-        folder=lambda wildcards, output: os.path.dirname(output.checkpoint),
-        dlmap=DLMAP,
-    resources:  # README "What the workflow's GPU jobs cost"
-        gpu=GPU,
-        mem_mb=HOST_MB,
-        runtime=lambda wildcards, attempt: msliqe_train_minutes(attempt),
+        table=f"{OUT}/msliqe/metrics.csv",
+    localrule: True
     log:
-        f"{LOGS}/train_msliqe.log",
-    benchmark:
-        f"{BENCH}/train_msliqe.tsv"
+        f"{LOGS}/msliqe_model.log",
     shell:
-        "{params.dlmap:q} train-msliqe --manifest {input.manifest} --out {params.folder}"
-        " --resume-if-compatible"
-        " --cache '{params.cache}' --quiet {params.options} > {log} 2>&1"
+        "(cp {input}/ms_liqe.pt {output.checkpoint} && cp {input}/metrics.png {output.metrics}"
+        " && cp {input}/metrics.csv {output.table}) 2> {log}"
 
 
 rule evaluate_prior:
@@ -70,13 +97,16 @@ rule evaluate_prior:
         size=config["msliqe"]["evaluate_size"],
         device=config["device"],
         cache=config["cache"],
+    threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
         mem_mb=HOST_MB,
-        runtime=lambda wildcards, attempt: budget.score_job_minutes(
-            dataset_images(config["msliqe"]["evaluate_on"]), COSTS, attempt
+        runtime=lambda wildcards, attempt: capped(
+            budget.score_job_minutes(dataset_images(config["msliqe"]["evaluate_on"]), COSTS, attempt)
         ),
     log:
         f"{LOGS}/evaluate_prior/{{prior}}.log",
+    benchmark:
+        f"{BENCH}/evaluate_prior/{{prior}}.tsv"
     script:
         "../scripts/evaluate_prior.py"

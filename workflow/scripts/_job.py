@@ -5,9 +5,12 @@
 
 so a failed job can be rerun outside Snakemake for debugging."""
 
+import contextlib
 import json
 import logging
+import resource
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -71,3 +74,21 @@ def job(namespace: dict):
     if "torch" in sys.modules:  # the rule's threads, not every core for every parallel job
         sys.modules["torch"].set_num_threads(max(1, int(result.threads)))
     return result
+
+
+@contextlib.contextmanager
+def benchmark(smk, logs: str = "/logs/", benchmarks: str = "/benchmarks/"):
+    """Time the job and write Snakemake's benchmark columns (s, max_rss in MB) plus the GPU's
+    peak memory to OUT/benchmarks/RULE/NAME.tsv, for a rule that cannot carry a `benchmark:`
+    because it is cached between workflows (invert_chunk): its cost estimate stays checkable."""
+    started = time.perf_counter()
+    yield
+    seconds = time.perf_counter() - started
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu_mb = ""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        gpu_mb = f"{torch.cuda.max_memory_allocated() / 2**20:.1f}"
+    path = Path(smk.log[0].replace(logs, benchmarks, 1)).with_suffix(".tsv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"s\tmax_rss\tmax_gpu_mb\n{seconds:.4f}\t{rss_mb:.2f}\t{gpu_mb}\n")

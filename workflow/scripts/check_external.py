@@ -10,17 +10,22 @@ from dlmap import images
 
 smk = job(globals())
 source, out = Path(smk.params.source), Path(smk.output[0])
+HAND_STEP = (
+    f"the `enhance` phase waits for a step done by hand: run {smk.wildcards.enhancer} on the "
+    f"test images in {smk.input.selection} (the `external_inputs` phase wrote them) and put its "
+    f"outputs there as {smk.params.ids[0]}.png ... {smk.params.ids[-1]}.png "
+    f"({smk.params.size}x{smk.params.size}; docs/external.md), or drop it from `external` and "
+    "`comparisons`"
+)
 if not source.is_dir():
-    raise SystemExit(
-        f"external enhancer {smk.wildcards.enhancer}: {source} is not a folder; put its outputs "
-        f"for the test images there as {smk.params.ids[0]}.png ... {smk.params.ids[-1]}.png "
-        f"({smk.params.size}x{smk.params.size}), or drop it from `external` and `comparisons`"
-    )
+    raise SystemExit(f"external enhancer {smk.wildcards.enhancer}: {source} is not a folder; "
+                     + HAND_STEP)  # fmt: skip
 found = {p.stem: p for p in source.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")}
 missing = [i for i in smk.params.ids if i not in found]
 if missing:
     raise SystemExit(
-        f"{source}: no output for {len(missing)} test images: {', '.join(missing[:5])}"
+        f"{source}: no output for {len(missing)} test images ({', '.join(missing[:5])}); "
+        + HAND_STEP
     )
 out.mkdir(parents=True, exist_ok=True)
 for image_id in smk.params.ids:

@@ -14,9 +14,10 @@ try:
     summary = export.verify_export(source, Path(smk.input.pairs), Path(smk.params.images))
 except study.StudyError as error:
     raise SystemExit(
-        f"{error}\n(serve the study with `dlmap experiment serve --db {smk.input.study}`, then "
-        f"`dlmap experiment export --db {smk.input.study} --out {source}`, or set "
-        "observers.exports in the config)"
+        f"{error}\n(the `results` phase waits for the human study, a step done by hand: serve "
+        f"it with `dlmap experiment serve --db {smk.input.study}`, then `dlmap experiment "
+        f"export --db {smk.input.study} --out {source}`, or set observers.exports in the "
+        "config; OUT/experiment/SERVING.txt lists every study)"
     ) from None
 shutil.copyfile(source / "counts.csv", smk.output.counts)
 shutil.copytree(source / "subjects", smk.output.subjects)

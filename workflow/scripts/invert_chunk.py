@@ -3,20 +3,21 @@ prior's enhancement job of that chunk starts from this file."""
 
 from pathlib import Path
 
-from _job import job
+from _job import benchmark, job
 
 from dlmap.enhance import pipeline
 
 smk = job(globals())
 paths = sorted(Path(smk.input.images).glob("*.png"))
 settings = pipeline.BackboneSettings(**smk.params.backbone, **smk.memory)
-pipeline.invert_chunk(
-    paths,
-    settings,
-    smk.params.edict,
-    smk.params.size,
-    smk.params.seed,
-    Path(smk.output[0]),
-    batch_size=smk.params.batch_size,
-)
+with benchmark(smk):  # cached between workflows: no `benchmark:` directive allowed
+    pipeline.invert_chunk(
+        paths,
+        settings,
+        smk.params.edict,
+        smk.params.size,
+        smk.params.seed,
+        Path(smk.output[0]),
+        batch_size=smk.params.batch_size,
+    )
 print(f"inverted {len(paths)} images with {settings.name} -> {smk.output[0]}")

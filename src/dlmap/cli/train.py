@@ -58,6 +58,16 @@ def add_train_parsers(commands) -> None:
     )
     train.add_argument("--stop-after", type=int, default=None, help="end after N epochs")
     train.add_argument(
+        "--resume-from",
+        type=Path,
+        default=None,
+        metavar="STATE",
+        help="continue from another run's last.pt (the previous job of a chain)",
+    )
+    train.add_argument(
+        "--until-epoch", type=int, default=None, metavar="E", help="end after epoch E"
+    )
+    train.add_argument(
         "--install", action="store_true", help="copy the result to where `ms-liqe` loads it"
     )
     train.add_argument("--cache", default=None, help="weights folder ($DLMAP_CACHE)")
@@ -129,6 +139,10 @@ def train_command(args) -> int:
         raise UsageError(f"--manifest {args.manifest}: no such file")
     if args.resume and not (args.out / msliqe_train.LAST).is_file():
         raise UsageError(f"--resume: no {msliqe_train.LAST} in {args.out}")
+    if args.resume_from is not None and not args.resume_from.is_file():
+        raise UsageError(f"--resume-from {args.resume_from}: no such file")
+    if args.until_epoch is not None and args.until_epoch < 1:
+        raise UsageError(f"--until-epoch: must be >= 1, got {args.until_epoch}")
     model = msliqe.MSLIQEConfig(
         clip=_clip_config(args),
         scales=tuple(args.scales),
@@ -157,11 +171,20 @@ def train_command(args) -> int:
         if not resume and (args.out / msliqe_train.LAST).is_file():
             print(f"{args.out / msliqe_train.LAST}: other settings; training anew")
     history = msliqe_train.train(
-        config, args.manifest, args.out, resume, args.stop_after, args.cache, args.quiet
+        config,
+        args.manifest,
+        args.out,
+        resume,
+        args.stop_after,
+        args.cache,
+        args.quiet,
+        resume_from=args.resume_from,
+        until=args.until_epoch,
     )
     final = args.out / msliqe_train.FINAL
     if not final.is_file():
-        print(f"stopped after epoch {history[-1]['epoch']}; continue with --resume")
+        print(f"stopped after epoch {history[-1]['epoch']}; continue with --resume (or "
+              f"--resume-from {args.out / msliqe_train.LAST})")  # fmt: skip
         return 0
     print(f"trained MS-LIQE: {final}; metrics per epoch: {args.out / 'metrics.csv'}")
     if args.install:

@@ -119,6 +119,35 @@ def train_job_minutes(images_per_epoch: int, epochs: int, costs: GpuCosts, attem
     return job_minutes(_product(epochs, images_per_epoch, costs.train_seconds), costs, attempt)
 
 
+def train_segments(epochs: int, epoch_seconds: float, costs: GpuCosts, max_minutes: int):
+    """MS-LIQE's training as a chain of jobs under a partition's walltime: the epoch ranges
+    [(start, end), ...], as many epochs per job as keep its request, (load + epochs x
+    epoch_seconds) x margin, within ``max_minutes``. Each job resumes the state the one before
+    wrote, and resuming is exact, so the chain ends where one long run would. One epoch that
+    does not fit is an ``InputError`` naming both numbers."""
+
+    def minutes(count: int) -> int:
+        return job_minutes(_product(count, epoch_seconds), costs)
+
+    room = max_minutes * 60 / costs.margin - costs.load_seconds
+    per_job = max(min(math.floor(room / epoch_seconds) if room > 0 else 0, epochs), 0)
+    while per_job > 0 and minutes(per_job) > max_minutes:  # rounding at the edge
+        per_job -= 1
+    if per_job < 1:
+        raise InputError(
+            f"slurm.max_runtime_minutes: one MS-LIQE epoch needs a job of {minutes(1)} minutes "
+            f"(by gpu_costs), more than the {max_minutes} allowed; raise it, or measure "
+            "gpu_costs.train_seconds on your GPU"
+        )
+    return [(start, min(start + per_job, epochs)) for start in range(0, epochs, per_job)]
+
+
+def capped(minutes: int, max_minutes: int | None) -> int:
+    """A retried job asks for more time (``attempt`` x), but never past the partition's
+    walltime, where SLURM would refuse the job outright."""
+    return minutes if max_minutes is None else min(minutes, max_minutes)
+
+
 def host_mem_mb(costs: GpuCosts) -> int:
     """Host memory to request for a GPU job, in MB (rounded up to 1000)."""
     megabytes = _finite(_product(costs.host_gib, 1024, costs.margin), "gpu_costs.host_gib")
@@ -132,20 +161,27 @@ def gpu_gib(batch: int, costs: GpuCosts) -> float:
 
 def project_gpu_hours(config: dict, costs: GpuCosts) -> dict[str, float]:
     """GPU-hours of the enhancement stages of a workflow ``config`` (config.yaml's keys):
-    every prior on every test image, Figs. 1-2, 7-8's ablations (the latent ones; the pixel
-    ones cost next to nothing) and Sec. V-D's post-enhancement, each with its inversions."""
+    every prior on every test image, the latent ablation runs the workflow makes
+    (``dlmap.workflow.plan.latent_variants``: Figs. 7-8 and the bijection grid, each at
+    EDICT's cost, an upper bound for the one-call bijections; the pixel ones cost next to
+    nothing) and Sec. V-D's post-enhancement, each with its inversions."""
+    from dlmap.workflow.plan import latent_variants
+
     iters = config["solver"]["iters"]
     images = config["images"]["count"]
     ablation_images = config["ablations"]["images"]
     post = config.get("post_enhancement") or {}
     post_images = len(post.get("bases", [])) * post.get("images", 0)
+    latent = latent_variants(config)  # the variants the workflow makes (one function)
     hours = {
         "inversions (every test image, once)": images * costs.inversion_seconds,
         f"MAP, {len(config['priors'])} priors x {images} images x {iters} iterations": (
             len(config["priors"]) * images * iters * costs.iteration_seconds
         ),
-        f"ablations (latent-map, latent-direct, vanilla SD2) x {ablation_images} images": (
-            3 * ablation_images * (iters * costs.iteration_seconds + costs.inversion_seconds)
+        f"ablations ({', '.join(latent)}) x {ablation_images} images": (
+            len(latent)
+            * ablation_images
+            * (iters * costs.iteration_seconds + costs.inversion_seconds)
         ),
         f"post-enhancement, {post_images} outputs": post_images
         * (iters * costs.iteration_seconds + costs.inversion_seconds),

@@ -123,6 +123,16 @@ def config_to_dict(config: TrainConfig) -> dict:
     return json.loads(json.dumps(asdict(config)))
 
 
+NEUTRAL_SETTINGS = ("workers",)  # change no result: a job may resume with other values
+
+
+def same_training(saved: dict, config: TrainConfig) -> bool:
+    """Whether a saved state was trained with ``config``, up to the settings that change no
+    result (the data-loading workers: each epoch's batches and flips are fixed in advance)."""
+    current = config_to_dict(config)
+    return all(saved.get(k) == v for k, v in current.items() if k not in NEUTRAL_SETTINGS)
+
+
 def train(
     config: TrainConfig,
     manifest: str | os.PathLike,
@@ -131,13 +141,16 @@ def train(
     stop_after: int | None = None,
     cache=None,
     quiet: bool = False,
+    resume_from: str | os.PathLike | None = None,
+    until: int | None = None,
 ) -> list[dict]:
     """Train MS-LIQE on the manifest's ``train`` split, validating on its ``val`` split after
     every epoch; writes ``out/metrics.csv`` (and its plot ``metrics.png``) and ``out/last.pt``
     every epoch, and ``out/ms_liqe.pt``
-    at the end. ``resume`` continues from ``out/last.pt`` (same config required);
-    ``stop_after`` ends this run after that many epochs (a time-limited job). Returns the
-    per-epoch metrics."""
+    at the end. ``resume`` continues from ``out/last.pt``, ``resume_from`` from another run's
+    state file (a previous job of a chain; same config required either way); ``stop_after``
+    ends this run after that many epochs and ``until`` after epoch ``until`` (a
+    time-limited job). Returns the per-epoch metrics."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     items = read_manifest_resolved(manifest)
@@ -151,7 +164,10 @@ def train(
         pairs = epoch_pairs(training, config.seed, 0)
         steps_per_epoch = math.ceil(len(pairs) / config.batch_size)
 
-    model = initial_model(config, cache) if not resume else MSLIQE.from_config(config.model)
+    state_file = Path(resume_from) if resume_from is not None else out / LAST if resume else None
+    if state_file is not None and not state_file.is_file():
+        raise InputError(f"{state_file}: no training state to resume from")
+    model = initial_model(config, cache) if state_file is None else MSLIQE.from_config(config.model)
     model.requires_grad_(True).train()
     if config.freeze_logit_scale:
         model.clip.logit_scale.requires_grad_(False)
@@ -164,16 +180,17 @@ def train(
         optimizer, T_max=config.epochs * steps_per_epoch
     )
     history, start = [], 0
-    if resume:
-        state = torch.load(out / LAST, map_location="cpu", weights_only=True)
-        if state["config"] != config_to_dict(config):
-            raise InputError(f"{out / LAST} was written with another configuration; cannot resume")
+    if state_file is not None:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        if not same_training(state["config"], config):
+            raise InputError(f"{state_file} was written with another configuration; cannot resume")
         model.clip.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         history, start = state["history"], state["epoch"] + 1
 
     end = config.epochs if stop_after is None else min(config.epochs, start + stop_after)
+    end = end if until is None else min(end, until)
     for epoch in range(start, end):
         loader = _epoch_loader(training, config, epoch)
         losses = []
@@ -256,7 +273,7 @@ def can_resume(out: str | os.PathLike, config: TrainConfig) -> bool:
     if not path.is_file():
         return False
     state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("config") == config_to_dict(config)
+    return same_training(state.get("config") or {}, config)
 
 
 def validate(model: MSLIQE, items: list[Entry], config: TrainConfig) -> dict[str, dict]:

@@ -1,0 +1,273 @@
+"""What the workflow makes from a configuration, written once for the rules
+(``workflow/rules/common.smk``), the GPU-hour projection (``dlmap.enhance.budget``) and
+``dlmap doctor``. Light to import (no torch): Snakemake reads it while building the DAG.
+
+- ``ablation_variants``: the ablation runs of Figs. 1, 2, 7, 8 and the bijection grid.
+- ``segment_name``: the folders of MS-LIQE's chain of training jobs (how many, and how
+  long each, is ``dlmap.enhance.budget.train_segments``'s answer).
+- ``PHASES`` and ``hand_steps``: the paper's run as five named targets, and the two steps
+  between them that people do (running the external enhancers; the human 2AFC study).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlmap.errors import InputError
+
+SLURM_DEFAULTS = {
+    "max_runtime_minutes": 720,  # a common GPU partition's walltime (12 h)
+    "gpu_threads": 8,  # CPU cores per GPU job: data-loading workers and torch's threads
+    "fetch_on_login_node": True,  # downloads run where Snakemake runs (compute nodes: offline)
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def slurm_settings(config: dict) -> dict:
+    """The config's ``slurm`` block over the defaults (the block and each key are optional)."""
+    return {**SLURM_DEFAULTS, **(config.get("slurm") or {})}
+
+
+# --- ablations (Figs. 1, 2, 7, 8) ---------------------------------------------------------------
+
+
+def ablation_variants(config: dict) -> dict[str, dict]:
+    """Every ablation run, name -> the solver settings that differ (and a backbone or a
+    bijection): Fig. 1 (b)-(d), Fig. 2's lambda sweep, Fig. 7's vanilla SD2, Fig. 8's direct
+    maximisation, and EDICT against each one-call bijection of ``ablations.bijections``."""
+    ablations = config["ablations"]
+    chosen = ablations.get("pixel_lam")
+    pixel_lambda = {} if chosen is None else {"lam": chosen}  # Fig. 1(c)
+    variants = {
+        "pixel-direct": {"mode": "pixel-direct"},
+        "pixel-map": {"mode": "pixel-map", **pixel_lambda},
+        "latent-map": {"mode": "latent-map"},
+        "latent-direct": {"mode": "latent-direct"},
+        "vanilla": {"mode": "latent-map", "backbone": ablations["vanilla_backbone"]},
+    }
+    for lam in ablations["lambdas"]:
+        variants[f"pixel-map-lambda{lam:g}"] = {"mode": "pixel-map", "lam": lam}
+    for name in ablations.get("bijections") or []:  # latent-map is EDICT's column
+        variants[f"bijection-{name}"] = {"mode": "latent-map", "bijection": name}
+    return variants
+
+
+def latent_variants(config: dict) -> list[str]:
+    """The ablation runs in diffusion latents: each inverts and solves on the backbone (the
+    pixel-space ones cost next to nothing)."""
+    return [n for n, v in ablation_variants(config).items() if v["mode"].startswith("latent")]
+
+
+# --- what the GPU jobs ask for -------------------------------------------------------------------
+
+
+def dataset_images(names) -> int:
+    """Images in the named IQA data sets (their documented counts; the synthetic set's)."""
+    from dlmap.data.sources import SETS
+
+    total = 0
+    for name in names:
+        if name == "synthetic":
+            from dlmap.data import synthetic_iqa  # numpy and scipy: only when asked
+
+            total += synthetic_iqa.entry_count()
+        else:
+            total += SETS[name].count
+    return total
+
+
+def solver_iters(config: dict, prior: str) -> int:
+    """MaxIter of one prior: the shared solver settings, then its own."""
+    return {**config["solver"], **config["prior_settings"].get(prior, {})}["iters"]
+
+
+def first_requests(config: dict) -> dict[str, int]:
+    """Each GPU rule's largest first-attempt runtime request in minutes, by the formula of
+    ``dlmap.enhance.budget`` (MS-LIQE's training excepted: it runs as a chain of jobs)."""
+    from dlmap.enhance import budget, chunks
+
+    costs = budget.GpuCosts(**config["gpu_costs"])
+    count = config["images"]["count"]
+    chunk = max(len(c) for c in chunks.chunks(count, config["chunk_size"]))
+    ablation = config["ablations"]
+    post = config["post_enhancement"]
+    requests = {
+        "invert_chunk": budget.invert_job_minutes(chunk, costs),
+        "enhance_chunk": max(
+            budget.enhance_job_minutes(chunk, solver_iters(config, p), costs)
+            for p in config["priors"]
+        ),
+        "enhance_ablation": budget.enhance_job_minutes(
+            min(ablation["images"], count), solver_iters(config, ablation["prior"]), costs
+        ),
+        "evaluate_prior": budget.score_job_minutes(
+            dataset_images(config["msliqe"]["evaluate_on"]), costs
+        ),
+        "select_pairs": max(
+            budget.pairs_job_minutes(count, len(spec["enhancers"]), costs)
+            for spec in config["comparisons"].values()
+        ),
+    }
+    if post["bases"]:
+        requests["post_enhance"] = budget.enhance_job_minutes(
+            min(post["images"], count), solver_iters(config, post["prior"]), costs
+        )
+    if config["calibration"]["priors"]:
+        requests["calibrate_prior"] = budget.score_job_minutes(
+            dataset_images(config["calibration"]["datasets"]), costs
+        )
+    return requests
+
+
+def check_walltime(config: dict) -> None:
+    """Every GPU job's first request within ``slurm.max_runtime_minutes``; else one
+    ``InputError`` naming the rule, its request and what to change."""
+    limit = slurm_settings(config)["max_runtime_minutes"]
+    advice = {
+        "invert_chunk": "lower chunk_size",
+        "enhance_chunk": "lower chunk_size",
+        "enhance_ablation": "lower ablations.images",
+        "post_enhance": "lower post_enhancement.images",
+    }
+    for rule, minutes in first_requests(config).items():
+        if minutes > limit:
+            raise InputError(
+                f"slurm.max_runtime_minutes: a {rule} job asks for {minutes} minutes by "
+                f"gpu_costs, more than the {limit} allowed; "
+                f"{advice.get(rule, 'raise the walltime')}, or measure gpu_costs on your GPU "
+                "(bench/gpu_iteration.py)"
+            )
+
+
+def segment_name(start: int, end: int) -> str:
+    """The folder of one job of MS-LIQE's training chain (``budget.train_segments``):
+    ``epochs-000-023``."""
+    return f"epochs-{start:03d}-{end:03d}"
+
+
+# --- the paper's phases -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A named target of the workflow, in the order a full run takes them."""
+
+    name: str
+    does: str
+    then: str = ""  # what a person does before the next phase can run
+
+
+PHASES = (
+    Phase(
+        "prepare",
+        "weights and data sets checked in, MS-LIQE trained, Eq. 21 constants fitted, every "
+        "prior's SRCC on SPAQ, the test images selected and prepared",
+    ),
+    Phase(
+        "external_inputs",
+        "the selected test images and a manifest for the external enhancers "
+        "(OUT/external-inputs)",
+        then="run each external enhancer on OUT/external-inputs and put its outputs in its "
+        "`external:` folder (docs/external.md)",
+    ),
+    Phase(
+        "enhance",
+        "every prior's MAP enhancement, the ablations, the external outputs checked in, the "
+        "post-enhancement",
+    ),
+    Phase(
+        "study",
+        "pair selection (Eq. 18) and one 2AFC study per comparison (OUT/experiment/*.sqlite)",
+        then="serve each study to your subjects and export their answers "
+        "(OUT/experiment/SERVING.txt says how)",
+    ),
+    Phase("results", "rankings (Eq. 19), Table I and every figure"),
+)
+
+
+@dataclass(frozen=True)
+class HandStep:
+    """An input of the run that no rule makes, still missing: which phase it blocks, whose
+    it is (an enhancer, a study), what is missing and what to do."""
+
+    phase: str
+    name: str
+    missing: str
+    todo: str
+
+
+def external_missing(folder: Path, ids: list[str]) -> list[str]:
+    """The test ids an external enhancer's folder has no output for."""
+    if not folder.is_dir():
+        return list(ids)
+    found = {p.stem for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    return [i for i in ids if i not in found]
+
+
+def hand_steps(config: dict, ids: list[str], out: str) -> list[HandStep]:
+    """The people's steps the run still waits for: every external enhancer whose folder lacks
+    an output for a test image (``enhance`` needs them; folders the workflow makes itself, as
+    the demo's, excepted), and every human study with no export (``results`` needs them)."""
+    steps = []
+    used = set(config.get("post_enhancement", {}).get("bases", []))
+    for spec in config["comparisons"].values():
+        used |= set(spec["enhancers"])
+    for name, template in config.get("external", {}).items():
+        folder = template.format(out=out)
+        if name not in used or folder.startswith(f"{out}/"):
+            continue
+        missing = external_missing(Path(folder), ids)
+        if missing:
+            steps.append(
+                HandStep(
+                    "enhance",
+                    name,
+                    f"external enhancer {name}: no output for {len(missing)} of {len(ids)} "
+                    f"test images in {folder}",
+                    f"run {name} on {out}/external-inputs (after the external_inputs phase) "
+                    f"and write {missing[0]}.png ... into {folder} (docs/external.md)",
+                )
+            )
+    if config["observers"]["kind"] == "human":
+        exports = config["observers"].get("exports") or {}
+        for comparison in config["comparisons"]:
+            folder = exports.get(comparison, f"{out}/experiment/{comparison}-export")
+            if not (Path(folder) / "counts.csv").is_file():
+                steps.append(
+                    HandStep(
+                        "results",
+                        comparison,
+                        f"human study {comparison}: no exported answers in {folder}",
+                        f"dlmap experiment serve --db {out}/experiment/{comparison}.sqlite, "
+                        f"then dlmap experiment export --db {out}/experiment/{comparison}"
+                        f".sqlite --out {folder}",
+                    )
+                )
+    return steps
+
+
+def describe_hand_steps(steps: list[HandStep]) -> str:
+    """Several lines for a person: each missing input, the phase it blocks, what to do."""
+    lines = []
+    for phase in PHASES:
+        mine = [step for step in steps if step.phase == phase.name]
+        if mine:
+            lines.append(f"phase `{phase.name}` waits for {len(mine)} step(s) done by hand:")
+            lines += [f"  - {step.missing}: {step.todo}" for step in mine]
+    return "\n".join(lines)
+
+
+def summarise_hand_steps(steps: list[HandStep]) -> str:
+    """A few lines: which phase waits for what, and the order to run the phases in."""
+    lines = []
+    for phase in PHASES:
+        names = [step.name for step in steps if step.phase == phase.name]
+        if names:
+            what = "external enhancers' outputs" if phase.name == "enhance" else "human answers"
+            lines.append(f"dlmap: note: phase `{phase.name}` waits for {what} done by hand: "
+                         f"{', '.join(names)}")  # fmt: skip
+    order = ", ".join(phase.name for phase in PHASES)
+    lines.append(f"dlmap: note: targets that need them (the default among them) stop there; run "
+                 f"the phases in order: {order} (README; `dlmap doctor` lists each step)")  # fmt: skip
+    return "\n".join(lines)
