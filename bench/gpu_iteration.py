@@ -343,6 +343,7 @@ def print_budget(measured: dict, device, networks) -> None:
     import yaml
 
     from dlmap.enhance import budget
+    from dlmap.workflow import plan
 
     done = {key: row for key, row in measured.items() if not row["failed"]}
     if not done:
@@ -364,7 +365,7 @@ def print_budget(measured: dict, device, networks) -> None:
     print(f"\nmeasured costs for config.yaml's gpu_costs (fastest: {precision}, batch {batch}, "
           f"{device}; load, scoring, training and host memory kept from config.yaml):")  # fmt: skip
     print("gpu_costs: {" + ", ".join(f"{k}: {v:.3g}" for k, v in fields.items()) + "}")
-    hours = budget.project_gpu_hours(config, costs)
+    hours = plan.project_gpu_hours(config, costs)
     print("projected GPU-hours of the paper's configuration (config.yaml):")
     for stage, value in hours.items():
         print(f"  {stage}: {value:.1f}")

@@ -8,6 +8,7 @@ import yaml
 
 from dlmap.enhance import budget
 from dlmap.errors import InputError
+from dlmap.workflow import plan
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 
@@ -36,11 +37,11 @@ def test_scoring_pairs_and_training_follow_the_formula():
 
 def test_the_projection_counts_every_prior_image_and_iteration_of_the_config():
     costs = budget.GpuCosts(iteration_seconds=1.0, inversion_seconds=1.0)
-    hours = budget.project_gpu_hours(CONFIG, costs)
+    hours = plan.project_gpu_hours(CONFIG, costs)
     images, iters, priors = CONFIG["images"]["count"], CONFIG["solver"]["iters"], CONFIG["priors"]
     main = next(value for stage, value in hours.items() if stage.startswith("MAP"))
     assert main == pytest.approx(len(priors) * images * iters / 3600)
-    doubled = budget.project_gpu_hours(CONFIG, budget.GpuCosts(2.0, 1.0))
+    doubled = plan.project_gpu_hours(CONFIG, budget.GpuCosts(2.0, 1.0))
     assert sum(doubled.values()) > 1.9 * main  # the MAP iterations dominate
     assert next(v for s, v in hours.items() if s.startswith("inversions")) == images / 3600
 
@@ -63,7 +64,7 @@ def test_the_projection_counts_the_latent_ablations_the_workflow_makes():
     ]  # fmt: skip
     assert set(latent_variants(CONFIG)) <= set(ablation_variants(CONFIG))
     costs = budget.GpuCosts(iteration_seconds=1.0, inversion_seconds=1.0)
-    (stage, hours) = next((s, v) for s, v in budget.project_gpu_hours(CONFIG, costs).items()
+    (stage, hours) = next((s, v) for s, v in plan.project_gpu_hours(CONFIG, costs).items()
                           if s.startswith("ablations"))  # fmt: skip
     per_image = CONFIG["solver"]["iters"] + 1  # iterations and one inversion, 1 s each
     assert hours == pytest.approx(5 * CONFIG["ablations"]["images"] * per_image / 3600)

@@ -67,7 +67,8 @@ def test_the_paper_config_builds_the_whole_dag_without_weights_or_data(tmp_path)
     assert jobs["invert_chunk"] == 20 + 1  # once per chunk, plus vanilla SD2 for Fig. 7
     assert jobs["prepare_images"] == 20 and jobs["select_test_images"] == 1
     assert jobs["evaluate_prior"] == 9 and jobs["calibrate_prior"] == 5
-    assert jobs["train_msliqe"] == 1 and jobs["fetch_dataset"] == 7
+    assert jobs["train_msliqe"] == 4 and jobs["msliqe_model"] == 1  # a chain under 720 min
+    assert jobs["fetch_dataset"] == 7 and jobs["external_inputs"] == 1
     assert jobs["select_pairs"] == jobs["rank"] == jobs["human_counts"] == 3
     assert jobs["post_enhance"] == jobs["check_external"] == 6
     assert {"fetch_weights_seesr", "fetch_weights_liqe", "table_one", "figures"} <= set(jobs)
@@ -115,6 +116,27 @@ def job_resources(text: str) -> dict[str, list[dict[str, str]]]:
     return found
 
 
+def job_blocks(text: str) -> list[dict]:
+    """Each planned job of a dry run's printout: its rule, whether it is a local rule, its
+    output, threads and resources."""
+    found = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
+        rule = re.match(r"(local)?rule (\w+):", block)
+        if not rule:
+            continue
+        output = re.search(r"^\s+output: (.*)$", block, re.M)
+        threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
+        line = re.search(r"^\s+resources: (.*)$", block, re.M)
+        found.append({
+            "rule": rule.group(2),
+            "local": bool(rule.group(1)),
+            "output": output.group(1) if output else "",
+            "threads": threads.group(1) if threads else "1",
+            "resources": dict(i.split("=", 1) for i in line.group(1).split(", ")) if line else {},
+        })  # fmt: skip
+    return found
+
+
 def check_gpu_requests(text: str) -> None:
     """Every GPU rule of the paper's DAG asks for what the formula of dlmap.enhance.budget
     gives with config.yaml's gpu_costs (the profile sets none of it)."""
@@ -136,8 +158,11 @@ def check_gpu_requests(text: str) -> None:
     spaq = SETS["spaq"].count
     assert runtimes["evaluate_prior"] == {budget.score_job_minutes(spaq, costs)}
     largest = max(SETS[name].count for name in config["msliqe"]["datasets"])
-    per_epoch = len(config["msliqe"]["datasets"]) * largest
-    assert runtimes["train_msliqe"] == {budget.train_job_minutes(per_epoch, 80, costs)}
+    epoch = len(config["msliqe"]["datasets"]) * largest * costs.train_seconds
+    segments = budget.train_segments(80, epoch, costs, 720)
+    chain = {budget.job_minutes((end - start) * epoch, costs) for start, end in segments}
+    assert runtimes["train_msliqe"] == chain == {702, 338}  # 23 epochs a job, 11 in the last
+    assert max(max(minutes) for minutes in runtimes.values()) <= 720  # slurm's default
     enhancers = len(config["comparisons"]["models"]["enhancers"])
     assert budget.pairs_job_minutes(500, enhancers, costs) in runtimes["select_pairs"]
 
@@ -203,11 +228,123 @@ def test_under_the_slurm_profile_each_gpu_job_asks_for_a_gpu_from_a_machine_with
 ):
     monkeypatch.setenv("DLMAP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DLMAP_DATA", str(tmp_path / "data"))
-    text = snakemake("-n", "--profile", str(ROOT / "slurm"), "--configfile",
+    text = snakemake("-n", "--profile", str(ROOT / "slurm"), "--cores", "32", "--configfile",
                      str(ROOT / "config.yaml"), cwd=tmp_path).stdout  # fmt: skip
     found = job_resources(text)
     for rule in gpu_rules():
         assert {r["gpu"] for r in found[rule]} == {"1"}, rule  # CUDA_VISIBLE_DEVICES is ""
+    blocks = job_blocks(text)
+    threads = {rule: {b["threads"] for b in blocks if b["rule"] == rule} for rule in gpu_rules()}
+    assert all(values == {"8"} for values in threads.values()), threads  # slurm.gpu_threads
+    runtimes = [int(r["runtime"]) for rows in found.values() for r in rows if "runtime" in r]
+    assert max(runtimes) <= 720
+
+
+def local_rules(config: Path, cwd: Path) -> set[str]:
+    """The rules the workflow declares local (run where Snakemake runs, never submitted),
+    from the parsed workflow: a dry run's printout does not say."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import (
+        ConfigSettings,
+        OutputSettings,
+        ResourceSettings,
+        StorageSettings,
+    )
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            snakefile=ROOT / "Snakefile",
+            workdir=cwd,
+            config_settings=ConfigSettings(configfiles=[config]),
+            resource_settings=ResourceSettings(),
+            storage_settings=StorageSettings(),
+        )._workflow
+        return set(workflow._localrules)
+
+
+def test_downloads_run_on_the_login_node_unless_compute_nodes_have_internet(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("DLMAP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DLMAP_DATA", str(tmp_path / "data"))
+    local = local_rules(ROOT / "config.yaml", tmp_path)
+    fetches = {rule for rule in local if rule.startswith(("fetch_weights_", "fetch_dataset"))}
+    assert len(fetches) == 15 and "fetch_weights_sd2_base" in fetches
+    assert {"external_inputs", "msliqe_model", "serving_instructions"} <= local
+    assert not local & gpu_rules()
+    online = write_config(tmp_path, {"slurm": {"fetch_on_login_node": False}},
+                          base=ROOT / "config.yaml")  # fmt: skip
+    assert not any(rule.startswith("fetch_") for rule in local_rules(online, tmp_path))
+
+
+def test_a_shorter_walltime_makes_a_longer_chain(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLMAP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DLMAP_DATA", str(tmp_path / "data"))
+    config = write_config(tmp_path, {"slurm": {"max_runtime_minutes": 240}},
+                          base=ROOT / "config.yaml")  # fmt: skip
+    text = snakemake("-n", "--profile", str(ROOT / "slurm"), "--configfile", str(config),
+                     cwd=tmp_path).stdout  # fmt: skip
+    blocks = job_blocks(text)
+    chain = [b for b in blocks if b["rule"] == "train_msliqe"]
+    # (240 x 60 / 1.5 - 120) / 1215 s = 7.8: 7 epochs a job, 12 jobs for 80 epochs
+    assert len(chain) == 12 and all(int(b["resources"]["runtime"]) <= 240 for b in chain)
+    outputs = sorted(b["output"] for b in chain)
+    assert outputs[0].endswith("msliqe/epochs-000-007") and outputs[-1].endswith("-077-080")
+
+
+def test_a_walltime_too_short_for_a_job_fails_before_planning_naming_the_rule(tmp_path):
+    config = write_config(tmp_path, {"slurm": {"max_runtime_minutes": 150}},
+                          base=ROOT / "config.yaml")  # fmt: skip
+    run = snakemake("-n", "--configfile", str(config), check=False, cwd=tmp_path)
+    assert run.returncode != 0
+    line = next(x for x in (run.stdout + run.stderr).splitlines() if "max_runtime_minutes" in x)
+    assert "enhance_chunk job asks for 153 minutes" in line and "lower chunk_size" in line
+
+
+def test_every_gpu_rule_records_its_cost_for_checking_the_estimates():
+    """A `benchmark:` on every GPU rule; invert_chunk, cached between workflows (which
+    forbids the directive), times itself into the same folder."""
+    for path in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]:
+            if "gpu=GPU" not in block:
+                continue
+            name = block.split(":", 1)[0].strip()
+            if name == "invert_chunk":
+                script = ROOT / "workflow" / "scripts" / "invert_chunk.py"
+                assert "with benchmark(smk)" in script.read_text()
+            else:
+                assert "benchmark:" in block and "threads: GPU_THREADS" in block, name
+
+
+def test_the_phases_plan_in_order(tmp_path, monkeypatch):
+    """Each phase target plans what it adds to the one before, from an empty start: no
+    enhancement before `enhance`, no pairs before `study`, no ranking before `results`; and
+    the default target says which phases wait for steps done by hand."""
+    monkeypatch.setenv("DLMAP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DLMAP_DATA", str(tmp_path / "data"))
+    paper = ["--configfile", str(ROOT / "config.yaml")]
+    phases = {name: planned(name, *paper, cwd=tmp_path) for name in
+              ("prepare", "external_inputs", "enhance", "study", "results")}  # fmt: skip
+    prepare = phases["prepare"]
+    assert prepare["train_msliqe"] == 4 and prepare["prepare_images"] == 20
+    assert prepare["calibrate_prior"] == 5 and prepare["evaluate_prior"] == 9
+    assert not {"enhance_chunk", "invert_chunk", "external_inputs"} & set(prepare)
+    assert phases["external_inputs"]["external_inputs"] == 1
+    assert "enhance_chunk" not in phases["external_inputs"]
+    enhance = phases["enhance"]
+    assert enhance["enhance_chunk"] == 180 and enhance["check_external"] == 6
+    assert enhance["post_enhance"] == 6 and enhance["enhance_ablation"] == 11
+    assert not {"select_pairs", "rank"} & set(enhance)
+    study = phases["study"]
+    assert study["select_pairs"] == study["build_experiment"] == 3
+    assert study["serving_instructions"] == 1 and "rank" not in study
+    assert phases["results"]["rank"] == 3 and phases["results"]["human_counts"] == 3
+    run = snakemake("-n", *paper, cwd=tmp_path)
+    notes = [line for line in run.stderr.splitlines() if line.startswith("dlmap: note:")]
+    assert "phase `enhance` waits for external enhancers' outputs" in notes[0]
+    assert "daclip, ram-promptir, stablesr, seesr, supir, wan20" in notes[0]
+    assert "phase `results` waits for human answers done by hand: models" in notes[1]
+    assert "prepare, external_inputs, enhance, study, results" in notes[2]
 
 
 # A small configuration whose enhancement stage really runs (about a minute): 2 images in 2

@@ -330,14 +330,8 @@ def notice_hand_steps():
 
 # (data.smk)
 def weight_sets():
-    """Every weight set the configuration needs."""
-    needed = {p for p in PRIORS + [config["ablations"]["prior"]] if prior_weights(p)}
-    needed |= {"lpips"} if config["selection"]["d1"] == "lpips" else set()
-    needed |= {"dists"} if config["selection"]["d1"] == "dists" else set()
-    needed |= {"clip-vit-b-32"} if config["selection"]["d2"] == "clip" else set()
-    if config["msliqe"]["train"] and "--init" not in " ".join(config["msliqe"]["options"]):
-        needed |= {"clip-vit-b-32"}
-    return sorted(needed)
+    """Every weight set of files the configuration needs (dlmap.workflow.plan)."""
+    return plan.weight_sets(config)
 
 
 # (data.smk)

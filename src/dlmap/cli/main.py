@@ -31,6 +31,7 @@ COMMANDS = {  # name -> (module with add_parsers(commands) and HANDLERS, one-lin
     "simulate": ("dlmap.cli.compare", "simulated 2AFC observers on selected pairs (not results)"),
     "report": ("dlmap.cli.compare", "ranking figure and tables, Table I's ranks"),
     "experiment": ("dlmap.cli.experiment", "the 2AFC experiment: create, serve, export counts"),
+    "doctor": ("dlmap.cli.doctor", "can this machine or cluster run a workflow configuration?"),
 }
 DESCRIPTION = "NR-IQA models as image priors: MAP estimation in diffusion latents"
 

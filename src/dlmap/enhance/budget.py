@@ -1,6 +1,6 @@
 """What the workflow's GPU jobs cost: one formula behind every GPU rule's SLURM request
-(``workflow/rules/common.smk``) and ``bench/gpu_iteration.py``'s projection of the paper's
-GPU-hours.
+(``workflow/rules/common.smk``) and the paper's GPU-hours
+(``dlmap.workflow.plan.project_gpu_hours``).
 
 A MAP iteration (Alg. 1) runs h forward (T steps of 2 UNet + ControlNet calls), its gradient
 (the same calls again plus their backward pass: the ``recompute`` mode keeps memory
@@ -16,10 +16,12 @@ batch):
                                  load + images * score_seconds
     select_pairs                 load + images * (M + M (M - 1) / 2) * score_seconds
                                  (M enhancers: each output embedded, each pair's distance)
-    train_msliqe                 load + epochs * images_per_epoch * train_seconds
+    train_msliqe                 load + its epochs * images_per_epoch * train_seconds
+                                 (one job of a chain under the walltime: ``train_segments``)
 
 and each job asks for that times ``margin`` as its runtime (queues kill jobs that overrun;
-early stopping only shortens a job), ``host_gib`` times ``margin`` of host memory, and a GPU
+early stopping only shortens a job; a retry asks for more, never past the partition's walltime:
+``capped``), ``host_gib`` times ``margin`` of host memory, and a GPU
 with ``weights_gib + batch * activation_gib`` of memory. ``bench/gpu_iteration.py`` measures
 the diffusion constants on your GPU and prints them as a ``gpu_costs`` block for the config;
 until someone has, config.yaml's values are estimates for an 80 GB A100/H100-class GPU at bf16
@@ -157,33 +159,3 @@ def host_mem_mb(costs: GpuCosts) -> int:
 def gpu_gib(batch: int, costs: GpuCosts) -> float:
     """GPU memory one job needs at ``batch`` images per solve."""
     return _finite(costs.weights_gib + _product(batch, costs.activation_gib), "the GPU memory")
-
-
-def project_gpu_hours(config: dict, costs: GpuCosts) -> dict[str, float]:
-    """GPU-hours of the enhancement stages of a workflow ``config`` (config.yaml's keys):
-    every prior on every test image, the latent ablation runs the workflow makes
-    (``dlmap.workflow.plan.latent_variants``: Figs. 7-8 and the bijection grid, each at
-    EDICT's cost, an upper bound for the one-call bijections; the pixel ones cost next to
-    nothing) and Sec. V-D's post-enhancement, each with its inversions."""
-    from dlmap.workflow.plan import latent_variants
-
-    iters = config["solver"]["iters"]
-    images = config["images"]["count"]
-    ablation_images = config["ablations"]["images"]
-    post = config.get("post_enhancement") or {}
-    post_images = len(post.get("bases", [])) * post.get("images", 0)
-    latent = latent_variants(config)  # the variants the workflow makes (one function)
-    hours = {
-        "inversions (every test image, once)": images * costs.inversion_seconds,
-        f"MAP, {len(config['priors'])} priors x {images} images x {iters} iterations": (
-            len(config["priors"]) * images * iters * costs.iteration_seconds
-        ),
-        f"ablations ({', '.join(latent)}) x {ablation_images} images": (
-            len(latent)
-            * ablation_images
-            * (iters * costs.iteration_seconds + costs.inversion_seconds)
-        ),
-        f"post-enhancement, {post_images} outputs": post_images
-        * (iters * costs.iteration_seconds + costs.inversion_seconds),
-    }
-    return {stage: seconds / 3600 for stage, seconds in hours.items()}

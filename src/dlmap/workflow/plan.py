@@ -59,6 +59,83 @@ def latent_variants(config: dict) -> list[str]:
     return [n for n, v in ablation_variants(config).items() if v["mode"].startswith("latent")]
 
 
+# --- what a run needs in place -----------------------------------------------------------------
+
+
+def backbones(config: dict) -> list[str]:
+    """The backbones a run loads: the config's and the vanilla ablation's."""
+    return list(dict.fromkeys([config["backbone"], config["ablations"]["vanilla_backbone"]]))
+
+
+def weight_sets(config: dict) -> list[str]:
+    """Every weight set of files a run needs (the backbones' folders apart): each prior's
+    (NIQE's LIVE model unless ``niqe_model: fitted``), the comparison metrics' D1 and D2,
+    and CLIP for MS-LIQE's initialisation."""
+    from dlmap.weights import catalogue
+
+    needed = set()
+    for prior in [*config["priors"], config["ablations"]["prior"]]:
+        if prior == "niqe" and config["niqe_model"] == "fitted":
+            continue
+        if catalogue.has(prior):
+            needed.add(prior)
+    selection = config["selection"]
+    needed |= {selection["d1"]} & {"lpips", "dists"}
+    needed |= {"clip-vit-b-32"} if selection["d2"] == "clip" else set()
+    msliqe = config["msliqe"]
+    if msliqe["train"] and "--init" not in " ".join(msliqe["options"]):
+        needed.add("clip-vit-b-32")
+    return sorted(needed)
+
+
+def folder_sets(config: dict) -> list[str]:
+    """The weight folders the run's backbones load (``dlmap.weights.catalogue``)."""
+    from dlmap.weights import catalogue
+
+    return list(dict.fromkeys(s for b in backbones(config) for s in catalogue.backbone_sets(b)))
+
+
+def datasets(config: dict) -> list[str]:
+    """The IQA data sets a run reads (the demo's synthetic set, made on the spot, apart)."""
+    names = []
+    if config["msliqe"]["train"]:
+        names += config["msliqe"]["datasets"]
+    names += config["msliqe"]["evaluate_on"]
+    if config["calibration"]["priors"]:
+        names += config["calibration"]["datasets"]
+    if config["images"]["source"] == "datasets":
+        names += config["images"]["datasets"]
+    return [name for name in dict.fromkeys(names) if name != "synthetic"]
+
+
+PNG_BYTES_PER_PIXEL = 2.0  # an RGB photograph as PNG (about 500 kB at 512 x 512)
+MSLIQE_STATE_BYTES = 1.9e9  # CLIP ViT-B/32 with AdamW's two moments, float32 (last.pt)
+
+
+def output_bytes(config: dict) -> dict[str, float]:
+    """A run's outputs on disk, roughly, by kind: every enhanced image (EDICT writes the pair
+    x, y), the inversions (two float32 latents per step and image), the copies the studies
+    serve, and MS-LIQE's chain (two states of the chain alive at once)."""
+    count, side = config["images"]["count"], config["size"]
+    image = PNG_BYTES_PER_PIXEL * side * side
+    latent = 4 * (side // 8) ** 2 * 4  # 4 channels, float32
+    steps = config["edict"]["steps"]
+    externals = len(config.get("external") or {})
+    ablation = len(ablation_variants(config)) * config["ablations"]["images"]
+    post = len(config["post_enhancement"]["bases"]) * config["post_enhancement"]["images"]
+    sizes = {
+        "test images and their external copies": image * count * (2 + externals),
+        "enhanced images (x and y per prior)": image * count * 2 * len(config["priors"]),
+        "inversions": 2 * latent * (steps + 1) * count * len(backbones(config)),
+        "ablations and post-enhancement": image * 2 * (ablation + post),
+    }
+    options = config["msliqe"]["options"]
+    if config["msliqe"]["train"]:  # a toy CLIP (`--clip tiny`, the demo's) weighs next to nothing
+        toy = any(a == "--clip" and b == "tiny" for a, b in zip(options, options[1:], strict=False))
+        sizes["MS-LIQE's training states"] = 2 * (1e7 if toy else MSLIQE_STATE_BYTES)
+    return sizes
+
+
 # --- what the GPU jobs ask for -------------------------------------------------------------------
 
 
@@ -140,6 +217,34 @@ def check_walltime(config: dict) -> None:
             )
 
 
+def project_gpu_hours(config: dict, costs) -> dict[str, float]:
+    """GPU-hours of the enhancement stages of a workflow ``config`` (config.yaml's keys):
+    every prior on every test image, the latent ablation runs the workflow makes
+    (``latent_variants``, the function the rules read: Figs. 7-8 and the bijection grid, each at
+    EDICT's cost, an upper bound for the one-call bijections; the pixel ones cost next to
+    nothing) and Sec. V-D's post-enhancement, each with its inversions."""
+    iters = config["solver"]["iters"]
+    images = config["images"]["count"]
+    ablation_images = config["ablations"]["images"]
+    post = config.get("post_enhancement") or {}
+    post_images = len(post.get("bases", [])) * post.get("images", 0)
+    latent = latent_variants(config)  # the variants the workflow makes (one function)
+    hours = {
+        "inversions (every test image, once)": images * costs.inversion_seconds,
+        f"MAP, {len(config['priors'])} priors x {images} images x {iters} iterations": (
+            len(config["priors"]) * images * iters * costs.iteration_seconds
+        ),
+        f"ablations ({', '.join(latent)}) x {ablation_images} images": (
+            len(latent)
+            * ablation_images
+            * (iters * costs.iteration_seconds + costs.inversion_seconds)
+        ),
+        f"post-enhancement, {post_images} outputs": post_images
+        * (iters * costs.iteration_seconds + costs.inversion_seconds),
+    }
+    return {stage: seconds / 3600 for stage, seconds in hours.items()}
+
+
 def segment_name(start: int, end: int) -> str:
     """The folder of one job of MS-LIQE's training chain (``budget.train_segments``):
     ``epochs-000-023``."""
@@ -166,8 +271,7 @@ PHASES = (
     ),
     Phase(
         "external_inputs",
-        "the selected test images and a manifest for the external enhancers "
-        "(OUT/external-inputs)",
+        "the selected test images and a manifest for the external enhancers (OUT/external-inputs)",
         then="run each external enhancer on OUT/external-inputs and put its outputs in its "
         "`external:` folder (docs/external.md)",
     ),
@@ -265,9 +369,13 @@ def summarise_hand_steps(steps: list[HandStep]) -> str:
         names = [step.name for step in steps if step.phase == phase.name]
         if names:
             what = "external enhancers' outputs" if phase.name == "enhance" else "human answers"
-            lines.append(f"dlmap: note: phase `{phase.name}` waits for {what} done by hand: "
-                         f"{', '.join(names)}")  # fmt: skip
+            names = ", ".join(names)
+            lines.append(
+                f"dlmap: note: phase `{phase.name}` waits for {what} done by hand: {names}"
+            )
     order = ", ".join(phase.name for phase in PHASES)
-    lines.append(f"dlmap: note: targets that need them (the default among them) stop there; run "
-                 f"the phases in order: {order} (README; `dlmap doctor` lists each step)")  # fmt: skip
+    lines.append(
+        "dlmap: note: targets that need them (the default among them) stop there; run the "
+        f"phases in order: {order} (README; `dlmap doctor` lists each step)"
+    )
     return "\n".join(lines)
