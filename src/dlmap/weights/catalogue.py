@@ -125,8 +125,9 @@ def _niqe_live_fetch(cache=None) -> tuple[list[Path], str]:
     from dlmap.priors import niqe_live
 
     placed = niqe_live.fetch(cache)
-    source = niqe_live.read_model(placed[0])[2].get("source", "-") if placed else "-"
-    return placed, str(source).split(",")[0]
+    provenance = str(niqe_live.read_model(placed[0])[2].get("source", "")) if placed else ""
+    label = "PyPI (basicsr 1.4.2)" if "PyPI" in provenance else "pyiqa's copy on the hub"
+    return placed, label
 
 
 _FILE_SETS = (

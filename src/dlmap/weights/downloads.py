@@ -179,8 +179,9 @@ def _download_timm(file: WeightFile) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     repo = file.url.removeprefix("https://huggingface.co/")
+    sources.reachable(sources.hub_url_source(f"{file.url}/resolve/main/model.safetensors"))
     try:
-        path = Path(hf_hub_download(repo, "model.safetensors"))
+        path = Path(hf_hub_download(repo, "model.safetensors", endpoint=sources.hub_endpoint()))
         expected = _hub_sha256(f"{file.url}/resolve/main/model.safetensors")
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as error:
         first = " ".join(str(error).split())[:300]
@@ -258,6 +259,6 @@ def _hub_sha256(url: str) -> str | None:
     if match is None:
         return None
     repo, revision, filename = match.group(1), match.group(2), unquote(match.group(3))
-    info = HfApi().get_paths_info(repo, [filename], revision=revision)
+    info = HfApi(endpoint=sources.hub_endpoint()).get_paths_info(repo, [filename], revision=revision)
     lfs = getattr(info[0], "lfs", None) if info else None
     return getattr(lfs, "sha256", None)

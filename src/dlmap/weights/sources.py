@@ -231,6 +231,16 @@ def _explain(error: BaseException, url: str, seconds: float) -> str:
     return f"{host}: {reason}"
 
 
+def reachable(url: str) -> None:
+    """Ask ``url`` for its headers once (no retries, the usual timeout): a host that is down,
+    unknown or refuses raises ``DownloadError`` before a library's own retries begin."""
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "dlmap"})
+    try:
+        urllib.request.urlopen(request, timeout=timeout()).close()
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        raise DownloadError(_explain(error, url, timeout())) from None
+
+
 def download(
     source_url: str,
     target: Path,
