@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from dlmap.cli import main as cli
 from dlmap.errors import UsageError
 from dlmap.weights import cache as weights
-from dlmap.weights import catalogue, sources
+from dlmap.weights import catalogue, fetching, sources
 
 SD2 = catalogue.get("sd2-base")
 RAM_FILE = "ram_swin_large_14m.pth"
@@ -134,6 +134,25 @@ def test_a_lab_mirror_folder_is_tried_before_the_public_sources(hub, tmp_path, c
     assert code == 0 and f"mirror {mirror.resolve()}" in out
     assert (cache / "ram-swin-large" / RAM_FILE).read_bytes() == b"lab copy of RAM"
     assert hub.requests == []  # the public hosts were never asked
+
+
+def test_a_partial_file_left_by_a_killed_fetch_is_removed_by_the_next(hub, tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    folder = tmp_path / "ram-swin-large"
+    folder.mkdir()
+    stale = folder / f".{RAM_FILE}.{gone}.part"
+    stale.write_bytes(b"half a file")
+    hub.routes[f"/spaces/xinyu1205/recognize-anything/resolve/main/{RAM_FILE}"] = (
+        "file",
+        b"RAM",
+    )
+    result = catalogue.get("ram-swin-large").fetch(tmp_path, progress=False)
+    assert result.state == fetching.FETCHED and not stale.exists()
+    assert (folder / RAM_FILE).read_bytes() == b"RAM"
 
 
 @pytest.mark.parametrize("code, words", [(401, "unauthorised"), (403, "forbidden")])

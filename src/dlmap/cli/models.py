@@ -285,11 +285,12 @@ def print_fetch_table(results) -> None:
     """The table ``dlmap weights fetch`` ends with: set | state | source used | what to do,
     and one line under a set for each source that failed."""
     width = max([len("set"), *(len(result.name) for result in results)]) + 2
-    header = f"{'set':<{width}}{'state':<20}{'source used':<44}what to do"
+    used = max([len("source used"), *(len(result.source) for result in results)]) + 2
+    header = f"{'set':<{width}}{'state':<20}{'source used':<{used}}what to do"
     print(header)
     print("-" * len(header))
     for result in results:
-        print(f"{result.name:<{width}}{result.state:<20}{result.source:<44}{result.todo}")
+        print(f"{result.name:<{width}}{result.state:<20}{result.source:<{used}}{result.todo}")
         for attempt in result.attempts:
             print(f"{'':<{width}}  failed: {attempt.source}: {attempt.error}")
     ready = sum(result.ok for result in results)

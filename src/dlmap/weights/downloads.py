@@ -259,6 +259,7 @@ def _hub_sha256(url: str) -> str | None:
     if match is None:
         return None
     repo, revision, filename = match.group(1), match.group(2), unquote(match.group(3))
-    info = HfApi(endpoint=sources.hub_endpoint()).get_paths_info(repo, [filename], revision=revision)
+    hub = HfApi(endpoint=sources.hub_endpoint())
+    info = hub.get_paths_info(repo, [filename], revision=revision)
     lfs = getattr(info[0], "lfs", None) if info else None
     return getattr(lfs, "sha256", None)

@@ -231,6 +231,24 @@ def _explain(error: BaseException, url: str, seconds: float) -> str:
     return f"{host}: {reason}"
 
 
+def _remove_stale_parts(target: Path) -> None:
+    """Partial files of ``target`` left by a fetch that was killed (its process is gone)."""
+    for part in target.parent.glob(f".{target.name}.*.part"):
+        pid = part.name[len(target.name) + 2 : -len(".part")]
+        if pid.isdigit() and not _alive(int(pid)):
+            part.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def reachable(url: str) -> None:
     """Ask ``url`` for its headers once (no retries, the usual timeout): a host that is down,
     unknown or refuses raises ``DownloadError`` before a library's own retries begin."""
@@ -260,6 +278,7 @@ def download(
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(target)
     partial = target.with_name(f".{target.name}.{os.getpid()}.part")
     seconds = timeout()
     digest, received, published = hashlib.sha256(), 0, None
