@@ -25,6 +25,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/targets.smk"
 
 
 wildcard_constraints:
@@ -50,7 +51,10 @@ rule all:
 # The paper's run in five phases, in this order (README "The paper on a SLURM cluster"): each
 # is a target, e.g. `snakemake --profile slurm prepare`. Two steps between them are done by
 # people: running the external enhancers on OUT/external-inputs (after `external_inputs`, a
-# rule of enhance.smk), and the human 2AFC study (after `study`).
+# rule of enhance.smk), and the human 2AFC study (after `study`). dlmap.workflow.plan names
+# the phases and the steps done by hand; `dlmap doctor` reads it too.
+
+
 rule prepare:  # weights, data, MS-LIQE, Eq. 21 constants, SRCC on SPAQ, the test images
     input:
         prepare_targets(),
@@ -71,18 +75,22 @@ rule results:  # rankings, Table I, every figure (the default target)
         all_targets(),
 
 
+# A step done by hand still missing (dlmap.workflow.plan.hand_steps): say so before any job
+# runs (dry runs too), one line per phase that waits, and after a run, step by step, so that
+# the default target never stops without saying why.
+if workflow.is_main_process and plan.hand_steps(config, IDS, OUT):
+    print(plan.summarise_hand_steps(plan.hand_steps(config, IDS, OUT)), file=sys.stderr)
+
+
 onsuccess:
-    report_hand_steps(stopped=False)
-
-
-# A step done by hand still missing: say so before any job runs (dry runs too), naming the
-# phase that waits for it, so that the default target never fails without saying why.
-if workflow.is_main_process:
-    notice_hand_steps()
+    if plan.hand_steps(config, IDS, OUT):
+        print(plan.describe_hand_steps(plan.hand_steps(config, IDS, OUT)), file=sys.stderr)
 
 
 onerror:
-    report_hand_steps(stopped=True)
+    print(plan.STOPPED, file=sys.stderr)
+    if plan.hand_steps(config, IDS, OUT):
+        print(plan.describe_hand_steps(plan.hand_steps(config, IDS, OUT)), file=sys.stderr)
 
 
 # The paper's experiments as named targets, e.g. `snakemake --profile slurm ablations`.

@@ -190,7 +190,7 @@ def test_a_bad_timeout_or_mirror_is_a_usage_error(monkeypatch, tmp_path, capsys)
     assert "not http, https or file" in capsys.readouterr().err
 
 
-@given(st.text(max_size=40))
+@given(st.one_of(st.text(max_size=40), st.text(alphabet="a/~.:", min_size=200, max_size=400)))
 def test_parse_mirror_answers_any_text_with_a_mirror_or_a_usage_error(text):
     try:
         mirror = sources.parse_mirror(text)

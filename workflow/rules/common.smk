@@ -94,36 +94,10 @@ except ValueError as error:
     raise WorkflowError(f"config: {error}")
 
 
-MAX_EPOCHS = 100000
-
-
-def msliqe_epochs():
-    """The epochs MS-LIQE trains for: `dlmap train-msliqe`'s own parse of the options."""
-    from dlmap.cli.main import build_parser
-
-    parser, _ = build_parser("train-msliqe")
-    command = ["train-msliqe", "--manifest", "m.csv", "--out", "o", *config["msliqe"]["options"]]
-    try:
-        epochs = parser.parse_args(command).epochs
-    except SystemExit:
-        raise WorkflowError(f"config: msliqe.options: {config['msliqe']['options']} are not "
-                            "options of `dlmap train-msliqe` (see the error above)")  # fmt: skip
-    if not 1 <= epochs <= MAX_EPOCHS:  # beyond: a runtime request past any queue's
-        raise WorkflowError(f"config: msliqe.options: --epochs {epochs} must lie in "
-                            f"[1, {MAX_EPOCHS}]")  # fmt: skip
-    return epochs
-
-
-def msliqe_epoch_seconds():
-    """One MS-LIQE epoch: every set shows as many images as the largest has."""
-    datasets = config["msliqe"]["datasets"]
-    return len(datasets) * max(dataset_images([name]) for name in datasets) * COSTS.train_seconds
-
-
 def msliqe_segments():
     """MS-LIQE's chain of training jobs: epoch ranges, each job within the walltime."""
     try:
-        return budget.train_segments(msliqe_epochs(), msliqe_epoch_seconds(), COSTS, MAX_MINUTES)
+        return plan.msliqe_segments(config)
     except ValueError as error:
         raise WorkflowError(f"config: {error}")
 
@@ -139,13 +113,14 @@ def msliqe_segment(wildcards):
 def msliqe_previous(wildcards):
     """The state the job resumes: the previous job's folder (none for the first)."""
     start, _ = msliqe_segment(wildcards)
-    ends = {end: begin for begin, end in msliqe_segments()}
-    return [f"{OUT}/msliqe/{plan.segment_name(ends[start], start)}"] if start else []
+    begins = {end: begin for begin, end in msliqe_segments()}
+    return [f"{OUT}/msliqe/{plan.segment_name(begins[start], start)}"] if start else []
 
 
 def msliqe_segment_minutes(wildcards, attempt):
     start, end = msliqe_segment(wildcards)
-    return capped(budget.job_minutes((end - start) * msliqe_epoch_seconds(), COSTS, attempt))
+    work = (end - start) * plan.msliqe_epoch_seconds(config)
+    return capped(budget.job_minutes(work, COSTS, attempt))
 
 
 def chunk_ids(wildcards):
@@ -201,7 +176,7 @@ def backbone_settings(name=None):
 
 # (bad backbone settings, bf16 weights without bf16 autocast say, failed above)
 if config["msliqe"]["train"]:
-    msliqe_epochs()  # options that `dlmap train-msliqe` refuses fail now, not in the queue
+    msliqe_segments()  # options that `dlmap train-msliqe` refuses fail now, not in the queue
 
 
 def weights_cache():
@@ -264,68 +239,6 @@ def comparison_enhancers(comparison):
 def stamp():
     """Settings every script records: reduced or not, and the config's provenance."""
     return {"reduced": REDUCED, "out": OUT}
-
-
-def all_targets():
-    targets = [f"{OUT}/report/ranking-{c}.md" for c in config["comparisons"]]
-    targets += [f"{OUT}/report/table1.md", f"{OUT}/report/figures.done"]
-    targets += [f"{OUT}/experiment/{c}.sqlite" for c in config["comparisons"]]
-    return targets
-
-
-def prepare_targets():
-    """Phase `prepare`: weights and data sets in place, MS-LIQE trained, Eq. 21 constants
-    fitted, every prior's SRCC on the evaluation set, the test images prepared."""
-    files = [f for name in weight_sets() for f in weight_files(name)]
-    backbones = [config["backbone"], config["ablations"]["vanilla_backbone"]]
-    files += sorted({f for b in backbones for f in backbone_weights(b)})
-    files += [f"{OUT}/calibration/{p}.json" for p in config["calibration"]["priors"]]
-    files += [f"{OUT}/srcc/{p}.csv" for p in PRIORS]
-    files += [msliqe_checkpoint()] if msliqe_checkpoint() else []
-    folder = tiny_vae_dir(config["backbone"])
-    files += [folder] if folder else []
-    return files + all_image_dirs()
-
-
-def enhance_targets():
-    """Phase `enhance`: every prior's MAP chunks, the ablation runs, the external enhancers'
-    outputs checked in, and the post-enhancement of their outputs."""
-    files = [d for prior in PRIORS for d in enhanced_dirs(prior)]
-    files += [f"{OUT}/ablations/{variant}" for variant in ablation_variants()]
-    used = {e for c in config["comparisons"] for e in comparison_enhancers(c)}
-    used |= set(config["post_enhancement"]["bases"])
-    files += [f"{OUT}/external/{name}" for name in EXTERNAL if name in used]
-    files += [f"{OUT}/post/{base}" for base in config["post_enhancement"]["bases"]]
-    return files
-
-
-def study_targets():
-    """Phase `study`: the pairs of every comparison (Eq. 18), its 2AFC study, and (human
-    observers) SERVING.txt with the commands that serve and export each study."""
-    files = [f"{OUT}/comparison/{c}/pairs.csv" for c in config["comparisons"]]
-    files += [f"{OUT}/experiment/{c}.sqlite" for c in config["comparisons"]]
-    if config["observers"]["kind"] == "human":
-        files.append(f"{OUT}/experiment/SERVING.txt")
-    return files
-
-
-def report_hand_steps(stopped):
-    """After a run (onsuccess, onerror): the steps done by hand that the run still waits
-    for, by phase, so that a run that cannot finish says which phase is missing."""
-    steps = plan.hand_steps(config, IDS, OUT)
-    if stopped:
-        print("dlmap: the run stopped before its targets; if a job above says so, a phase "
-              "waits for a step done by hand (README: the paper on a SLURM cluster)",
-              file=sys.stderr)  # fmt: skip
-    if steps:
-        print(plan.describe_hand_steps(steps), file=sys.stderr)
-
-
-def notice_hand_steps():
-    """Before any run: the steps done by hand still missing, one line per phase they block."""
-    steps = plan.hand_steps(config, IDS, OUT)
-    if steps:
-        print(plan.summarise_hand_steps(steps), file=sys.stderr)
 
 
 # (data.smk)

@@ -152,8 +152,15 @@ def parse_mirror(spec: str) -> UrlBase | LocalFolder:
         text = urllib.request.url2pathname(parsed.path)
     elif parsed.scheme and len(parsed.scheme) > 1:  # c:\ is a drive, not a scheme
         raise UsageError(f"mirror {spec!r}: scheme {parsed.scheme!r} is not http, https or file")
-    folder = Path(text).expanduser()
-    if not folder.is_dir():
+    try:
+        folder = Path(text).expanduser()
+    except RuntimeError:  # "~someone" without such a user
+        raise UsageError(f"mirror {spec!r}: no home folder for {text.split('/')[0]!r}") from None
+    try:
+        is_folder = folder.is_dir()
+    except OSError as error:  # a name too long, say
+        raise UsageError(f"mirror {spec!r}: {error.strerror}") from None
+    if not is_folder:
         raise UsageError(f"mirror {spec!r}: {folder} is not a folder")
     return LocalFolder(folder.resolve(), note=f"mirror {folder.resolve()}")
 

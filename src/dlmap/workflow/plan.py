@@ -245,6 +245,45 @@ def project_gpu_hours(config: dict, costs) -> dict[str, float]:
     return {stage: seconds / 3600 for stage, seconds in hours.items()}
 
 
+MAX_EPOCHS = 100000  # beyond: a runtime request past any queue's
+
+
+def msliqe_epochs(config: dict) -> int:
+    """The epochs MS-LIQE trains for: `dlmap train-msliqe`'s own parse of ``msliqe.options``
+    (options it refuses are an ``InputError`` naming them)."""
+    from dlmap.cli.main import build_parser
+
+    parser, _ = build_parser("train-msliqe")
+    options = config["msliqe"]["options"]
+    try:
+        epochs = parser.parse_args(["train-msliqe", "--manifest", "m", "--out", "o", *options])
+    except SystemExit:
+        raise InputError(
+            f"msliqe.options: {options} are not options of `dlmap train-msliqe` (see the error "
+            "above)"
+        ) from None
+    if not 1 <= epochs.epochs <= MAX_EPOCHS:
+        raise InputError(f"msliqe.options: --epochs {epochs.epochs} must lie in [1, {MAX_EPOCHS}]")
+    return epochs.epochs
+
+
+def msliqe_epoch_seconds(config: dict) -> float:
+    """One MS-LIQE epoch by ``gpu_costs``: every set shows as many images as the largest."""
+    names = config["msliqe"]["datasets"]
+    images = len(names) * max(dataset_images([name]) for name in names)
+    return images * config["gpu_costs"]["train_seconds"]
+
+
+def msliqe_segments(config: dict) -> list[tuple[int, int]]:
+    """MS-LIQE's chain of training jobs under the config's walltime
+    (``budget.train_segments``)."""
+    from dlmap.enhance import budget
+
+    costs = budget.GpuCosts(**config["gpu_costs"])
+    limit = slurm_settings(config)["max_runtime_minutes"]
+    return budget.train_segments(msliqe_epochs(config), msliqe_epoch_seconds(config), costs, limit)
+
+
 def segment_name(start: int, end: int) -> str:
     """The folder of one job of MS-LIQE's training chain (``budget.train_segments``):
     ``epochs-000-023``."""
@@ -349,6 +388,12 @@ def hand_steps(config: dict, ids: list[str], out: str) -> list[HandStep]:
                     )
                 )
     return steps
+
+
+STOPPED = (
+    "dlmap: the run stopped before its targets; if a job above says so, a phase waits for a "
+    "step done by hand (README: the paper on a SLURM cluster)"
+)
 
 
 def describe_hand_steps(steps: list[HandStep]) -> str:
