@@ -75,22 +75,22 @@ rule results:  # rankings, Table I, every figure (the default target)
         all_targets(),
 
 
-# A step done by hand still missing (dlmap.workflow.plan.hand_steps): say so before any job
+# A step done by hand still missing (dlmap.workflow.phases.hand_steps): say so before any job
 # runs (dry runs too), one line per phase that waits, and after a run, step by step, so that
 # the default target never stops without saying why.
-if workflow.is_main_process and plan.hand_steps(config, IDS, OUT):
-    print(plan.summarise_hand_steps(plan.hand_steps(config, IDS, OUT)), file=sys.stderr)
+if workflow.is_main_process and phases.hand_steps(config, IDS, OUT):
+    print(phases.summarise_hand_steps(phases.hand_steps(config, IDS, OUT)), file=sys.stderr)
 
 
 onsuccess:
-    if plan.hand_steps(config, IDS, OUT):
-        print(plan.describe_hand_steps(plan.hand_steps(config, IDS, OUT)), file=sys.stderr)
+    if phases.hand_steps(config, IDS, OUT):
+        print(phases.describe_hand_steps(phases.hand_steps(config, IDS, OUT)), file=sys.stderr)
 
 
 onerror:
-    print(plan.STOPPED, file=sys.stderr)
-    if plan.hand_steps(config, IDS, OUT):
-        print(plan.describe_hand_steps(plan.hand_steps(config, IDS, OUT)), file=sys.stderr)
+    print(phases.STOPPED, file=sys.stderr)
+    if phases.hand_steps(config, IDS, OUT):
+        print(phases.describe_hand_steps(phases.hand_steps(config, IDS, OUT)), file=sys.stderr)
 
 
 # The paper's experiments as named targets, e.g. `snakemake --profile slurm ablations`.

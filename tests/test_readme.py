@@ -31,7 +31,7 @@ def test_the_cluster_procedure_runs_the_phases_in_order_and_every_command_parses
     from snakemake.cli import parse_args
 
     from dlmap.cli.main import build_parser
-    from dlmap.workflow.plan import PHASES
+    from dlmap.workflow.phases import PHASES
 
     block = re.search(r"<!-- procedure.*?-->\n```sh\n(.*?)```", README, re.S).group(1)
     commands = [shlex.split(line) for line in block.splitlines() if line[:1] not in ("#", "")]

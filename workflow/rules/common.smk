@@ -12,7 +12,7 @@ from dlmap.enhance import budget, chunks
 from dlmap.data.sources import SETS, data_root
 from dlmap.settings import check_workflow_config
 from dlmap.weights import catalogue
-from dlmap.workflow import plan
+from dlmap.workflow import phases, plan
 
 # The Snakefile has validated the config against the schema; what a schema cannot say (6.0
 # where an integer belongs, inf, a braced external folder, a solver setting that its class

@@ -284,15 +284,15 @@ def check_slurm() -> list[Row]:
 
 def check_phases(config: dict, rows: list[Row]) -> list[Row]:
     """Which phase targets can run now: `prepare` once nothing blocks; the phases after a
-    step done by hand once that step is done (``plan.hand_steps``)."""
+    step done by hand once that step is done (``phases.hand_steps``)."""
     from dlmap.enhance import chunks
-    from dlmap.workflow import plan
+    from dlmap.workflow import phases
 
     blocked = any(row.state == BLOCKING for row in rows)
-    steps = plan.hand_steps(config, chunks.image_ids(config["images"]["count"]), config["out"])
+    steps = phases.hand_steps(config, chunks.image_ids(config["images"]["count"]), config["out"])
     waiting = {step.phase for step in steps}
     out = []
-    for phase in plan.PHASES:
+    for phase in phases.PHASES:
         if blocked:
             state, detail = BLOCKING, "waits for the BLOCKING rows above"
         elif phase.name in waiting:
