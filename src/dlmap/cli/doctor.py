@@ -24,12 +24,16 @@ def doctor_command(args) -> int:
     blocking = [row for row in rows if row.state == doctor.BLOCKING and row.section != "phases"]
     missing = [row for row in rows if row.state == doctor.MISSING]
     if blocking:
-        print(f"\ncannot start: {len(blocking)} blocking problem(s) above"
-              + (f", and {len(missing)} set(s) still to fetch" if missing else ""))  # fmt: skip
+        print(
+            f"\ncannot start: {len(blocking)} blocking problem(s) above"
+            + (f", and {len(missing)} set(s) still to fetch" if missing else "")
+        )
         return 1
     extra = f" (the first jobs fetch {len(missing)} missing set(s))" if missing else ""
-    print(f"\nthe run can start{extra}: snakemake --profile slurm prepare (or --profile "
-          "profiles/local on one machine; README)")  # fmt: skip
+    print(
+        f"\nthe run can start{extra}: snakemake --profile slurm prepare (or --profile "
+        "profiles/local on one machine; README)"
+    )
     return 0
 
 

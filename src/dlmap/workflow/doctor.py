@@ -172,7 +172,8 @@ def slurm_minutes(time_limit: str) -> int | None:
     text = (time_limit or "").strip()
     days, dash, clock = text.rpartition("-")
     parts = clock.split(":")
-    if not all(p.isdigit() for p in parts) or (dash and not days.isdigit()) or len(parts) > 3:
+    digits = all(p.isascii() and p.isdigit() for p in parts)  # not "²": int() refuses it
+    if not digits or (dash and not (days.isascii() and days.isdigit())) or len(parts) > 3:
         return None
     numbers = [int(p) for p in parts]
     if dash:  # D-HH[:MM[:SS]]
@@ -213,7 +214,7 @@ def check_weights(config: dict) -> list[Row]:
                     BLOCKING,
                     " ".join(str(error).split())[:300],
                     f"dlmap weights check {name}",
-                )  # fmt: skip
+                )
             )
     return rows
 
@@ -257,8 +258,15 @@ def check_disk(config: dict) -> list[Row]:
         + ")"
     )
     fits = free >= need
-    return [Row("disk", config["out"], OK if fits else BLOCKING, detail,
-                "" if fits else "free space there, or set `out` to a larger disk")]  # fmt: skip
+    return [
+        Row(
+            "disk",
+            config["out"],
+            OK if fits else BLOCKING,
+            detail,
+            "" if fits else "free space there, or set `out` to a larger disk",
+        )
+    ]
 
 
 def _bytes(size: float) -> str:
@@ -269,13 +277,27 @@ def check_slurm() -> list[Row]:
     """The SLURM commands and the variables the profile reads."""
     rows = []
     if shutil.which("sbatch") is None:
-        rows.append(Row("slurm", "sbatch", NOTE, "not found: `--profile slurm` needs a SLURM "
-                        "login node; `--profile profiles/local` runs on this machine"))  # fmt: skip
+        rows.append(
+            Row(
+                "slurm",
+                "sbatch",
+                NOTE,
+                "not found: `--profile slurm` needs a SLURM "
+                "login node; `--profile profiles/local` runs on this machine",
+            )
+        )
     else:
         rows.append(Row("slurm", "sbatch", OK, shutil.which("sbatch")))
         if shutil.which("sacct") is None:
-            rows.append(Row("slurm", "sacct", NOTE, "not found",
-                            "add --slurm-status-command squeue --slurm-no-account"))  # fmt: skip
+            rows.append(
+                Row(
+                    "slurm",
+                    "sacct",
+                    NOTE,
+                    "not found",
+                    "add --slurm-status-command squeue --slurm-no-account",
+                )
+            )
     for variable, meaning in SLURM_VARIABLES.items():
         value = os.environ.get(variable)
         rows.append(Row("slurm", variable, OK if value else NOTE, value or f"unset: {meaning}"))
