@@ -11,15 +11,14 @@ from dlmap.settings import SD2_SCHEDULER
 from dlmap.testing.gaussian_ode import exact_flow, gaussian_eps
 
 T = 20
-DEFAULTS = {"bdia": 0.9, "belm": None}  # WIP: the defaults are chosen from the trade-off table
 
 
 def relative_error(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
-def schedule_of(name, steps=T, gamma=0.9):
-    return bijections.make_two_step_schedule(name, steps, SD2_SCHEDULER, gamma=gamma)
+def schedule_of(name, steps=T, gamma=0.92, ends="final-alpha"):
+    return bijections.make_two_step_schedule(name, steps, SD2_SCHEDULER, gamma=gamma, ends=ends)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +44,17 @@ def test_every_member_is_consistent_and_obelms_amplification_telescopes():
     assert belm.inverse_amplification() == pytest.approx((h[0] / h[n - 1]) ** 2, rel=1e-9)
     # SD2's last interval (t = 0 -> final ᾱ = ᾱ_0) has zero length: the chain ends at t = 0
     assert belm.steps == T - 1 and belm.timesteps[-1] == 0 and min(h) > 0
+    assert belm.inversion_timestep == belm.timesteps[T - 2] == 50
+    # BELM's code ends at ᾱ = 1 instead and evaluates eps(clean, t = 1) in inversion
+    one = schedule_of("belm", ends="alpha-one")
+    assert one.steps == T and one.sigma[-1] == 0 and one.sqrt_alpha[-1] == 1
+    assert one.inversion_timestep == 1
+    # BDIA's inverse divides the raw latent by gamma per step: gamma^-(T-1) on the raw latent,
+    # times the ratio of the end states' sqrt(ᾱ) products in DDIM's variables
+    bdia = schedule_of("bdia", gamma=0.5)
+    r, n = bdia.sqrt_alpha, bdia.steps
+    expected = 0.5 ** -(n - 1) * r[n] * r[n - 1] / (r[0] * r[1])
+    assert bdia.inverse_amplification() == pytest.approx(expected, rel=1e-9)
 
 
 @pytest.mark.parametrize("name", ["bdia", "belm"])
@@ -145,7 +155,7 @@ def test_latent_map_with_a_one_call_bijection_writes_x_alone(tiny32, name, tmp_p
 
 @pytest.mark.parametrize("name", ["bdia", "belm"])
 def test_round_trip_float32_at_the_defaults(tiny32, name):
-    """Each one-call bijection's default (BDIA gamma = 0.9, amplification 6.7; O-BELM, 178)
+    """Each one-call bijection's default (BDIA gamma = 0.92, amplification 405; O-BELM, 178)
     inverts a clean latent and regenerates it within 1e-3 in float32 at T = 20."""
     from dlmap.settings import EdictConfig
 
@@ -155,4 +165,4 @@ def test_round_trip_float32_at_the_defaults(tiny32, name):
     pair = bijections.invert_latent(chain, tiny32.eps, latent, cond)
     (last,) = bijections.denoise_pair(chain, tiny32.eps, *pair, cond)
     assert relative_error(last, latent) <= 1e-3
-    assert chain.schedule.inverse_amplification() < 200
+    assert chain.schedule.inverse_amplification() < 500

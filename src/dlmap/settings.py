@@ -15,6 +15,7 @@ from dlmap.errors import InputError
 
 MODES = ("latent-map", "latent-direct", "pixel-map", "pixel-direct")  # dlmap.enhance.solver
 BIJECTIONS = ("edict", "bdia", "belm")  # exact latent <-> noise maps (dlmap.diffusion)
+ENDS = ("final-alpha", "alpha-one")  # where BDIA's and O-BELM's chain ends (bijections.py)
 ORDERS = ("alternating", "fixed")  # EDICT's step order (dlmap.diffusion.edict)
 GRADIENTS = ("recompute", "reversible", "autograd")  # how gradients pass through h
 BACKBONES = ("sd2-seesr", "sd2-controlnet", "sd2", "tiny-seesr", "tiny-controlnet", "tiny-vanilla")
@@ -154,7 +155,8 @@ class EdictConfig:
     order: str = "alternating"
     scheduler: dict = field(default_factory=lambda: dict(SD2_SCHEDULER))
     bijection: str = "edict"  # or "bdia", "belm": one network call per step (bijections.py)
-    gamma: float = 0.9  # BDIA's gamma (its inverse amplifies round-off by gamma^-(T-1))
+    gamma: float = 0.92  # BDIA's gamma (its inverse divides the latent by gamma per step)
+    ends: str = "final-alpha"  # BDIA/O-BELM: where the chain ends (dlmap.diffusion.bijections)
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -176,6 +178,8 @@ class EdictConfig:
             raise InputError(f"bijection must be one of {BIJECTIONS}, got {self.bijection!r}")
         if not isinstance(self.gamma, (int, float)) or not 0.0 < self.gamma <= 1.0:
             raise InputError(f"BDIA's gamma must lie in (0, 1], got {self.gamma!r}")
+        if self.ends not in ENDS:
+            raise InputError(f"ends must be one of {ENDS}, got {self.ends!r}")
         if self.bijection != "edict" and self.steps < 3:
             raise InputError(f"{self.bijection} needs at least 3 steps, got {self.steps!r}")
 

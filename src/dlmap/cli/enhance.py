@@ -76,6 +76,13 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gamma", type=float, default=defaults_e.gamma, help="BDIA's gamma, in (0, 1]"
     )
+    parser.add_argument(
+        "--ends",
+        default=defaults_e.ends,
+        choices=settings.ENDS,
+        help="bdia/belm: where the chain ends: the scheduler's final alpha (dlmap's default) or "
+        "alpha = 1 with eps(clean, t = 1) in inversion (BELM's code); docs/diffusion.md",
+    )
     parser.add_argument("--gradient", default=defaults_s.gradient, choices=settings.GRADIENTS)
     parser.add_argument(
         "--encode",
@@ -169,7 +176,7 @@ def _configs(args):
     )
     edict_config = settings.EdictConfig(
         steps=args.steps, mix=args.mix, steps_offset=args.steps_offset, order=args.order,
-        bijection=args.bijection, gamma=args.gamma,
+        bijection=args.bijection, gamma=args.gamma, ends=args.ends,
     )  # fmt: skip
     if args.vae is not None and not args.backbone.startswith("tiny"):
         raise UsageError(f"--vae replaces the tiny backbones' random VAE; --backbone "
@@ -231,8 +238,11 @@ def enhance(args) -> int:
     prior = prior_from_args(args)
     if not prior.info.calibration_fitted and "provisional" in prior.info.calibration_source:
         info = prior.info  # (hand-set scales such as colourfulness' are not provisional)
-        hint = "" if "dlmap calibrate" in info.calibration_source else (
-            "; fit them with `dlmap calibrate` (the workflow: calibrate_prior on LIVE)")
+        hint = (
+            ""
+            if "dlmap calibrate" in info.calibration_source
+            else ("; fit them with `dlmap calibrate` (the workflow: calibrate_prior on LIVE)")
+        )
         print(f"dlmap: note: {info.name} has no Eq. 21 constants fitted to opinion scores; "
               f"using provisional xi3 = {info.xi3:g}, xi4 = {info.xi4:g} "
               f"({info.calibration_source}){hint}", file=sys.stderr)  # fmt: skip

@@ -14,9 +14,11 @@ Its exact inverse uses the same evaluation, since s_k is known on both sides:
 
     x̄_{k-1} = (x̄_{k+1} - (1 - A_k) x̄_k + C_k eps(s_k, t_k)) / A_k.
 
-* **BDIA** (Zhang, Lewis, Kleijn, ECCV 2024): A_k = gamma for every step. gamma = 0 is DDIM
-  (not invertible), gamma = 1 the symmetric (leapfrog) rule. The inverse divides by gamma at
-  every step: round-off grows like gamma^-(T-1) (about 10^6 at gamma = 0.5 and T = 20).
+* **BDIA** (Zhang, Lewis, Kleijn, ECCV 2024): its published update, written on the raw latent,
+  is s_{k+1} = gamma s_{k-1} - gamma D_{k->k-1}(s_k) + D_{k->k+1}(s_k), with D_{k->j} the DDIM
+  step from state k to state j. In x̄ that is A_k = gamma sqrt(ᾱ_{k-1} / ᾱ_{k+1}). gamma = 0 is
+  DDIM (not invertible), gamma = 1 the symmetric rule. The inverse divides the raw latent by
+  gamma at every step: gamma^-(T-1) over the chain.
 * **O-BELM** (Wang et al., NeurIPS 2024): A_k = h_k^2 / H_k^2, the coefficients that make the
   local error third order (exact for eps linear in σ̄). Its inverse multiplies by H_k^2 / h_k^2
   at step k (H_k = h_{k-1}), which over the whole chain telescopes to (h_0 / h_{T-1})^2.
@@ -25,9 +27,17 @@ The bijection's state is the pair of consecutive states the recurrence needs: (s
 noise side and (s_{T-1}, s_T) on the image side; the clean latent is s_T. ``denoise`` maps the
 first to the second with T - 1 network calls (EDICT: 2T), ``invert`` the second to the first.
 The first step has no predecessor, so it is formed outside the bijection: in inversion of a
-clean latent s_T, s_{T-1} is one DDIM inversion step from it (``ddim_inversion_step``,
-eps(s_T, t_{T-1})); any pair (s_0, s_1) is a valid starting state of generation. Once formed,
-a pair maps back and forth exactly (up to round-off, which the inverse amplifies as above).
+clean latent s_T, s_{T-1} is one DDIM inversion step from it (``ddim_inversion_step``); any
+pair (s_0, s_1) is a valid starting state of generation. Once formed, a pair maps back and
+forth exactly (up to round-off, which the inverse amplifies as above).
+
+Where the chain ends (``ENDS``, docs/diffusion.md argues the default):
+
+* ``final-alpha``: at the scheduler's final ᾱ (SD2: ᾱ at t = 0, as EDICT and BDIA's own sampler
+  end), dropping a last interval of zero length; the first inversion step evaluates eps at
+  its target timestep t_{T-1}, as diffusers' DDIM inversion does.
+* ``alpha-one``: at ᾱ = 1, as BELM's official code ends both its samplers; the first inversion
+  step evaluates eps(s_T, t = 1) at the clean end, as that code does.
 """
 
 from __future__ import annotations
@@ -39,15 +49,18 @@ import torch
 from diffusers import DDIMScheduler
 
 from dlmap.errors import InputError
-from dlmap.settings import BIJECTIONS, GRADIENTS, EdictConfig  # noqa: F401
+from dlmap.settings import BIJECTIONS, ENDS, GRADIENTS, EdictConfig  # noqa: F401
+
+#: the timestep at which BELM's official code evaluates eps on the clean latent (ᾱ = 1)
+CLEAN_END_TIMESTEP = 1
 
 
 @dataclass(frozen=True)
 class TwoStepSchedule:
     """Per-state constants: timesteps[k] and sqrt_alpha[k], sigma[k] (= σ̄) of state s_k
-    (k = 0..T, the last at the scheduler's final ᾱ unless that interval has zero length, see
-    ``make_two_step_schedule``), and A[k], C[k] of step k (k = 1..T-1; index 0 unused).
-    ``name`` and ``gamma`` say how A was chosen."""
+    (k = 0..T, the last where ``ends`` says, see ``make_two_step_schedule``), and A[k], C[k] of
+    step k (k = 1..T-1; index 0 unused). ``name`` and ``gamma`` say how A was chosen;
+    ``inversion_timestep`` is where the first inversion step evaluates eps on s_T."""
 
     name: str
     timesteps: tuple[int, ...]
@@ -56,6 +69,8 @@ class TwoStepSchedule:
     A: tuple[float, ...]
     C: tuple[float, ...]
     gamma: float | None = None
+    ends: str = "final-alpha"
+    inversion_timestep: int = 0
 
     @property
     def steps(self) -> int:
@@ -63,7 +78,9 @@ class TwoStepSchedule:
         return len(self.sqrt_alpha) - 1
 
     def inverse_amplification(self) -> float:
-        """The product of 1 / A_k over the chain: how much the inverse can grow round-off."""
+        """The product of 1 / A_k over the chain: how much an inversion grows the recurrence's
+        parasitic mode (the root -1 / A_k) against the smooth solution (the root 1), so how
+        much it can grow round-off. For BDIA: gamma^-(T-1) times r_T r_{T-1} / (r_0 r_1)."""
         return math.prod(1.0 / a for a in self.A[1:])
 
 
@@ -78,18 +95,28 @@ def schedule_alphas(steps: int, scheduler: dict, steps_offset: int = 0):
 
 
 def make_two_step_schedule(
-    name: str, steps: int, scheduler: dict, gamma: float = 1.0, steps_offset: int = 0
+    name: str,
+    steps: int,
+    scheduler: dict,
+    gamma: float = 1.0,
+    steps_offset: int = 0,
+    ends: str = "final-alpha",
 ) -> TwoStepSchedule:
-    """BDIA (A_k = gamma) or O-BELM (A_k = h_k^2 / H_k^2) on the DDIM schedule of ``scheduler``
-    (a ``DDIMScheduler`` config; dlmap's SD2 one by default elsewhere)."""
+    """BDIA (A_k = gamma sqrt(ᾱ_{k-1} / ᾱ_{k+1})) or O-BELM (A_k = h_k^2 / H_k^2) on the DDIM
+    schedule of ``scheduler`` (a ``DDIMScheduler`` config; dlmap's SD2 one elsewhere), ending
+    where ``ends`` says (module docstring)."""
     if name not in ("bdia", "belm"):
         raise InputError(f"a two-step bijection is bdia or belm, got {name!r}")
+    if ends not in ENDS:
+        raise InputError(f"ends must be one of {ENDS}, got {ends!r}")
     if steps < 2:
         raise InputError(f"{name} needs at least 2 steps (a pair of states), got {steps}")
     if name == "bdia" and not 0.0 < gamma <= 1.0:
         raise InputError(f"BDIA's gamma must lie in (0, 1], got {gamma!r}")
     timesteps, alpha_bar = schedule_alphas(steps, scheduler, steps_offset)
-    if math.isclose(alpha_bar[-1], alpha_bar[-2], rel_tol=1e-12):
+    if ends == "alpha-one":
+        alpha_bar[-1] = 1.0  # BELM's code: the last interval steps to ᾱ = 1 (σ̄ = 0)
+    elif math.isclose(alpha_bar[-1], alpha_bar[-2], rel_tol=1e-12):
         # SD2 (set_alpha_to_one = False) with timesteps ending at t = 0: the last DDIM
         # interval, t = 0 -> final ᾱ = ᾱ_0, has zero length (DDIM's step is the identity).
         # A two-step rule would still move across it (BDIA) or stop being invertible (O-BELM's
@@ -103,13 +130,24 @@ def make_two_step_schedule(
     A, C = [math.nan], [math.nan]
     for k in range(1, steps):
         h, H = sigma[k] - sigma[k + 1], sigma[k - 1] - sigma[k]
-        a = gamma if name == "bdia" else (h / H) ** 2
+        if name == "bdia":
+            a = gamma * sqrt_alpha[k - 1] / sqrt_alpha[k + 1]
+        else:
+            a = (h / H) ** 2
         A.append(a)
         C.append(h + a * H)
+    inversion_timestep = CLEAN_END_TIMESTEP if ends == "alpha-one" else timesteps[steps - 1]
     return TwoStepSchedule(
-        name, tuple(timesteps), tuple(sqrt_alpha), tuple(sigma), tuple(A), tuple(C),
-        gamma if name == "bdia" else None,
-    )  # fmt: skip
+        name=name,
+        timesteps=tuple(timesteps),
+        sqrt_alpha=tuple(sqrt_alpha),
+        sigma=tuple(sigma),
+        A=tuple(A),
+        C=tuple(C),
+        gamma=gamma if name == "bdia" else None,
+        ends=ends,
+        inversion_timestep=inversion_timestep,
+    )
 
 
 # --- one step and its inverse ----------------------------------------------------------------
@@ -134,10 +172,10 @@ def inverse_step(eps, current, after, k: int, schedule: TwoStepSchedule, cond=No
 
 
 def ddim_inversion_step(eps, clean, schedule: TwoStepSchedule, cond=None):
-    """s_{T-1} from a clean latent s_T by one DDIM inversion step, eps(s_T, t_{T-1}): how
-    inversion forms the image side's first member."""
+    """s_{T-1} from a clean latent s_T by one DDIM inversion step, eps(s_T, t) at the
+    schedule's ``inversion_timestep``: how inversion forms the image side's first member."""
     r, s, T = schedule.sqrt_alpha, schedule.sigma, schedule.steps
-    noise = eps(clean, schedule.timesteps[T - 1], cond)
+    noise = eps(clean, schedule.inversion_timestep, cond)
     return r[T - 1] * (clean / r[T] + (s[T - 1] - s[T]) * noise)
 
 
@@ -243,7 +281,12 @@ def make_chain(config: EdictConfig) -> Chain:
     if config.bijection == "edict":
         return Chain(config, edict.make_schedule(config))
     schedule = make_two_step_schedule(
-        config.bijection, config.steps, config.scheduler, config.gamma, config.steps_offset
+        config.bijection,
+        config.steps,
+        config.scheduler,
+        config.gamma,
+        config.steps_offset,
+        config.ends,
     )
     return Chain(config, schedule)
 

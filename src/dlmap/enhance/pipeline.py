@@ -51,7 +51,7 @@ def load_backbone(settings: BackboneSettings):
 
 
 def edict_config(values: dict) -> edict.EdictConfig:
-    keys = ("steps", "mix", "order", "steps_offset", "bijection", "gamma")
+    keys = ("steps", "mix", "order", "steps_offset", "bijection", "gamma", "ends")
     return edict.EdictConfig(**{k: values[k] for k in keys if values.get(k) is not None})
 
 
