@@ -13,7 +13,6 @@ alphas_cumprod[0] on ldm's timesteps 951..1 (``steps_offset = 1``, ``ends = fina
 from __future__ import annotations
 
 import torch
-from diffusers import DDIMScheduler
 
 GAMMA = 0.92
 CASES = (("belm", 0, "alpha-one"), ("belm", 1, "alpha-one"), ("bdia", 1, "final-alpha"),
@@ -25,7 +24,7 @@ def main() -> None:
 
     from dlmap.diffusion import bijections, tiny
     from dlmap.images import center_crop_resize
-    from dlmap.settings import SD2_SCHEDULER, EdictConfig
+    from dlmap.settings import EdictConfig
     from dlmap.testing import official_bijections as official
 
     torch.set_num_threads(2)
@@ -40,18 +39,6 @@ def main() -> None:
     def tiny_eps(z, t, c=None):
         return backbone.eps(z, t, cond)
 
-    def reference(steps, offset, ends):
-        scheduler = DDIMScheduler(**{**SD2_SCHEDULER, "steps_offset": offset})
-        scheduler.set_timesteps(steps)
-        timesteps = [int(t) for t in scheduler.timesteps]
-        cumprod = scheduler.alphas_cumprod.double()
-        alpha_bar = [float(cumprod[t]) for t in timesteps]
-        if ends == "alpha-one":
-            alpha_bar.append(1.0)
-        elif timesteps[-1] != 0:
-            alpha_bar.append(float(cumprod[0]))
-        return alpha_bar, timesteps
-
     def relative(mine, theirs):
         scale = max(t.abs().max().item() for t in theirs)
         return max((m - t).abs().max().item() for m, t in zip(mine, theirs, strict=True)) / scale
@@ -64,7 +51,7 @@ def main() -> None:
                 config = EdictConfig(steps=steps, bijection=name, gamma=GAMMA,
                                      steps_offset=offset, ends=ends)  # fmt: skip
                 chain = bijections.make_chain(config)
-                alpha_bar, timesteps = reference(steps, offset, ends)
+                alpha_bar, timesteps = official.reference_alphas(steps, offset, ends)
                 gamma = GAMMA if name == "bdia" else None
                 clean_t = 1 if ends == "alpha-one" else timesteps[len(alpha_bar) - 2]
                 with torch.no_grad():

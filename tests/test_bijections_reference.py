@@ -5,11 +5,11 @@ noise predictor."""
 
 import pytest
 import torch
-from diffusers import DDIMScheduler
 
 from dlmap.diffusion import bijections
 from dlmap.settings import SD2_SCHEDULER, EdictConfig
 from dlmap.testing import official_bijections as official
+from dlmap.testing.official_bijections import reference_alphas
 
 GAMMA = 0.92
 
@@ -17,20 +17,6 @@ GAMMA = 0.92
 def toy_eps(z, t, cond=None):
     """Nonlinear in z and dependent on t, so that a wrong evaluation point shows."""
     return torch.tanh(z * (0.5 + t / 1000.0)) + 0.05 * z**2 - 0.1 * torch.roll(z, 1, dims=-1)
-
-
-def reference_alphas(steps, steps_offset, ends):
-    """ᾱ of each state and the timesteps, from diffusers' alphas_cumprod (not from dlmap)."""
-    scheduler = DDIMScheduler(**{**SD2_SCHEDULER, "steps_offset": steps_offset})
-    scheduler.set_timesteps(steps)
-    timesteps = [int(t) for t in scheduler.timesteps]
-    cumprod = scheduler.alphas_cumprod.double()
-    alpha_bar = [float(cumprod[t]) for t in timesteps]
-    if ends == "alpha-one":
-        alpha_bar.append(1.0)  # BELM.py 138-140
-    elif timesteps[-1] != 0:
-        alpha_bar.append(float(cumprod[0]))  # ldm's alphas_prev[0] = alphas_cumprod[0]
-    return alpha_bar, timesteps
 
 
 def max_difference(a, b):

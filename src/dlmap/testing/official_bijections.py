@@ -23,6 +23,26 @@ States are indexed as in dlmap, from the noisiest: ``alpha_bar[k]`` is ᾱ of st
 from __future__ import annotations
 
 
+def reference_alphas(steps: int, steps_offset: int, ends: str):
+    """(ᾱ of each state, timesteps) as the official codes form them, from diffusers'
+    alphas_cumprod and nothing of dlmap's: ``alpha-one`` appends ᾱ = 1 (BELM.py 138-140);
+    otherwise ldm's last ᾱ, alphas_cumprod[0], unless the timesteps already end at t = 0."""
+    from diffusers import DDIMScheduler
+
+    from dlmap.settings import SD2_SCHEDULER
+
+    scheduler = DDIMScheduler(**{**SD2_SCHEDULER, "steps_offset": steps_offset})
+    scheduler.set_timesteps(steps)
+    timesteps = [int(t) for t in scheduler.timesteps]
+    cumprod = scheduler.alphas_cumprod.double()
+    alpha_bar = [float(cumprod[t]) for t in timesteps]
+    if ends == "alpha-one":
+        alpha_bar.append(1.0)
+    elif timesteps[-1] != 0:
+        alpha_bar.append(float(cumprod[0]))
+    return alpha_bar, timesteps
+
+
 def _a_s(alpha_bar):
     """(sqrt(ᾱ), sqrt(1 - ᾱ)): the code's alpha and sigma."""
     return alpha_bar**0.5, (1 - alpha_bar) ** 0.5
