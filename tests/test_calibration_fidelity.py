@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 from helpers import photo
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dlmap.enhance import fidelity
 from dlmap.priors import calibration
@@ -155,3 +157,19 @@ def test_cli_calibrate_answers_bad_csv_files_in_one_line(tmp_path, capsys, conte
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "fit.json").exists()
+
+
+@settings(max_examples=200, deadline=None)
+@given(content=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_score_tables_parse_or_fail_with_one_input_error(tmp_path_factory, content):
+    """Any bytes: two equal-length lists of floats, or an InputError (never a crash)."""
+    from dlmap.errors import InputError
+
+    path = tmp_path_factory.mktemp("scores") / "scores.csv"
+    path.write_bytes(b"score,mos\n" + content)
+    try:
+        raw, mos = calibration.read_score_table(path)
+    except InputError as error:
+        assert str(error) and "\n" not in str(error).strip()
+        return
+    assert len(raw) == len(mos) and all(isinstance(v, float) for v in raw + mos)

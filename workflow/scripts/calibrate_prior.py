@@ -22,7 +22,11 @@ prior = pipeline.build_prior(
 )
 scores = evaluation.score_images(prior, [e.image for e in entries], smk.params.size, quiet=True)
 fit = calibration.fit_logistic(
-    scores, [e.mos for e in entries], prior.info.higher_is_better, source=smk.input.manifest
+    scores,
+    [e.mos for e in entries],
+    prior.info.higher_is_better,
+    source=smk.input.manifest,
+    checkpoint_sha256=prior.info.checkpoint_sha256,  # MS-LIQE: the checkpoint trained here
 )
 images.write_text_atomic(json.dumps(asdict(fit), indent=2) + "\n", smk.output[0])
 print(

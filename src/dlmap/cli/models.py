@@ -15,8 +15,6 @@ from dlmap.weights import cache as weights
 
 def calibrate_command(args) -> int:
     """Fit xi3 and |xi4| (Eq. 21) to (raw score, MOS) pairs; store them for the registry."""
-    import csv
-
     from dlmap import images
     from dlmap.priors import calibration
     from dlmap.priors import registry as priors
@@ -26,24 +24,25 @@ def calibrate_command(args) -> int:
         raise UsageError(f"prior {args.prior!r} publishes no metadata (PriorInfo) to calibrate")
     higher = info.higher_is_better
     try:
-        with open(args.scores, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as error:
-        raise UsageError(f"--scores {args.scores}: {error.strerror}") from error
-    if not rows or not {"score", "mos"} <= set(rows[0]):
-        raise UsageError(f"--scores {args.scores}: needs a header with columns score and mos")
-    try:
-        raw = [float(row["score"]) for row in rows]
-        mos = [float(row["mos"]) for row in rows]
-    except (TypeError, ValueError) as error:
-        raise UsageError(f"--scores {args.scores}: a score or MOS is not a number") from error
+        raw, mos = calibration.read_score_table(args.scores)
+    except InputError as error:
+        raise UsageError(f"--scores {args.scores}: {error}") from error
     if args.mos_range:
         low, high = args.mos_range
         if high <= low:
             raise UsageError(f"--mos-range: HIGH must exceed LOW, got {low:g} {high:g}")
         mos = [(value - low) / (high - low) for value in mos]
+    digest = ""  # the weights the scores came from: only MS-LIQE's are trained by the user
+    if args.prior == "ms-liqe":
+        from dlmap.msliqe.model import checkpoint_sha256
+
+        digest = checkpoint_sha256(args.checkpoint, args.cache)
+    elif args.checkpoint is not None:
+        raise UsageError(f"--checkpoint applies to ms-liqe, not to {args.prior}")
     try:
-        fit = calibration.fit_logistic(raw, mos, higher, source=str(args.scores))
+        fit = calibration.fit_logistic(
+            raw, mos, higher, source=str(args.scores), checkpoint_sha256=digest
+        )
     except InputError as error:
         raise UsageError(f"--scores {args.scores}: {error}") from error
     images.write_text_atomic(json.dumps(asdict(fit), indent=2) + "\n", args.out)
@@ -315,6 +314,13 @@ def add_parsers(commands) -> None:
         help="normalise MOS from this range to [0, 1] (default: MOS is already in [0, 1])",
     )
     calibrate.add_argument("--cache", default=None, help="where the registry finds constants")
+    calibrate.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="ms-liqe: the checkpoint that produced the scores (default: the installed one); "
+        "its sha256 is recorded and the constants apply to it alone",
+    )
 
     score = add_command(commands, "score")
     score.add_argument("images", nargs="+", type=Path, metavar="IMAGE")

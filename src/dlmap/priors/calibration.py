@@ -22,7 +22,7 @@ README, "What the paper leaves open"). xi3 and |xi4| do not depend on xi1: a fit
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,11 +78,16 @@ class LogisticFit:
     plcc_raw: float
     plcc_calibrated: float
     source: str = ""
+    checkpoint_sha256: str = ""  # the weights the raw scores came from, for trainable priors
 
 
-def fit_logistic(raw, mos, higher_is_better: bool = True, source: str = "") -> LogisticFit:
+def fit_logistic(
+    raw, mos, higher_is_better: bool = True, source: str = "", checkpoint_sha256: str = ""
+) -> LogisticFit:
     """Least-squares fit of the increasing Eq. 21 (xi1 = 1, xi2 = 0) to MOS normalised to
-    [0, 1]; lower-is-better raw scores are negated first, as ``calibrate`` does."""
+    [0, 1]; lower-is-better raw scores are negated first, as ``calibrate`` does.
+    ``checkpoint_sha256``: the weights file that produced ``raw`` (``PriorInfo``'s), recorded
+    so that the constants are never applied to other weights (``apply_fit``)."""
     from scipy import optimize, stats
 
     raw, mos = np.asarray(raw, dtype=np.float64), np.asarray(mos, dtype=np.float64)
@@ -113,7 +118,48 @@ def fit_logistic(raw, mos, higher_is_better: bool = True, source: str = "") -> L
         plcc_raw=float(stats.pearsonr(oriented, mos)[0]),
         plcc_calibrated=float(stats.pearsonr(curve(oriented, xi3, xi4), mos)[0]),
         source=source,
+        checkpoint_sha256=checkpoint_sha256,
     )
+
+
+def apply_fit(info, fit: LogisticFit, origin: str = "fitted"):
+    """``info`` (a ``PriorInfo``) with the fitted constants, marked fitted; unchanged but for a
+    provisional note when the prior loaded a weights file (``info.checkpoint_sha256``) other
+    than the one the constants were fitted for: constants belong to a checkpoint."""
+    source = f"{origin}: {fit.source} (n={fit.count}, SRCC {fit.srcc:.3f})"
+    loaded = info.checkpoint_sha256
+    if loaded and fit.checkpoint_sha256 != loaded:
+        fitted_for = f"checkpoint {fit.checkpoint_sha256[:12]}" if fit.checkpoint_sha256 else (
+            "an unrecorded checkpoint")  # fmt: skip
+        note = (
+            f"provisional: the constants {origin} ({fit.source}) belong to {fitted_for}, not "
+            f"to the one loaded ({loaded[:12]}); {info.calibration_source}"
+        )
+        return replace(info, calibration_fitted=False, calibration_source=note)
+    if loaded:
+        source += f"; for checkpoint {loaded[:12]}"
+    return replace(
+        info, xi3=fit.xi3, xi4=fit.xi4, calibration_source=source, calibration_fitted=True
+    )
+
+
+def read_score_table(path) -> tuple[list[float], list[float]]:
+    """(raw scores, MOS) from a CSV with the columns ``score`` and ``mos``."""
+    import csv
+
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as error:
+        raise InputError(error.strerror) from error
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"not a UTF-8 CSV file ({error})") from error
+    if not rows or not {"score", "mos"} <= set(rows[0]):
+        raise InputError("needs a header with columns score and mos")
+    try:
+        return [float(row["score"]) for row in rows], [float(row["mos"]) for row in rows]
+    except (TypeError, ValueError) as error:
+        raise InputError("a score or MOS is not a number") from error
 
 
 def constants_path(name: str, cache=None) -> Path:
@@ -133,4 +179,9 @@ def save_constants(name: str, fit: LogisticFit, cache=None) -> Path:
 def load_constants(name: str, cache=None) -> LogisticFit | None:
     """The fitted constants of prior ``name``, or None when none were fitted."""
     path = constants_path(name, cache)
-    return LogisticFit(**json.loads(path.read_text())) if path.is_file() else None
+    return read_fit(path) if path.is_file() else None
+
+
+def read_fit(path) -> LogisticFit:
+    """A ``LogisticFit`` JSON as ``save_constants`` or the workflow writes it."""
+    return LogisticFit(**json.loads(Path(path).read_text()))

@@ -24,13 +24,19 @@ import difflib
 import importlib
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from dlmap.errors import DlmapError, InputError
-from dlmap.priors.calibration import DEFAULT_SCALE, calibrate, load_constants, score_scale
+from dlmap.priors.calibration import (
+    DEFAULT_SCALE,
+    apply_fit,
+    calibrate,
+    load_constants,
+    score_scale,
+)
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,11 @@ class PriorInfo:
     trained_on_mos: False for opinion-unaware models (NIQE): Table I shows no training set.
     licence: the terms of the code (and weights) the prior runs, as far as dlmap knows.
     calibration_fitted: True when xi3 and xi4 were fitted to opinion scores for this model
-    (shipped from a source, or by ``dlmap calibrate``), False for provisional constants set by
-    hand; early stopping at a calibrated score applies only to fitted ones (dlmap.enhance.solver).
+    and these weights (shipped from a source, or by ``dlmap calibrate``), False for provisional
+    constants (set by hand, or fitted for other weights); early stopping at a calibrated score
+    applies only to fitted ones (dlmap.enhance.solver).
+    checkpoint_sha256: the sha256 of a weights file the user trained (MS-LIQE); constants
+    fitted for another file do not apply to it (``calibration.apply_fit``).
     """
 
     name: str
@@ -60,6 +69,7 @@ class PriorInfo:
     trained_on_mos: bool = True
     calibration_fitted: bool = False
     licence: str = ""
+    checkpoint_sha256: str = ""
 
 
 DLMAP_LICENCE = "MIT (dlmap's own code)"
@@ -255,14 +265,7 @@ def create_prior(name: str, cache=None, **kwargs) -> Prior:
         raise TypeError(f"prior factory {name!r} returned {type(prior).__name__}, not a Prior")
     fitted = load_constants(name, cache)
     if fitted is not None:  # `dlmap calibrate` output overrides the shipped constants
-        source = f"fitted: {fitted.source} (n={fitted.count}, SRCC {fitted.srcc:.3f})"
-        prior.info = replace(
-            prior.info,
-            xi3=fitted.xi3,
-            xi4=fitted.xi4,
-            calibration_source=source,
-            calibration_fitted=True,
-        )
+        prior.info = apply_fit(prior.info, fitted)
     prior.requires_grad_(False)
     return prior.eval()
 

@@ -136,9 +136,10 @@ PYIQA_MODELS: dict[str, PyiqaModel] = {
             xi3=-0.4135264,
             xi4=1.6893845,
             calibration_source=(
-                "the UNIQUE authors' perceptual-attack code (zwx8981/PerceptualAttack_BIQA, "
-                "mapping2.py), fitted on LIVE for their UNIQUE checkpoint; refit for pyiqa's "
-                "with `dlmap calibrate`"
+                "provisional: the UNIQUE authors' perceptual-attack code "
+                "(zwx8981/PerceptualAttack_BIQA, mapping2.py) fitted these on LIVE for their "
+                "own UNIQUE checkpoint, not for pyiqa's UNIQUE.pt, which dlmap loads; the "
+                "workflow fits pyiqa's (calibration.priors)"
             ),
         ),
         PyiqaModel(
