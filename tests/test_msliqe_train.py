@@ -92,24 +92,75 @@ def test_each_epoch_pairs_every_training_image_once_within_its_data_set():
     assert not np.array_equal(pairs, msliqe_train.epoch_pairs(items, seed=3, epoch=6))
 
 
-def test_liqe_batches_draw_every_data_set_equally_and_cover_the_largest_once():
+def test_liqe_batches_draw_each_data_set_and_cover_the_largest_once():
     items = [datasets.Entry(name, f"{name}{k}", k / 10, None, "", 0, "", "train")
              for name, count in (("a", 10), ("b", 3), ("c", 1)) for k in range(count)]  # fmt: skip
-    batches, flips = msliqe_train.epoch_batches(items, batch_size=8, seed=3, epoch=5)
+    batches, flips, draws = msliqe_train.epoch_batches(
+        items, batch_size=8, seed=3, epoch=5, draws_per_image=2
+    )
     assert len(batches) == 3  # "a" (10 images, 4 per step) shown once; "c" (1 image) left out
-    for step, flip in zip(batches, flips, strict=True):
+    for step, flip, draw in zip(batches, flips, draws, strict=True):
         a, b = step
         assert len(a) == 4 and len(b) == 3 and len(flip) == 7  # 8 // 2 sets; "b" is smaller
+        assert draw.shape == (7, 2) and ((draw >= 0) & (draw < 1)).all()
         assert {items[i].dataset for i in a} == {"a"} and {items[i].dataset for i in b} == {"b"}
         assert len(set(a)) == 4
     assert set(np.concatenate([step[0] for step in batches])) == set(range(10))
     assert all(len(set(step[1])) == 3 for step in batches)  # distinct within each sub-batch
-    again, flips_again = msliqe_train.epoch_batches(items, batch_size=8, seed=3, epoch=5)
-    flat = [part for step in batches for part in step] + flips
-    flat_again = [part for step in again for part in step] + flips_again
+    again = msliqe_train.epoch_batches(items, batch_size=8, seed=3, epoch=5, draws_per_image=2)
+    flat = [part for step in batches for part in step] + flips + draws
+    flat_again = [part for step in again[0] for part in step] + again[1] + again[2]
     assert all(np.array_equal(x, y) for x, y in zip(flat, flat_again, strict=True))
     with pytest.raises(ValueError, match="fewer than 2 images"):
         msliqe_train.epoch_batches(items, batch_size=3, seed=0, epoch=0)
+
+
+def test_sub_batches_follow_liqes_proportions_over_its_six_sets():
+    from dlmap.msliqe.pairs import sub_batch_sizes
+
+    six = ["live", "csiq", "bid", "clive", "koniq10k", "kadid10k"]
+    sizes = sub_batch_sizes(six, 48)
+    assert sizes == {"live": 4, "csiq": 4, "bid": 4, "clive": 4, "koniq10k": 16, "kadid10k": 16}
+    assert sum(sizes.values()) == 48
+    assert sub_batch_sizes(six, 48, "equal") == dict.fromkeys(six, 8)
+    assert sub_batch_sizes(["live", "koniq10k"], 20) == {"live": 4, "koniq10k": 16}
+    assert sub_batch_sizes(["live", "mine"], 20) == {"live": 10, "mine": 10}  # not all LIQE's
+    small = sub_batch_sizes(six, 12)  # at least a pair each, even above the batch size
+    assert small == {**dict.fromkeys(six[:4], 2), "koniq10k": 4, "kadid10k": 4}
+
+
+def test_liqe_learning_rate_schedule_is_its_per_epoch_cosine_with_zeros_skipped():
+    factors = [msliqe_train.liqe_lr_factor(epoch) for epoch in range(12)]
+    expected = [(1 + math.cos(math.pi * p / 5)) / 2 for p in (0, 1, 2, 3, 4, 6, 7, 8, 9, 10,
+                                                                11, 12)]  # fmt: skip
+    assert factors == pytest.approx(expected, abs=1e-15)
+    assert min(msliqe_train.liqe_lr_factor(e) for e in range(80)) > 0
+    # PyTorch's own CosineAnnealingLR(T_max=5), stepped once more whenever it reaches 0, as
+    # LIQE's script does (train_unique_clip_weight.py: its train() and main loop)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=5)
+    for epoch in range(40):
+        if optimizer.param_groups[0]["lr"] == 0:
+            scheduler.step()
+        lr = optimizer.param_groups[0]["lr"]
+        assert lr == pytest.approx(msliqe_train.liqe_lr_factor(epoch), abs=1e-12), epoch
+        optimizer.step()
+        scheduler.step()
+
+
+def test_training_views_are_one_random_crop_per_level_on_the_grid():
+    config = msliqe.MSLIQEConfig(clip=msliqe.TINY_CLIP, crop=64, scales=(1.0, 0.75))
+    image = torch.rand(3, 160, 160, dtype=torch.float64)
+    views = msliqe.training_views(image, config, [0.0, 0.999])
+    assert views.shape == (3, 3, 64, 64)
+    fixed = msliqe.test_views(image[None], config)[0]
+    assert torch.equal(views[0], fixed[0])  # the top level: the whole image at 64 x 64
+    assert torch.equal(views[1], image[:, :64, :64])  # scale 1, position 0
+    level = msliqe.pyramid_level(image[None], 0.75, 64)[0]  # 120 px: a 2 x 2 grid of positions
+    assert torch.equal(views[2], level[:, 32:96, 32:96])  # the last position
+    seen = {tuple(msliqe.training_views(image, config, [u, 0.5])[1][0, 0, :2].tolist())
+            for u in np.linspace(0, 0.999, 40)}  # fmt: skip
+    assert len(seen) == 16  # 160 px at scale 1: 4 x 4 positions, each drawn
 
 
 def test_the_per_dataset_loss_averages_all_pairs_per_set_then_over_sets():
@@ -136,6 +187,27 @@ def test_liqe_protocol_freezes_the_logit_scale(small_synthetic, tmp_path):
     msliqe_train.train(trained, small_synthetic, tmp_path / "free", quiet=True)
     state = torch.load(tmp_path / "free" / msliqe_train.FINAL, weights_only=True)["state_dict"]
     assert state["logit_scale"].item() != start
+
+
+def test_the_temperature_is_learned_stored_and_read_by_the_prior(small_synthetic, tmp_path):
+    """Eq. 24's tau is learned from the config's 2 (the logit scale stays frozen), stored in
+    the final checkpoint's config, and the prior scores with it; frozen on request."""
+    config = TrainConfig(epochs=2, **FROM_SCRATCH)
+    history = msliqe_train.train(config, small_synthetic, tmp_path / "learned", quiet=True)
+    final = torch.load(tmp_path / "learned" / msliqe_train.FINAL, weights_only=True)
+    tau = final["config"]["temperature"]
+    assert tau != 2.0 and tau == history[-1]["temperature"]
+    prior = priors.create_prior("ms-liqe", checkpoint=tmp_path / "learned" / msliqe_train.FINAL)
+    assert prior.model.config.temperature == tau
+    model = msliqe_train.load_trained(tmp_path / "learned" / msliqe_train.FINAL)
+    images = torch.rand(2, 3, 64, 64)
+    logits = model.logits(images)
+    expected = torch.softmax(logits / tau, dim=-1) @ torch.arange(1.0, 6.0)
+    assert torch.allclose(prior(images), expected, atol=1e-6)
+    frozen = TrainConfig(epochs=1, learn_temperature=False, **FROM_SCRATCH)
+    msliqe_train.train(frozen, small_synthetic, tmp_path / "frozen-tau", quiet=True)
+    final = torch.load(tmp_path / "frozen-tau" / msliqe_train.FINAL, weights_only=True)
+    assert final["config"]["temperature"] == 2.0
 
 
 # --- the loop -------------------------------------------------------------------------------

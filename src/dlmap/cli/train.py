@@ -43,6 +43,31 @@ def add_train_parsers(commands) -> None:
     train.add_argument(
         "--train-logit-scale", action="store_true", help="train CLIP's logit scale (LIQE: frozen)"
     )
+    train.add_argument(
+        "--proportions",
+        default="liqe",
+        choices=["liqe", "equal"],
+        help="per-set sub-batches: LIQE's 4/4/4/4/16/16 of 48 (default) or equal shares",
+    )
+    train.add_argument(
+        "--fixed-views",
+        action="store_true",
+        help="train on the fixed test-time views (default: random crops of the pyramid)",
+    )
+    train.add_argument(
+        "--temperature", type=float, default=2.0, help="Eq. 24's tau at the start (learned)"
+    )
+    train.add_argument(
+        "--fixed-temperature", action="store_true", help="keep tau fixed (default: learned)"
+    )
+    train.add_argument(
+        "--lr-schedule",
+        default="liqe",
+        choices=["liqe", "single"],
+        help="liqe: CosineAnnealingLR(T_max = --cosine-period) per epoch, as LIQE (default); "
+        "single: one cosine over all steps",
+    )
+    train.add_argument("--cosine-period", type=int, default=5, help="LIQE's T_max, in epochs")
     train.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.75])
     train.add_argument("--crops-per-scale", type=int, default=7)
     train.add_argument("--crop", type=int, default=224, help="view size (CLIP's input)")
@@ -150,6 +175,7 @@ def train_command(args) -> int:
         include_whole=not args.no_whole,
         stride=args.stride,
         crop=args.crop,
+        temperature=args.temperature,
     )
     config = msliqe_train.TrainConfig(
         epochs=args.epochs,
@@ -164,6 +190,11 @@ def train_command(args) -> int:
         pairing=args.pairing,
         flip=not args.no_flip,
         freeze_logit_scale=not args.train_logit_scale,
+        proportions=args.proportions,
+        random_crops=not args.fixed_views,
+        learn_temperature=not args.fixed_temperature,
+        lr_schedule=args.lr_schedule,
+        cosine_period=args.cosine_period,
     )
     resume = args.resume
     if args.resume_if_compatible:

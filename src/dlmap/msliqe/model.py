@@ -5,14 +5,15 @@ prompts "a photo with {bad, poor, fair, good, perfect} quality" through its text
 (G, 5 x L). Then, per quality level v = 1..5,
 
     logit(v | x) = 1/U sum_u exp(logit_scale) cos(F_u(x), G_v)               (Eq. 23)
-    p(v | x)     = softmax_v(logit(v | x) / tau),  tau = 2                     (Eq. 24)
+    p(v | x)     = softmax_v(logit(v | x) / tau)                               (Eq. 24)
     q(x)         = sum_v v p(v | x),  in [1, 5], higher is better              (Eq. 22)
 
-Eq. 23 as printed has the bare cosine; CLIP's exp(logit_scale) factor is kept, as in the
-authors' public code. Views (``MSLIQE.views``) follow the authors' public version (U = 15) and
-pyiqa's LIQE: the whole image resized to 224 x 224 (the pyramid's top level), then for each
-scale s in ``scales`` (1, 0.75) up to ``crops_per_scale`` (k = 7) crops of 224 x 224 from that
-level:
+tau is ``MSLIQEConfig.temperature``: the value training learned, which the checkpoint
+records, or 2, the authors' LIQE_ms value. Eq. 23 as printed has the bare cosine; CLIP's
+exp(logit_scale) factor is kept, as in the authors' public code. Views (``MSLIQE.views``)
+follow the authors' public version (U = 15) and pyiqa's LIQE: the whole image resized to 224 x
+224 (the pyramid's top level), then for each scale s in ``scales`` (1, 0.75) up to
+``crops_per_scale`` (k = 7) crops of 224 x 224 from that level:
 
 * the level is the image itself for s = 1, else the image resized by the factor s as
   ``F.interpolate(scale_factor=s)`` does (size floored: 512 -> 384); a level whose shorter side
@@ -48,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from dlmap.errors import InputError
+from dlmap.files import sha256_file
 from dlmap.priors.registry import DLMAP_LICENCE, Prior, PriorInfo, register_prior
 from dlmap.weights.cache import WeightKeyError, WeightsMissingError, cache_dir
 
@@ -132,6 +134,46 @@ def pyramid_level(images: torch.Tensor, scale: float, crop: int, antialias: bool
     )
 
 
+def _grid(level: torch.Tensor, config: MSLIQEConfig) -> tuple[int, int]:
+    """(rows, columns) of the stride-``config.stride`` crop positions of a level."""
+    height, width = level.shape[-2:]
+    size, stride = config.crop, config.stride
+    return (height - size) // stride + 1, (width - size) // stride + 1
+
+
+def _crop_at(level: torch.Tensor, n: int, columns: int, config: MSLIQEConfig) -> torch.Tensor:
+    y, x = (n // columns) * config.stride, (n % columns) * config.stride
+    return level[..., y : y + config.crop, x : x + config.crop]
+
+
+def test_views(images: torch.Tensor, config: MSLIQEConfig) -> torch.Tensor:
+    """The deterministic views: (B, 3, H, W) -> (B, U, 3, crop, crop) (module docstring)."""
+    size = config.crop
+    views = [_resize(images, (size, size), config.antialias)] if config.include_whole else []
+    for scale in config.scales:
+        level = pyramid_level(images, scale, size, config.antialias)
+        rows, columns = _grid(level, config)
+        for n in crop_indices(config.crops_per_scale, rows * columns):
+            views.append(_crop_at(level, n, columns, config))
+    return torch.stack(views, dim=1)
+
+
+def training_views(image: torch.Tensor, config: MSLIQEConfig, draws) -> torch.Tensor:
+    """Random views for training, one per level of the pyramid: (3, H, W) -> (L, 3, crop,
+    crop), the top level (the whole image at crop x crop) and, from each scale's level, the
+    crop at one stride-32 position that ``draws`` (one number in [0, 1) per scale) picks
+    uniformly. LIQE trains on 3 random crops per image and scores 15 fixed ones; this draws
+    3 from MS-LIQE's own pyramid instead (docs/msliqe.md)."""
+    images, size = image[None], config.crop
+    views = [_resize(images, (size, size), config.antialias)] if config.include_whole else []
+    for scale, draw in zip(config.scales, draws, strict=True):
+        level = pyramid_level(images, scale, size, config.antialias)
+        rows, columns = _grid(level, config)
+        n = min(int(draw * rows * columns), rows * columns - 1)
+        views.append(_crop_at(level, n, columns, config))
+    return torch.cat(views)
+
+
 class MSLIQE(torch.nn.Module):
     """CLIP + five quality prompts; ``forward(images) -> q`` (B,) for images in [0, 1]."""
 
@@ -210,41 +252,57 @@ class MSLIQE(torch.nn.Module):
 
     def views(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, U, 3, crop, crop), unnormalised (see the module doc)."""
-        cfg, size = self.config, self.config.crop
-        views = [_resize(images, (size, size), cfg.antialias)] if cfg.include_whole else []
-        for scale in cfg.scales:
-            level = pyramid_level(images, scale, size, cfg.antialias)
-            height, width = level.shape[-2:]
-            columns = (width - size) // cfg.stride + 1
-            rows = (height - size) // cfg.stride + 1
-            for n in crop_indices(cfg.crops_per_scale, rows * columns):
-                y, x = (n // columns) * cfg.stride, (n % columns) * cfg.stride
-                views.append(level[..., y : y + size, x : x + size])
-        return torch.stack(views, dim=1)
+        return test_views(images, self.config)
 
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Eq. 23: exp(logit_scale) * cosine, averaged over the U views -> (B, V)."""
+    def logits(self, images: torch.Tensor, views: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. 23: exp(logit_scale) * cosine, averaged over the U views -> (B, V); the views
+        are ``views(images)`` unless given (training draws its own: ``training_views``)."""
         dtype = self.clip.logit_scale.dtype
-        views = self.views(images.to(dtype))
+        views = self.views(images.to(dtype)) if views is None else views.to(dtype)
         batch, count = views.shape[:2]
         flat = (views.flatten(0, 1) - self.mean.to(dtype)) / self.std.to(dtype)
         image = F.normalize(self.clip.encode_image(flat), dim=-1)
         cosine = image @ self.text_features().T
         return (self.clip.logit_scale.exp() * cosine).view(batch, count, -1).mean(dim=1)
 
-    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """Eq. 24: p(v | x) = softmax(logit / tau) -> (B, V)."""
-        return torch.softmax(self.logits(images) / self.config.temperature, dim=-1)
+    def probabilities(self, images: torch.Tensor, views=None, temperature=None) -> torch.Tensor:
+        """Eq. 24: p(v | x) = softmax(logit / tau) -> (B, V); tau is the config's (the value
+        training learned) unless given (a tensor while it is being learned)."""
+        tau = self.config.temperature if temperature is None else temperature
+        return torch.softmax(self.logits(images, views) / tau, dim=-1)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, views=None, temperature=None) -> torch.Tensor:
         """Eq. 22: q = sum_v v p(v | x) -> (B,), in [1, V]."""
-        p = self.probabilities(images)
+        p = self.probabilities(images, views, temperature)
         return p @ self.levels.to(p.dtype)
+
+
+#: sha256 of the checkpoints the shipped Eq. 21 constants were fitted for. The authors fitted
+#: theirs on LIVE for their own MS-LIQE, which they have not published: none is known, so the
+#: shipped constants are provisional for every checkpoint (a trained one gets its own).
+AUTHORS_CHECKPOINTS: tuple[str, ...] = ()
+AUTHORS_CONSTANTS = (
+    "the paper's authors' public code (mapping_clean.py), fitted on LIVE for their own MS-LIQE "
+    "checkpoint, which is not published"
+)
 
 
 def default_checkpoint(cache=None) -> Path:
     """Where ``MSLIQEPrior`` looks for trained weights: <cache>/ms-liqe/ms_liqe.pt."""
     return cache_dir(cache) / "ms-liqe" / "ms_liqe.pt"
+
+
+def checkpoint_sha256(path=None, cache=None) -> str:
+    """The sha256 of an MS-LIQE checkpoint (default: the installed one), which ties Eq. 21
+    constants fitted on its scores to it (``dlmap calibrate --checkpoint``)."""
+    path = Path(path) if path is not None else default_checkpoint(cache)
+    try:
+        return sha256_file(path)
+    except OSError as error:
+        raise InputError(
+            f"--checkpoint {path}: {error.strerror} (the MS-LIQE checkpoint that produced the "
+            "scores: its sha256 ties the constants to it)"
+        ) from error
 
 
 @register_prior("ms-liqe")
@@ -265,10 +323,10 @@ class MSLIQEPrior(Prior):
         reference="this paper, Sec. V",
         training_set="LIVE, CSIQ, BID, CLIVE, KonIQ-10k, KADID-10k",
         calibration_source=(
-            "the paper's authors' public code (mapping_clean.py), fitted on LIVE for their "
-            "MS-LIQE checkpoint; refit for a checkpoint trained here with `dlmap calibrate`"
+            f"provisional: {AUTHORS_CONSTANTS}; the workflow fits a trained checkpoint's own "
+            "(calibration.priors), or `dlmap calibrate --prior ms-liqe`"
         ),
-        calibration_fitted=True,
+        calibration_fitted=False,
         params=151_277_313,  # CLIP ViT-B/32 with its text tower (checked by the tests)
         licence=DLMAP_LICENCE + "; CLIP (open_clip, MIT); weights: the checkpoint you train",
     )
@@ -295,16 +353,15 @@ class MSLIQEPrior(Prior):
         if config is None and isinstance(state, dict) and isinstance(state.get("config"), dict):
             config = config_from_dict(state["config"])  # a checkpoint of `dlmap train-msliqe`
         self.model = MSLIQE.from_config(config, state)
-        self.info = replace(self.info, params=sum(p.numel() for p in self.model.parameters()))
-        if path is None or (config is not None and config != MSLIQEConfig()):
-            self.info = replace(  # random weights, or not the authors' architecture
-                self.info,
-                calibration_fitted=False,
-                calibration_source=(
-                    "provisional: the authors' LIVE-fitted constants are for their trained "
-                    "MS-LIQE, not for these weights (random, or another architecture; fit "
-                    "theirs with `dlmap calibrate`)"
-                ),
+        digest = sha256_file(path) if path else ""
+        self.info = replace(
+            self.info,
+            params=sum(p.numel() for p in self.model.parameters()),
+            checkpoint_sha256=digest,
+        )
+        if digest and digest in AUTHORS_CHECKPOINTS:
+            self.info = replace(
+                self.info, calibration_fitted=True, calibration_source=AUTHORS_CONSTANTS
             )
 
     @staticmethod

@@ -15,6 +15,31 @@ from dlmap.images import load_image
 
 SQRT2 = math.sqrt(2.0)
 
+#: LIQE's per-data-set sub-batches (its training script: 4 each for LIVE, CSIQ, BID and LIVE
+#: Challenge, 16 each for KonIQ-10k and KADID-10k: 48, the paper's batch), by dlmap's names
+LIQE_SUB_BATCHES = {"live": 4, "csiq": 4, "bid": 4, "clive": 4, "koniq10k": 16, "kadid10k": 16}
+PROPORTIONS = ("liqe", "equal")
+
+
+def sub_batch_sizes(names, batch_size: int, proportions: str = "liqe") -> dict[str, int]:
+    """Images per step from each training set: ``batch_size`` shared in LIQE's proportions
+    (48 over its six sets gives exactly 4/4/4/4/16/16) when every set is one of LIQE's, else
+    (or with ``proportions="equal"``) equally; at least 2 each, to form a pair (so a batch
+    under 48 over LIQE's six sets takes a few more images than asked)."""
+    names = list(names)
+    if batch_size < 2 * len(names):
+        raise InputError(
+            f"batch size {batch_size} gives the {len(names)} training sets fewer than 2 images "
+            "each: no pairs to form"
+        )
+    known = proportions == "liqe" and all(name in LIQE_SUB_BATCHES for name in names)
+    weights = [LIQE_SUB_BATCHES[name] if known else 1 for name in names]
+    total = sum(weights)
+    return {
+        name: max(2, int(batch_size * weight / total))
+        for name, weight in zip(names, weights, strict=True)
+    }
+
 
 def pair_labels(mos_x: torch.Tensor, mos_y: torch.Tensor) -> torch.Tensor:
     """Eq. 25: 1 where MOS(x) >= MOS(y), else 0."""
@@ -69,27 +94,32 @@ def training_sets(items: list[Entry]) -> dict[str, np.ndarray]:
     return {name: np.array(by_set[name]) for name in sorted(by_set) if len(by_set[name]) > 1}
 
 
-def epoch_batches(items: list[Entry], batch_size: int, seed: int, epoch: int):
+def epoch_batches(
+    items: list[Entry],
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    proportions: str = "liqe",
+    draws_per_image: int = 0,
+):
     """LIQE's schedule: a list of steps, each a list of (index array) sub-batches, one per data
-    set, of ``batch_size // number of sets`` images (fewer if a set is smaller); the largest
-    set's images each appear once, smaller sets are reshuffled and cycled. Also returns the
-    flips, one bool per image per step. Depends only on (seed, epoch)."""
+    set, of ``sub_batch_sizes`` images (fewer if a set is smaller); the set that needs the most
+    steps shows each of its images once, the others are reshuffled and cycled. Also returns the
+    flips, one bool per image per step, and ``draws_per_image`` numbers in [0, 1) per image per
+    step (where its random views are cropped). Depends only on (seed, epoch)."""
     sets = training_sets(items)
     if not sets:
         raise InputError("no data set has two training images to pair")
-    per_set = batch_size // len(sets)
-    if per_set < 2:
-        raise InputError(
-            f"batch size {batch_size} gives the {len(sets)} training sets fewer than 2 images "
-            "each: no pairs to form"
-        )
+    wanted = sub_batch_sizes(sets, batch_size, proportions)
     rng = np.random.default_rng([seed, epoch])
-    sizes = {name: min(per_set, len(members)) for name, members in sets.items()}
+    sizes = {name: min(wanted[name], len(members)) for name, members in sets.items()}
     steps = max(math.ceil(len(members) / sizes[name]) for name, members in sets.items())
     streams = {name: _stream(members, steps, sizes[name], rng) for name, members in sets.items()}
     batches = [[streams[name][step] for name in sets] for step in range(steps)]
-    flips = [rng.random(sum(len(part) for part in batch)) < 0.5 for batch in batches]
-    return batches, flips
+    counts = [sum(len(part) for part in batch) for batch in batches]
+    flips = [rng.random(count) < 0.5 for count in counts]
+    draws = [rng.random((count, draws_per_image)) for count in counts]
+    return batches, flips, draws
 
 
 def _stream(members: np.ndarray, steps: int, size: int, rng) -> list[np.ndarray]:
@@ -109,24 +139,34 @@ def _stream(members: np.ndarray, steps: int, size: int, rng) -> list[np.ndarray]
 
 
 class StepSet(torch.utils.data.Dataset):
-    """One item per step of ``epoch_batches``: (images, MOS, sub-batch sizes)."""
+    """One item per step of ``epoch_batches``: (images, views or None, MOS, sub-batch sizes).
+    With ``views`` (an ``MSLIQEConfig``), each image's random training views are cut here,
+    in the data-loading workers (``model.training_views``)."""
 
-    def __init__(self, items: list[Entry], batches, flips, size: int, flip: bool):
+    def __init__(self, items: list[Entry], schedule, size: int, flip: bool, views=None):
         self.images, self.items = ImageSet(items, size), items
-        self.batches, self.flips, self.flip = batches, flips, flip
+        self.batches, self.flips, self.draws = schedule
+        self.flip, self.views = flip, views
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, index: int):
+        from dlmap.msliqe.model import training_views
+
         indices = np.concatenate(self.batches[index])
         images = []
         for k, i in enumerate(indices):
             image = self.images[int(i)]
             flipped = self.flip and self.flips[index][k]
             images.append(torch.flip(image, dims=[-1]) if flipped else image)
+        views = None
+        if self.views is not None:
+            draws = self.draws[index]
+            views = torch.stack([training_views(image, self.views, draws[k])
+                                 for k, image in enumerate(images)])  # fmt: skip
         mos = torch.tensor([self.items[int(i)].mos for i in indices], dtype=torch.float32)
-        return torch.stack(images), mos, [len(part) for part in self.batches[index]]
+        return torch.stack(images), views, mos, [len(part) for part in self.batches[index]]
 
 
 def per_dataset_loss(q: torch.Tensor, mos: torch.Tensor, sizes, eps: float) -> torch.Tensor:

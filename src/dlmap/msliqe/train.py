@@ -5,21 +5,28 @@ p(x, y) = 1 if MOS(x) >= MOS(y) else 0 (Eq. 25); the model's probability that x 
 Thurstone's with unit variance, p_w = Phi((q_w(x) - q_w(y)) / sqrt(2)) (Eq. 26); the loss is
 the fidelity loss 1 - sqrt(p p_w + eps) - sqrt((1 - p)(1 - p_w) + eps) (Eq. 27; the eps keeps
 the gradient finite at p_w = 0 or 1, 1e-8 as in LIQE and UNIQUE). AdamW (decoupled weight
-decay 1e-3), batch 48, lr 5e-6 with cosine annealing over all steps, 80 epochs: the paper's
-values, all in ``TrainConfig``.
+decay 1e-3), batch 48, lr 5e-6 with cosine annealing, 80 epochs: the paper's values, all in
+``TrainConfig``. docs/msliqe.md argues each choice below against the paper and LIQE's code.
 
 Batches follow LIQE's reference training (``pairing="per-dataset"``, the default): each step
-draws a sub-batch of ``batch_size // number of data sets`` images from every training data set
-(the paper's 48 over six sets: 8 each), forms every pair within each sub-batch, averages Eq. 27
-over each set's pairs and then over the sets, so every set weighs the same whatever its size;
-CLIP's logit scale is frozen (``freeze_logit_scale``) and images are flipped horizontally at
-random (``flip``). An epoch is as many steps as the largest set needs to show each of its
-images once; smaller sets are reshuffled and cycled. ``pairing="partner"`` is the earlier
-scheme: each training image once as x with a random partner y from its own set, all sets
-shuffled together, batch items of (x, y).
+draws a sub-batch from every training data set in LIQE's proportions (``pairs.sub_batch_sizes``:
+4/4/4/4/16/16 for LIVE, CSIQ, BID, CLIVE, KonIQ-10k, KADID-10k; equal shares for other sets),
+forms every pair within each sub-batch, averages Eq. 27 over each set's pairs and then over
+the sets; CLIP's logit scale is frozen (``freeze_logit_scale``) and images are flipped
+horizontally at random (``flip``). An epoch is as many steps as the set that needs most takes
+to show each of its images once; the others are reshuffled and cycled. Each image is scored on
+random views (``random_crops``): the pyramid's top level and one crop at a random stride-32
+position of each other level (``model.training_views``); validation and the prior use the
+fixed views. Eq. 24's temperature is learned (``learn_temperature``: log tau, no weight decay,
+from the config's 2) and stored in the final checkpoint's config, where the prior reads it.
+The rate follows LIQE's schedule (``lr_schedule="liqe"``: CosineAnnealingLR with T_max = 5
+stepped per epoch, a zero rate skipped as its script does) or one cosine over all steps
+(``"single"``). ``pairing="partner"`` is the earlier scheme: each training image once as x with
+a random partner y from its own set, all sets shuffled together, fixed views.
 
-The batches (and flips) of epoch e depend only on (seed, e), so a run resumed from the
-checkpoint of epoch e (model, optimiser, schedule) continues exactly as an uninterrupted one.
+The batches, flips and crops of epoch e depend only on (seed, e), so a run resumed from the
+checkpoint of epoch e (model, temperature, optimiser, schedule) continues exactly as an
+uninterrupted one.
 
 Images are read from a manifest (``dlmap.data.manifests``' CSV: dataset, image, mos, split, ...),
 resized so the shorter side is ``image_size`` and centre-cropped (the paper's preprocessing,
@@ -31,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +47,9 @@ from tqdm.auto import tqdm
 
 from dlmap.data.manifests import Entry, read_manifest_resolved
 from dlmap.errors import InputError
-from dlmap.msliqe.model import MSLIQE, MSLIQEConfig
+from dlmap.msliqe.model import MSLIQE, MSLIQEConfig, config_from_dict
 from dlmap.msliqe.pairs import (  # noqa: F401  (msliqe.train.X as before)
+    PROPORTIONS,
     SQRT2,
     ImageSet,
     PairSet,
@@ -76,6 +84,11 @@ class TrainConfig:
     pairing: str = "per-dataset"  # LIQE's sub-batch per data set; "partner": one pair per image
     flip: bool = True  # random horizontal flips (LIQE)
     freeze_logit_scale: bool = True  # CLIP's logit scale is not trained (LIQE)
+    proportions: str = "liqe"  # per-set sub-batches: LIQE's 4/4/4/4/16/16, or "equal"
+    random_crops: bool = True  # train on random views of the pyramid (LIQE: random crops)
+    learn_temperature: bool = True  # Eq. 24's tau is learned ("a learned temperature")
+    lr_schedule: str = "liqe"  # LIQE's per-epoch cosine (T_max = cosine_period) or "single"
+    cosine_period: int = 5
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "image_size"):
@@ -85,9 +98,43 @@ class TrainConfig:
             raise InputError("lr and eps must be > 0 and weight_decay >= 0")
         if self.pairing not in PAIRINGS:
             raise InputError(f"pairing must be one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
+        if self.proportions not in PROPORTIONS:
+            raise InputError(f"proportions must be one of {', '.join(PROPORTIONS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
+        if self.cosine_period < 1 or not self.model.temperature > 0:
+            raise InputError("cosine_period must be >= 1 and the temperature > 0")
 
 
 PAIRINGS = ("per-dataset", "partner")
+LR_SCHEDULES = ("liqe", "single")
+
+
+def liqe_lr_factor(epoch: int, period: int = 5) -> float:
+    """The rate of epoch ``epoch`` (from 0) over the base rate in LIQE's training: PyTorch's
+    CosineAnnealingLR(T_max = period) stepped once per epoch, which rises again after each
+    minimum (period 2 T_max), with its script's extra step whenever the rate is exactly 0."""
+    position = -1
+    for _ in range(epoch + 1):
+        position += 1
+        if position % (2 * period) == period:  # (1 + cos(pi)) / 2 = 0: LIQE steps past it
+            position += 1
+    return (1 + math.cos(math.pi * position / period)) / 2
+
+
+def lr_factor(config: TrainConfig, steps_per_epoch: int):
+    """The rate of each optimiser step over the base rate, by ``config.lr_schedule``."""
+    total = config.epochs * steps_per_epoch
+    if config.lr_schedule == "single":
+        return lambda step: (1 + math.cos(math.pi * min(step, total) / total)) / 2
+    return lambda step: liqe_lr_factor(step // steps_per_epoch, config.cosine_period)
+
+
+def load_trained(path: str | os.PathLike) -> MSLIQE:
+    """A final checkpoint of ``train`` (``FINAL``) with the MS-LIQE config it records, the
+    learned temperature included."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return MSLIQE.from_config(config_from_dict(state["config"]), state)
 
 
 # --- Eqs. 25-27 -------------------------------------------------------------------------------
@@ -159,7 +206,7 @@ def train(
     if not training:
         raise InputError(f"manifest {manifest}: no images in the 'train' split")
     if config.pairing == "per-dataset":
-        steps_per_epoch = len(epoch_batches(training, config.batch_size, config.seed, 0)[0])
+        steps_per_epoch = len(_schedule(training, config, 0)[0])
     else:
         pairs = epoch_pairs(training, config.seed, 0)
         steps_per_epoch = math.ceil(len(pairs) / config.batch_size)
@@ -171,23 +218,26 @@ def train(
     model.requires_grad_(True).train()
     if config.freeze_logit_scale:
         model.clip.logit_scale.requires_grad_(False)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.lr,
-        weight_decay=config.weight_decay,
+    log_tau = torch.nn.Parameter(
+        torch.tensor(math.log(config.model.temperature)), requires_grad=config.learn_temperature
     )
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(  # per step, to 0 at the end
-        optimizer, T_max=config.epochs * steps_per_epoch
-    )
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    if config.learn_temperature:  # a scalar of the loss's scale: no weight decay
+        groups.append({"params": [log_tau], "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, steps_per_epoch))
     history, start = [], 0
     if state_file is not None:
         state = torch.load(state_file, map_location="cpu", weights_only=True)
         if not same_training(state["config"], config):
             raise InputError(f"{state_file} was written with another configuration; cannot resume")
         model.clip.load_state_dict(state["model"])
+        with torch.no_grad():
+            log_tau.copy_(torch.tensor(math.log(state["temperature"])))
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         history, start = state["history"], state["epoch"] + 1
+    model.config = replace(model.config, temperature=float(log_tau.detach().exp()))
 
     end = config.epochs if stop_after is None else min(config.epochs, start + stop_after)
     end = end if until is None else min(end, until)
@@ -196,12 +246,14 @@ def train(
         losses = []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=quiet)
         for batch in bar:
+            tau = log_tau.exp()
             if config.pairing == "per-dataset":
-                images, mos, sizes = batch
-                loss = per_dataset_loss(model(images), mos, sizes, config.eps)
+                images, views, mos, sizes = batch
+                q = model(images, views, temperature=tau)
+                loss = per_dataset_loss(q, mos, sizes, config.eps)
             else:
                 x, y, mos = batch
-                q = model(torch.cat([x, y]))
+                q = model(torch.cat([x, y]), temperature=tau)
                 p_model = thurstone_probability(q[: len(x)], q[len(x) :])
                 labels = pair_labels(mos[:, 0], mos[:, 1])
                 loss = fidelity_loss(labels, p_model, config.eps).mean()
@@ -211,10 +263,12 @@ def train(
             schedule.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{loss.item():.4f}")
+        model.config = replace(model.config, temperature=float(log_tau.detach().exp()))
         row = {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
             "loss": float(np.mean(losses)),
+            "temperature": model.config.temperature,
         }
         for name, result in validate(model, validation, config).items():
             row.update({f"{name}_srcc": result["srcc"], f"{name}_plcc": result["plcc_raw"]})
@@ -225,6 +279,7 @@ def train(
             "config": config_to_dict(config),
             "epoch": epoch,
             "model": model.clip.state_dict(),
+            "temperature": model.config.temperature,
             "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(),
             "history": history,
@@ -242,18 +297,26 @@ def train(
         _plot(history, out / "metrics.png")
         final = {
             "state_dict": model.clip.state_dict(),
-            "config": config_to_dict(config)["model"],
+            "config": json.loads(json.dumps(asdict(model.config))),  # the learned tau in it
             "history": history,
         }
         _save_atomic(final, out / FINAL)
     return history
 
 
+def _schedule(training: list[Entry], config: TrainConfig, epoch: int):
+    draws = len(config.model.scales) if config.random_crops else 0
+    return epoch_batches(
+        training, config.batch_size, config.seed, epoch, config.proportions, draws
+    )
+
+
 def _epoch_loader(training: list[Entry], config: TrainConfig, epoch: int):
     """The batches of one epoch under ``config.pairing`` (see the module docstring)."""
     if config.pairing == "per-dataset":
-        batches, flips = epoch_batches(training, config.batch_size, config.seed, epoch)
-        steps = StepSet(training, batches, flips, config.image_size, config.flip)
+        views = config.model if config.random_crops else None
+        schedule = _schedule(training, config, epoch)
+        steps = StepSet(training, schedule, config.image_size, config.flip, views)
         return torch.utils.data.DataLoader(
             steps, batch_size=None, num_workers=config.workers, collate_fn=_as_is
         )
