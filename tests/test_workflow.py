@@ -66,7 +66,7 @@ def test_the_paper_config_builds_the_whole_dag_without_weights_or_data(tmp_path)
     assert jobs["enhance_chunk"] == 9 * 20  # nine priors x 500 images in chunks of 25
     assert jobs["invert_chunk"] == 20 + 1  # once per chunk, plus vanilla SD2 for Fig. 7
     assert jobs["prepare_images"] == 20 and jobs["select_test_images"] == 1
-    assert jobs["evaluate_prior"] == 9 and jobs["calibrate_prior"] == 5
+    assert jobs["evaluate_prior"] == 9 and jobs["calibrate_prior"] == 7
     assert jobs["train_msliqe"] == 4 and jobs["msliqe_model"] == 1  # a chain under 720 min
     assert jobs["fetch_dataset"] == 7 and jobs["external_inputs"] == 1
     assert jobs["select_pairs"] == jobs["rank"] == jobs["human_counts"] == 3
@@ -93,7 +93,7 @@ def test_the_modern_preset_plans_the_papers_dag_with_two_more_priors(tmp_path):
     added = [p for p in modern["priors"] if p not in paper["priors"]]
     assert added == ["pyiqa:topiq_nr", "pyiqa:qualiclip+"]
     assert jobs["enhance_chunk"] == 11 * 20 and jobs["evaluate_prior"] == 11
-    assert jobs["calibrate_prior"] == 7 and jobs["select_pairs"] == jobs["rank"] == 3
+    assert jobs["calibrate_prior"] == 9 and jobs["select_pairs"] == jobs["rank"] == 3
     assert {"fetch_weights_pyiqa_topiq_nr", "fetch_weights_pyiqa_qualiclipplus"} <= set(jobs)
     n = len(modern["comparisons"]["models"]["enhancers"])
     k = modern["selection"]["k"]
@@ -153,7 +153,7 @@ def check_gpu_requests(text: str) -> None:
             assert int(resources["mem_mb"]) == budget.host_mem_mb(costs) == 25000, rule
     runtimes = {rule: {int(r["runtime"]) for r in found[rule]} for rule in gpu_rules()}
     assert runtimes["enhance_chunk"] == {budget.enhance_job_minutes(chunk, iters, costs)}
-    assert runtimes["enhance_chunk"] == {153}  # (120 s + 25 x 40 x 6 s) x 1.5 = 153 min
+    assert runtimes["enhance_chunk"] == {278}  # (120 s + 25 x 40 x 11 s) x 1.5 = 278 min
     assert runtimes["invert_chunk"] == {budget.invert_job_minutes(chunk, costs)}
     spaq = SETS["spaq"].count
     assert runtimes["evaluate_prior"] == {budget.score_job_minutes(spaq, costs)}
@@ -280,7 +280,8 @@ def test_downloads_run_on_the_login_node_unless_compute_nodes_have_internet(
 def test_a_shorter_walltime_makes_a_longer_chain(tmp_path, monkeypatch):
     monkeypatch.setenv("DLMAP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DLMAP_DATA", str(tmp_path / "data"))
-    config = write_config(tmp_path, {"slurm": {"max_runtime_minutes": 240}},
+    # chunks of 20 images: an enhance_chunk job, (120 + 20 x 40 x 11) x 1.5 s = 223 min, fits
+    config = write_config(tmp_path, {"slurm": {"max_runtime_minutes": 240}, "chunk_size": 20},
                           base=ROOT / "config.yaml")  # fmt: skip
     text = snakemake("-n", "--profile", str(ROOT / "slurm"), "--configfile", str(config),
                      cwd=tmp_path).stdout  # fmt: skip
@@ -298,7 +299,7 @@ def test_a_walltime_too_short_for_a_job_fails_before_planning_naming_the_rule(tm
     run = snakemake("-n", "--configfile", str(config), check=False, cwd=tmp_path)
     assert run.returncode != 0
     line = next(x for x in (run.stdout + run.stderr).splitlines() if "max_runtime_minutes" in x)
-    assert "enhance_chunk job asks for 153 minutes" in line and "lower chunk_size" in line
+    assert "enhance_chunk job asks for 278 minutes" in line and "lower chunk_size" in line
 
 
 def test_every_gpu_rule_records_its_cost_for_checking_the_estimates():
@@ -327,7 +328,7 @@ def test_the_phases_plan_in_order(tmp_path, monkeypatch):
               ("prepare", "external_inputs", "enhance", "study", "results")}  # fmt: skip
     prepare = phases["prepare"]
     assert prepare["train_msliqe"] == 4 and prepare["prepare_images"] == 20
-    assert prepare["calibrate_prior"] == 5 and prepare["evaluate_prior"] == 9
+    assert prepare["calibrate_prior"] == 7 and prepare["evaluate_prior"] == 9
     assert not {"enhance_chunk", "invert_chunk", "external_inputs"} & set(prepare)
     assert phases["external_inputs"]["external_inputs"] == 1
     assert "enhance_chunk" not in phases["external_inputs"]
