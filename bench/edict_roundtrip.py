@@ -6,6 +6,9 @@ photograph bundled with scikit-image, and ||d(h(z)) - z|| / ||z|| for a random n
 Two more rows keep float32 latents but run the networks in bf16 (autocast, and autocast with
 bf16 weights): EDICT's arithmetic stays invertible, but a bf16 network rounds its input to 8
 mantissa bits, so the tiny differences of a round trip can cross a rounding step and grow.
+A last row runs float32 networks whose matmuls, convolutions and attention read TF32 inputs
+(10 mantissa bits; emulated on the CPU by ``dlmap.testing.tf32``), what ``tf32: true`` does on
+an NVIDIA GPU.
 
     python bench/edict_roundtrip.py             # T = 20, 64x64 image (8x8 latent)
     python bench/edict_roundtrip.py --steps 50
@@ -14,6 +17,7 @@ mantissa bits, so the tiny differences of a round trip can cross a rounding step
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import numpy as np
 import torch
@@ -23,6 +27,7 @@ from skimage import data
 from dlmap.diffusion import edict
 from dlmap.diffusion.backbones import load_backbone
 from dlmap.images import center_crop_resize
+from dlmap.testing.tf32 import emulated_tf32
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -49,8 +54,10 @@ def main(argv=None) -> int:
         "float32": (torch.float32, None, None),
         "bf16-autocast": (torch.float32, bf16, None),
         "bf16-weights": (torch.float32, bf16, bf16),
+        "tf32-emulated": (torch.float32, None, None),
     }
     for name, (dtype, autocast, weights) in precisions.items():
+        arithmetic = emulated_tf32 if name == "tf32-emulated" else contextlib.nullcontext
         backbone = load_backbone("tiny-seesr", dtype=dtype, autocast_dtype=autocast,
                                  weights_dtype=weights)  # fmt: skip
         image = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(dtype)
@@ -59,11 +66,13 @@ def main(argv=None) -> int:
         noise = noise.to(dtype)
         for order in edict.ORDERS:
             schedule = edict.make_schedule(edict.EdictConfig(steps=args.steps, order=order))
-            x_T, y_T = edict.invert(backbone.eps, latent, latent, schedule, cond)
-            x0, y0 = edict.denoise(backbone.eps, x_T, y_T, schedule, cond)
+            with arithmetic():
+                x_T, y_T = edict.invert(backbone.eps, latent, latent, schedule, cond)
+                x0, y0 = edict.denoise(backbone.eps, x_T, y_T, schedule, cond)
             forward = max(relative_error(x0, latent), relative_error(y0, latent))
-            x0, y0 = edict.denoise(backbone.eps, noise[0], noise[1], schedule, cond)
-            x_T, y_T = edict.invert(backbone.eps, x0, y0, schedule, cond)
+            with arithmetic():
+                x0, y0 = edict.denoise(backbone.eps, noise[0], noise[1], schedule, cond)
+                x_T, y_T = edict.invert(backbone.eps, x0, y0, schedule, cond)
             backward = max(relative_error(x_T, noise[0]), relative_error(y_T, noise[1]))
             print(f"{name:14} {order:12} {forward:14.2e} {backward:14.2e}")
     return 0

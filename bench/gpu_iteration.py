@@ -52,7 +52,8 @@ from _common import MIB, PeakMemory, TimedPrior, load_warning, setup_torch, sync
 from dlmap.diffusion import edict
 from dlmap.diffusion.backbones import Backbone
 from dlmap.diffusion.tiny import tiny_backbone
-from dlmap.enhance import solver
+from dlmap.enhance import flops, solver
+from dlmap.enhance.pipeline import set_tf32
 from dlmap.priors.registry import CallablePrior, PriorInfo
 from dlmap.testing.released import SD2_UNET, SD2_VAE
 
@@ -70,6 +71,7 @@ PRIOR_INFO = PriorInfo(
 BF16 = torch.bfloat16
 PRECISIONS = {  # what each configuration switches on (docs/enhance.md, "GPU memory")
     "float32": {},
+    "tf32": {"tf32": True},
     "float32-lean": {"checkpoint_blocks": True, "vae_slicing": True},
     "bf16-autocast": {"autocast": BF16},
     "bf16-weights": {"autocast": BF16, "weights": BF16},
@@ -193,6 +195,7 @@ def configure(networks: dict, precision: str, tiny: bool) -> Backbone:
     configuration, so each switch is set explicitly (bf16 weights cast back to float32 are
     rounded: random weights, so only the times and the memory matter here)."""
     spec = PRECISIONS[precision]
+    set_tf32(spec.get("tf32", False))  # explicit both ways: cuDNN's default is on
     for net in (networks["unet"], networks["controlnet"]):
         if net is not None:
             net.disable_gradient_checkpointing()
@@ -307,9 +310,13 @@ def main(argv=None) -> int:
         if warning:
             print(warning)
 
+    counts = flops.network_flops(configure(networks, "float32", args.tiny), args.size)
+    per_image = counts.iteration(args.steps)
+    print(f"one MAP iteration of one image: {per_image / 1e12:.3g} TFLOP (dlmap.enhance.flops; "
+          "TFLOP/s below is that over the measured time: compare with the GPU's peak)")  # fmt: skip
     header = (
         f"{'precision':<15}{'batch':>6}{'s/iter':>10}{'s/iter/image':>14}"
-        f"{'peak MiB':>14}{'total s':>9}"
+        f"{'TFLOP/s':>9}{'peak MiB':>14}{'total s':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -321,12 +328,13 @@ def main(argv=None) -> int:
             measured[precision, batch] = row
             if row["failed"]:
                 what = row["failed"]
-                print(f"{precision:<15}{batch:>6}{what:>10}{what:>14}{what:>14}{'-':>9}")
+                print(f"{precision:<15}{batch:>6}{what:>10}{what:>14}{'-':>9}{what:>14}{'-':>9}")
                 continue
             peak = f"{row['peak'] / MIB:.0f}"
+            achieved = per_image * batch / row["iteration"] / 1e12
             print(
                 f"{precision:<15}{batch:>6}{row['iteration']:>10.3f}"
-                f"{row['iteration'] / batch:>14.3f}{peak:>14}{row['total']:>9.1f}",
+                f"{row['iteration'] / batch:>14.3f}{achieved:>9.3g}{peak:>14}{row['total']:>9.1f}",
                 flush=True,
             )
     print(f"(total wall time {time.perf_counter() - start:.0f} s)")
@@ -354,8 +362,14 @@ def print_budget(measured: dict, device, networks) -> None:
     weights = sum(p.numel() * width for net in networks.values()
                   if isinstance(net, torch.nn.Module) for p in net.parameters())  # fmt: skip
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    spec = PRECISIONS[precision]
+    arithmetic = "bf16" if "autocast" in spec else "tf32" if spec.get("tf32") else "float32"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
     costs = dataclasses.replace(  # the measured fields replace config.yaml's estimates
         budget.GpuCosts(**config["gpu_costs"]),
+        gpu=name,
+        precision=arithmetic,
+        basis="measured",
         iteration_seconds=row["iteration"] / batch,
         inversion_seconds=row["inversion"] / batch,
         weights_gib=weights / 2**30,
@@ -364,7 +378,8 @@ def print_budget(measured: dict, device, networks) -> None:
     fields = dataclasses.asdict(costs)
     print(f"\nmeasured costs for config.yaml's gpu_costs (fastest: {precision}, batch {batch}, "
           f"{device}; load, scoring, training and host memory kept from config.yaml):")  # fmt: skip
-    print("gpu_costs: {" + ", ".join(f"{k}: {v:.3g}" for k, v in fields.items()) + "}")
+    values = (f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v!r}" for k, v in fields.items())
+    print("gpu_costs: {" + ", ".join(values) + "}")
     hours = plan.project_gpu_hours(config, costs)
     print("projected GPU-hours of the paper's configuration (config.yaml):")
     for stage, value in hours.items():

@@ -57,11 +57,13 @@ def test_gpu_iteration_tiny_prints_a_row_per_configuration():
         if fields and fields[0] in configurations:
             rows[(fields[0], int(fields[1]))] = fields[2:]
     assert set(rows) == {(p, b) for p in configurations for b in (1, 2)}, lines
-    for key, (per_iteration, per_image, peak, total) in rows.items():
+    for key, (per_iteration, per_image, achieved, peak, total) in rows.items():
         assert float(per_iteration) > 0 and float(per_image) > 0 and float(total) > 0, key
         assert float(peak) > 0, key  # the process's resident peak on the CPU, in MiB
+        assert float(achieved) > 0, key  # TFLOP/s: the counted FLOPs over the time
     costs = next(line for line in lines if line.startswith("gpu_costs: {"))
     assert "iteration_seconds" in costs and "inversion_seconds" in costs, costs
+    assert "basis: 'measured'" in costs and "gpu: 'cpu'" in costs, costs
     total = next(line for line in lines if line.strip().startswith("total:"))
     assert float(total.split()[-1]) > 0, total  # projected GPU-hours of config.yaml
 
@@ -125,11 +127,17 @@ def test_edict_memory_quick_prints_table_and_ratios(bijection):
 def test_edict_roundtrip_reports_exact_inversion():
     lines = run_bench("edict_roundtrip.py", "--steps", "4", "--threads", "1")
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in lines[2:]}
-    precisions = ("float64", "float32", "bf16-autocast", "bf16-weights")
+    precisions = ("float64", "float32", "bf16-autocast", "bf16-weights", "tf32-emulated")
     assert set(rows) == {(d, o) for d in precisions for o in ("alternating", "fixed")}
-    bounds = {"float64": 1e-10, "float32": 1e-3, "bf16-autocast": 1.0, "bf16-weights": 1.0}
+    bounds = {"float64": 1e-10, "float32": 1e-3, "bf16-autocast": 1.0, "bf16-weights": 1.0,
+              "tf32-emulated": 1.0}  # fmt: skip
     for (dtype, _), errors in rows.items():
         assert all(float(e) <= bounds[dtype] for e in errors), rows
+
+    def worst(name):
+        return max(float(e) for (d, _), errors in rows.items() if d == name for e in errors)
+
+    assert worst("tf32-emulated") > 3 * worst("float32"), rows  # TF32's 10-bit inputs
 
 
 @pytest.mark.slow
@@ -245,7 +253,8 @@ def test_bijection_time_quick_prints_each_ratio_to_edict():
 def test_bijection_tradeoffs_prints_the_table_and_obelm_beats_ddim():
     lines = run_bench("bijection_tradeoffs.py", "--steps", "6")
     rows = {line.split()[0] + (line.split()[1] if line.startswith("bdia") else ""): line.split()
-            for line in lines if line.startswith(("bdia", "o-belm", "ddim"))}  # fmt: skip
+            for line in lines if line.startswith(("bdia", "o-belm", "ddim"))
+            and "ends=" not in line}  # fmt: skip
     assert {"bdiagamma=0.92", "o-belm", "ddim"} <= set(rows), lines
     obelm, ddim = rows["o-belm"], rows["ddim"]
     assert float(obelm[-1]) < float(ddim[-1])  # T = 50: the second-order rule is closer
@@ -255,3 +264,28 @@ def test_bijection_tradeoffs_prints_the_table_and_obelm_beats_ddim():
     assert gains[0] > gains[1] > float(rows["bdiagamma=0.5"][4]), lines
     ends = [line.split() for line in lines if "ends=" in line]
     assert [row[1] for row in ends] == ["ends=final-alpha", "ends=alpha-one"] * 2, lines
+
+
+def test_bijection_reference_prints_differences_at_round_off():
+    lines = run_bench("bijection_reference.py", timeout=600)
+    rows = [line.split() for line in lines if line.startswith(("belm", "bdia"))]
+    assert len(rows) == 16, lines  # 4 schedules x 2 noise predictors x T = 10, 20
+    for row in rows:
+        assert float(row[5]) <= 1e-11 and float(row[6]) <= 1e-11, row  # sampling, inversion
+
+
+def test_flops_prints_the_paper_iteration_and_inversion():
+    lines = run_bench("flops.py")
+    edict = next(line.split() for line in lines if line.startswith("edict"))
+    assert float(edict[1]) == pytest.approx(171.1, rel=0.01), lines
+    assert float(edict[2]) == pytest.approx(51.2, rel=0.01), lines
+    a100 = next(line.split() for line in lines if line.startswith("A100 80GB   float32"))
+    assert float(a100[-2]) == pytest.approx(11.0, abs=0.05), a100  # config.yaml's estimate
+
+
+def test_msliqe_training_prints_a_held_out_srcc_per_variant_and_seed():
+    lines = run_bench("msliqe_training.py", "--seeds", "0", "--epochs", "1", "--variants",
+                      "default", "earlier", timeout=600)  # fmt: skip
+    for variant in ("default", "earlier"):
+        line = next(x for x in lines if x.startswith(f"{variant} seed 0: held-out SRCC"))
+        assert -1 <= float(line.split()[5]) <= 1, line

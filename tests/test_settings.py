@@ -46,7 +46,7 @@ def test_the_schema_names_exactly_the_dataclasses_fields():
     assert solver == {f.name for f in dataclasses.fields(settings.SolverConfig)}
     edict = set(SCHEMA["properties"]["edict"]["properties"])
     assert edict == {f.name for f in dataclasses.fields(settings.EdictConfig)} - {"scheduler"}
-    backbone = {"backbone", "device", "dtype", "autocast", "encode", "cache"}
+    backbone = {"backbone", "device", "dtype", "autocast", "tf32", "encode", "cache"}
     assert backbone <= set(SCHEMA["properties"]) and "encode" not in edict
     switches = {"weights_dtype", "checkpoint_blocks", "vae_slicing"}
     assert set(SCHEMA["properties"]["memory"]["properties"]) == switches

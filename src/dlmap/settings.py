@@ -145,8 +145,7 @@ class SolverConfig:
 class EdictConfig:
     """EDICT settings. Paper defaults: T = 20, p = 0.93^(50/T) (Sec. IV-A, following EDICT).
 
-    steps_offset: 0 as in the authors' code (timesteps 950..0 at T = 20); SD2's shipped
-    scheduler config uses 1 (951..1).
+    steps_offset: 0 as in the authors' code (950..0 at T = 20); SD2's shipped config: 1.
     """
 
     steps: int = 20
@@ -198,6 +197,7 @@ class BackboneSettings:
     device: str = "cuda"
     dtype: str = "float32"
     autocast: str = "none"
+    tf32: bool = False  # CUDA: TensorFloat-32 float32 matmuls and convolutions (docs/enhance.md)
     encode: str = "sample"
     cache: str | None = None
     vae: str | None = None  # tiny backbones: the trained VAE's folder (dlmap.diffusion.tiny_vae)
@@ -223,7 +223,7 @@ class BackboneSettings:
                 f"weights_dtype bf16 needs autocast bf16 (got autocast {self.autocast}): the "
                 "networks then compute in bf16 while latents and EDICT stay in " + self.dtype
             )
-        for name in ("checkpoint_blocks", "vae_slicing"):
+        for name in ("checkpoint_blocks", "vae_slicing", "tf32"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
 

@@ -167,6 +167,7 @@ def backbone_settings(name=None):
         device=config["device"],
         dtype=config["dtype"],
         autocast=config["autocast"],
+        tf32=config["tf32"],
         encode=config["encode"],
         cache=config["cache"],
         vae=tiny_vae_dir(name),

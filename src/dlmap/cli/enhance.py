@@ -98,6 +98,12 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dtype", default="float32", choices=settings.DTYPES)
     parser.add_argument("--autocast", default="none", choices=settings.AUTOCASTS)
+    parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="CUDA: TensorFloat-32 float32 matmuls and convolutions (faster; the round trip "
+        "loses exactness, docs/enhance.md)",
+    )
     memory = parser.add_argument_group(
         "GPU memory", 'switches for smaller GPUs (docs/enhance.md, "GPU memory")'
     )
@@ -183,6 +189,7 @@ def _configs(args):
                          f"{args.backbone} loads SD2's VAE")  # fmt: skip
     backbone = settings.BackboneSettings(
         name=args.backbone, device=args.device, dtype=args.dtype, autocast=args.autocast,
+        tf32=args.tf32,
         encode=args.encode, cache=args.cache, vae=args.vae, sd2=args.sd2,
         controlnet=args.controlnet, seesr=args.seesr, dape=args.dape, ram=args.ram,
         weights_dtype=args.weights_dtype, checkpoint_blocks=args.checkpoint_blocks,

@@ -22,10 +22,13 @@ batch):
 and each job asks for that times ``margin`` as its runtime (queues kill jobs that overrun;
 early stopping only shortens a job; a retry asks for more, never past the partition's walltime:
 ``capped``), ``host_gib`` times ``margin`` of host memory, and a GPU
-with ``weights_gib + batch * activation_gib`` of memory. ``bench/gpu_iteration.py`` measures
-the diffusion constants on your GPU and prints them as a ``gpu_costs`` block for the config;
-until someone has, config.yaml's values are estimates for an 80 GB A100/H100-class GPU at bf16
-autocast (the weights and host memory come from ``bench/full_size.py``).
+with ``weights_gib + batch * activation_gib`` of memory. Every block names the GPU and the
+precision its numbers are for and whether they are an estimate or measured.
+``bench/gpu_iteration.py`` measures the diffusion constants on your GPU and prints them as a
+``gpu_costs`` block for the config; until someone has, config.yaml's time constants are
+estimates: FLOPs counted on the paper's networks (``dlmap.enhance.flops``: 171 TFLOP per MAP
+iteration, 51 per inversion at 512 x 512 and T = 20) over the GPU's peak at an assumed
+``efficiency`` (the weights and host memory come from ``bench/full_size.py``).
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ from dlmap.errors import InputError
 
 @dataclass(frozen=True)
 class GpuCosts:
-    """Measured costs of the paper's backbone at 512 x 512, T = 20, one GPU (per image).
-    The workflow reads them from its config's ``gpu_costs`` block (every field given)."""
+    """Costs of the paper's backbone at 512 x 512, T = 20, one GPU (per image), estimated
+    or measured on the GPU and at the precision they name. The workflow reads them from its
+    config's ``gpu_costs`` block; the defaults are config.yaml's estimates."""
 
-    iteration_seconds: float = 6.0  # one MAP iteration of one image, at the workflow's batch
-    inversion_seconds: float = 1.5  # one EDICT inversion (Alg. 1 line 2) of one image
+    iteration_seconds: float = 11.0  # one MAP iteration of one image, at the workflow's batch
+    inversion_seconds: float = 3.3  # one EDICT inversion (Alg. 1 line 2) of one image
     load_seconds: float = 120.0  # reading and moving the networks to the GPU, once per job
     score_seconds: float = 0.1  # one image through a prior or a pair-selection metric
     train_seconds: float = 0.02  # one training image of MS-LIQE for one epoch (all its views)
@@ -50,11 +54,35 @@ class GpuCosts:
     weights_gib: float = 6.7  # the networks in float32: 1786 M parameters (bench/full_size.py)
     activation_gib: float = 6.0  # one image's share of a MAP iteration's peak
     margin: float = 1.5  # requested runtime and host memory over the formula's
+    gpu: str = "A100 80GB"  # the GPU these numbers are for
+    precision: str = "float32"  # the networks' arithmetic: float32, tf32 or bf16
+    basis: str = "estimate"  # estimate (FLOPs / (peak x efficiency)) or measured
+    efficiency: float = 0.8  # of the GPU's peak, assumed by an estimate
 
     def __post_init__(self):
         for name, value in asdict(self).items():
-            if not _positive(value):
+            if name in TEXT_FIELDS:
+                if not isinstance(value, str) or not value.strip():
+                    raise InputError(f"gpu_costs.{name} must be a non-empty string, got {value!r}")
+            elif not _positive(value):
                 raise InputError(f"gpu_costs.{name} must be a positive number, got {value!r}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"gpu_costs.precision must be one of {', '.join(PRECISIONS)}")
+        if self.basis not in BASES:
+            raise InputError(f"gpu_costs.basis must be one of {', '.join(BASES)}")
+        if self.efficiency > 1:
+            raise InputError(f"gpu_costs.efficiency is a share of the peak (<= 1), got "
+                             f"{self.efficiency!r}")  # fmt: skip
+
+    def describe(self) -> str:
+        """What the numbers are: "estimate for A100 80GB, float32 (efficiency 0.8)"."""
+        what = f"{self.basis} for {self.gpu}, {self.precision}"
+        return what + (f" (efficiency {self.efficiency:g})" if self.basis == "estimate" else "")
+
+
+TEXT_FIELDS = ("gpu", "precision", "basis")
+PRECISIONS = ("float32", "tf32", "bf16")
+BASES = ("estimate", "measured")
 
 
 def _positive(value) -> bool:

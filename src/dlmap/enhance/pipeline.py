@@ -9,9 +9,8 @@ the models.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,7 +22,7 @@ from dlmap.enhance import records, solver
 from dlmap.errors import InputError
 from dlmap.files import atomic_path
 from dlmap.priors import registry as priors
-from dlmap.priors.calibration import LogisticFit
+from dlmap.priors.calibration import apply_fit, read_fit
 from dlmap.settings import BackboneSettings
 
 
@@ -31,6 +30,7 @@ def load_backbone(settings: BackboneSettings):
     """The backbone ``settings`` describe, on their device (an error if CUDA is absent)."""
     if settings.device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {settings.device!r}: CUDA is not available on this node")
+    set_tf32(settings.tf32)
     return backbones.load_backbone(
         settings.name,
         cache=settings.cache,
@@ -48,6 +48,14 @@ def load_backbone(settings: BackboneSettings):
         checkpoint_blocks=settings.checkpoint_blocks,
         vae_slicing=settings.vae_slicing,
     )
+
+
+def set_tf32(enabled: bool) -> None:
+    """TensorFloat-32 for CUDA's float32 matmuls and cuDNN's convolutions, on or off, set
+    explicitly both ways: PyTorch's own defaults differ (matmuls off, convolutions on), and
+    TF32's 10-bit inputs cost EDICT's round trip its exactness (docs/enhance.md)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 def edict_config(values: dict) -> edict.EdictConfig:
@@ -90,6 +98,7 @@ def invert_chunk(
             "backbone": settings.name,
             "dtype": settings.dtype,
             "autocast": settings.autocast,
+            "tf32": settings.tf32,
             "weights_dtype": settings.weights_dtype,
             "encode": settings.encode,
             "vae": settings.vae,
@@ -137,12 +146,7 @@ def build_prior(
     kwargs = {**(options or {}), **({"checkpoint": checkpoint} if checkpoint else {})}
     prior = priors.create_prior(name, cache=cache, **kwargs)
     if calibration:
-        fit = LogisticFit(**json.loads(Path(calibration).read_text()))
-        source = f"fitted by the workflow: {fit.source} (n={fit.count}, SRCC {fit.srcc:.3f})"
-        prior.info = replace(
-            prior.info, xi3=fit.xi3, xi4=fit.xi4, calibration_source=source,
-            calibration_fitted=True,
-        )  # fmt: skip
+        prior.info = apply_fit(prior.info, read_fit(calibration), "fitted by the workflow")
     return prior.to(device)
 
 
