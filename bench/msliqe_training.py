@@ -71,5 +71,6 @@ def main() -> None:
             mean = statistics.mean(results)
             print(f"{variant}: mean held-out SRCC over {len(results)} seeds: {mean:.3f}")
 
+
 if __name__ == "__main__":
     main()

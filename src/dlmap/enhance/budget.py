@@ -71,8 +71,8 @@ class GpuCosts:
         if self.basis not in BASES:
             raise InputError(f"gpu_costs.basis must be one of {', '.join(BASES)}")
         if self.efficiency > 1:
-            raise InputError(f"gpu_costs.efficiency is a share of the peak (<= 1), got "
-                             f"{self.efficiency!r}")  # fmt: skip
+            share = self.efficiency
+            raise InputError(f"gpu_costs.efficiency is a share of the peak (<= 1), got {share!r}")
 
     def describe(self) -> str:
         """What the numbers are: "estimate for A100 80GB, float32 (efficiency 0.8)"."""

@@ -163,8 +163,8 @@ class StepSet(torch.utils.data.Dataset):
         views = None
         if self.views is not None:
             draws = self.draws[index]
-            views = torch.stack([training_views(image, self.views, draws[k])
-                                 for k, image in enumerate(images)])  # fmt: skip
+            cut = [training_views(image, self.views, draws[k]) for k, image in enumerate(images)]
+            views = torch.stack(cut)
         mos = torch.tensor([self.items[int(i)].mos for i in indices], dtype=torch.float32)
         return torch.stack(images), views, mos, [len(part) for part in self.batches[index]]
 

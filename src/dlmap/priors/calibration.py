@@ -129,8 +129,9 @@ def apply_fit(info, fit: LogisticFit, origin: str = "fitted"):
     source = f"{origin}: {fit.source} (n={fit.count}, SRCC {fit.srcc:.3f})"
     loaded = info.checkpoint_sha256
     if loaded and fit.checkpoint_sha256 != loaded:
-        fitted_for = f"checkpoint {fit.checkpoint_sha256[:12]}" if fit.checkpoint_sha256 else (
-            "an unrecorded checkpoint")  # fmt: skip
+        fitted_for = "an unrecorded checkpoint"
+        if fit.checkpoint_sha256:
+            fitted_for = f"checkpoint {fit.checkpoint_sha256[:12]}"
         note = (
             f"provisional: the constants {origin} ({fit.source}) belong to {fitted_for}, not "
             f"to the one loaded ({loaded[:12]}); {info.calibration_source}"

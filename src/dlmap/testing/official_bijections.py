@@ -134,8 +134,8 @@ def invert(name, eps, clean, alpha_bar, timesteps, clean_timestep, gamma=None):
     one DDIM step from the clean end with eps(clean, clean_timestep), then the two-step
     update evaluated at the middle state."""
     last = len(alpha_bar) - 1
-    states = [clean, ddim_from_clean(eps, clean, alpha_bar[last - 1], alpha_bar[last],
-                                     clean_timestep)]  # fmt: skip
+    first = ddim_from_clean(eps, clean, alpha_bar[last - 1], alpha_bar[last], clean_timestep)
+    states = [clean, first]
     for k in range(last - 1, 0, -1):  # middle state k: makes state k - 1
         args = (alpha_bar[k - 1], alpha_bar[k], alpha_bar[k + 1], timesteps[k])
         if name == "belm":

@@ -84,10 +84,10 @@ def check_gpus(config: dict) -> list[Row]:
         return [Row("gpu", "device", OK, f"{config['device']}: no GPU needed")]
     gpus = _gpus()
     slurm = shutil.which("sbatch") is not None
-    rows = [Row("gpu", "gpu_costs", NOTE if costs.basis == "estimate" else OK,
-                f"runtimes and memory are {costs.describe()}",
-                "measure yours: python bench/gpu_iteration.py" if costs.basis == "estimate"
-                else "")]  # fmt: skip
+    estimate = costs.basis == "estimate"
+    todo = "measure yours: python bench/gpu_iteration.py" if estimate else ""
+    detail = f"runtimes and memory are {costs.describe()}"
+    rows = [Row("gpu", "gpu_costs", NOTE if estimate else OK, detail, todo)]
     if not gpus:
         state = NOTE if slurm else BLOCKING
         where = (
