@@ -174,9 +174,9 @@ def run_stages(cache: Path, image: Path, out: Path, args) -> dict:
 
 def run_jobs(cache: Path, image: Path, out: Path, args) -> dict:
     """The workflow's invert_chunk and enhance_chunk on a one-image chunk."""
-    from dlmap.enhance import pipeline
     from dlmap.priors.registry import create_prior
     from dlmap.settings import BackboneSettings
+    from dlmap.workflow import jobs
 
     settings = BackboneSettings(name="sd2-seesr", device=args.device, dtype=args.dtype,
                                 autocast=args.autocast, cache=str(cache),
@@ -186,11 +186,11 @@ def run_jobs(cache: Path, image: Path, out: Path, args) -> dict:
     edict_values = {"steps": args.steps}
     times = {}
     began = time.perf_counter()
-    pipeline.invert_chunk([image], settings, edict_values, args.size, 0, out / "c000.pt", 1)
+    jobs.invert_chunk([image], settings, edict_values, args.size, 0, out / "c000.pt", 1)
     times["invert_chunk"] = time.perf_counter() - began
     prior = create_prior("ms-liqe", cache=cache)
     began = time.perf_counter()
-    pipeline.enhance_chunk([image], out / "enhanced", prior, settings,
+    jobs.enhance_chunk([image], out / "enhanced", prior, settings,
                            {"iters": args.iters, "early_stop": False}, edict_values, args.size,
                            inversion=out / "c000.pt", batch_size=1)  # fmt: skip
     times["enhance_chunk"] = time.perf_counter() - began

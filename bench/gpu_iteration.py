@@ -344,14 +344,13 @@ def main(argv=None) -> int:
 
 def print_budget(measured: dict, device, networks) -> None:
     """The measured costs (``GpuCosts``'s fields), and the paper's GPU-hours
-    projected with them (``dlmap.enhance.budget``), for the fastest configuration."""
+    projected with them (``dlmap.workflow.budget``), for the fastest configuration."""
     import dataclasses
     from pathlib import Path
 
     import yaml
 
-    from dlmap.enhance import budget
-    from dlmap.workflow import plan
+    from dlmap.workflow import budget, plan
 
     done = {key: row for key, row in measured.items() if not row["failed"]}
     if not done:

@@ -1,4 +1,4 @@
-"""The enhancement stage's cost formula (dlmap.enhance.budget): job runtimes and the paper's
+"""The enhancement stage's cost formula (dlmap.workflow.budget): job runtimes and the paper's
 GPU-hour projection follow from the measured constants, and bad constants are refused."""
 
 from pathlib import Path
@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dlmap.enhance import budget
 from dlmap.errors import InputError
-from dlmap.workflow import plan
+from dlmap.workflow import budget, plan
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 

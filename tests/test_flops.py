@@ -9,9 +9,10 @@ import torch
 import yaml
 
 from dlmap.diffusion.tiny import tiny_backbone
-from dlmap.enhance import budget, flops, solver
+from dlmap.enhance import flops, solver
 from dlmap.priors.registry import create_prior
 from dlmap.settings import EdictConfig
+from dlmap.workflow import budget
 
 ROOT = Path(__file__).parents[1]
 

@@ -1,6 +1,6 @@
 """Property-based tests of two parsers of outside input: the counts CSV that ``dlmap rank``
 reads (``dlmap.compare.counts``), and the workflow's config (its JSON schema, then
-``dlmap.settings.check_workflow_config`` and the request formulas of ``dlmap.enhance.budget``).
+``dlmap.workflow.config_checks`` and the request formulas of ``dlmap.workflow.budget``).
 
 Whatever the input, the answer is a valid parse or a one-line dlmap error (``DlmapError``;
 exit code 2 on the command line), or for the config a schema error naming the key; never
@@ -29,9 +29,9 @@ from dlmap.cli.main import build_parser, main
 from dlmap.compare.counts import MAX_COUNT, CountsError, is_simulated_counts, read_counts
 from dlmap.compare.observers import LABEL
 from dlmap.data.sources import SETS
-from dlmap.enhance import budget, chunks
 from dlmap.errors import DlmapError, InputError
-from dlmap.settings import check_workflow_config
+from dlmap.workflow import budget, chunks
+from dlmap.workflow.config_checks import check_workflow_config
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = {  # no example database: nothing written into the checkout

@@ -7,8 +7,9 @@ import torch
 from helpers import photo
 
 from dlmap import images
-from dlmap.enhance import chunks, pipeline, solver
+from dlmap.enhance import pipeline, solver
 from dlmap.priors.registry import create_prior
+from dlmap.workflow import chunks, jobs
 
 
 def test_chunks_are_fixed_by_position_and_cover_every_id_once():
@@ -66,22 +67,22 @@ def chunk(tmp_path_factory):
     return paths
 
 
-TINY = pipeline.BackboneSettings(name="tiny-seesr", device="cpu")
+TINY = jobs.BackboneSettings(name="tiny-seesr", device="cpu")
 EDICT = {"steps": 3}
 SOLVER = {"iters": 2, "seed": 4}
 
 
 def test_a_chunk_job_from_the_stored_inversion_equals_a_solve_of_its_own(chunk, tmp_path):
     store = tmp_path / "inversion.pt"
-    pipeline.invert_chunk(chunk, TINY, EDICT, 64, seed=4, out=store)
+    jobs.invert_chunk(chunk, TINY, EDICT, 64, seed=4, out=store)
     prior = create_prior("sharpness")
-    written = pipeline.enhance_chunk(
+    written = jobs.enhance_chunk(
         chunk, tmp_path / "out", prior, TINY, SOLVER, EDICT, 64, inversion=store, batch_size=2
     )
     assert [r["config"]["inversion"] for r in written] == [str(store)] * 2
-    batch = pipeline.load_batch(chunk, 64, "cpu", "float32")
+    batch = jobs.load_batch(chunk, 64, "cpu", "float32")
     alone = solver.map_solve(pipeline.load_backbone(TINY), prior, batch,
-                             solver.SolverConfig(**SOLVER), pipeline.edict_config(EDICT),
+                             solver.SolverConfig(**SOLVER), jobs.edict_config(EDICT),
                              seeds=[4, 4], quiet=True)  # fmt: skip
     for index, path in enumerate(chunk):
         ours = images.load_image(tmp_path / "out" / f"{path.stem}.x.png", size=None)
@@ -93,7 +94,7 @@ def test_a_chunk_job_from_the_stored_inversion_equals_a_solve_of_its_own(chunk, 
 
 def test_an_inversion_of_another_image_is_refused(chunk, tmp_path):
     store = tmp_path / "inversion.pt"
-    pipeline.invert_chunk(chunk[:1], TINY, EDICT, 64, seed=0, out=store)
+    jobs.invert_chunk(chunk[:1], TINY, EDICT, 64, seed=0, out=store)
     with pytest.raises(ValueError, match="holds no inversion of 0001"):
         pipeline.load_inversion(store, chunk)
     images.save_png_atomic(photo(64, "chelsea").float(), tmp_path / "0000.png")
@@ -105,6 +106,6 @@ def test_the_workflow_calibration_replaces_the_shipped_constants(tmp_path):
     fit = {"xi3": 1.5, "xi4": 0.25, "count": 9, "srcc": 0.8, "plcc_raw": 0.7,
            "plcc_calibrated": 0.75, "source": "calibration.csv"}  # fmt: skip
     (tmp_path / "fit.json").write_text(json.dumps(fit))
-    prior = pipeline.build_prior("sharpness", calibration=tmp_path / "fit.json")
+    prior = jobs.build_prior("sharpness", calibration=tmp_path / "fit.json")
     assert (prior.info.xi3, prior.info.xi4) == (1.5, 0.25)
     assert "fitted by the workflow" in prior.info.calibration_source

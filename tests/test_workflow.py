@@ -138,10 +138,10 @@ def job_blocks(text: str) -> list[dict]:
 
 
 def check_gpu_requests(text: str) -> None:
-    """Every GPU rule of the paper's DAG asks for what the formula of dlmap.enhance.budget
+    """Every GPU rule of the paper's DAG asks for what the formula of dlmap.workflow.budget
     gives with config.yaml's gpu_costs (the profile sets none of it)."""
     from dlmap.data.sources import SETS
-    from dlmap.enhance import budget
+    from dlmap.workflow import budget
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     costs = budget.GpuCosts(**config["gpu_costs"])

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from dlmap.enhance import budget, chunks
+from dlmap.workflow import budget, chunks
 from dlmap.data.sources import SETS, data_root
-from dlmap.settings import check_workflow_config
+from dlmap.workflow.config_checks import check_workflow_config
 from dlmap.weights import catalogue
 from dlmap.workflow import phases, plan
 
@@ -80,7 +80,7 @@ GPU_THREADS = SLURM["gpu_threads"] if GPU else 1  # CPU runs (the demo) keep one
 if workflow.local_exec and "gpu" not in workflow.global_resources:
     workflow.register_resource("gpu", gpus_present())
 
-# Every GPU rule asks for its runtime and host memory by one formula (dlmap.enhance.budget,
+# Every GPU rule asks for its runtime and host memory by one formula (dlmap.workflow.budget,
 # README "What the workflow's GPU jobs cost") from the config's gpu_costs: runtime =
 # (load + the job's images x seconds per image) x margin, times the attempt on a retry.
 COSTS = budget.GpuCosts(**config["gpu_costs"])

@@ -32,7 +32,7 @@ rule calibrate_prior:
         "../scripts/calibrate_prior.py"
 
 
-rule train_msliqe:  # one job of the chain (dlmap.enhance.budget.train_segments)
+rule train_msliqe:  # one job of the chain (dlmap.workflow.budget.train_segments)
     input:
         manifest=f"{OUT}/data/train.csv",
         weights=weight_files("clip-vit-b-32") if "clip-vit-b-32" in weight_sets() else [],

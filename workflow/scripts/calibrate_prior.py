@@ -8,12 +8,12 @@ from _job import job
 
 from dlmap import images
 from dlmap.data import manifests as datasets
-from dlmap.enhance import pipeline
 from dlmap.priors import calibration, evaluation
+from dlmap.workflow import jobs
 
 smk = job(globals())
 entries = datasets.read_manifest_resolved(smk.input.manifest)
-prior = pipeline.build_prior(
+prior = jobs.build_prior(
     smk.params.prior,
     smk.params.cache,
     getattr(smk.input, "checkpoint", None),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from _job import job
 
-from dlmap.enhance import pipeline
+from dlmap.workflow import jobs
 
 smk = job(globals())
 folders = smk.input.base if hasattr(smk.input, "base") else smk.input.images
@@ -18,7 +18,7 @@ missing = [i for i in ids if i not in found]
 if missing:
     raise SystemExit(f"{', '.join(folders)}: no image for {', '.join(missing)}")
 paths = [found[i] for i in ids]
-prior = pipeline.build_prior(
+prior = jobs.build_prior(
     smk.params.prior,
     cache=smk.params.backbone["cache"],
     checkpoint=getattr(smk.input, "checkpoint", None),
@@ -26,11 +26,11 @@ prior = pipeline.build_prior(
     options=smk.params.prior_options,
 )
 inversion = getattr(smk.input, "inversion", None) or None
-records = pipeline.enhance_chunk(
+records = jobs.enhance_chunk(
     paths,
     Path(smk.output[0]),
     prior,
-    pipeline.BackboneSettings(**smk.params.backbone, **smk.memory),
+    jobs.BackboneSettings(**smk.params.backbone, **smk.memory),
     smk.params.solver,
     smk.params.edict,
     smk.params.size,

@@ -4,14 +4,14 @@ fourth column: SPAQ in the paper), as `dlmap evaluate` writes them."""
 from _job import job
 
 from dlmap.data import manifests as datasets
-from dlmap.enhance import pipeline
 from dlmap.priors import evaluation
+from dlmap.workflow import jobs
 
 smk = job(globals())
 entries = datasets.read_manifest_resolved(smk.input.manifest)
 if smk.params.split != "all":
     entries = [e for e in entries if e.split == smk.params.split]
-prior = pipeline.build_prior(
+prior = jobs.build_prior(
     smk.params.prior,
     smk.params.cache,
     getattr(smk.input, "checkpoint", None),

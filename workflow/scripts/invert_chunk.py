@@ -5,13 +5,13 @@ from pathlib import Path
 
 from _job import benchmark, job
 
-from dlmap.enhance import pipeline
+from dlmap.workflow import jobs
 
 smk = job(globals())
 paths = sorted(Path(smk.input.images).glob("*.png"))
-settings = pipeline.BackboneSettings(**smk.params.backbone, **smk.memory)
+settings = jobs.BackboneSettings(**smk.params.backbone, **smk.memory)
 with benchmark(smk):  # cached between workflows: no `benchmark:` directive allowed
-    pipeline.invert_chunk(
+    jobs.invert_chunk(
         paths,
         settings,
         smk.params.edict,

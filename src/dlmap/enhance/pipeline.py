@@ -1,11 +1,7 @@
-"""The workflow's heavy job functions: stored EDICT inversions and one enhancement job
-(one prior times one chunk of images, batched). The Snakemake rules' scripts call these;
-everything here runs without Snakemake.
-
-A job loads the frozen networks once and solves its chunk as batches (docs/enhance.md,
-"Batching"): snakemake group jobs would still run each member in its own process, reloading
-the models.
-"""
+"""Enhancing image files (Alg. 1 over batches): the one path of ``dlmap enhance`` and of the
+workflow's jobs (``dlmap.workflow.jobs``). ``load_backbone`` builds the frozen networks that
+``BackboneSettings`` describe; ``enhance_files`` solves images in batches and writes one record
+per image; ``load_inversion`` reads the stored inversions a latent-mode solve starts from."""
 
 from __future__ import annotations
 
@@ -20,9 +16,6 @@ from dlmap import images
 from dlmap.diffusion import backbones, edict
 from dlmap.enhance import records, solver
 from dlmap.errors import InputError
-from dlmap.files import atomic_path
-from dlmap.priors import registry as priors
-from dlmap.priors.calibration import apply_fit, read_fit
 from dlmap.settings import BackboneSettings
 
 
@@ -58,62 +51,6 @@ def set_tf32(enabled: bool) -> None:
     torch.backends.cudnn.allow_tf32 = enabled
 
 
-def edict_config(values: dict) -> edict.EdictConfig:
-    keys = ("steps", "mix", "order", "steps_offset", "bijection", "gamma", "ends")
-    return edict.EdictConfig(**{k: values[k] for k in keys if values.get(k) is not None})
-
-
-def solver_config(values: dict, **overrides) -> solver.SolverConfig:
-    fields = solver.SolverConfig.__dataclass_fields__
-    merged = {k: v for k, v in {**values, **overrides}.items() if k in fields}
-    return solver.SolverConfig(**merged)
-
-
-def load_batch(paths: list[Path], size: int, device: str, dtype: str) -> torch.Tensor:
-    return torch.stack([images.load_image(p, size=size) for p in paths]).to(
-        device=device, dtype=backbones.TORCH_DTYPES[dtype]
-    )
-
-
-def invert_chunk(
-    paths: list[Path], settings: BackboneSettings, edict_values: dict, size: int, seed: int,
-    out: Path, batch_size: int = 8,
-) -> dict:  # fmt: skip
-    """Alg. 1 line 2 for a chunk of images, stored in ``out`` (a torch file) with the ids,
-    the input hashes and the settings; the prior-independent half of every solve."""
-    backbone = load_backbone(settings)
-    config = edict_config(edict_values)
-    pairs = []
-    for start in range(0, len(paths), batch_size):
-        part = paths[start : start + batch_size]
-        batch = load_batch(part, size, settings.device, settings.dtype)
-        x_T, y_T = solver.invert_images(backbone, batch, config, [seed] * len(part))
-        pairs.append((x_T.cpu(), y_T.cpu()))
-    state = {
-        "ids": [Path(p).stem for p in paths],
-        "input_sha256": [records.sha256_file(p) for p in paths],
-        "x_T": torch.cat([x for x, _ in pairs]),
-        "y_T": torch.cat([y for _, y in pairs]),
-        "settings": {
-            "backbone": settings.name,
-            "dtype": settings.dtype,
-            "autocast": settings.autocast,
-            "tf32": settings.tf32,
-            "weights_dtype": settings.weights_dtype,
-            "encode": settings.encode,
-            "vae": settings.vae,
-            "edict": edict_values,
-            "size": size,
-            "seed": seed,
-            "reduced": backbone.reduced,
-        },  # fmt: skip
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as temporary:
-        torch.save(state, temporary)
-    return state["settings"]
-
-
 def load_inversion(path, sources: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
     """The stored noise pairs of ``sources`` (matched by id, checked by hash) from one
     inversion file or a list of them (chunks)."""
@@ -135,19 +72,6 @@ def load_inversion(path, sources: list[Path]) -> tuple[torch.Tensor, torch.Tenso
         x_rows.append(state["x_T"][index])
         y_rows.append(state["y_T"][index])
     return torch.stack(x_rows), torch.stack(y_rows)
-
-
-def build_prior(
-    name: str, cache=None, checkpoint=None, calibration=None, device="cpu", options=None
-):
-    """``create_prior`` plus the workflow's own inputs: an MS-LIQE checkpoint trained by the
-    workflow, Eq. 21 constants fitted by its calibrate rule (a ``LogisticFit`` JSON), and
-    prior options (``{"model": "live"}`` for NIQE's pristine model)."""
-    kwargs = {**(options or {}), **({"checkpoint": checkpoint} if checkpoint else {})}
-    prior = priors.create_prior(name, cache=cache, **kwargs)
-    if calibration:
-        prior.info = apply_fit(prior.info, read_fit(calibration), "fitted by the workflow")
-    return prior.to(device)
 
 
 @dataclass
@@ -224,32 +148,3 @@ def enhance_files(
                 )
             )  # fmt: skip
     return run
-
-
-def enhance_chunk(
-    paths: list[Path],
-    out: Path,
-    prior,
-    settings: BackboneSettings,
-    solver_values: dict,
-    edict_values: dict,
-    size: int,
-    inversion: Path | None = None,
-    batch_size: int = 8,
-    quiet: bool = True,
-    extra: dict | None = None,
-) -> list[dict]:
-    """The workflow's enhancement job: ``enhance_files`` with the config's settings, every
-    failure raised. Returns the records."""
-    config = solver_config(solver_values)
-    backbone = load_backbone(settings) if config.mode.startswith("latent") else None
-    job = {
-        "size": size, "dtype": settings.dtype, "autocast": settings.autocast,
-        "weights_dtype": settings.weights_dtype, "encode": settings.encode,
-        "device": settings.device, "inversion": None,
-    }  # fmt: skip
-    run = enhance_files(
-        paths, out, prior, backbone, config, edict_config(edict_values), job,
-        batch_size=batch_size, inversion=inversion, quiet=quiet, extra=extra, strict=True,
-    )  # fmt: skip
-    return run.records

@@ -39,8 +39,8 @@ def load_config(path: Path) -> tuple[dict | None, list[Row]]:
     import jsonschema
     import yaml
 
-    from dlmap.settings import check_workflow_config
     from dlmap.workflow import plan
+    from dlmap.workflow.config_checks import check_workflow_config
 
     try:
         config = yaml.safe_load(Path(path).read_text())
@@ -76,7 +76,7 @@ def _schema(config_path: Path) -> Path:
 def check_gpus(config: dict) -> list[Row]:
     """GPUs here against what a job needs (``weights_gib + batch x activation_gib`` by the
     config's gpu_costs), or, on a SLURM login node, the GPU partitions' limits."""
-    from dlmap.enhance import budget
+    from dlmap.workflow import budget
 
     costs = budget.GpuCosts(**config["gpu_costs"])
     need = budget.gpu_gib(config["batch_size"], costs)
@@ -310,8 +310,7 @@ def check_slurm() -> list[Row]:
 def check_phases(config: dict, rows: list[Row]) -> list[Row]:
     """Which phase targets can run now: `prepare` once nothing blocks; the phases after a
     step done by hand once that step is done (``phases.hand_steps``)."""
-    from dlmap.enhance import chunks
-    from dlmap.workflow import phases
+    from dlmap.workflow import chunks, phases
 
     blocked = any(row.state == BLOCKING for row in rows)
     steps = phases.hand_steps(config, chunks.image_ids(config["images"]["count"]), config["out"])

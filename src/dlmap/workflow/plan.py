@@ -1,10 +1,10 @@
 """What the workflow makes from a configuration, written once for the rules
-(``workflow/rules/common.smk``), the GPU-hour projection (``dlmap.enhance.budget``) and
+(``workflow/rules/common.smk``), the GPU-hour projection (``dlmap.workflow.budget``) and
 ``dlmap doctor``. Light to import (no torch): Snakemake reads it while building the DAG.
 
 - ``ablation_variants``: the ablation runs of Figs. 1, 2, 7, 8 and the bijection grid.
 - ``segment_name``: the folders of MS-LIQE's chain of training jobs (how many, and how
-  long each, is ``dlmap.enhance.budget.train_segments``'s answer).
+  long each, is ``dlmap.workflow.budget.train_segments``'s answer).
 - the phases and the steps done by hand between them live in ``dlmap.workflow.phases``.
 """
 
@@ -156,8 +156,8 @@ def solver_iters(config: dict, prior: str) -> int:
 
 def first_requests(config: dict) -> dict[str, int]:
     """Each GPU rule's largest first-attempt runtime request in minutes, by the formula of
-    ``dlmap.enhance.budget`` (MS-LIQE's training excepted: it runs as a chain of jobs)."""
-    from dlmap.enhance import budget, chunks
+    ``dlmap.workflow.budget`` (MS-LIQE's training excepted: it runs as a chain of jobs)."""
+    from dlmap.workflow import budget, chunks
 
     costs = budget.GpuCosts(**config["gpu_costs"])
     count = config["images"]["count"]
@@ -272,7 +272,7 @@ def msliqe_epoch_seconds(config: dict) -> float:
 def msliqe_segments(config: dict) -> list[tuple[int, int]]:
     """MS-LIQE's chain of training jobs under the config's walltime
     (``budget.train_segments``)."""
-    from dlmap.enhance import budget
+    from dlmap.workflow import budget
 
     costs = budget.GpuCosts(**config["gpu_costs"])
     limit = slurm_settings(config)["max_runtime_minutes"]

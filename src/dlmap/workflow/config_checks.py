@@ -1,0 +1,170 @@
+"""The workflow's checks of a config beyond its JSON schema, run by workflow/rules/common.smk
+(and ``dlmap doctor``) before any job: what a schema cannot say, and every setting a job will
+build accepted by its class, so that a typo fails at once in one line naming the key."""
+
+from __future__ import annotations
+
+import math
+
+from dlmap.errors import InputError
+from dlmap.settings import BackboneSettings, EdictConfig, SolverConfig
+from dlmap.workflow.budget import GpuCosts
+
+MAX_CHUNKS = 1000  # the workflow names its chunks 000-999 (the Snakefile's chunk wildcard)
+_TYPE_NAMES = {"integer": "an integer", "number": "a finite number", "string": "a string",
+               "null": "null", "boolean": "true or false", "array": "a list",
+               "object": "a mapping"}  # fmt: skip
+
+
+def check_workflow_config(config: dict, schema: dict) -> None:
+    """The workflow's checks of a config beyond its JSON schema (``schema``: the loaded
+    workflow/schemas/config.schema.yaml, which ``snakemake.utils.validate`` has applied
+    first), run by workflow/rules/common.smk before any job: integers written as integers
+    (6, not 6.0) and every number finite; at most ``MAX_CHUNKS`` chunks of test images;
+    ``external`` folders with no braces but ``{out}``; each comparison's anchor among its
+    enhancers; post-enhancement bases among ``external``; data sets that exist;
+    ``ranking.bootstrap`` 0 or at least 2; and every setting a job builds from the
+    config accepted by its class (``BackboneSettings``, ``SolverConfig`` with each prior's
+    overrides, ``EdictConfig``, ``dlmap.workflow.budget.GpuCosts``). Raises
+    ``InputError``, one line: "config: KEY: why"."""
+    _check_types(config, schema)
+    count, size = config["images"]["count"], config["chunk_size"]
+    if -(-count // size) > MAX_CHUNKS:
+        raise InputError(
+            f"config: images.count {count} in chunks of chunk_size {size} makes "
+            f"{-(-count // size)} chunks; the workflow numbers at most {MAX_CHUNKS} (000-999): "
+            "raise chunk_size"
+        )
+    for name, folder in config["external"].items():
+        try:
+            folder.format(out="")
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError):
+            raise InputError(
+                f"config: external.{_key(name)}: {folder!r}: only {{out}} may stand in braces "
+                "(write {{ and }} for a brace itself)"
+            ) from None
+    for name, comparison in config["comparisons"].items():
+        anchor = comparison.get("anchor")
+        if anchor is not None and anchor not in comparison["enhancers"]:
+            raise InputError(
+                f"config: comparisons.{name}.anchor: {anchor!r} is not one of its enhancers "
+                f"{comparison['enhancers']}"
+            )
+    bases = [base for base in config["post_enhancement"]["bases"] if base not in config["external"]]
+    if bases:
+        raise InputError(
+            f"config: post_enhancement.bases: {bases[0]!r} is not an external enhancer (the "
+            f"keys of external: {list(config['external'])})"
+        )
+    if config["ranking"]["bootstrap"] == 1:
+        raise InputError("config: ranking.bootstrap: must be 0 (no intervals) or at least 2")
+    _check_datasets(config)
+    _check_pyiqa_priors(config)
+    _check_settings(config)
+
+
+def _check_pyiqa_priors(config: dict) -> None:
+    """Every ``pyiqa:NAME`` prior named is one that can be a prior (the classification table
+    of ``dlmap.priors.pyiqa_nr``); pyiqa's code is imported only when one is named."""
+    named = [
+        ("priors", config["priors"]),
+        ("calibration.priors", config["calibration"]["priors"]),
+        ("post_enhancement.prior", [config["post_enhancement"]["prior"]]),
+        ("ablations.prior", [config["ablations"]["prior"]]),
+    ]
+    for key, names in named:
+        for name in names:
+            if isinstance(name, str) and name.startswith("pyiqa:"):
+                from dlmap.priors import registry
+
+                try:
+                    registry.prior_info(name)
+                except InputError as error:
+                    raise InputError(f"config: {key}: {error}") from None
+
+
+def _check_datasets(config: dict) -> None:
+    """Every data set named is one ``dlmap.data.sources`` knows, or the demo's synthetic set,
+    and each list that a stage reads names one at least."""
+    from dlmap.data.sources import spec
+
+    for block, key, needed, why in [
+        ("images", "datasets", config["images"]["source"] == "datasets", "images.source"),
+        ("calibration", "datasets", config["calibration"]["priors"], "calibration.priors"),
+        ("msliqe", "datasets", config["msliqe"]["train"], "msliqe.train"),
+    ]:
+        if needed and not config[block][key]:
+            raise InputError(f"config: {block}.{key}: names no data set, but {why} needs one")
+
+    for block, key in [("images", "datasets"), ("calibration", "datasets"),
+                       ("msliqe", "datasets"), ("msliqe", "evaluate_on")]:  # fmt: skip
+        for name in config[block][key]:
+            if name != "synthetic":  # dlmap data synthetic's set (the demo's)
+                try:
+                    spec(name)
+                except InputError as error:
+                    raise InputError(f"config: {block}.{key}: {error}") from None
+
+
+def _check_types(config: dict, schema: dict) -> None:
+    """``schema`` again, with integers that are ints (JSON Schema counts 6.0 as one) and
+    numbers that are finite (no nan, inf, or int too large for a float)."""
+    from jsonschema import exceptions, validators
+
+    def integer(_, value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def number(_, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        try:
+            return math.isfinite(value)
+        except OverflowError:  # an int past 1.8e308
+            return False
+
+    base = validators.validator_for(schema)
+    checker = base.TYPE_CHECKER.redefine_many({"integer": integer, "number": number})
+    strict = validators.extend(base, type_checker=checker)
+    error = exceptions.best_match(strict(schema).iter_errors(config))
+    if error is None:
+        return
+    where = ".".join(_key(part) for part in error.absolute_path) or "the top level"
+    if error.validator == "type":
+        wanted = error.validator_value
+        wanted = [wanted] if isinstance(wanted, str) else wanted
+        names = " or ".join(_TYPE_NAMES.get(name, name) for name in wanted)
+        raise InputError(f"config: {where}: {_shown(error.instance)} is not {names}")
+    raise InputError(f"config: {where}: {error.message}")
+
+
+def _key(part) -> str:
+    """A key of a config path as messages show it: as is, or quoted if it would break the
+    line (or is empty)."""
+    text = str(part)
+    return text if text.isprintable() and text.strip() == text and text else repr(text)
+
+
+def _shown(value, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more digits than Python prints
+        text = f"an int of about {value.bit_length() * 3 // 10} digits"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check_settings(config: dict) -> None:
+    def build(where: str, cls, values: dict):
+        try:
+            return cls(**values)
+        except InputError as error:
+            raise InputError(f"config: {where}{error}") from None
+
+    backbone = {key: config[key] for key in ("device", "dtype", "autocast", "encode", "cache")}
+    build("", BackboneSettings, {"name": config["backbone"], **backbone, **config["memory"]})
+    solver = config["solver"]
+    build("solver: ", SolverConfig, solver)
+    for prior, values in config["prior_settings"].items():
+        build(f"prior_settings.{_key(prior)} (over solver): ", SolverConfig, {**solver, **values})
+    edict = {key: value for key, value in config["edict"].items() if value is not None}
+    build("edict: ", EdictConfig, edict)
+    build("", GpuCosts, config["gpu_costs"])
