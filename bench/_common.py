@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from dlmap.priors.registry import CallablePrior
+from dlmap.priors.base import CallablePrior
 
 MIB = 2**20
 

@@ -13,7 +13,7 @@ Builds, with RANDOM weights (nothing is downloaded):
 * a CLIP ViT-B/32-sized prior: the visual tower of open_clip's
   ``create_model("ViT-B-32-quickgelu", pretrained=None)`` on the image resized to 224 and
   normalised with CLIP's mean/std, then a fixed random linear head (one score per image),
-  as a ``dlmap.priors.registry.CallablePrior`` (higher is better, xi3 = 0, xi4 = 1). The prior runs
+  as a ``dlmap.priors.base.CallablePrior`` (higher is better, xi3 = 0, xi4 = 1). The prior runs
   in
   float32 in every configuration; autocast applies to the backbone.
 
@@ -54,7 +54,8 @@ from dlmap.diffusion.backbones import Backbone
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance import flops, solver
 from dlmap.enhance.pipeline import set_tf32
-from dlmap.priors.registry import CallablePrior, PriorInfo
+from dlmap.priors.base import CallablePrior
+from dlmap.priors.specs import PriorInfo
 from dlmap.testing.released import SD2_UNET, SD2_VAE
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

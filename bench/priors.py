@@ -44,12 +44,12 @@ def photograph(size: int) -> torch.Tensor:
 
 def every_prior(registered_only: bool = False) -> list[str]:
     """The registered priors, then ``pyiqa:NAME`` for every other differentiable metric."""
-    from dlmap.priors import pyiqa_generic
+    from dlmap.priors import specs, zoo
 
     names = priors.available_priors()
     if registered_only:
         return names
-    extra = [m for m in pyiqa_generic.usable_metrics() if m not in pyiqa_generic.PAPER_METRICS]
+    extra = [m for m in zoo.usable_metrics() if m not in specs.PAPER_METRICS]
     return names + [f"pyiqa:{metric}" for metric in extra]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from dlmap.diffusion import dape, tiny
-from dlmap.priors import zoo
+from dlmap.priors import specs
 from dlmap.testing import released
 
 
@@ -74,7 +74,7 @@ def build_prior(name: str, cache):
     from dlmap.msliqe import model as msliqe
     from dlmap.priors import registry as priors
 
-    if name in zoo.PYIQA_MODELS or name == "niqe":
+    if name in specs.PYIQA_SPECS or name == "niqe":
         return priors.create_prior(name, cache=cache)
     if name == "ms-liqe":
         config = msliqe.MSLIQEConfig(clip=msliqe.TINY_CLIP)

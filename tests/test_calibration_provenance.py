@@ -94,16 +94,15 @@ def test_cli_calibrate_records_the_installed_checkpoint(tmp_path, monkeypatch, c
 def test_every_shipped_constant_set_names_its_checkpoint():
     """docs/priors.md's table: fitted sets name the checkpoint they were fitted for; the
     UNIQUE and MS-LIQE sets, fitted for checkpoints dlmap does not load, are provisional."""
-    from dlmap.priors.zoo import PYIQA_MODELS
+    from dlmap.priors.specs import PRIOR_SPECS
 
     for name in ("musiq", "liqe"):
-        assert PYIQA_MODELS[name].calibration_fitted
-        assert "fitted on LIVE for pyiqa's" in PYIQA_MODELS[name].calibration_source
-    assert not PYIQA_MODELS["unique"].calibration_fitted
-    assert "UNIQUE.pt" in PYIQA_MODELS["unique"].calibration_source
+        assert PRIOR_SPECS[name].calibration_fitted
+        assert "fitted on LIVE for pyiqa's" in PRIOR_SPECS[name].calibration_source
+        assert PRIOR_SPECS[name].constants_for.startswith("pyiqa's")
+    assert not PRIOR_SPECS["unique"].calibration_fitted
+    assert "UNIQUE.pt" in PRIOR_SPECS["unique"].calibration_source
     assert not MSLIQEPrior.info.calibration_fitted
     assert "not published" in MSLIQEPrior.info.calibration_source
     documented = (Path(__file__).parents[1] / "docs" / "priors.md").read_text()
-    table = documented.split("Whose constants")[1]
-    for name in ("dbcnn", "hyperiqa", "paq2piq", "unique", "musiq", "clipiqa+", "liqe", "ms-liqe"):
-        assert f"| `{name}` |" in table, name
+    assert "\n".join(calibration.constants_table()) in documented.split("Whose constants")[1]

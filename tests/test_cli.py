@@ -9,6 +9,7 @@ from helpers import photo_png, run_cli
 
 from dlmap import images
 from dlmap.cli import main as cli
+from dlmap.priors import base, specs
 from dlmap.priors import registry as priors
 
 FAST = ["--backbone", "tiny-seesr", "--size", "64", "--iters", "2", "--steps", "4", "--quiet"]
@@ -136,14 +137,14 @@ def test_duplicate_output_names_are_refused(tmp_path, good_png, capsys):
 def test_a_diverging_solve_exits_1_and_writes_nothing(tmp_path, good_png, capsys):
     @priors.register_prior("test-nan")
     def make():
-        info = priors.PriorInfo("test-nan", "NaN", True, 0.0, 1.0, (0, 1))
-        return priors.CallablePrior(lambda x: x.flatten(1).mean(1) * float("nan"), info)
+        info = specs.PriorInfo("test-nan", "NaN", True, 0.0, 1.0, (0, 1))
+        return base.CallablePrior(lambda x: x.flatten(1).mean(1) * float("nan"), info)
 
     try:
         out = tmp_path / "out"
         code, err = run(["enhance", good_png, "--out", out, *FAST, "--prior", "test-nan"], capsys)
     finally:
-        priors._REGISTRY.pop("test-nan")
+        base.REGISTERED.pop("test-nan")
     assert code == 1 and "iteration 0: non-finite loss" in err and "nothing written" in err
     assert list(out.iterdir()) == []
 

@@ -14,7 +14,9 @@ from dlmap.diffusion import edict
 from dlmap.enhance import solver
 from dlmap.priors import calibration
 from dlmap.priors import registry as priors
-from dlmap.priors.registry import CallablePrior, PriorInfo, create_prior
+from dlmap.priors.base import CallablePrior
+from dlmap.priors.registry import create_prior
+from dlmap.priors.specs import PriorInfo
 
 SMALL = edict.EdictConfig(steps=4)
 FAST = ["--backbone", "tiny-seesr", "--size", "64", "--iters", "2", "--steps", "4", "--quiet"]

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from helpers import build_prior, photo
 
+from dlmap.priors import base, specs, statistics
 from dlmap.priors import registry as priors
 
 
@@ -60,8 +61,8 @@ def test_unknown_prior_suggests_the_closest_name():
 
 def test_a_user_prior_registers_with_one_decorator():
     @priors.register_prior("test-brightness")
-    class Brightness(priors.Prior):
-        info = priors.PriorInfo("test-brightness", "Brightness", True, 0.5, 0.1, (0, 1))
+    class Brightness(base.Prior):
+        info = specs.PriorInfo("test-brightness", "Brightness", True, 0.5, 0.1, (0, 1))
 
         def forward(self, images):
             return images.flatten(1).mean(dim=1)
@@ -70,15 +71,15 @@ def test_a_user_prior_registers_with_one_decorator():
         prior = priors.create_prior("test-brightness")
         assert prior(torch.ones(2, 3, 8, 8)).tolist() == [1.0, 1.0]
     finally:
-        priors._REGISTRY.pop("test-brightness")
+        base.REGISTERED.pop("test-brightness")
 
 
 def test_a_user_prior_registers_from_an_entry_point_string():
-    priors.register_entry_point("test-colour", "dlmap.priors.registry:Colorfulness")
+    priors.register_entry_point("test-colour", "dlmap.priors.statistics:Colorfulness")
     try:
-        assert isinstance(priors.create_prior("test-colour"), priors.Colorfulness)
+        assert isinstance(priors.create_prior("test-colour"), statistics.Colorfulness)
     finally:
-        priors._REGISTRY.pop("test-colour")
+        base.REGISTERED.pop("test-colour")
     with pytest.raises(ValueError, match="cannot import prior"):
         priors.register_entry_point("x", "dlmap.priors.registry:DoesNotExist")
     with pytest.raises(ValueError, match="package.module:factory"):
@@ -91,7 +92,7 @@ def test_a_factory_must_return_a_prior():
         with pytest.raises(TypeError, match="not a Prior"):
             priors.create_prior("test-bad")
     finally:
-        priors._REGISTRY.pop("test-bad")
+        base.REGISTERED.pop("test-bad")
 
 
 @pytest.mark.parametrize("name", priors.available_priors())
@@ -114,7 +115,8 @@ def test_latent_map_with_each_prior_raises_its_calibrated_score(name, offline_pr
 
 USER_PRIOR = """
 import torch
-from dlmap.priors.registry import CallablePrior, PriorInfo
+from dlmap.priors.base import CallablePrior
+from dlmap.priors.specs import PriorInfo
 
 
 def make():
@@ -141,7 +143,7 @@ def test_a_user_prior_registers_from_one_yaml_entry(tmp_path, monkeypatch, capsy
         assert "lab-brightness" in priors.available_priors()
         assert priors.create_prior("lab-brightness")(torch.ones(1, 3, 8, 8)).item() == 1.0
     finally:
-        priors._REGISTRY.pop("lab-brightness", None)
+        base.REGISTERED.pop("lab-brightness", None)
 
 
 @pytest.mark.parametrize(

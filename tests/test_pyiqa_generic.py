@@ -1,5 +1,5 @@
 """``--prior pyiqa:NAME``: any differentiable NR metric of pyiqa as a prior through one generic
-wrapper (dlmap.priors.pyiqa_generic), with its weights in the catalogue, its metadata from
+wrapper (dlmap.priors.zoo.generic_factory), with its weights in the catalogue, its metadata from
 pyiqa and our table, and one latent-MAP step on the tiny backbone for each metric the table
 classes differentiable (a representative subset by default; all of them with ``-m zoo``)."""
 
@@ -12,14 +12,14 @@ import pytest
 import torch
 from helpers import photo, photo_png, run_cli
 
-from dlmap.priors import pyiqa_generic, pyiqa_nr
+from dlmap.priors import pyiqa_nr, specs
 from dlmap.priors import registry as priors
 from dlmap.testing.offline_pyiqa import offline_random_weights
 from dlmap.weights import catalogue
 from dlmap.weights.cache import WeightsMissingError
 
 DIFFERENTIABLE = sorted(m for m, row in pyiqa_nr.table().items() if row.usable)
-GENERIC = [m for m in DIFFERENTIABLE if m not in pyiqa_generic.PAPER_METRICS]
+GENERIC = [m for m in DIFFERENTIABLE if m not in specs.PAPER_METRICS]
 SUBSET = ["cnniqa", "topiq_nr", "nima-koniq"]  # three families: plain CNN, attention, NIMA
 ZOO = [pytest.param(m, marks=pytest.mark.zoo) for m in GENERIC if m not in SUBSET]
 # Peak resident memory of the latent-MAP test below, measured on a 2-core CPU (GiB): MANIQA
@@ -57,7 +57,7 @@ def test_pyiqa_score_ranges_are_read_as_numbers():
 
 
 def test_the_papers_metrics_keep_their_names_metadata_and_weights():
-    for metric, name in pyiqa_generic.PAPER_METRICS.items():
+    for metric, name in specs.PAPER_METRICS.items():
         assert priors.prior_info(f"pyiqa:{metric}") == priors.prior_info(name), metric
         assert priors.weight_sets(f"pyiqa:{metric}") == priors.weight_sets(name), metric
 
@@ -84,7 +84,7 @@ def test_the_weight_sets_are_pyiqas_own_urls_and_match_the_papers_sets():
     """The files recorded from pyiqa's loaders are, for the paper's models, exactly the
     catalogue's hand-made sets (same URLs, same places), and for a generic one the URL in
     pyiqa's own table."""
-    for metric, name in pyiqa_generic.PAPER_METRICS.items():
+    for metric, name in specs.PAPER_METRICS.items():
         recorded = pyiqa_nr.files_table().get(metric)
         if recorded is None or name == "niqe":  # not built offline; dlmap's own NIQE
             continue

@@ -6,7 +6,9 @@ from helpers import photo
 
 from dlmap.diffusion import edict
 from dlmap.enhance import solver
-from dlmap.priors.registry import CallablePrior, PriorInfo, create_prior
+from dlmap.priors.base import CallablePrior
+from dlmap.priors.registry import create_prior
+from dlmap.priors.specs import PriorInfo
 
 SMALL = edict.EdictConfig(steps=4)
 

@@ -7,8 +7,8 @@ in ``test_priors.py``, through conftest's ``offline_priors`` fixture.)
 import pytest
 
 from dlmap.cli import main as cli
+from dlmap.priors import base, specs
 from dlmap.priors import registry as priors
-from dlmap.priors import zoo
 from dlmap.weights import cache as weights
 from dlmap.weights import catalogue
 
@@ -24,14 +24,15 @@ def test_missing_weights_fail_at_construction_listing_files_urls_and_folder(tmp_
 
 
 def test_the_papers_liqe_is_pyiqas_liqe_mix_and_clip_urls_come_from_pyiqa():
-    assert zoo.PYIQA_MODELS["liqe"].metric == "liqe_mix"
+    assert specs.PRIOR_SPECS["liqe"].pyiqa_metric == "liqe_mix"
     files = {file.kind: file for file in catalogue.get("liqe").files()}
     assert files["clip"].path == "torch/clip/ViT-B-32.pt"
     assert files["pyiqa"].path == "torch/pyiqa/liqe_mix.pt"
-    assert set(zoo.PYIQA_MODELS) <= set(catalogue.CATALOGUE)
+    with_files = {name for name, spec in specs.PRIOR_SPECS.items() if spec.file_set()}
+    assert with_files == set(specs.PAPER_PRIORS) and with_files <= set(catalogue.CATALOGUE)
 
 
-@pytest.mark.parametrize("name", [*zoo.PYIQA_MODELS, "niqe", "ms-liqe"])
+@pytest.mark.parametrize("name", [*specs.PYIQA_SPECS, "niqe", "ms-liqe"])
 def test_published_parameter_counts_are_those_of_the_built_architectures(name, tmp_path):
     """Table I's third column comes from metadata: check it against the real architecture
     (full size, random weights). CLIPIQA+ keeps its CLIP in a list, outside .parameters().
@@ -82,13 +83,13 @@ def test_table_one_columns_come_from_the_metadata_in_the_papers_row_order(tmp_pa
 
 
 def test_a_prior_without_a_parameter_count_cannot_enter_table_one(monkeypatch):
-    info = priors.PriorInfo("mine", "Mine", True, 0.0, 1.0, (0.0, 1.0))
+    info = specs.PriorInfo("mine", "Mine", True, 0.0, 1.0, (0.0, 1.0))
 
     def factory():
-        return priors.CallablePrior(lambda images: images.mean(dim=(1, 2, 3)), info)
+        return base.CallablePrior(lambda images: images.mean(dim=(1, 2, 3)), info)
 
     factory.info = info
-    monkeypatch.setitem(priors._REGISTRY, "mine", factory)
+    monkeypatch.setitem(base.REGISTERED, "mine", factory)
     with pytest.raises(ValueError, match="'mine' publishes no parameter count"):
         priors.table_one_columns(["liqe", "mine"])
 

@@ -183,9 +183,9 @@ def priors_command(args) -> int:
         training = training if len(training) <= 42 else training[:39] + "..."
         print(f"{name:<13}{info.display_name[:27]:<28}{count:>9}  {training:<44}"
               f"{scale.label:<7}{status}")  # fmt: skip
-    from dlmap.priors import pyiqa_generic
+    from dlmap.priors import zoo
 
-    usable = pyiqa_generic.usable_metrics()
+    usable = zoo.usable_metrics()
     print(f"and pyiqa:NAME for {len(usable)} of pyiqa's no-reference metrics (the paper's "
           "included, under their names above): dlmap priors list --all")
     return 0
@@ -194,7 +194,7 @@ def priors_command(args) -> int:
 def _pyiqa_table() -> int:
     """``priors list --all``: every NR metric of the pinned pyiqa and whether it can be a
     prior (dlmap.priors.pyiqa_nr), from the table and pyiqa's own metadata (nothing built)."""
-    from dlmap.priors import pyiqa_generic, pyiqa_nr
+    from dlmap.priors import pyiqa_nr, specs
 
     numbers = ", ".join(f"{count} {kind}" for kind, count in pyiqa_nr.counts().items())
     print(f"pyiqa {pyiqa_nr.PYIQA_VERSION}'s {len(pyiqa_nr.table())} NR metrics: {numbers} "
@@ -207,7 +207,7 @@ def _pyiqa_table() -> int:
         meta = pyiqa_nr.pyiqa_metadata(name)
         better = "lower" if meta["lower_better"] else "higher"
         note = row.reason + (" (aesthetic)" if row.aesthetic else "")
-        paper = pyiqa_generic.PAPER_METRICS.get(name)
+        paper = specs.PAPER_METRICS.get(name)
         prior = paper or (f"pyiqa:{name}" if row.usable else "-")
         if paper and not row.usable:
             note += f"; served by the paper's prior {paper} (dlmap's own tests)"

@@ -48,8 +48,8 @@ from dlmap.diffusion import bijections, edict
 from dlmap.enhance import fidelity
 from dlmap.errors import DlmapError, InputError
 from dlmap.images import quantise
+from dlmap.priors.base import Prior
 from dlmap.priors.calibration import calibrate
-from dlmap.priors.registry import Prior
 from dlmap.settings import MODES, SolverConfig  # noqa: F401  (solver.SolverConfig, solver.MODES)
 
 

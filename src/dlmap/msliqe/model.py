@@ -50,7 +50,8 @@ import torch.nn.functional as F
 
 from dlmap.errors import InputError
 from dlmap.files import sha256_file
-from dlmap.priors.registry import DLMAP_LICENCE, Prior, PriorInfo, register_prior
+from dlmap.priors.base import Prior, register_prior
+from dlmap.priors.specs import MSLIQE_AUTHORS_CONSTANTS, PRIOR_SPECS
 from dlmap.weights.cache import WeightKeyError, WeightsMissingError, cache_dir
 
 LEVELS = ("bad", "poor", "fair", "good", "perfect")
@@ -281,10 +282,6 @@ class MSLIQE(torch.nn.Module):
 #: theirs on LIVE for their own MS-LIQE, which they have not published: none is known, so the
 #: shipped constants are provisional for every checkpoint (a trained one gets its own).
 AUTHORS_CHECKPOINTS: tuple[str, ...] = ()
-AUTHORS_CONSTANTS = (
-    "the paper's authors' public code (mapping_clean.py), fitted on LIVE for their own MS-LIQE "
-    "checkpoint, which is not published"
-)
 
 
 def default_checkpoint(cache=None) -> Path:
@@ -313,23 +310,7 @@ class MSLIQEPrior(Prior):
     ``allow_random=True`` (random weights, for tests and demos).
     """
 
-    info = PriorInfo(
-        name="ms-liqe",
-        display_name="MS-LIQE",
-        higher_is_better=True,
-        xi3=1.984470232985137,
-        xi4=0.939839104077352,
-        score_range=(1.0, 5.0),
-        reference="this paper, Sec. V",
-        training_set="LIVE, CSIQ, BID, CLIVE, KonIQ-10k, KADID-10k",
-        calibration_source=(
-            f"provisional: {AUTHORS_CONSTANTS}; the workflow fits a trained checkpoint's own "
-            "(calibration.priors), or `dlmap calibrate --prior ms-liqe`"
-        ),
-        calibration_fitted=False,
-        params=151_277_313,  # CLIP ViT-B/32 with its text tower (checked by the tests)
-        licence=DLMAP_LICENCE + "; CLIP (open_clip, MIT); weights: the checkpoint you train",
-    )
+    info = PRIOR_SPECS["ms-liqe"].info()
 
     def __init__(
         self,
@@ -361,7 +342,7 @@ class MSLIQEPrior(Prior):
         )
         if digest and digest in AUTHORS_CHECKPOINTS:
             self.info = replace(
-                self.info, calibration_fitted=True, calibration_source=AUTHORS_CONSTANTS
+                self.info, calibration_fitted=True, calibration_source=MSLIQE_AUTHORS_CONSTANTS
             )
 
     @staticmethod

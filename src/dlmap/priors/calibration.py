@@ -186,3 +186,24 @@ def load_constants(name: str, cache=None) -> LogisticFit | None:
 def read_fit(path) -> LogisticFit:
     """A ``LogisticFit`` JSON as ``save_constants`` or the workflow writes it."""
     return LogisticFit(**json.loads(Path(path).read_text()))
+
+
+def constants_table(names=None) -> list[str]:
+    """The Markdown lines of docs/priors.md's table of Eq. 21 constants (every spec, or
+    ``names``): xi3, |xi4|, the checkpoint they were fitted for, fitted or provisional, and
+    where they come from."""
+    lines = [
+        "| prior | xi3 | \\|xi4\\| | fitted for | status | where they come from |",
+        "|---|---|---|---|---|---|",
+    ]
+    from dlmap.priors.specs import PRIOR_SPECS
+
+    for name in names or PRIOR_SPECS:
+        spec = PRIOR_SPECS[name]
+        status = "fitted" if spec.calibration_fitted else "provisional"
+        source = spec.calibration_source.removeprefix("provisional: ").replace("|", "\\|")
+        lines.append(
+            f"| `{name}` | {spec.xi3:.6g} | {abs(spec.xi4):.6g} | {spec.constants_for} | "
+            f"{status} | {source} |"
+        )
+    return lines

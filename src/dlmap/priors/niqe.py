@@ -28,7 +28,8 @@ import torch
 
 from dlmap.errors import InputError, MissingInputError
 from dlmap.priors import niqe_fit, niqe_live
-from dlmap.priors.registry import PYIQA_LICENCE, Prior, PriorInfo, register_prior
+from dlmap.priors.base import Prior, register_prior
+from dlmap.priors.specs import PRIOR_SPECS
 from dlmap.weights.cache import WeightsMissingError, cache_dir
 
 FITTED_FILE = "niqe_pristine_dlmap_fitted.mat"
@@ -36,7 +37,7 @@ MIN_SIZE = 192  # pyiqa crops to whole 96-blocks; its covariance needs >= 2 x 2 
 MODELS = ("auto", "live", "fitted")
 
 LIVE_DISPLAY = "NIQE"
-FITTED_DISPLAY = "NIQE (dlmap-fitted pristine model, bundled photographs)"
+FITTED_DISPLAY = PRIOR_SPECS["niqe"].display_name
 
 
 @dataclass(frozen=True)
@@ -148,23 +149,7 @@ class NIQEPrior(Prior):
     lower scores are better.
     """
 
-    info = PriorInfo(
-        name="niqe",
-        display_name=FITTED_DISPLAY,
-        higher_is_better=False,
-        xi3=-10.0,
-        xi4=5.0,
-        score_range=(0.0, 100.0),
-        reference="Mittal, Soundararajan, Bovik, IEEE SPL 2013",
-        training_set="pristine photographs",
-        params=niqe_fit.FEATURES + niqe_fit.FEATURES**2,  # the pristine mean and covariance
-        trained_on_mos=False,
-        licence=PYIQA_LICENCE + " (LIVE's pristine model) or ours (the fitted one)",
-        calibration_source=(
-            "provisional: centred on NIQE 10, 5 units per e-fold (wide, so that strongly "
-            "degraded images keep a gradient), set by hand, not fitted to MOS"
-        ),
-    )
+    info = PRIOR_SPECS["niqe"].info()
 
     def __init__(self, cache=None, model: str | Path = "auto"):
         super().__init__()

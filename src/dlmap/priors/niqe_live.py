@@ -244,3 +244,10 @@ def fetch(cache=None, sources=SOURCES) -> list[Path]:
         f"place LIVE's modelparameters.mat at {target} (it is recognised by its numbers), or "
         "use the fitted fallback (NIQE model 'fitted')"
     )
+
+
+def fetch_with_source(cache=None) -> tuple[list[Path], str]:
+    """``fetch``, and which source the model came from (the weights catalogue's report)."""
+    placed = fetch(cache)
+    provenance = str(read_model(placed[0])[2].get("source", "")) if placed else ""
+    return placed, "PyPI (basicsr 1.4.2)" if "PyPI" in provenance else "pyiqa's copy on the hub"

@@ -1,24 +1,34 @@
-"""The paper's NR-IQA models from pyiqa, as differentiable priors (Table I).
+"""pyiqa's metrics as differentiable priors: the paper's models of Table I, and any other
+no-reference metric of pyiqa by name, ``pyiqa:NAME``.
 
-Each entry of ``PYIQA_MODELS`` names the pyiqa metric that implements a model (the paper's
-LIQE is pyiqa's ``liqe_mix``), its metadata, and every file pyiqa reads when it builds the
-metric: its own checkpoint and the ImageNet or CLIP backbone it constructs first. The URLs
-come from pyiqa's, torchvision's, timm's and CLIP's own constants, never typed here.
+Every spec with a ``pyiqa_metric`` (``dlmap.priors.specs``; the paper's LIQE is pyiqa's
+``liqe_mix``) is registered here under its name, with its metadata, constants and weights.
+``pyiqa:NAME`` (``--prior pyiqa:topiq_nr``, or the same string in the workflow's config) is
+answered by ``generic_factory``:
+
+* a metric behind one of the paper's priors is that prior (the registry resolves it);
+* a metric the classification table (``dlmap.priors.pyiqa_nr``) does not class
+  ``differentiable`` is refused in one line saying why and naming an alternative;
+* any other is ``PyiqaPrior`` on that metric, with weights from the catalogue's
+  ``pyiqa:NAME`` set (the files the table records from pyiqa's own URLs), images under the
+  metric's smallest side (``min_side`` in the table) upsampled with a warning saying so,
+  metadata from pyiqa's ``DEFAULT_CONFIGS`` and the table, and provisional Eq. 21 constants
+  (``provisional_constants``) until fitted with ``dlmap calibrate`` or the workflow.
 
 ``PyiqaPrior`` wraps ``pyiqa.create_metric(metric, as_loss=True, loss_reduction="none")``:
 per-image raw scores with gradients (pyiqa's default reduction averages over the batch, and
-``as_loss=False`` gives no gradient). Before anything is built it checks that every file is
-in the dlmap cache (torch's hub folder is pointed at ``<cache>/torch`` while pyiqa builds),
-and raises one ``WeightsMissingError`` listing the missing files, their URLs and the folder,
-so that nothing is downloaded behind the user's back (``dlmap weights fetch NAME`` does it).
-pyiqa is licensed PolyForm Noncommercial.
+``as_loss=False`` gives no gradient), pyiqa's own forward (its crops, resizing and multi-scale
+protocol). Before anything is built it checks that every file is in the dlmap cache (torch's
+hub folder is pointed at ``<cache>/torch`` while pyiqa builds), and raises one
+``WeightsMissingError`` listing the missing files, their URLs and the folder, so that nothing
+is downloaded behind the user's back (``dlmap weights fetch NAME`` does it). pyiqa is licensed
+PolyForm Noncommercial.
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,163 +36,16 @@ import torch.nn.functional as F
 from torchvision.ops import RoIPool
 
 from dlmap.errors import InputError
-from dlmap.priors import roi_pool
-from dlmap.priors.registry import PYIQA_LICENCE, Prior, PriorInfo, register_prior
+from dlmap.priors import pyiqa_nr, roi_pool
+from dlmap.priors.base import Prior, register_prior
 from dlmap.priors.roi_pool import compiled_roi_pool_works
+from dlmap.priors.specs import PAPER_METRICS, PROVISIONAL, PYIQA_SPECS, PriorInfo
 from dlmap.weights import cache as weights
 from dlmap.weights import catalogue
 
-PROVISIONAL = "provisional: mid-range and a quarter of the range, not fitted to MOS"
-# The authors' LIVE-fitted constants for plain CLIP-IQA (pyiqa's "clipiqa"): CLIPIQA+ has
-# learned prompts, so they do not carry over; kept here to be named where CLIPIQA+ is listed.
-CLIPIQA_XI3, CLIPIQA_XI4 = 0.383287415616992, 0.223077718907985
-
-
-@dataclass(frozen=True)
-class PyiqaModel:
-    """A model of Table I as pyiqa provides it (its files: ``catalogue.CATALOGUE[name]``).
-
-    params: its parameter count as built by pyiqa (every tensor of the module, CLIP's text
-    tower included; checked against the built architecture by the tests). xi3/xi4: Eq. 21
-    constants on the direction-corrected raw scale; ``calibration_source`` says where they
-    come from ("provisional" when nobody fitted them to MOS).
-    """
-
-    name: str
-    metric: str
-    display_name: str
-    reference: str
-    training_set: str
-    params: int
-    score_range: tuple[float, float]
-    xi3: float
-    xi4: float
-    calibration_source: str = PROVISIONAL
-    higher_is_better: bool = True
-
-    @property
-    def calibration_fitted(self) -> bool:
-        """Whether xi3 and xi4 were fitted to opinion scores (not ``PROVISIONAL``)."""
-        return not self.calibration_source.startswith("provisional")
-
-    def info(self) -> PriorInfo:
-        return PriorInfo(
-            name=self.name,
-            display_name=self.display_name,
-            higher_is_better=self.higher_is_better,
-            xi3=self.xi3,
-            xi4=self.xi4,
-            score_range=self.score_range,
-            reference=self.reference,
-            training_set=self.training_set,
-            calibration_source=self.calibration_source,
-            calibration_fitted=self.calibration_fitted,
-            params=self.params,
-            licence=PYIQA_LICENCE,
-        )
-
-
 MIN_SIDE = 224
-SIX_SETS = "LIVE, CSIQ, BID, CLIVE, KonIQ-10k, KADID-10k"
-AUTHORS = (
-    "the paper's authors' public code (mapping_clean.py of their enhancement method), "
-    "fitted on LIVE for pyiqa's {metric}"
-)
-
-PYIQA_MODELS: dict[str, PyiqaModel] = {
-    model.name: model
-    for model in (
-        PyiqaModel(
-            name="dbcnn",
-            metric="dbcnn",
-            display_name="DBCNN",
-            reference="Zhang et al., IEEE TCSVT 2020",
-            training_set="KonIQ-10k",
-            params=15_311_345,
-            score_range=(0.0, 1.0),
-            xi3=0.5,
-            xi4=0.25,
-        ),
-        PyiqaModel(
-            name="hyperiqa",
-            metric="hyperiqa",
-            display_name="HyperIQA",
-            reference="Su et al., CVPR 2020",
-            training_set="KonIQ-10k",
-            params=27_375_369,
-            score_range=(0.0, 1.0),
-            xi3=0.5,
-            xi4=0.25,
-        ),
-        PyiqaModel(
-            name="paq2piq",
-            metric="paq2piq",
-            display_name="PaQ-2-PiQ",
-            reference="Ying et al., CVPR 2020",
-            training_set="FLIVE",
-            params=11_704_897,
-            score_range=(0.0, 100.0),
-            xi3=50.0,
-            xi4=25.0,
-        ),
-        PyiqaModel(
-            name="unique",
-            metric="unique",
-            display_name="UNIQUE",
-            reference="Zhang et al., IEEE TIP 2021",
-            training_set=SIX_SETS,
-            params=22_321_962,
-            score_range=(-3.0, 3.0),
-            xi3=-0.4135264,
-            xi4=1.6893845,
-            calibration_source=(
-                "provisional: the UNIQUE authors' perceptual-attack code "
-                "(zwx8981/PerceptualAttack_BIQA, mapping2.py) fitted these on LIVE for their "
-                "own UNIQUE checkpoint, not for pyiqa's UNIQUE.pt, which dlmap loads; the "
-                "workflow fits pyiqa's (calibration.priors)"
-            ),
-        ),
-        PyiqaModel(
-            name="musiq",
-            metric="musiq",
-            display_name="MUSIQ",
-            reference="Ke et al., ICCV 2021",
-            training_set="KonIQ-10k",
-            params=27_125_825,
-            score_range=(0.0, 100.0),
-            xi3=43.539140163575430,
-            xi4=16.786801106500807,
-            calibration_source=AUTHORS.format(metric="musiq"),
-        ),
-        PyiqaModel(
-            name="clipiqa+",
-            metric="clipiqa+",
-            display_name="CLIPIQA+",
-            reference="Wang et al., AAAI 2023",
-            training_set="KonIQ-10k",
-            params=102_023_521,
-            score_range=(0.0, 1.0),
-            xi3=0.5,
-            xi4=0.25,
-            calibration_source=(
-                PROVISIONAL + " (the authors' constants are for plain CLIP-IQA, "
-                f"xi3 = {CLIPIQA_XI3}, |xi4| = {CLIPIQA_XI4}, not for CLIPIQA+)"
-            ),
-        ),
-        PyiqaModel(
-            name="liqe",
-            metric="liqe_mix",
-            display_name="LIQE",
-            reference="Zhang et al., CVPR 2023",
-            training_set=SIX_SETS,
-            params=151_277_313,
-            score_range=(1.0, 5.0),
-            xi3=2.077636606942305,
-            xi4=1.101934158051146,
-            calibration_source=AUTHORS.format(metric="liqe_mix (15 patches, pyiqa's default)"),
-        ),
-    )
-}
+PREFIX = "pyiqa:"
+UNKNOWN_RANGE = (0.0, 1.0)
 
 
 @contextlib.contextmanager
@@ -205,10 +68,10 @@ def torch_hub_dir(folder: Path):
 class PyiqaPrior(Prior):
     """A pyiqa metric as a prior: (B, 3, H, W) in [0, 1] -> (B,) raw scores, differentiable.
 
-    ``name``: a paper model of ``PYIQA_MODELS``, or (with ``metric`` and ``info``) any metric
-    through ``dlmap.priors.pyiqa_generic``; the weight set checked is the catalogue's set of
-    that name. Raises ``WeightsMissingError`` (one line: files, URLs, folder) before building
-    anything if a file is missing from the cache.
+    ``name``: a prior of ``specs.PYIQA_SPECS``, or (with ``metric`` and ``info``) any metric
+    through ``generic_factory``; the weight set checked is the catalogue's set of that name.
+    Raises ``WeightsMissingError`` (one line: files, URLs, folder) before building anything if
+    a file is missing from the cache.
 
     min_side: images with a shorter side below it are upsampled (bilinear) first; ``announce``:
     say so once (a ``UserWarning``), for metrics whose own protocol sets the minimum.
@@ -226,8 +89,8 @@ class PyiqaPrior(Prior):
     ):
         super().__init__()
         if metric is None:
-            model = PYIQA_MODELS[name]
-            metric, info = model.metric, model.info()
+            spec = PYIQA_SPECS[name]
+            metric, info = spec.pyiqa_metric, spec.info()
         catalogue.get(name).require(cache)
         import pyiqa
 
@@ -265,19 +128,82 @@ class PyiqaPrior(Prior):
         return self.metric(images.clone()).reshape(images.shape[0])
 
 
-def _factory(name: str):
-    def build(cache=None) -> PyiqaPrior:
-        return PyiqaPrior(name, cache=cache)
+def _factory(name: str, build, info: PriorInfo):
+    """``build`` as the registry's factory of prior ``name``: with its metadata (no weights
+    needed), its weights' status and the catalogue set it reads (the prior's name)."""
 
     def weights_status(cache=None) -> str:
         missing = catalogue.get(name).missing_files(cache)
         return f"MISSING: dlmap weights fetch {name}" if missing else "present"
 
-    build.info = PYIQA_MODELS[name].info()  # metadata without weights (priors.prior_info)
+    build.info = info
     build.weights_status = weights_status
-    build.weight_sets = lambda **options: (name,)  # the catalogue's set has the prior's name
+    build.weight_sets = lambda **options: (name,)
     return build
 
 
-for _name in PYIQA_MODELS:
-    register_prior(_name)(_factory(_name))
+def _spec_factory(name: str):
+    def build(cache=None) -> PyiqaPrior:
+        return PyiqaPrior(name, cache=cache)
+
+    return _factory(name, build, PYIQA_SPECS[name].info())
+
+
+for _name in PYIQA_SPECS:
+    register_prior(_name)(_spec_factory(_name))
+
+
+def provisional_constants(metric: str) -> tuple[float, float, str]:
+    """xi3, xi4 of Eq. 21 before any fit: the middle of pyiqa's score range (negated for a
+    lower-is-better metric: xi3 lives on the direction-corrected scale) and a quarter of the
+    range per e-fold, with a sentence saying so."""
+    lower_better = pyiqa_nr.pyiqa_metadata(metric)["lower_better"]
+    found = pyiqa_nr.score_range(metric)
+    low, high = found or UNKNOWN_RANGE
+    middle = (low + high) / 2
+    xi3 = -middle if lower_better else middle
+    where = "pyiqa's score range" if found else "an assumed range (pyiqa records none)"
+    text = (f"{PROVISIONAL}: xi3 = {xi3:g}, xi4 = {(high - low) / 4:g} from {where} "
+            f"{low:g} to {high:g}; fit them with `dlmap calibrate`")  # fmt: skip
+    return xi3, (high - low) / 4, text
+
+
+def metric_info(metric: str) -> PriorInfo:
+    """The ``PriorInfo`` of ``pyiqa:metric`` (nothing built, no weights needed)."""
+    row = pyiqa_nr.table()[metric]
+    lower_better = pyiqa_nr.pyiqa_metadata(metric)["lower_better"]
+    xi3, xi4, source = provisional_constants(metric)
+    training = row.training_set
+    return PriorInfo(
+        name=PREFIX + metric,
+        display_name=metric,
+        higher_is_better=not lower_better,
+        xi3=xi3,
+        xi4=xi4,
+        score_range=pyiqa_nr.score_range(metric) or UNKNOWN_RANGE,
+        reference=row.reference,
+        training_set=training,
+        calibration_source=source,
+        params=row.params,
+        trained_on_mos=not training.startswith("none"),
+        licence=row.licence,
+    )
+
+
+def generic_factory(metric: str):
+    """The registry factory of ``pyiqa:metric`` for a metric no spec serves (see the module
+    doc); raises ``pyiqa_nr.UnusablePriorError`` for a metric that cannot be a prior."""
+    row = pyiqa_nr.require_usable(metric)
+    name, info = PREFIX + metric, metric_info(metric)
+    min_side = row.min_side or 1
+
+    def build(cache=None) -> PyiqaPrior:
+        return PyiqaPrior(name, cache, metric=metric, info=info, min_side=min_side, announce=True)
+
+    return _factory(name, build, info)
+
+
+def usable_metrics() -> list[str]:
+    """Every metric ``pyiqa:NAME`` accepts: the table's differentiable ones and the paper's."""
+    rows = pyiqa_nr.table()
+    return sorted({m for m, row in rows.items() if row.usable} | (set(PAPER_METRICS) & set(rows)))

@@ -5,7 +5,8 @@ Two kinds of set share one interface (``where``, ``outputs``, ``check``, ``fetch
 placed by hand), a ``FileSet`` is checkpoints fetched from URLs (the priors and the
 comparison metrics). ``BACKBONE_WEIGHTS`` says which sets each backbone needs; the backbone
 loader, ``dlmap weights fetch/check --backbone`` and the workflow's fetch rules all read it.
-A prior's set has the prior's name. Nothing here downloads until ``fetch`` is called.
+A prior's set has the prior's name and comes from its spec (``dlmap.priors.specs``). Nothing
+here downloads until ``fetch`` is called.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from pathlib import Path
 
 from dlmap import settings
 from dlmap.errors import UsageError
+from dlmap.priors import specs
 from dlmap.weights.cache import WeightsMissingError
 from dlmap.weights.downloads import (
     FileSet,
     WeightFile,
     clip_file,
-    pyiqa_file,
-    timm_file,
     torchvision_file,
 )
 from dlmap.weights.fetching import FAILED, MANUAL, Attempt, FetchResult
@@ -116,73 +116,8 @@ _FOLDER_SETS = (
     ),
 )
 
-NIQE_LIVE_FILE = "niqe/modelparameters.mat"  # dlmap.priors.niqe_live.MODEL_FILE
-
-
-def _niqe_live_fetch(cache=None) -> tuple[list[Path], str]:
-    """LIVE's NIQE model from the first of its sources that works (``niqe_live.fetch``), and
-    which one that was."""
-    from dlmap.priors import niqe_live
-
-    placed = niqe_live.fetch(cache)
-    provenance = str(niqe_live.read_model(placed[0])[2].get("source", "")) if placed else ""
-    label = "PyPI (basicsr 1.4.2)" if "PyPI" in provenance else "pyiqa's copy on the hub"
-    return placed, label
-
-
-_FILE_SETS = (
-    FileSet(
-        "niqe",
-        "NIQE's pristine model: LIVE's, from basicsr 1.4.2's source on PyPI or pyiqa's copy "
-        "on the hub, recognised by its numbers",
-        lambda: (pyiqa_file("niqe_arch", "url", NIQE_LIVE_FILE),),
-        fetcher=_niqe_live_fetch,
-    ),
-    FileSet(
-        "dbcnn",
-        "DBCNN prior: VGG16 (ImageNet), SCNN and the KonIQ-10k checkpoint",
-        lambda: (
-            torchvision_file("VGG16_Weights.IMAGENET1K_V1"),
-            pyiqa_file("dbcnn_arch", "scnn"),
-            pyiqa_file("dbcnn_arch", "koniq"),
-        ),
-    ),
-    FileSet(
-        "hyperiqa",
-        "HyperIQA prior: timm ResNet-50 and the KonIQ-10k checkpoint",
-        lambda: (timm_file("resnet50"), pyiqa_file("hypernet_arch", "resnet50-koniq")),
-    ),
-    FileSet(
-        "paq2piq",
-        "PaQ-2-PiQ prior: ResNet-18 (ImageNet) and the FLIVE checkpoint",
-        lambda: (
-            torchvision_file("ResNet18_Weights.IMAGENET1K_V1"),
-            pyiqa_file("paq2piq_arch", "url"),
-        ),
-    ),
-    FileSet(
-        "unique",
-        "UNIQUE prior: ResNet-34 (ImageNet) and the multi-dataset checkpoint",
-        lambda: (
-            torchvision_file("ResNet34_Weights.IMAGENET1K_V1"),
-            pyiqa_file("unique_arch", "mix"),
-        ),
-    ),
-    FileSet(
-        "musiq",
-        "MUSIQ prior: the KonIQ-10k checkpoint",
-        lambda: (pyiqa_file("musiq_arch", "koniq10k"),),
-    ),
-    FileSet(
-        "clipiqa+",
-        "CLIPIQA+ prior: OpenAI CLIP RN50 and the learned prompts",
-        lambda: (clip_file("RN50"), pyiqa_file("clipiqa_arch", "clipiqa+")),
-    ),
-    FileSet(
-        "liqe",
-        "LIQE prior (pyiqa's liqe_mix): OpenAI CLIP ViT-B/32 and the multi-dataset weights",
-        lambda: (clip_file("ViT-B/32"), pyiqa_file("liqe_arch", "mix")),
-    ),
+# The priors' sets come from their specs (dlmap.priors.specs); these are the comparison's.
+_METRIC_SETS = (
     FileSet(
         "clip-vit-b-32",
         "OpenAI CLIP ViT-B/32: semantic distance D2 (Eq. 18) and MS-LIQE's initialisation",
@@ -202,9 +137,10 @@ _FILE_SETS = (
 )
 
 CATALOGUE: dict[str, FolderSet | FileSet] = {
-    entry.name: entry for entry in (*_FOLDER_SETS, *_FILE_SETS)
+    entry.name: entry for entry in (*_FOLDER_SETS, *specs.file_sets(), *_METRIC_SETS)
 }
-"""Every weight set by name: the backbone's folders first, then the URL-fetched files."""
+"""Every weight set by name: the backbone's folders, each prior's files (named like the
+prior), then the comparison metrics' files."""
 
 BACKBONE_WEIGHTS: dict[str, tuple[str, ...]] = {
     "sd2-seesr": ("sd2-base", "seesr", "ram-swin-large", "dape"),
