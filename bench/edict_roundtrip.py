@@ -25,8 +25,9 @@ from _common import setup_torch
 from skimage import data
 
 from dlmap.diffusion import edict
-from dlmap.diffusion.backbones import load_backbone
+from dlmap.diffusion.build import load_backbone
 from dlmap.images import center_crop_resize
+from dlmap.settings import BackboneSettings
 from dlmap.testing.tf32 import emulated_tf32
 
 
@@ -48,18 +49,24 @@ def main(argv=None) -> int:
         f"image {args.size}px"
     )
     print(f"{'networks':14} {'order':12} {'h(d(x)) vs x':>14} {'d(h(z)) vs z':>14}")
-    bf16 = torch.bfloat16
-    precisions = {
-        "float64": (torch.float64, None, None),
-        "float32": (torch.float32, None, None),
-        "bf16-autocast": (torch.float32, bf16, None),
-        "bf16-weights": (torch.float32, bf16, bf16),
-        "tf32-emulated": (torch.float32, None, None),
+    precisions = {  # BackboneSettings' dtype, autocast and weights_dtype
+        "float64": ("float64", "none", "same"),
+        "float32": ("float32", "none", "same"),
+        "bf16-autocast": ("float32", "bf16", "same"),
+        "bf16-weights": ("float32", "bf16", "bf16"),
+        "tf32-emulated": ("float32", "none", "same"),
     }
-    for name, (dtype, autocast, weights) in precisions.items():
+    for name, (dtype_name, autocast, weights) in precisions.items():
         arithmetic = emulated_tf32 if name == "tf32-emulated" else contextlib.nullcontext
-        backbone = load_backbone("tiny-seesr", dtype=dtype, autocast_dtype=autocast,
-                                 weights_dtype=weights)  # fmt: skip
+        settings = BackboneSettings(
+            name="tiny-seesr",
+            device="cpu",
+            dtype=dtype_name,
+            autocast=autocast,
+            weights_dtype=weights,
+        )
+        backbone = load_backbone(settings)
+        dtype = getattr(torch, dtype_name)
         image = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(dtype)
         latent, cond = backbone.encode(image, seeds=[0]), backbone.condition(image)
         noise = torch.randn(2, *latent.shape, generator=torch.Generator().manual_seed(0))

@@ -104,11 +104,11 @@ def write_weights(cache: Path, reduced: bool, seed: int = 0) -> dict:
 
 def run_stages(cache: Path, image: Path, out: Path, args) -> dict:
     """The default path's stages in this process, each timed."""
-    from dlmap.diffusion import backbones, dape, loading
+    from dlmap.diffusion import build, dape
     from dlmap.enhance import records, solver
     from dlmap.images import load_image
     from dlmap.priors.registry import create_prior
-    from dlmap.settings import EdictConfig, SolverConfig
+    from dlmap.settings import BackboneSettings, EdictConfig, SolverConfig
 
     times: dict[str, float] = {}
 
@@ -125,19 +125,24 @@ def run_stages(cache: Path, image: Path, out: Path, args) -> dict:
     def network(cls, folder, sub=None, **kwargs):
         return f"load {Path(folder).name}/{sub or ''} ({cls.__name__})"
 
-    backbones.load_strict = timed(network, backbones.load_strict)
-    backbones.encode_empty_prompt = timed(lambda *a: "load text encoder + empty prompt",
-                                          loading.encode_empty_prompt)  # fmt: skip
+    build.load_strict = timed(network, build.load_strict)
+    build.encode_empty_prompt = timed(
+        lambda *a: "load text encoder + empty prompt", build.encode_empty_prompt
+    )
     dape.load_image_embedder = timed(lambda *a, **k: "load RAM Swin-L + DAPE",
                                      dape.load_image_embedder)  # fmt: skip
     began = time.perf_counter()
-    backbone = backbones.load_backbone(
-        "sd2-seesr", cache=cache, device=args.device,
-        dtype=backbones.TORCH_DTYPES[args.dtype],
-        autocast_dtype=backbones.AUTOCAST_DTYPES[args.autocast],
-        weights_dtype=torch.bfloat16 if args.weights_dtype == "bf16" else None,
-        checkpoint_blocks=args.checkpoint_blocks, vae_slicing=args.vae_slicing,
-    )  # fmt: skip
+    settings = BackboneSettings(
+        name="sd2-seesr",
+        cache=str(cache),
+        device=args.device,
+        dtype=args.dtype,
+        autocast=args.autocast,
+        weights_dtype=args.weights_dtype,
+        checkpoint_blocks=args.checkpoint_blocks,
+        vae_slicing=args.vae_slicing,
+    )
+    backbone = build.load_backbone(settings)
     times["load backbone (total)"] = time.perf_counter() - began
     prior = create_prior("ms-liqe", cache=cache).to(args.device)
     batch = load_image(image, size=args.size).unsqueeze(0).to(args.device)

@@ -51,9 +51,9 @@ from _common import MIB, PeakMemory, TimedPrior, load_warning, setup_torch, sync
 
 from dlmap.diffusion import edict
 from dlmap.diffusion.backbones import Backbone
+from dlmap.diffusion.build import set_tf32
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance import flops, solver
-from dlmap.enhance.pipeline import set_tf32
 from dlmap.priors.base import CallablePrior
 from dlmap.priors.specs import PriorInfo
 from dlmap.testing.released import SD2_UNET, SD2_VAE

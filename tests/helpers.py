@@ -102,3 +102,16 @@ def photo_png(folder, name: str = "astronaut", size: int = 96):
     path.parent.mkdir(parents=True, exist_ok=True)
     save_png_atomic(photo(size, name, torch.float32), path)
     return path
+
+
+def load_backbone(name: str, *, seed: int = 0, image_embedder_config=None, **fields):
+    """``dlmap.diffusion.build.load_backbone`` on the CPU for the ``BackboneSettings`` fields
+    given (folders may be paths)."""
+    from pathlib import Path
+
+    from dlmap.diffusion import build
+    from dlmap.settings import BackboneSettings
+
+    fields = {key: str(v) if isinstance(v, Path) else v for key, v in fields.items()}
+    settings = BackboneSettings(name=name, device="cpu", **fields)
+    return build.load_backbone(settings, seed=seed, image_embedder_config=image_embedder_config)

@@ -3,11 +3,13 @@
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
-from helpers import edit_checkpoint, photo, write_tiny_sd2_folder
+from helpers import edit_checkpoint, load_backbone, photo, write_tiny_sd2_folder
 
-from dlmap.diffusion import backbones, tiny
+from dlmap.diffusion import tiny
+from dlmap.diffusion.loading import load_strict
 from dlmap.weights import cache as weights
 from dlmap.weights import catalogue
+from dlmap.weights.cache import WeightKeyError
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +20,8 @@ def sd2_folder(tmp_path_factory):
 
 
 def test_real_loading_path_builds_both_backbones_from_a_local_folder(sd2_folder):
-    vanilla = backbones.load_backbone("sd2", sd2=sd2_folder)
-    control = backbones.load_backbone(
+    vanilla = load_backbone("sd2", sd2=sd2_folder)
+    control = load_backbone(
         "sd2-controlnet", sd2=sd2_folder, controlnet=sd2_folder / "controlnet"
     )
     assert vanilla.controlnet is None and control.controlnet is not None
@@ -31,7 +33,7 @@ def test_real_loading_path_builds_both_backbones_from_a_local_folder(sd2_folder)
 
 def test_strict_loader_round_trips_weights(tmp_path, tiny32):
     tiny32.unet.save_pretrained(tmp_path)
-    loaded = backbones.load_strict(UNet2DConditionModel, tmp_path)
+    loaded = load_strict(UNet2DConditionModel, tmp_path)
     for (name, ours), theirs in zip(
         tiny32.unet.state_dict().items(), loaded.state_dict().values(), strict=True
     ):
@@ -41,20 +43,20 @@ def test_strict_loader_round_trips_weights(tmp_path, tiny32):
 def test_strict_loader_rejects_a_missing_key_naming_it(tmp_path, tiny32):
     tiny32.unet.save_pretrained(tmp_path)
     edit_checkpoint(tmp_path, drop="conv_out.weight")
-    with pytest.raises(backbones.WeightKeyError, match=r"1 missing keys \(conv_out.weight\)"):
-        backbones.load_strict(UNet2DConditionModel, tmp_path)
+    with pytest.raises(WeightKeyError, match=r"1 missing keys \(conv_out.weight\)"):
+        load_strict(UNet2DConditionModel, tmp_path)
 
 
 def test_strict_loader_rejects_an_unexpected_key_naming_it(tmp_path, tiny32):
     tiny32.unet.save_pretrained(tmp_path)
     edit_checkpoint(tmp_path, add="image_attentions.0.weight")
-    with pytest.raises(backbones.WeightKeyError, match=r"unexpected keys \(image_attentions"):
-        backbones.load_strict(UNet2DConditionModel, tmp_path)
+    with pytest.raises(WeightKeyError, match=r"unexpected keys \(image_attentions"):
+        load_strict(UNet2DConditionModel, tmp_path)
 
 
 def test_missing_weights_fail_fast_naming_files_command_and_folder(tmp_path):
     with pytest.raises(weights.WeightsMissingError) as error:
-        backbones.load_backbone("sd2-controlnet", cache=tmp_path)
+        load_backbone("sd2-controlnet", cache=tmp_path)
     message = str(error.value)
     assert "\n" not in message
     assert str(tmp_path / "sd2-base") in message
@@ -65,7 +67,7 @@ def test_missing_weights_fail_fast_naming_files_command_and_folder(tmp_path):
 
 def test_missing_controlnet_names_its_folder(tmp_path, sd2_folder):
     with pytest.raises(weights.WeightsMissingError, match="ControlNet.*config.json"):
-        backbones.load_backbone("sd2-controlnet", sd2=sd2_folder, cache=tmp_path)
+        load_backbone("sd2-controlnet", sd2=sd2_folder, cache=tmp_path)
 
 
 def test_uncached_hub_id_is_reported_without_downloading(tmp_path, monkeypatch):
@@ -82,8 +84,8 @@ def test_cache_folder_comes_from_the_environment(tmp_path, monkeypatch):
 
 
 def test_unknown_backbone_is_rejected():
-    with pytest.raises(ValueError, match="unknown backbone 'sd3'"):
-        backbones.load_backbone("sd3")
+    with pytest.raises(ValueError, match="backbone must be one of sd2-seesr, .*, got 'sd3'"):
+        load_backbone("sd3")
 
 
 def test_control_image_changes_the_noise_prediction(tiny64):

@@ -82,7 +82,7 @@ def test_tf32_emulation_rounds_inputs_to_ten_mantissa_bits():
 
 
 def test_tf32_is_an_explicit_backbone_setting_off_by_default():
-    from dlmap.enhance.pipeline import set_tf32
+    from dlmap.diffusion.build import set_tf32
     from dlmap.settings import BackboneSettings
 
     assert BackboneSettings().tf32 is False

@@ -7,6 +7,7 @@ import torch
 from helpers import photo
 
 from dlmap import images
+from dlmap.diffusion import build
 from dlmap.enhance import pipeline, solver
 from dlmap.priors.registry import create_prior
 from dlmap.workflow import chunks, jobs
@@ -81,7 +82,7 @@ def test_a_chunk_job_from_the_stored_inversion_equals_a_solve_of_its_own(chunk, 
     )
     assert [r["config"]["inversion"] for r in written] == [str(store)] * 2
     batch = jobs.load_batch(chunk, 64, "cpu", "float32")
-    alone = solver.map_solve(pipeline.load_backbone(TINY), prior, batch,
+    alone = solver.map_solve(build.load_backbone(TINY), prior, batch,
                              solver.SolverConfig(**SOLVER), jobs.edict_config(EDICT),
                              seeds=[4, 4], quiet=True)  # fmt: skip
     for index, path in enumerate(chunk):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision.ops import roi_pool as compiled
 
-from dlmap.priors import roi_pool
+from dlmap.priors import zoo
 
 
 def _boxes(generator, count, height, width):
@@ -27,7 +27,7 @@ def test_plain_torch_roi_pool_equals_torchvisions_forward_and_backward(output_si
     )  # outside the map: empty bins
     ours_in = features.clone().requires_grad_(True)
     theirs_in = features.clone().requires_grad_(True)
-    ours = roi_pool.RoIPool(output_size, scale)(ours_in, boxes)
+    ours = zoo.PlainRoIPool(output_size, scale)(ours_in, boxes)
     theirs = compiled(theirs_in, boxes, output_size, scale)
     assert ours.shape == theirs.shape
     torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
@@ -40,9 +40,9 @@ def test_plain_torch_roi_pool_equals_torchvisions_forward_and_backward(output_si
 def test_rois_as_a_k_by_5_tensor_and_bad_shapes():
     features = torch.randn(2, 3, 8, 8)
     rois = torch.tensor([[1.0, 0.0, 0.0, 7.0, 7.0], [0.0, 2.0, 2.0, 5.0, 6.0]])
-    torch.testing.assert_close(roi_pool.roi_pool(features, rois, 2), compiled(features, rois, 2))
+    torch.testing.assert_close(zoo.plain_roi_pool(features, rois, 2), compiled(features, rois, 2))
     with pytest.raises(ValueError, match=r"rois must be \(K, 5\), got \(2, 4\)"):
-        roi_pool.roi_pool(features, rois[:, 1:], 2)
+        zoo.plain_roi_pool(features, rois[:, 1:], 2)
 
 
 def test_paq2piq_uses_the_plain_torch_pooling_when_the_operator_is_missing(
@@ -54,7 +54,7 @@ def test_paq2piq_uses_the_plain_torch_pooling_when_the_operator_is_missing(
     monkeypatch.setattr("dlmap.priors.zoo.compiled_roi_pool_works", lambda: False)
     prior = build_prior("paq2piq", offline_priors)
     net = prior.metric.net
-    assert isinstance(net.roi_pool, roi_pool.RoIPool)
+    assert isinstance(net.roi_pool, zoo.PlainRoIPool)
     image = photo(256, dtype=torch.float32)[None].requires_grad_(True)
     ours = prior(image)
     (ours_grad,) = torch.autograd.grad(ours.sum(), image)

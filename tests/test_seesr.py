@@ -6,15 +6,23 @@ import shutil
 import pytest
 import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
-from helpers import edit_checkpoint, photo, write_tiny_sd2_folder, write_tiny_seesr_files
+from helpers import (
+    edit_checkpoint,
+    load_backbone,
+    photo,
+    write_tiny_sd2_folder,
+    write_tiny_seesr_files,
+)
 
 from dlmap.diffusion import backbones, tiny
 from dlmap.diffusion.edict import EdictConfig
+from dlmap.diffusion.loading import load_strict
 from dlmap.diffusion.seesr import SEESR_UNET_EXTRA_KEYS, SeeSRControlNetModel
 from dlmap.enhance import solver
 from dlmap.priors.registry import create_prior
 from dlmap.weights import cache as weights
 from dlmap.weights import catalogue
+from dlmap.weights.cache import WeightKeyError
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +36,7 @@ def files(tmp_path_factory):
 
 
 def _load(folder, cache):
-    return backbones.load_backbone(
+    return load_backbone(
         "sd2-seesr",
         sd2=folder / "sd2",
         seesr=folder / "seesr",
@@ -36,7 +44,7 @@ def _load(folder, cache):
         ram=folder / "ram",
         image_embedder_config=tiny.TINY_DAPE,
         cache=cache,
-        dtype=torch.float64,
+        dtype="float64",
     )
 
 
@@ -49,7 +57,7 @@ def _inputs(batch=1, size=64, dtype=torch.float64):
 
 def test_seesr_checkpoint_round_trips_with_strict_loading(files, tmp_path):
     folder, written = files
-    loaded = backbones.load_strict(SeeSRControlNetModel, folder / "seesr" / "controlnet")
+    loaded = load_strict(SeeSRControlNetModel, folder / "seesr" / "controlnet")
     ours, theirs = written.controlnet.state_dict(), loaded.state_dict()
     assert list(ours) == list(theirs)
     assert all(torch.equal(ours[key], theirs[key]) for key in ours)
@@ -77,31 +85,31 @@ def test_controlnet_checkpoint_with_one_extra_or_missing_key_is_rejected(
     folder, written = files
     written.controlnet.save_pretrained(tmp_path)
     edit_checkpoint(tmp_path, **edit)
-    with pytest.raises(backbones.WeightKeyError, match=message):
-        backbones.load_strict(SeeSRControlNetModel, tmp_path)
+    with pytest.raises(WeightKeyError, match=message):
+        load_strict(SeeSRControlNetModel, tmp_path)
 
 
 def test_stock_controlnet_class_would_drop_the_image_attentions(files):
     folder, _ = files
-    with pytest.raises(backbones.WeightKeyError, match=r"unexpected keys \(.*image_attentions"):
-        backbones.load_strict(ControlNetModel, folder / "seesr" / "controlnet")
+    with pytest.raises(WeightKeyError, match=r"unexpected keys \(.*image_attentions"):
+        load_strict(ControlNetModel, folder / "seesr" / "controlnet")
 
 
 def test_seesr_unet_loads_as_the_stock_unet_dropping_only_image_attentions(files, tmp_path):
     folder, written = files
-    unet = backbones.load_strict(
+    unet = load_strict(
         UNet2DConditionModel, folder / "seesr", "unet", ignore=SEESR_UNET_EXTRA_KEYS
     )
     for key, value in written.unet.state_dict().items():
         assert torch.equal(unet.state_dict()[key], value), key
     # any other unexpected key still fails, and so does a UNet without image attentions
     written.unet.save_pretrained(tmp_path)
-    with pytest.raises(backbones.WeightKeyError, match="found none"):
-        backbones.load_strict(UNet2DConditionModel, tmp_path, ignore=SEESR_UNET_EXTRA_KEYS)
+    with pytest.raises(WeightKeyError, match="found none"):
+        load_strict(UNet2DConditionModel, tmp_path, ignore=SEESR_UNET_EXTRA_KEYS)
     edit_checkpoint(tmp_path, add="mid_block.image_attentions.0.norm.weight")
     edit_checkpoint(tmp_path, add="conv_in.extra")
-    with pytest.raises(backbones.WeightKeyError, match=r"1 unexpected keys \(conv_in.extra\)"):
-        backbones.load_strict(UNet2DConditionModel, tmp_path, ignore=SEESR_UNET_EXTRA_KEYS)
+    with pytest.raises(WeightKeyError, match=r"1 unexpected keys \(conv_in.extra\)"):
+        load_strict(UNet2DConditionModel, tmp_path, ignore=SEESR_UNET_EXTRA_KEYS)
 
 
 def test_sd2_seesr_backbone_loads_every_released_file_strictly(files, tmp_path):
@@ -221,12 +229,12 @@ def test_image_attention_is_refused_for_configurations_it_does_not_cover(tiny32)
 def test_missing_seesr_files_fail_fast_with_the_manual_steps(files, tmp_path):
     folder, _ = files
     with pytest.raises(weights.WeightsMissingError) as error:
-        backbones.load_backbone("sd2-seesr", sd2=folder / "sd2", cache=tmp_path)
+        load_backbone("sd2-seesr", sd2=folder / "sd2", cache=tmp_path)
     message = str(error.value)
     assert "\n" not in message and catalogue.SEESR_DRIVE in message
     assert str(tmp_path / "seesr") in message and "controlnet/config.json" in message
     with pytest.raises(weights.WeightsMissingError, match=r"ram_swin_large_14m\.pth.*recognize"):
-        backbones.load_backbone(
+        load_backbone(
             "sd2-seesr", sd2=folder / "sd2", seesr=folder / "seesr", cache=tmp_path
         )
 
@@ -237,7 +245,7 @@ def test_a_controlnet_without_image_attention_is_not_accepted_as_seesrs(files, t
     stock = tiny.tiny_backbone("controlnet", seed=2).controlnet
     shutil.rmtree(tmp_path / "copy" / "seesr" / "controlnet")
     stock.save_pretrained(tmp_path / "copy" / "seesr" / "controlnet")
-    with pytest.raises(backbones.WeightKeyError, match="this is not SeeSR's ControlNet"):
+    with pytest.raises(WeightKeyError, match="this is not SeeSR's ControlNet"):
         _load(tmp_path / "copy", tmp_path / "cache")
 
 
@@ -247,7 +255,7 @@ def test_image_embeddings_of_the_wrong_width_are_a_one_line_key_error(files, tmp
     config = json.loads((tmp_path / "controlnet" / "config.json").read_text())
     del config["image_cross_attention_dim"]  # as in SeeSR's file: 512, not the toy 16
     (tmp_path / "controlnet" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(backbones.WeightKeyError) as error:
-        backbones.load_strict(SeeSRControlNetModel, tmp_path / "controlnet")
+    with pytest.raises(WeightKeyError) as error:
+        load_strict(SeeSRControlNetModel, tmp_path / "controlnet")
     message = str(error.value)
     assert "\n" not in message and "size mismatch for down_blocks.0.image_attentions" in message

@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import load_backbone
 
 from dlmap.cli.main import main
 from dlmap.data import demo_set
 from dlmap.diffusion import tiny_vae
-from dlmap.diffusion.backbones import load_backbone
 from dlmap.diffusion.edict import EdictConfig
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance.solver import SolverConfig, map_solve

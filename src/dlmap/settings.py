@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dlmap.diffusion.specs import BACKBONE_SPECS, WEIGHT_FOLDER_FIELDS
 from dlmap.errors import InputError
 
 MODES = ("latent-map", "latent-direct", "pixel-map", "pixel-direct")  # dlmap.enhance.solver
@@ -18,7 +19,7 @@ BIJECTIONS = ("edict", "bdia", "belm")  # exact latent <-> noise maps (dlmap.dif
 ENDS = ("final-alpha", "alpha-one")  # where BDIA's and O-BELM's chain ends (bijections.py)
 ORDERS = ("alternating", "fixed")  # EDICT's step order (dlmap.diffusion.edict)
 GRADIENTS = ("recompute", "reversible", "autograd")  # how gradients pass through h
-BACKBONES = ("sd2-seesr", "sd2-controlnet", "sd2", "tiny-seesr", "tiny-controlnet", "tiny-vanilla")
+BACKBONES = tuple(BACKBONE_SPECS)  # one BackboneSpec each (dlmap.diffusion.specs)
 ENCODES = ("sample", "mean")  # the VAE posterior: a seeded sample (the authors') or its mean
 DTYPES = ("float32", "float64")
 AUTOCASTS = ("none", "bf16", "fp16")
@@ -191,7 +192,7 @@ class EdictConfig:
 @dataclass(frozen=True)
 class BackboneSettings:
     """Which backbone, on what device and in which precision, and how images are encoded
-    (``dlmap.enhance.pipeline.load_backbone`` builds it)."""
+    (``dlmap.diffusion.build.load_backbone`` builds it)."""
 
     name: str = "sd2-seesr"
     device: str = "cuda"
@@ -230,5 +231,4 @@ class BackboneSettings:
     def weight_folders(self) -> dict[str, str | None]:
         """The folders given for the weight sets (``dlmap.weights.catalogue`` names them);
         None: the cache's."""
-        return {"sd2-base": self.sd2, "seesr": self.seesr, "ram-swin-large": self.ram,
-                "dape": self.dape, "sd2-controlnet": self.controlnet}  # fmt: skip
+        return {name: getattr(self, field) for name, field in WEIGHT_FOLDER_FIELDS.items()}

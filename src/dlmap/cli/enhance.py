@@ -232,6 +232,7 @@ def _require_weights(args, backbone_settings) -> None:
 def enhance(args) -> int:
     """``dlmap enhance``: ``pipeline.enhance_files`` on the inputs; bad inputs and diverged
     solves are reported (exit 2 and 1) while the other inputs are still processed."""
+    from dlmap.diffusion import build
     from dlmap.enhance import pipeline
 
     solver_config, edict_config, backbone_settings = _configs(args)
@@ -255,7 +256,7 @@ def enhance(args) -> int:
               f"({info.calibration_source}){hint}", file=sys.stderr)  # fmt: skip
     backbone = None
     if latent:
-        backbone = pipeline.load_backbone(backbone_settings)
+        backbone = build.load_backbone(backbone_settings)
     job = {
         "size": args.size, "dtype": args.dtype, "autocast": args.autocast,
         "weights_dtype": args.weights_dtype, "encode": args.encode, "device": args.device,

@@ -25,21 +25,13 @@ drops layers).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
-from dlmap.diffusion.loading import encode_empty_prompt, load_strict  # noqa: F401
 from dlmap.errors import InputError
-from dlmap.settings import BACKBONES  # noqa: F401  (backbones.BACKBONES)
 from dlmap.settings import ENCODES as ENCODE_MODES
-from dlmap.weights import cache as weights
-from dlmap.weights import catalogue
-from dlmap.weights.cache import WeightKeyError
-from dlmap.weights.folders import FolderSet
 
 logger = logging.getLogger(__name__)
 
@@ -261,140 +253,3 @@ class Backbone(torch.nn.Module):
                 }
             noise = self.unet(sample, t, encoder_hidden_states=text, return_dict=False, **residuals)
         return noise[0].to(latent.dtype)
-
-
-# --- the real SD2-base networks ------------------------------------------------------------
-
-
-def load_backbone(
-    name: str,
-    sd2: str | os.PathLike | None = None,
-    controlnet: str | os.PathLike | None = None,
-    seesr: str | os.PathLike | None = None,
-    dape: str | os.PathLike | None = None,
-    ram: str | os.PathLike | None = None,
-    image_embedder_config: dict | None = None,
-    cache=None,
-    dtype: torch.dtype = torch.float32,
-    device: str | torch.device = "cpu",
-    encode_mode: str = "sample",
-    autocast_dtype: torch.dtype | None = None,
-    seed: int = 0,
-    vae: str | os.PathLike | None = None,
-    weights_dtype: torch.dtype | None = None,
-    checkpoint_blocks: bool = False,
-    vae_slicing: bool = False,
-) -> Backbone:
-    """Build the backbone ``name`` (one of ``BACKBONES``).
-
-    Folders (each defaults to ``<cache>/<weights name>``; which sets each backbone loads:
-    ``dlmap.weights.catalogue.BACKBONE_WEIGHTS``):
-    sd2: SD2-base in diffusers layout (or a cached hub id); controlnet: a diffusers
-    ControlNetModel for ``sd2-controlnet``; seesr: SeeSR's ``controlnet/`` and ``unet/``;
-    dape: the folder of ``DAPE.pth``; ram: the folder of ``ram_swin_large_14m.pth``.
-    image_embedder_config: the Swin's configuration (default ``dape.DAPE_SWIN_L``).
-    Every weight file is located before anything is loaded, so a missing file fails at once
-    with one ``WeightsMissingError`` naming every missing set. seed: initialisation of the
-    tiny random networks only.
-    vae: for the tiny backbones, a folder with the VAE trained by ``dlmap train-vae``
-    (``dlmap.diffusion.tiny_vae``) to use instead of their random VAE.
-    weights_dtype: the frozen networks' parameters in this dtype (bf16: half the memory; needs
-    the same autocast) while latents, EDICT and the prior stay in ``dtype``.
-    checkpoint_blocks, vae_slicing: ``Backbone.save_memory``.
-    """
-    if weights_dtype is not None and weights_dtype != autocast_dtype:
-        raise InputError(
-            f"weights in {weights_dtype} need autocast in the same dtype (got {autocast_dtype})"
-        )
-    backbone = _build_backbone(
-        name, sd2, controlnet, seesr, dape, ram, image_embedder_config, cache, dtype, device,
-        encode_mode, autocast_dtype, seed, vae,
-    )  # fmt: skip
-    backbone.save_memory(checkpoint_blocks=checkpoint_blocks, vae_slicing=vae_slicing)
-    return backbone.to(dtype=weights_dtype) if weights_dtype is not None else backbone
-
-
-def _build_backbone(
-    name, sd2, controlnet, seesr, dape, ram, image_embedder_config, cache, dtype, device,
-    encode_mode, autocast_dtype, seed, vae,
-) -> Backbone:  # fmt: skip
-    """``load_backbone`` before its memory switches."""
-    if name not in BACKBONES:
-        raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    if vae is not None and not name.startswith("tiny"):
-        raise InputError(
-            f"a trained tiny VAE ({vae}) replaces the tiny backbones' random VAE; backbone "
-            f"{name!r} loads SD2's VAE"
-        )
-    if name.startswith("tiny"):
-        from dlmap.diffusion.tiny import tiny_backbone
-
-        kind = name.removeprefix("tiny-")
-        trained = None
-        if vae is not None:
-            from dlmap.diffusion.tiny_vae import load_trained_vae
-
-            trained = load_trained_vae(vae)
-        backbone = tiny_backbone(kind, seed=seed, dtype=dtype, encode_mode=encode_mode,
-                                 vae=trained)  # fmt: skip
-        backbone.autocast_dtype = autocast_dtype
-        if vae is not None:
-            folder = Path(vae).resolve()
-            files = sorted(p for p in folder.iterdir() if p.is_file())
-            backbone.provenance = {"tiny-vae": {
-                "folder": str(folder),
-                "sha256": {p.name: weights.sha256_of(p) for p in files},
-            }}  # fmt: skip
-        return backbone.to(device)
-    given = {"sd2-base": sd2, "seesr": seesr, "ram-swin-large": ram, "dape": dape,
-             "sd2-controlnet": controlnet}  # fmt: skip
-    folders = catalogue.locate_backbone(name, given, cache)
-    if name == "sd2-seesr":
-        seesr_folder = folders["seesr"]
-        ram_file = folders["ram-swin-large"] / "ram_swin_large_14m.pth"
-        dape_file = folders["dape"] / "DAPE.pth"
-    elif name == "sd2-controlnet":
-        control_folder = folders["sd2-controlnet"]
-    sd2_folder = folders["sd2-base"]
-    provenance = {
-        source: {"folder": str(folder), "sha256": catalogue.get(source).digests(folder, cache)}
-        for source, folder in folders.items()
-    }
-
-    vae = load_strict(AutoencoderKL, sd2_folder, "vae")
-    prompt = encode_empty_prompt(sd2_folder)
-    net, embedder = None, None
-    if name == "sd2-seesr":
-        from dlmap.diffusion.dape import load_image_embedder
-        from dlmap.diffusion.seesr import SEESR_UNET_EXTRA_KEYS, SeeSRControlNetModel
-
-        unet = load_strict(UNet2DConditionModel, seesr_folder, "unet", ignore=SEESR_UNET_EXTRA_KEYS)
-        net = load_strict(SeeSRControlNetModel, seesr_folder, "controlnet")
-        if not net.config.use_image_cross_attention:
-            raise WeightKeyError(
-                f"{seesr_folder / 'controlnet'}: use_image_cross_attention is off in its "
-                "config.json; this is not SeeSR's ControlNet"
-            )
-        embedder = load_image_embedder(ram_file, dape_file, image_embedder_config)
-    else:
-        unet = load_strict(UNet2DConditionModel, sd2_folder, "unet")
-        if name == "sd2-controlnet":
-            net = load_strict(ControlNetModel, control_folder)
-    backbone = Backbone(
-        name,
-        unet,
-        vae,
-        prompt,
-        net,
-        image_embedder=embedder,
-        encode_mode=encode_mode,
-        autocast_dtype=autocast_dtype,
-    )
-    backbone.provenance = provenance
-    stamps = {source: FolderSet.random_weights(folder) for source, folder in folders.items()}
-    stamps = {source: text for source, text in stamps.items() if text}
-    if stamps:  # a rehearsal's random weights: stamped like a reduced run, and said so
-        backbone.reduced = True
-        said = {text: [s for s in stamps if stamps[s] == text] for text in stamps.values()}
-        backbone.random_weights = "; ".join(f"{', '.join(s)}: {t}" for t, s in said.items())
-    return backbone.to(device=device, dtype=dtype)

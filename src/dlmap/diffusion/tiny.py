@@ -15,9 +15,10 @@ import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
 from dlmap.diffusion.backbones import Backbone
+from dlmap.diffusion.specs import BACKBONE_SPECS
 from dlmap.errors import InputError
 
-KINDS = ("seesr", "controlnet", "vanilla")
+KINDS = tuple(spec.tiny_kind for spec in BACKBONE_SPECS.values() if spec.tiny)
 
 TINY_UNET = dict(
     sample_size=16,

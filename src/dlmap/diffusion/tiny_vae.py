@@ -355,10 +355,10 @@ def cached_vae(
 
 
 def load_trained_vae(folder: str | Path):
-    """The trained tiny VAE in ``folder`` (strict keys, ``backbones.load_strict``)."""
+    """The trained tiny VAE in ``folder`` (strict keys, ``loading.load_strict``)."""
     from diffusers import AutoencoderKL
 
-    from dlmap.diffusion.backbones import load_strict
+    from dlmap.diffusion.loading import load_strict
 
     read_record(folder)
     return load_strict(AutoencoderKL, Path(folder))

@@ -16,39 +16,6 @@ from dlmap import images
 from dlmap.diffusion import backbones, edict
 from dlmap.enhance import records, solver
 from dlmap.errors import InputError
-from dlmap.settings import BackboneSettings
-
-
-def load_backbone(settings: BackboneSettings):
-    """The backbone ``settings`` describe, on their device (an error if CUDA is absent)."""
-    if settings.device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {settings.device!r}: CUDA is not available on this node")
-    set_tf32(settings.tf32)
-    return backbones.load_backbone(
-        settings.name,
-        cache=settings.cache,
-        dtype=backbones.TORCH_DTYPES[settings.dtype],
-        device=settings.device,
-        encode_mode=settings.encode,
-        autocast_dtype=backbones.AUTOCAST_DTYPES[settings.autocast],
-        vae=settings.vae,
-        sd2=settings.sd2,
-        controlnet=settings.controlnet,
-        seesr=settings.seesr,
-        dape=settings.dape,
-        ram=settings.ram,
-        weights_dtype=torch.bfloat16 if settings.weights_dtype == "bf16" else None,
-        checkpoint_blocks=settings.checkpoint_blocks,
-        vae_slicing=settings.vae_slicing,
-    )
-
-
-def set_tf32(enabled: bool) -> None:
-    """TensorFloat-32 for CUDA's float32 matmuls and cuDNN's convolutions, on or off, set
-    explicitly both ways: PyTorch's own defaults differ (matmuls off, convolutions on), and
-    TF32's 10-bit inputs cost EDICT's round trip its exactness (docs/enhance.md)."""
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    torch.backends.cudnn.allow_tf32 = enabled
 
 
 def load_inversion(path, sources: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:

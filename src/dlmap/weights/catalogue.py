@@ -3,8 +3,8 @@
 Two kinds of set share one interface (``where``, ``outputs``, ``check``, ``fetch``): a
 ``FolderSet`` is one network's folder under the cache (the backbone's, from Hugging Face or
 placed by hand), a ``FileSet`` is checkpoints fetched from URLs (the priors and the
-comparison metrics). ``BACKBONE_WEIGHTS`` says which sets each backbone needs; the backbone
-loader, ``dlmap weights fetch/check --backbone`` and the workflow's fetch rules all read it.
+comparison metrics). Which sets each backbone needs is its spec's (``backbone_sets``); the
+backbone loader, ``dlmap weights fetch/check --backbone`` and the workflow's fetch rules read it.
 A prior's set has the prior's name and comes from its spec (``dlmap.priors.specs``). Nothing
 here downloads until ``fetch`` is called.
 """
@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from dlmap import settings
+from dlmap.diffusion.specs import BACKBONE_SPECS
 from dlmap.errors import UsageError
 from dlmap.priors import specs
 from dlmap.weights.cache import WeightsMissingError
@@ -142,15 +143,6 @@ CATALOGUE: dict[str, FolderSet | FileSet] = {
 """Every weight set by name: the backbone's folders, each prior's files (named like the
 prior), then the comparison metrics' files."""
 
-BACKBONE_WEIGHTS: dict[str, tuple[str, ...]] = {
-    "sd2-seesr": ("sd2-base", "seesr", "ram-swin-large", "dape"),
-    "sd2-controlnet": ("sd2-base", "sd2-controlnet"),
-    "sd2": ("sd2-base",),
-    "tiny-seesr": (),
-    "tiny-controlnet": (),
-    "tiny-vanilla": (),
-}
-"""The weight sets each backbone (``dlmap.settings.BACKBONES``) loads; the tiny ones none."""
 
 PAPER_BACKBONE = settings.BackboneSettings.name  # SD2-base with SeeSR's ControlNet
 
@@ -207,19 +199,19 @@ def get(name: str) -> FolderSet | FileSet:
 
 
 def backbone_sets(backbone: str) -> tuple[str, ...]:
-    """The sets ``backbone`` loads (``BACKBONE_WEIGHTS``)."""
-    if backbone not in BACKBONE_WEIGHTS:
+    """The sets ``backbone`` loads (its ``BackboneSpec``, ``dlmap.diffusion.specs``)."""
+    if backbone not in BACKBONE_SPECS:
         raise UsageError(
-            f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONE_WEIGHTS)}"
+            f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONE_SPECS)}"
         )
-    return BACKBONE_WEIGHTS[backbone]
+    return BACKBONE_SPECS[backbone].weight_sets
 
 
 def paper_sets() -> list[str]:
     """Every set the paper's experiments need: the paper backbone's, then every prior's and
     comparison metric's that the paper uses (``FileSet.paper``)."""
     files = [name for name, entry in CATALOGUE.items() if getattr(entry, "paper", False)]
-    return [*BACKBONE_WEIGHTS[PAPER_BACKBONE], *files]
+    return [*backbone_sets(PAPER_BACKBONE), *files]
 
 
 def locate(name: str, path: str | os.PathLike | None = None, cache=None) -> Path:

@@ -15,8 +15,9 @@ import torch
 
 from dlmap import images
 from dlmap.diffusion import backbones, edict
+from dlmap.diffusion.build import load_backbone
 from dlmap.enhance import records, solver
-from dlmap.enhance.pipeline import enhance_files, load_backbone
+from dlmap.enhance.pipeline import enhance_files
 from dlmap.files import atomic_path
 from dlmap.priors import registry as priors
 from dlmap.priors.calibration import apply_fit, read_fit
