@@ -15,8 +15,12 @@ from __future__ import annotations
 import torch
 
 GAMMA = 0.92
-CASES = (("belm", 0, "alpha-one"), ("belm", 1, "alpha-one"), ("bdia", 1, "final-alpha"),
-         ("bdia", 0, "alpha-one"))  # fmt: skip
+CASES = (
+    ("belm", 0, "alpha-one"),
+    ("belm", 1, "alpha-one"),
+    ("bdia", 1, "final-alpha"),
+    ("bdia", 0, "alpha-one"),
+)
 
 
 def main() -> None:
@@ -43,13 +47,16 @@ def main() -> None:
         scale = max(t.abs().max().item() for t in theirs)
         return max((m - t).abs().max().item() for m, t in zip(mine, theirs, strict=True)) / scale
 
-    print(f"{'method':<8}{'offset':>7}{'ends':>13}{'eps':>6}{'T':>4}{'sampling':>11}"
-          f"{'inversion':>11}{'amplif.':>9}")  # fmt: skip
+    print(
+        f"{'method':<8}{'offset':>7}{'ends':>13}{'eps':>6}{'T':>4}{'sampling':>11}"
+        f"{'inversion':>11}{'amplif.':>9}"
+    )
     for name, offset, ends in CASES:
         for label, eps in (("toy", toy_eps), ("tiny", tiny_eps)):
             for steps in (10, 20):
-                config = EdictConfig(steps=steps, bijection=name, gamma=GAMMA,
-                                     steps_offset=offset, ends=ends)  # fmt: skip
+                config = EdictConfig(
+                    steps=steps, bijection=name, gamma=GAMMA, steps_offset=offset, ends=ends
+                )
                 chain = bijections.make_chain(config)
                 alpha_bar, timesteps = official.reference_alphas(steps, offset, ends)
                 gamma = GAMMA if name == "bdia" else None
@@ -61,8 +68,10 @@ def main() -> None:
                     theirs = official.sample(name, eps, *pair, alpha_bar, timesteps, gamma)
                     sampling = relative(bijections.denoise(eps, *pair, chain.schedule), theirs)
                 amplification = chain.schedule.inverse_amplification()
-                print(f"{name:<8}{offset:>7}{ends:>13}{label:>6}{steps:>4}{sampling:>11.1e}"
-                      f"{inversion:>11.1e}{amplification:>9.3g}")  # fmt: skip
+                print(
+                    f"{name:<8}{offset:>7}{ends:>13}{label:>6}{steps:>4}{sampling:>11.1e}"
+                    f"{inversion:>11.1e}{amplification:>9.3g}"
+                )
 
 
 if __name__ == "__main__":

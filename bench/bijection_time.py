@@ -59,15 +59,18 @@ def main(argv=None) -> int:
     backbone = tiny_backbone("seesr", seed=0, dtype=torch.float32)
     prior = TimedPrior(create_prior("colorfulness"), torch.device("cpu"))
     images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    print(f"bijection timing: tiny backbone + SeeSR ControlNet, float32, batch 1, image "
-          f"{size}x{size}, T = {steps}, gradient {args.gradient}, {repeats} timed "
-          "iterations")  # fmt: skip
+    print(
+        f"bijection timing: tiny backbone + SeeSR ControlNet, float32, batch 1, image "
+        f"{size}x{size}, T = {steps}, gradient {args.gradient}, {repeats} timed "
+        "iterations"
+    )
     warning = load_warning(args.threads, "cpu")
     if warning:
         print(warning)
     wall = time.perf_counter()
-    times = {"edict": [iteration_time(backbone, prior, images, "edict", steps, repeats,
-                                      args.gradient)]}  # fmt: skip
+    times = {
+        "edict": [iteration_time(backbone, prior, images, "edict", steps, repeats, args.gradient)]
+    }
     for name in ("bdia", "belm"):
         times[name] = [iteration_time(backbone, prior, images, name, steps, repeats, args.gradient)]
     times["edict"].append(

@@ -68,8 +68,9 @@ def main() -> None:
         r, s = schedule.sqrt_alpha, schedule.sigma
         start = r[0] * (mean + torch.sqrt(std**2 + s[0] ** 2) * noise)
         second = exact_flow(start, s[0], s[1], r[0] ** 2, r[1] ** 2, mean, std)
-        move = 1e-3 * torch.randn(start.shape, generator=torch.Generator().manual_seed(2),
-                                  dtype=torch.float64)  # fmt: skip
+        move = 1e-3 * torch.randn(
+            start.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64
+        )
         _, last = bijections.denoise(eps, start, second, schedule)
         _, moved = bijections.denoise(eps, start, second + move, schedule)
         return ((moved - last).norm() / move.norm()).item()
@@ -115,10 +116,14 @@ def main() -> None:
         label = f"{name} gamma={gamma}" if gamma is not None else "o-belm"
         label += " (default)" if gamma == default else ""
         gain = s1_gain(name, value, args.steps)
-        print(f"{label:<26}{amplification:>14.3g}{trip:>11.2e}{gain:>9.2f}"
-              + "".join(f"{e:>10.2e}" for e in errors))  # fmt: skip
-    print(f"{'ddim (reference)':<26}{'-':>14}{'-':>11}{'-':>9}"
-          + "".join(f"{ddim_error(n):>10.2e}" for n in (10, 20, 50)))  # fmt: skip
+        print(
+            f"{label:<26}{amplification:>14.3g}{trip:>11.2e}{gain:>9.2f}"
+            + "".join(f"{e:>10.2e}" for e in errors)
+        )
+    print(
+        f"{'ddim (reference)':<26}{'-':>14}{'-':>11}{'-':>9}"
+        + "".join(f"{ddim_error(n):>10.2e}" for n in (10, 20, 50))
+    )
 
     print()
     print(f"where the chain ends: fp32 round trip at T = {args.steps}; Gaussian sampling and")
@@ -133,8 +138,7 @@ def main() -> None:
             sample = [gaussian_error(name, gamma, n, ends) for n in (10, 20)]
             inverse = [inversion_error(name, gamma, n, ends) for n in (10, 20)]
             label = f"{'bdia' if name == 'bdia' else 'o-belm'} ends={ends}"
-            print(f"{label:<26}{trip:>11.2e}"
-                  + "".join(f"{e:>10.2e}" for e in sample + inverse))  # fmt: skip
+            print(f"{label:<26}{trip:>11.2e}" + "".join(f"{e:>10.2e}" for e in sample + inverse))
 
 
 if __name__ == "__main__":

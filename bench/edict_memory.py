@@ -49,8 +49,9 @@ TARGET = 1.25
 RESULT_TAG = "RESULT "
 
 
-def measure(method: str, steps: int, latent: int, device: str, threads: int,
-            bijection: str = "edict") -> dict:  # fmt: skip
+def measure(
+    method: str, steps: int, latent: int, device: str, threads: int, bijection: str = "edict"
+) -> dict:
     """One gradient of h in this process; returns its peak memory above the baseline."""
     from dlmap.diffusion.bijections import denoise_pair, make_chain
     from dlmap.diffusion.edict import EdictConfig

@@ -80,8 +80,9 @@ def write_weights(cache: Path, reduced: bool, seed: int = 0) -> dict:
     embedder = dape.ImageEmbedder(dape.DAPE_SWIN_L)
     counts.update(controlnet=_params(controlnet), **{"swin-l": _params(embedder)})
     staging = cache / "released"
-    released.write_seesr_files(staging, unet, controlnet, embedder, seed,
-                               keep_embedding_width=False)  # fmt: skip
+    released.write_seesr_files(
+        staging, unet, controlnet, embedder, seed, keep_embedding_width=False
+    )
     del unet, controlnet, embedder
     for source, target in (("seesr", "seesr"), ("ram", "ram-swin-large"), ("dape", "dape")):
         os.replace(staging / source, cache / target)
@@ -129,8 +130,9 @@ def run_stages(cache: Path, image: Path, out: Path, args) -> dict:
     build.encode_empty_prompt = timed(
         lambda *a: "load text encoder + empty prompt", build.encode_empty_prompt
     )
-    dape.load_image_embedder = timed(lambda *a, **k: "load RAM Swin-L + DAPE",
-                                     dape.load_image_embedder)  # fmt: skip
+    dape.load_image_embedder = timed(
+        lambda *a, **k: "load RAM Swin-L + DAPE", dape.load_image_embedder
+    )
     began = time.perf_counter()
     settings = BackboneSettings(
         name="sd2-seesr",
@@ -156,15 +158,21 @@ def run_stages(cache: Path, image: Path, out: Path, args) -> dict:
     times[f"inversion (T = {args.steps})"] = time.perf_counter() - began
     config = SolverConfig(iters=args.iters, early_stop=False)
     began = time.perf_counter()
-    result = solver.map_solve(backbone, prior, batch, config, edict_config, seeds=[0],
-                              quiet=True, inversion=pair)  # fmt: skip
+    result = solver.map_solve(
+        backbone, prior, batch, config, edict_config, seeds=[0], quiet=True, inversion=pair
+    )
     times[f"MAP ({args.iters} iteration, T = {args.steps})"] = time.perf_counter() - began
     began = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     record = records.write_enhanced(out, image, 0, result, prior, backbone, 0.0, {})
     times["write outputs"] = time.perf_counter() - began
-    networks = {"unet": backbone.unet, "vae": backbone.vae, "controlnet": backbone.controlnet,
-                "swin-l": backbone.image_embedder, "ms-liqe": prior}  # fmt: skip
+    networks = {
+        "unet": backbone.unet,
+        "vae": backbone.vae,
+        "controlnet": backbone.controlnet,
+        "swin-l": backbone.image_embedder,
+        "ms-liqe": prior,
+    }
     return {
         "times": times,
         "dtypes": {
@@ -183,11 +191,16 @@ def run_jobs(cache: Path, image: Path, out: Path, args) -> dict:
     from dlmap.settings import BackboneSettings
     from dlmap.workflow import jobs
 
-    settings = BackboneSettings(name="sd2-seesr", device=args.device, dtype=args.dtype,
-                                autocast=args.autocast, cache=str(cache),
-                                weights_dtype=args.weights_dtype,
-                                checkpoint_blocks=args.checkpoint_blocks,
-                                vae_slicing=args.vae_slicing)  # fmt: skip
+    settings = BackboneSettings(
+        name="sd2-seesr",
+        device=args.device,
+        dtype=args.dtype,
+        autocast=args.autocast,
+        cache=str(cache),
+        weights_dtype=args.weights_dtype,
+        checkpoint_blocks=args.checkpoint_blocks,
+        vae_slicing=args.vae_slicing,
+    )
     edict_values = {"steps": args.steps}
     times = {}
     began = time.perf_counter()
@@ -195,9 +208,17 @@ def run_jobs(cache: Path, image: Path, out: Path, args) -> dict:
     times["invert_chunk"] = time.perf_counter() - began
     prior = create_prior("ms-liqe", cache=cache)
     began = time.perf_counter()
-    jobs.enhance_chunk([image], out / "enhanced", prior, settings,
-                           {"iters": args.iters, "early_stop": False}, edict_values, args.size,
-                           inversion=out / "c000.pt", batch_size=1)  # fmt: skip
+    jobs.enhance_chunk(
+        [image],
+        out / "enhanced",
+        prior,
+        settings,
+        {"iters": args.iters, "early_stop": False},
+        edict_values,
+        args.size,
+        inversion=out / "c000.pt",
+        batch_size=1,
+    )
     times["enhance_chunk"] = time.perf_counter() - began
     return {"times": times}
 
@@ -255,12 +276,21 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     photo = torch.from_numpy(pristine("astronaut", args.size)).permute(2, 0, 1).float()
     save_png_atomic(photo / 255 if photo.max() > 1 else photo, image)
-    passed = [f"--work={work}", f"--size={args.size}", f"--steps={args.steps}",
-              f"--iters={args.iters}", f"--device={args.device}", f"--dtype={args.dtype}",
-              f"--autocast={args.autocast}", *(["--reduced"] if args.reduced else [])]  # fmt: skip
-    switches = [f"--weights-dtype={args.weights_dtype}",
-                *(["--checkpoint-blocks"] if args.checkpoint_blocks else []),
-                *(["--vae-slicing"] if args.vae_slicing else [])]  # fmt: skip
+    passed = [
+        f"--work={work}",
+        f"--size={args.size}",
+        f"--steps={args.steps}",
+        f"--iters={args.iters}",
+        f"--device={args.device}",
+        f"--dtype={args.dtype}",
+        f"--autocast={args.autocast}",
+        *(["--reduced"] if args.reduced else []),
+    ]
+    switches = [
+        f"--weights-dtype={args.weights_dtype}",
+        *(["--checkpoint-blocks"] if args.checkpoint_blocks else []),
+        *(["--vae-slicing"] if args.vae_slicing else []),
+    ]
     passed += switches
     report = []
     try:
@@ -272,11 +302,32 @@ def main(argv=None) -> int:
         report.append(("dlmap weights check --backbone sd2-seesr", seconds, peak, "exit 0"))
         stages, seconds, peak = child("stages", passed)
         report.append(("stages in one process", seconds, peak, ""))
-        enhance = [DLMAP, "enhance", str(image), "--out", str(out / "cli"), "--prior", "ms-liqe",
-                   "--cache", str(cache), "--size", str(args.size), "--steps", str(args.steps),
-                   "--iters", str(args.iters), "--no-early-stop", "--device", args.device,
-                   "--dtype", args.dtype, "--autocast", args.autocast, "--quiet",
-                   *switches]  # fmt: skip
+        enhance = [
+            DLMAP,
+            "enhance",
+            str(image),
+            "--out",
+            str(out / "cli"),
+            "--prior",
+            "ms-liqe",
+            "--cache",
+            str(cache),
+            "--size",
+            str(args.size),
+            "--steps",
+            str(args.steps),
+            "--iters",
+            str(args.iters),
+            "--no-early-stop",
+            "--device",
+            args.device,
+            "--dtype",
+            args.dtype,
+            "--autocast",
+            args.autocast,
+            "--quiet",
+            *switches,
+        ]
         _, seconds, peak = child("command", enhance)
         record = json.loads((out / "cli" / "astronaut.json").read_text())
         stamp = record.get("random_weights", "NOT STAMPED")
@@ -288,9 +339,11 @@ def main(argv=None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     sizes = "REDUCED: toy UNet/VAE/text encoder" if args.reduced else "paper sizes"
-    print(f"full-size rehearsal ({sizes}, random weights), {args.size} px, T = {args.steps}, "
-          f"{args.iters} iteration(s), {args.device}, {args.dtype}, autocast {args.autocast}, "
-          f"switches: {' '.join(switches)}")
+    print(
+        f"full-size rehearsal ({sizes}, random weights), {args.size} px, T = {args.steps}, "
+        f"{args.iters} iteration(s), {args.device}, {args.dtype}, autocast {args.autocast}, "
+        f"switches: {' '.join(switches)}"
+    )
     print(f"{'process':<42} {'seconds':>8} {'peak RSS GiB':>13}  note")
     for name, seconds, peak, note in report:
         print(f"{name:<42} {seconds:8.1f} {peak:13.2f}  {note}")

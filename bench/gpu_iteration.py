@@ -245,8 +245,13 @@ def run_config(backbone, prior, batch, args, device) -> dict:
     calls = prior.calls[: args.iters]  # the last call scores the final images
     intervals = [b - a for a, b in zip(calls, calls[1:], strict=False)]
     peak = peak_memory.peak  # absolute: the weights are counted
-    return {"failed": None, "iteration": statistics.median(intervals), "total": total,
-            "peak": peak, "inversion": inversion}  # fmt: skip
+    return {
+        "failed": None,
+        "iteration": statistics.median(intervals),
+        "total": total,
+        "peak": peak,
+        "inversion": inversion,
+    }
 
 
 def main(argv=None) -> int:
@@ -313,8 +318,10 @@ def main(argv=None) -> int:
 
     counts = flops.network_flops(configure(networks, "float32", args.tiny), args.size)
     per_image = counts.iteration(args.steps)
-    print(f"one MAP iteration of one image: {per_image / 1e12:.3g} TFLOP (dlmap.enhance.flops; "
-          "TFLOP/s below is that over the measured time: compare with the GPU's peak)")  # fmt: skip
+    print(
+        f"one MAP iteration of one image: {per_image / 1e12:.3g} TFLOP (dlmap.enhance.flops; "
+        "TFLOP/s below is that over the measured time: compare with the GPU's peak)"
+    )
     header = (
         f"{'precision':<15}{'batch':>6}{'s/iter':>10}{'s/iter/image':>14}"
         f"{'TFLOP/s':>9}{'peak MiB':>14}{'total s':>9}"
@@ -359,8 +366,12 @@ def print_budget(measured: dict, device, networks) -> None:
         return
     (precision, batch), row = min(done.items(), key=lambda item: item[1]["iteration"] / item[0][1])
     width = 2 if "weights" in PRECISIONS[precision] else 4  # bytes per parameter
-    weights = sum(p.numel() * width for net in networks.values()
-                  if isinstance(net, torch.nn.Module) for p in net.parameters())  # fmt: skip
+    weights = sum(
+        p.numel() * width
+        for net in networks.values()
+        if isinstance(net, torch.nn.Module)
+        for p in net.parameters()
+    )
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
     spec = PRECISIONS[precision]
     arithmetic = "bf16" if "autocast" in spec else "tf32" if spec.get("tf32") else "float32"
@@ -376,8 +387,10 @@ def print_budget(measured: dict, device, networks) -> None:
         activation_gib=max((row["peak"] - weights) / 2**30 / batch, 0.01),
     )
     fields = dataclasses.asdict(costs)
-    print(f"\nmeasured costs for config.yaml's gpu_costs (fastest: {precision}, batch {batch}, "
-          f"{device}; load, scoring, training and host memory kept from config.yaml):")  # fmt: skip
+    print(
+        f"\nmeasured costs for config.yaml's gpu_costs (fastest: {precision}, batch {batch}, "
+        f"{device}; load, scoring, training and host memory kept from config.yaml):"
+    )
     values = (f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v!r}" for k, v in fields.items())
     print("gpu_costs: {" + ", ".join(values) + "}")
     hours = plan.project_gpu_hours(config, costs)

@@ -56,9 +56,15 @@ def main() -> None:
             results = []
             for seed in args.seeds:
                 config = msliqe_train.TrainConfig(
-                    epochs=args.epochs, seed=seed, lr=1e-3, batch_size=32, init="random",
-                    image_size=96, model=model, **VARIANTS[variant],
-                )  # fmt: skip
+                    epochs=args.epochs,
+                    seed=seed,
+                    lr=1e-3,
+                    batch_size=32,
+                    init="random",
+                    image_size=96,
+                    model=model,
+                    **VARIANTS[variant],
+                )
                 out = Path(folder) / f"{variant}-{seed}"
                 start = time.perf_counter()
                 msliqe_train.train(config, manifest, out, quiet=True)

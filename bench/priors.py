@@ -94,8 +94,7 @@ def measure(name: str, size: int, repeats: int, args) -> str:
         seconds = median_time(step, repeats, args.device)
     params = parameter_count(prior)
     licence = prior.info.licence.split(";")[0] or "-"
-    return (f"{name:<26}{params / 1e6:>9.1f}M{seconds:>10.3f}{peak.bytes / MIB:>10.0f}  "
-            f"{licence}")  # fmt: skip
+    return f"{name:<26}{params / 1e6:>9.1f}M{seconds:>10.3f}{peak.bytes / MIB:>10.0f}  {licence}"
 
 
 def main(argv=None) -> int:

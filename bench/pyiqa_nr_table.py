@@ -60,8 +60,19 @@ def main() -> None:
     if new:
         sys.exit(f"write the reference and training set of {', '.join(new)} into {table} first")
     usable = {m for m, r in results.items() if CLASSES[r["class"]] == "differentiable"}
-    columns = ["metric", "class", "reason", "alternative", "aesthetic", "training_set",
-               "reference", "licence", "source", "params", "min_side"]  # fmt: skip
+    columns = [
+        "metric",
+        "class",
+        "reason",
+        "alternative",
+        "aesthetic",
+        "training_set",
+        "reference",
+        "licence",
+        "source",
+        "params",
+        "min_side",
+    ]
     with open(table, "w", newline="", encoding="utf-8") as handle:
         handle.write(header)
         writer = csv.DictWriter(handle, columns, lineterminator="\n", extrasaction="ignore")
@@ -85,8 +96,10 @@ def main() -> None:
             for file in results[metric].get("files", []):
                 path = file["path"].replace(str(Path.home()), "~", 1)  # as the probe now writes
                 writer.writerow([metric, file["kind"], file["url"], path])
-    counts = {kind: sum(CLASSES[r["class"]] == kind for r in results.values()) for kind in
-              CLASSES.values()}  # fmt: skip
+    counts = {
+        kind: sum(CLASSES[r["class"]] == kind for r in results.values())
+        for kind in CLASSES.values()
+    }
     print(f"wrote {table} ({len(results)} metrics: {counts}) and pyiqa_nr_files.csv")
 
 

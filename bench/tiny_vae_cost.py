@@ -34,8 +34,14 @@ from dlmap.priors.registry import create_prior
 def iteration_seconds(backbone, prior, image, steps: int, repeats: int) -> float:
     def solve(iters: int) -> float:
         began = time.perf_counter()
-        solver.map_solve(backbone, prior, image, solver.SolverConfig(iters=iters),
-                         edict.EdictConfig(steps=steps), quiet=True)  # fmt: skip
+        solver.map_solve(
+            backbone,
+            prior,
+            image,
+            solver.SolverConfig(iters=iters),
+            edict.EdictConfig(steps=steps),
+            quiet=True,
+        )
         return time.perf_counter() - began
 
     return max(solve(1 + repeats) - solve(1), 1e-9) / repeats

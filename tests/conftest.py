@@ -34,5 +34,3 @@ def offline_priors(tmp_path):
 
     with random_weights(small_clip=True):
         yield tmp_path
-
-

@@ -21,9 +21,7 @@ def sd2_folder(tmp_path_factory):
 
 def test_real_loading_path_builds_both_backbones_from_a_local_folder(sd2_folder):
     vanilla = load_backbone("sd2", sd2=sd2_folder)
-    control = load_backbone(
-        "sd2-controlnet", sd2=sd2_folder, controlnet=sd2_folder / "controlnet"
-    )
+    control = load_backbone("sd2-controlnet", sd2=sd2_folder, controlnet=sd2_folder / "controlnet")
     assert vanilla.controlnet is None and control.controlnet is not None
     assert control.prompt_embedding.shape == (1, 77, 32)
     assert not any(p.requires_grad for p in control.parameters())

@@ -49,8 +49,9 @@ def ratio(line: str, pattern: str) -> float:
 @pytest.mark.slow
 def test_gpu_iteration_tiny_prints_a_row_per_configuration():
     configurations = ("float32", "24gb")  # the plain one and all the switches at once
-    lines = run_bench("gpu_iteration.py", "--tiny", "--threads", "1", "--precisions",
-                      *configurations)  # fmt: skip
+    lines = run_bench(
+        "gpu_iteration.py", "--tiny", "--threads", "1", "--precisions", *configurations
+    )
     rows = {}
     for line in lines:
         fields = line.split()
@@ -129,8 +130,13 @@ def test_edict_roundtrip_reports_exact_inversion():
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in lines[2:]}
     precisions = ("float64", "float32", "bf16-autocast", "bf16-weights", "tf32-emulated")
     assert set(rows) == {(d, o) for d in precisions for o in ("alternating", "fixed")}
-    bounds = {"float64": 1e-10, "float32": 1e-3, "bf16-autocast": 1.0, "bf16-weights": 1.0,
-              "tf32-emulated": 1.0}  # fmt: skip
+    bounds = {
+        "float64": 1e-10,
+        "float32": 1e-3,
+        "bf16-autocast": 1.0,
+        "bf16-weights": 1.0,
+        "tf32-emulated": 1.0,
+    }
     for (dtype, _), errors in rows.items():
         assert all(float(e) <= bounds[dtype] for e in errors), rows
 
@@ -204,8 +210,17 @@ def test_coverage_bench_prints_coverage_with_its_monte_carlo_error():
 
 @pytest.mark.slow
 def test_niqe_models_bench_prints_per_content_srcc_with_intervals(tmp_path):
-    lines = run_bench("niqe_models.py", "--contents", "chelsea,brick", "--size", "192",
-                      "--resamples", "50", "--cache", str(tmp_path))  # fmt: skip
+    lines = run_bench(
+        "niqe_models.py",
+        "--contents",
+        "chelsea,brick",
+        "--size",
+        "192",
+        "--resamples",
+        "50",
+        "--cache",
+        str(tmp_path),
+    )
     assert lines[0].startswith("LIVE's model left out") and "dlmap weights fetch niqe" in lines[0]
     assert lines[1].startswith("NIQE per-content SRCC") and "2 photographs at 192 px" in lines[1]
     assert lines[2].split() == ["distortion", "old", "fallback", "new", "fallback"]
@@ -222,17 +237,28 @@ def test_the_full_size_rehearsal_runs_the_default_path_from_released_files(tmp_p
     encoder; RAM's Swin-L at full size), the default backbone loaded from them by the CLI,
     the staged run and the workflow's two jobs; every record says its weights are random."""
     work = tmp_path / "work"
-    lines = run_bench("full_size.py", "--reduced", "--size", "128", "--work", str(work),
-                      timeout=600)  # fmt: skip
+    lines = run_bench(
+        "full_size.py", "--reduced", "--size", "128", "--work", str(work), timeout=600
+    )
     text = "\n".join(lines)
     assert "switches: --weights-dtype=same" in text, text
-    for process in ("write random weights", "dlmap weights check --backbone sd2-seesr",
-                    "stages in one process", "dlmap enhance (default backbone)",
-                    "workflow invert_chunk + enhance_chunk"):  # fmt: skip
+    for process in (
+        "write random weights",
+        "dlmap weights check --backbone sd2-seesr",
+        "stages in one process",
+        "dlmap enhance (default backbone)",
+        "workflow invert_chunk + enhance_chunk",
+    ):
         assert any(line.startswith(process) for line in lines), text
-    for stage in ("load RAM Swin-L + DAPE", "load seesr/unet (UNet2DConditionModel)",
-                  "load seesr/controlnet (SeeSRControlNetModel)", "inversion (T = 2)",
-                  "MAP (1 iteration, T = 2)", "invert_chunk", "enhance_chunk"):  # fmt: skip
+    for stage in (
+        "load RAM Swin-L + DAPE",
+        "load seesr/unet (UNet2DConditionModel)",
+        "load seesr/controlnet (SeeSRControlNetModel)",
+        "inversion (T = 2)",
+        "MAP (1 iteration, T = 2)",
+        "invert_chunk",
+        "enhance_chunk",
+    ):
         assert any(line.startswith(stage) for line in lines), (stage, text)
     swin = next(line for line in lines if line.startswith("swin-l "))
     assert 190 < float(swin.split()[1]) < 200, swin  # RAM's Swin-L: about 196 M parameters
@@ -252,9 +278,11 @@ def test_bijection_time_quick_prints_each_ratio_to_edict():
 
 def test_bijection_tradeoffs_prints_the_table_and_obelm_beats_ddim():
     lines = run_bench("bijection_tradeoffs.py", "--steps", "6")
-    rows = {line.split()[0] + (line.split()[1] if line.startswith("bdia") else ""): line.split()
-            for line in lines if line.startswith(("bdia", "o-belm", "ddim"))
-            and "ends=" not in line}  # fmt: skip
+    rows = {
+        line.split()[0] + (line.split()[1] if line.startswith("bdia") else ""): line.split()
+        for line in lines
+        if line.startswith(("bdia", "o-belm", "ddim")) and "ends=" not in line
+    }
     assert {"bdiagamma=0.92", "o-belm", "ddim"} <= set(rows), lines
     obelm, ddim = rows["o-belm"], rows["ddim"]
     assert float(obelm[-1]) < float(ddim[-1])  # T = 50: the second-order rule is closer
@@ -284,8 +312,17 @@ def test_flops_prints_the_paper_iteration_and_inversion():
 
 
 def test_msliqe_training_prints_a_held_out_srcc_per_variant_and_seed():
-    lines = run_bench("msliqe_training.py", "--seeds", "0", "--epochs", "1", "--variants",
-                      "default", "earlier", timeout=600)  # fmt: skip
+    lines = run_bench(
+        "msliqe_training.py",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--variants",
+        "default",
+        "earlier",
+        timeout=600,
+    )
     for variant in ("default", "earlier"):
         line = next(x for x in lines if x.startswith(f"{variant} seed 0: held-out SRCC"))
         assert -1 <= float(line.split()[5]) <= 1, line

@@ -97,8 +97,10 @@ def test_gradients_match_central_finite_differences_float64(tiny64, latent64, na
         d1, d2 = torch.randn(2, *latent.shape, generator=generator, dtype=torch.float64)
         step = 1e-7
         with torch.no_grad():
-            numeric = (function(first + step * d1, second + step * d2)
-                       - function(first - step * d1, second - step * d2)) / (2 * step)  # fmt: skip
+            numeric = (
+                function(first + step * d1, second + step * d2)
+                - function(first - step * d1, second - step * d2)
+            ) / (2 * step)
         analytic = (g1 * d1).sum() + (g2 * d2).sum()
         assert abs(numeric - analytic) / abs(analytic) <= 1e-6, (numeric, analytic)
 
@@ -115,8 +117,11 @@ def test_on_gaussian_data_the_error_shrinks_as_steps_grow(name):
     for steps in (10, 20, 50):
         schedule = schedule_of(name, steps=steps)
         r, s = schedule.sqrt_alpha, schedule.sigma
-        start = r[0] * (mean + torch.sqrt(std**2 + s[0] ** 2) * torch.randn(
-            4, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64))  # fmt: skip
+        start = r[0] * (
+            mean
+            + torch.sqrt(std**2 + s[0] ** 2)
+            * torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        )
         second = exact_flow(start, s[0], s[1], r[0] ** 2, r[1] ** 2, mean, std)
         _, last = bijections.denoise(eps, start, second, schedule)
         exact = exact_flow(start, s[0], s[-1], r[0] ** 2, r[-1] ** 2, mean, std)
@@ -144,9 +149,27 @@ def test_latent_map_with_a_one_call_bijection_writes_x_alone(tiny32, name, tmp_p
     assert result.y is None and "y" not in result.final and result.x.shape == images.shape
     assert result.final["x"]["score"][0] > result.history[0]["score"][0]
     png = photo_png(tmp_path, "coffee", size=64)
-    argv = ["enhance", png, "--out", tmp_path / "out", "--backbone", "tiny-seesr", "--device",
-            "cpu", "--size", "64", "--iters", "1", "--steps", "4", "--bijection", name, "--quiet",
-            "--prior", "colorfulness"]  # fmt: skip
+    argv = [
+        "enhance",
+        png,
+        "--out",
+        tmp_path / "out",
+        "--backbone",
+        "tiny-seesr",
+        "--device",
+        "cpu",
+        "--size",
+        "64",
+        "--iters",
+        "1",
+        "--steps",
+        "4",
+        "--bijection",
+        name,
+        "--quiet",
+        "--prior",
+        "colorfulness",
+    ]
     code, _, err = run_cli(argv, capsys)
     assert code == 0, err
     assert (tmp_path / "out" / "coffee.x.png").exists()

@@ -34,8 +34,12 @@ def states(seed, n=3):
     return torch.randn(n, 2, 4, 8, 8, generator=generator, dtype=torch.float64)
 
 
-CASES = [(name, offset, ends) for name in ("bdia", "belm") for offset in (0, 1)
-         for ends in ("final-alpha", "alpha-one")]  # fmt: skip
+CASES = [
+    (name, offset, ends)
+    for name in ("bdia", "belm")
+    for offset in (0, 1)
+    for ends in ("final-alpha", "alpha-one")
+]
 
 
 @pytest.mark.parametrize(("name", "offset", "ends"), CASES)
@@ -75,8 +79,7 @@ def test_whole_chains_sample_and_invert_as_the_official_code(name, offset, ends,
     """Sampling from a pair and inverting a clean latent, first inversion step included (to
     1e-12 times the inverse's amplification of round-off): ``alpha-one`` evaluates
     eps(clean, t = 1) as BELM.py does, ``final-alpha`` at t_{T-1}."""
-    config = EdictConfig(steps=steps, bijection=name, gamma=GAMMA, steps_offset=offset,
-                         ends=ends)  # fmt: skip
+    config = EdictConfig(steps=steps, bijection=name, gamma=GAMMA, steps_offset=offset, ends=ends)
     chain = bijections.make_chain(config)
     alpha_bar, timesteps = reference_alphas(steps, offset, ends)
     first, second, clean = states(100 + steps)

@@ -13,8 +13,9 @@ CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").re
 
 
 def test_job_runtimes_follow_the_formula():
-    costs = budget.GpuCosts(iteration_seconds=2.0, inversion_seconds=1.0, load_seconds=60.0,
-                            margin=1.5)  # fmt: skip
+    costs = budget.GpuCosts(
+        iteration_seconds=2.0, inversion_seconds=1.0, load_seconds=60.0, margin=1.5
+    )
     # 25 images x 40 iterations x 2 s + 60 s load = 2060 s; x 1.5 = 3090 s = 51.5 -> 52 min
     assert budget.enhance_job_minutes(25, 40, costs) == 52
     assert budget.invert_job_minutes(25, costs) == 3  # (60 + 25) x 1.5 = 127.5 s
@@ -24,8 +25,7 @@ def test_job_runtimes_follow_the_formula():
 
 
 def test_scoring_pairs_and_training_follow_the_formula():
-    costs = budget.GpuCosts(score_seconds=0.5, train_seconds=0.01, load_seconds=60.0,
-                            margin=2.0)  # fmt: skip
+    costs = budget.GpuCosts(score_seconds=0.5, train_seconds=0.01, load_seconds=60.0, margin=2.0)
     assert budget.score_job_minutes(1000, costs) == 19  # (60 + 500) x 2 = 1120 s = 18.7 min
     # 10 images x (4 outputs embedded + 6 pairs) x 0.5 s = 50 s; (60 + 50) x 2 = 220 s
     assert budget.pairs_job_minutes(10, 4, costs) == 4
@@ -59,12 +59,19 @@ def test_the_projection_counts_the_latent_ablations_the_workflow_makes():
     from dlmap.workflow.plan import ablation_variants, latent_variants
 
     assert latent_variants(CONFIG) == [
-        "latent-map", "latent-direct", "vanilla", "bijection-bdia", "bijection-belm"
-    ]  # fmt: skip
+        "latent-map",
+        "latent-direct",
+        "vanilla",
+        "bijection-bdia",
+        "bijection-belm",
+    ]
     assert set(latent_variants(CONFIG)) <= set(ablation_variants(CONFIG))
     costs = budget.GpuCosts(iteration_seconds=1.0, inversion_seconds=1.0)
-    (stage, hours) = next((s, v) for s, v in plan.project_gpu_hours(CONFIG, costs).items()
-                          if s.startswith("ablations"))  # fmt: skip
+    (stage, hours) = next(
+        (s, v)
+        for s, v in plan.project_gpu_hours(CONFIG, costs).items()
+        if s.startswith("ablations")
+    )
     per_image = CONFIG["solver"]["iters"] + 1  # iterations and one inversion, 1 s each
     assert hours == pytest.approx(5 * CONFIG["ablations"]["images"] * per_image / 3600)
     fewer = {**CONFIG, "ablations": {**CONFIG["ablations"], "bijections": []}}

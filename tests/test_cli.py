@@ -34,9 +34,16 @@ def test_enhance_writes_the_pair_and_a_json_record(tmp_path, good_png, capsys):
     record = json.loads((out / "astronaut.json").read_text())
     assert len(record["history"]) == 2
     assert set(record["history"][0]) == {
-        "iteration", "loss", "score", "raw_score", "fidelity", "grad_fidelity", "grad_prior",
-        "prior_share", "active",
-    }  # fmt: skip
+        "iteration",
+        "loss",
+        "score",
+        "raw_score",
+        "fidelity",
+        "grad_fidelity",
+        "grad_prior",
+        "prior_share",
+        "active",
+    }
     assert record["score_scale"] == {"name": "authors", "xi1": 100.0, "range": [0.0, 100.0]}
     assert record["early_stop"]["applied"] is False  # colorfulness: provisional constants
     assert record["config"]["edict"]["steps"] == 4 and record["config"]["solver"]["lam"] == 0.01
@@ -212,8 +219,11 @@ def test_errors_map_to_exit_codes_in_one_place_and_bugs_are_not_usage_errors(mon
     from dlmap.errors import DlmapError, InputError, UsageError
     from dlmap.weights.cache import WeightsMissingError
 
-    for error, code in ((UsageError("bad option"), 2), (InputError("bad file"), 2),
-                        (WeightsMissingError("no weights"), 1)):  # fmt: skip
+    for error, code in (
+        (UsageError("bad option"), 2),
+        (InputError("bad file"), 2),
+        (WeightsMissingError("no weights"), 1),
+    ):
         assert isinstance(error, DlmapError)
         monkeypatch.setitem(
             compare.HANDLERS, "report", lambda args, e=error: (_ for _ in ()).throw(e)

@@ -40,8 +40,10 @@ def test_the_chain_depends_on_the_seed_and_the_id_only(tmp_path):
     first, record = demo_set.realistic_degradation(clean, demo_set.image_seed(0, "0001"))
     again, _ = demo_set.realistic_degradation(clean, demo_set.image_seed(0, "0001"))
     assert np.array_equal(first, again)
-    others = [demo_set.realistic_degradation(clean, demo_set.image_seed(s, "0001"))[0]
-              for s in range(1, 6)]  # fmt: skip
+    others = [
+        demo_set.realistic_degradation(clean, demo_set.image_seed(s, "0001"))[0]
+        for s in range(1, 6)
+    ]
     assert any(not np.array_equal(first, other) for other in others)
     alone = demo_set.make_demo_set(["coffee"], 64, 0, ["0001"], tmp_path / "r", tmp_path / "i")
     assert json.loads(alone[0]["steps"])["steps"] == record["steps"]

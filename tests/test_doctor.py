@@ -21,8 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def no_slurm(monkeypatch):
     """A machine without SLURM's commands, whatever this one has installed."""
     real = doctor.shutil.which
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: None if name in (
-        "sbatch", "sinfo", "sacct") else real(name))  # fmt: skip
+    monkeypatch.setattr(
+        doctor.shutil,
+        "which",
+        lambda name: None if name in ("sbatch", "sinfo", "sacct") else real(name),
+    )
     monkeypatch.setattr(doctor, "_gpus", lambda: [])
 
 
@@ -45,9 +48,17 @@ def _config(tmp_path, changes: dict, base=ROOT / "config.yaml") -> Path:
 def test_on_a_machine_with_nothing_it_lists_every_missing_piece_and_exits_1(
     no_slurm, tmp_path, capsys
 ):
-    code, out = _run(capsys, "--configfile", str(ROOT / "config.yaml"), "--cache",
-                     str(tmp_path / "cache"), "--data-root", str(tmp_path / "data"),
-                     "--out", str(tmp_path / "out"))  # fmt: skip
+    code, out = _run(
+        capsys,
+        "--configfile",
+        str(ROOT / "config.yaml"),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--data-root",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert code == 1
     assert "[BLOCKING] this machine: no CUDA GPU visible; and no SLURM here" in out
     for name in ("seesr", "dape"):  # only a person can bring them
@@ -131,8 +142,11 @@ def test_an_unreadable_config_is_one_line(tmp_path, capsys):
 
 
 def test_the_demo_without_downloads_can_start_here(no_slurm, tmp_path, capsys):
-    config = _config(tmp_path, {"niqe_model": "fitted", "out": str(tmp_path / "out")},
-                     base=ROOT / "presets" / "demo.yaml")  # fmt: skip
+    config = _config(
+        tmp_path,
+        {"niqe_model": "fitted", "out": str(tmp_path / "out")},
+        base=ROOT / "presets" / "demo.yaml",
+    )
     code, out = _run(capsys, "--configfile", str(config), "--cache", str(tmp_path / "c"))
     assert code == 0 and "[ok] device: cpu: no GPU needed" in out
     assert "weights" not in out.split("\n\n")[2]  # no weight set needed at all
@@ -141,9 +155,19 @@ def test_the_demo_without_downloads_can_start_here(no_slurm, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "text, minutes",
-    [("30", 30), ("30:15", 31), ("12:00:00", 720), ("2-00:00:00", 2880), ("1-12", 2160),
-     ("1-00:30", 1470), ("infinite", None), ("UNLIMITED", None), ("", None), ("abc", None)],
-)  # fmt: skip
+    [
+        ("30", 30),
+        ("30:15", 31),
+        ("12:00:00", 720),
+        ("2-00:00:00", 2880),
+        ("1-12", 2160),
+        ("1-00:30", 1470),
+        ("infinite", None),
+        ("UNLIMITED", None),
+        ("", None),
+        ("abc", None),
+    ],
+)
 def test_slurm_time_limits_are_read_in_every_format_sinfo_prints(text, minutes):
     assert doctor.slurm_minutes(text) == minutes
 

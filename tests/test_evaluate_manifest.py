@@ -37,8 +37,16 @@ def test_a_manifest_of_image_and_mos_reads_with_documented_defaults(own_manifest
 
 def test_evaluate_scores_a_manifest_of_only_the_required_columns(own_manifest, tmp_path, capsys):
     out = tmp_path / "results" / "own.csv"  # a new folder: made when the results are written
-    argv = ["evaluate", "--prior", "colorfulness", "--manifest", own_manifest, "--out", out,
-            "--quiet"]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--prior",
+        "colorfulness",
+        "--manifest",
+        own_manifest,
+        "--out",
+        out,
+        "--quiet",
+    ]
     code, stdout, err = run_cli(argv, capsys)
     assert code == 0, err
     (row,) = list(csv.DictReader(open(out)))
@@ -57,8 +65,15 @@ def test_evaluate_scores_a_manifest_of_only_the_required_columns(own_manifest, t
 def test_a_missing_required_column_exits_2_naming_the_required_columns(header, tmp_path, capsys):
     manifest = tmp_path / "scores.csv"
     manifest.write_text(header + "\n" + ",".join(["x"] * len(header.split(","))) + "\n")
-    argv = ["evaluate", "--prior", "colorfulness", "--manifest", manifest,
-            "--out", tmp_path / "o.csv"]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--prior",
+        "colorfulness",
+        "--manifest",
+        manifest,
+        "--out",
+        tmp_path / "o.csv",
+    ]
     code, _, err = run_cli(argv, capsys)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "needs the columns image, mos" in err and "optional: dataset" in err

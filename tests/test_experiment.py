@@ -234,9 +234,15 @@ def test_cli_create_reports_bad_input_in_one_line(tmp_path, capsys):
     with pytest.raises(study.StudyError, match="changed or missing"):
         serve(tmp_path / "s.sqlite", "127.0.0.1", 0)
     with pytest.raises(UsageError, match="changed or missing"):
-        experiment_command(argparse.Namespace(experiment_command="serve",
-                           db=tmp_path / "s.sqlite", host="127.0.0.1", port=0,
-                           public_url=None))  # fmt: skip
+        experiment_command(
+            argparse.Namespace(
+                experiment_command="serve",
+                db=tmp_path / "s.sqlite",
+                host="127.0.0.1",
+                port=0,
+                public_url=None,
+            )
+        )
 
 
 def test_an_export_is_refused_once_the_pairs_or_an_image_changed(db, tmp_path):

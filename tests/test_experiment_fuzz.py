@@ -24,15 +24,19 @@ FUZZ = settings(
 )
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 FIELD_VALUES = st.one_of(
-    st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.booleans(), st.none(),
-    st.text(max_size=40), st.sampled_from(["left", "right", "key", "click",
-                                           "2024-01-01T10:00:00.000Z", "=1+1", "-0"]),
-)  # fmt: skip
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=40),
+    st.sampled_from(["left", "right", "key", "click", "2024-01-01T10:00:00.000Z", "=1+1", "-0"]),
+)
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +105,25 @@ CELL = st.text(alphabet=st.characters(codec="utf-8"), max_size=12) | st.sampled_
 
 @FUZZ
 @given(
-    header=st.lists(st.sampled_from(["enhancer_i", "enhancer_j", "image", "file_i", "file_j",
-                                     "order", "x", "\ufeffenhancer_i"]),
-                    min_size=0, max_size=7),
+    header=st.lists(
+        st.sampled_from(
+            [
+                "enhancer_i",
+                "enhancer_j",
+                "image",
+                "file_i",
+                "file_j",
+                "order",
+                "x",
+                "\ufeffenhancer_i",
+            ]
+        ),
+        min_size=0,
+        max_size=7,
+    ),
     rows=st.lists(st.lists(CELL, max_size=7), max_size=4),
     bom=st.booleans(),
-)  # fmt: skip
+)
 def test_any_pairs_file_is_read_or_refused_in_one_line(served, tmp_path_factory, header, rows, bom):
     db, _, _ = served
     folder = db.parent

@@ -103,8 +103,19 @@ def test_export_gives_every_subject_its_own_file_even_when_cleaned_names_collide
     files = summary["subject_files"]
     assert len(files) == 4 and len({f.lower() for f in files.values()}) == 4
     assert len(list((out / "subjects").glob("*.csv"))) == 4
-    code, err = _cli(["rank", out / "counts.csv", "--per-subject", out / "subjects",
-                      "--bootstrap", "10", "--out", tmp_path / "scores.csv"], capsys)  # fmt: skip
+    code, err = _cli(
+        [
+            "rank",
+            out / "counts.csv",
+            "--per-subject",
+            out / "subjects",
+            "--bootstrap",
+            "10",
+            "--out",
+            tmp_path / "scores.csv",
+        ],
+        capsys,
+    )
     assert code == 0, err
 
 
@@ -128,8 +139,9 @@ def test_answers_are_taken_only_in_order_and_a_retry_stays_a_no_op(client, db):
     # a client retrying the first answer after the reply was lost: still a 200 no-op
     again = client.post(f"/s/{token}/answer", json=answer_payload(order[0]))
     assert again.status_code == 200 and again.get_json()["status"] == "duplicate"
-    assert client.post(f"/s/{token}/answer", json=answer_payload(order[0], "right")).status_code \
-        == 409  # fmt: skip
+    assert (
+        client.post(f"/s/{token}/answer", json=answer_payload(order[0], "right")).status_code == 409
+    )
     assert _stored(db) == 2
 
 
@@ -208,8 +220,9 @@ def test_an_export_under_load_is_one_snapshot(tmp_path):
         state = json.loads(urllib.request.urlopen(f"{url}/s/{token}/state").read())
         while not stop.is_set() and not state["finished"]:
             body = json.dumps(answer_payload(state["trial"]["id"])).encode()
-            request = urllib.request.Request(f"{url}/s/{token}/answer", body,
-                                             {"Content-Type": "application/json"})  # fmt: skip
+            request = urllib.request.Request(
+                f"{url}/s/{token}/answer", body, {"Content-Type": "application/json"}
+            )
             state = json.loads(urllib.request.urlopen(request).read())["state"]
 
     with ServedStudy(db) as served:
@@ -238,12 +251,22 @@ def test_an_export_under_load_is_one_snapshot(tmp_path):
 @pytest.mark.parametrize(
     "changes",
     [
-        {"trial": 2**63}, {"trial": 10**30}, {"screen_width": 2**63}, {"screen_width": 1e300},
-        {"window_height": -1}, {"response_ms": 1e308}, {"response_ms": -1},
-        {"device_pixel_ratio": 1e308}, {"zoom": 1e308}, {"zoom": 0}, {"shown_at": "yesterday"},
-        {"answered_at": "2024-01-01"}, {"answered_at": "=1+1"}, {"junk": list(range(100))},
+        {"trial": 2**63},
+        {"trial": 10**30},
+        {"screen_width": 2**63},
+        {"screen_width": 1e300},
+        {"window_height": -1},
+        {"response_ms": 1e308},
+        {"response_ms": -1},
+        {"device_pixel_ratio": 1e308},
+        {"zoom": 1e308},
+        {"zoom": 0},
+        {"shown_at": "yesterday"},
+        {"answered_at": "2024-01-01"},
+        {"answered_at": "=1+1"},
+        {"junk": list(range(100))},
     ],
-)  # fmt: skip
+)
 def test_out_of_range_and_unknown_fields_are_a_400_and_store_nothing(client, db, changes):
     token = _subject(db, "ann")["token"]
     trial = _trials(db, token)[0]
@@ -263,8 +286,9 @@ def test_huge_image_ids_nested_json_and_big_bodies_are_refused(client, db):
     assert response.status_code == 400
     big = json.dumps({**answer_payload(_trials(db, token)[0]), "pad": "x" * MAX_BODY_BYTES})
     assert client.post(answer, data=big, content_type="application/json").status_code == 413
-    assert client.post(answer, data=b"\xff\xfe{", content_type="application/json").status_code \
-        == 400  # fmt: skip
+    assert (
+        client.post(answer, data=b"\xff\xfe{", content_type="application/json").status_code == 400
+    )
     assert _stored(db) == 0
 
 
@@ -274,7 +298,7 @@ def test_huge_image_ids_nested_json_and_big_bodies_are_refused(client, db):
 def test_formula_like_text_is_refused_at_the_door_and_neutralised_in_answers_csv(
     client, db, tmp_path
 ):
-    for name in ("=HYPERLINK(\"http://evil\")", "+1", "-2", "@SUM(A1)"):
+    for name in ('=HYPERLINK("http://evil")', "+1", "-2", "@SUM(A1)"):
         with pytest.raises(study.StudyError, match="formula"):
             _subject(db, name)
     # a study made before names were checked: its names are neutralised in answers.csv only
@@ -296,9 +320,15 @@ def test_logs_show_no_token_and_no_forged_line(db, caplog):
     token = _subject(db, "ann")["token"]
     caplog.set_level(logging.INFO)
     with ServedStudy(db, admin_token=ADMIN) as served:
-        for path in (f"/s/{token}", f"/s/{token}/state", f"/admin/{ADMIN}",
-                     f"/s/{token}%0aFORGED%20line", "/s/x%00y/state", "/admin/wrong%0a",
-                     f"/s/{token}/image/1%1b[31m"):  # fmt: skip
+        for path in (
+            f"/s/{token}",
+            f"/s/{token}/state",
+            f"/admin/{ADMIN}",
+            f"/s/{token}%0aFORGED%20line",
+            "/s/x%00y/state",
+            "/admin/wrong%0a",
+            f"/s/{token}/image/1%1b[31m",
+        ):
             try:
                 urllib.request.urlopen(served.url + path).read()
             except urllib.error.HTTPError:
@@ -322,10 +352,12 @@ def test_pages_forbid_framing_and_token_bearing_responses_forbid_caching(client,
     token = _subject(db, "ann")["token"]
     trial = _trials(db, token)[0]
     responses = [
-        client.get(f"/s/{token}"), client.get(f"/s/{token}/state"), client.get(f"/admin/{ADMIN}"),
+        client.get(f"/s/{token}"),
+        client.get(f"/s/{token}/state"),
+        client.get(f"/admin/{ADMIN}"),
         client.post(f"/s/{token}/answer", json=answer_payload(trial)),
         client.post(f"/s/{token}/answer", json=answer_payload(trial + 999)),
-    ]  # fmt: skip
+    ]
     for response in responses:
         assert response.headers["X-Frame-Options"] == "DENY"
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
@@ -389,8 +421,21 @@ def test_serve_refuses_a_public_url_that_is_not_a_root(db, capsys):
 
 def _create(tmp_path, capsys, pairs, db=None):
     db = db or tmp_path / "new.sqlite"
-    return _cli(["experiment", "create", "--pairs", pairs, "--images", tmp_path / "images",
-                 "--db", db, "--training", "0"], capsys)  # fmt: skip
+    return _cli(
+        [
+            "experiment",
+            "create",
+            "--pairs",
+            pairs,
+            "--images",
+            tmp_path / "images",
+            "--db",
+            db,
+            "--training",
+            "0",
+        ],
+        capsys,
+    )
 
 
 def test_create_refuses_bad_databases_images_and_pairs_in_one_line(tmp_path, capsys):

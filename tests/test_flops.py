@@ -28,8 +28,9 @@ def test_the_formula_counts_a_real_iteration_and_inversion(bijection, steps):
 
     def solve(iters):
         config = solver.SolverConfig(iters=iters, early_stop=False)
-        return flops.count(lambda: solver.map_solve(backbone, prior, images, config, edict,
-                                                    quiet=True))  # fmt: skip
+        return flops.count(
+            lambda: solver.map_solve(backbone, prior, images, config, edict, quiet=True)
+        )
 
     measured = solve(2) - solve(1)
     counts = flops.network_flops(backbone, 32)

@@ -43,13 +43,58 @@ FUZZ = {  # no example database: nothing written into the checkout
 
 # --- counts files ------------------------------------------------------------------------------
 
-# fmt: off
-ODD_CELLS = ["", " ", "0", " 7 ", "2.0", "1e1", "1.5", "-1", "-0", "nan", "NaN", "inf", "-inf",
-             "Infinity", "1_000", "\uff15", "0x10", str(10**30), str(2**53), str(2**53 + 1),
-             "1e308", "1e400", "9" * 500, "\x00", "1\x00", '"', "a,b", "\n", "\u00e9", "\ufeff3"]
-ODD_NAMES = ["a", "b", "c", "d", "a ", " b", "\u00e9", "\u6f22", "\U0001d518", "\u200b", "\ufeff",
-             "x\ny", "", " ", "\x00", "simulated", "a,b", '"q"']
-# fmt: on
+ODD_CELLS = [
+    "",
+    " ",
+    "0",
+    " 7 ",
+    "2.0",
+    "1e1",
+    "1.5",
+    "-1",
+    "-0",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "Infinity",
+    "1_000",
+    "\uff15",
+    "0x10",
+    str(10**30),
+    str(2**53),
+    str(2**53 + 1),
+    "1e308",
+    "1e400",
+    "9" * 500,
+    "\x00",
+    "1\x00",
+    '"',
+    "a,b",
+    "\n",
+    "\u00e9",
+    "\ufeff3",
+]
+ODD_NAMES = [
+    "a",
+    "b",
+    "c",
+    "d",
+    "a ",
+    " b",
+    "\u00e9",
+    "\u6f22",
+    "\U0001d518",
+    "\u200b",
+    "\ufeff",
+    "x\ny",
+    "",
+    " ",
+    "\x00",
+    "simulated",
+    "a,b",
+    '"q"',
+]
 CELLS = st.one_of(
     st.integers(0, 40).map(str),
     st.integers(-3, 3).map(str),
@@ -152,8 +197,17 @@ def dressed_matrices(draw):
     """A valid counts matrix, and the bytes of a file that holds it in some dress."""
     names = draw(st.lists(UNAMBIGUOUS_NAMES, min_size=2, max_size=5, unique=True))
     size = len(names)
-    counts = draw(st.lists(st.lists(st.sampled_from([0, 1, 2, 7, 40, MAX_COUNT]) | st.integers(0,
-                  10**6), min_size=size, max_size=size), min_size=size, max_size=size))  # fmt: skip
+    counts = draw(
+        st.lists(
+            st.lists(
+                st.sampled_from([0, 1, 2, 7, 40, MAX_COUNT]) | st.integers(0, 10**6),
+                min_size=size,
+                max_size=size,
+            ),
+            min_size=size,
+            max_size=size,
+        )
+    )
     matrix = np.array(counts, dtype=np.float64)
     np.fill_diagonal(matrix, 0)
     assume(matrix.any())
@@ -203,10 +257,17 @@ def test_a_byte_order_mark_is_skipped_not_read_into_the_label_or_the_names(tmp_p
 
 @pytest.mark.parametrize(
     ("cell", "value"),
-    [(str(2**53), 2.0**53), ("12.0", 12.0), ("1.2e1", 12.0), (str(2**53 + 1), None),
-     ("9007199254740993", None), (str(10**30), None), ("1e400", None),
-     ("1.00000000000000001", None)],
-)  # fmt: skip
+    [
+        (str(2**53), 2.0**53),
+        ("12.0", 12.0),
+        ("1.2e1", 12.0),
+        (str(2**53 + 1), None),
+        ("9007199254740993", None),
+        (str(10**30), None),
+        ("1e400", None),
+        ("1.00000000000000001", None),
+    ],
+)
 def test_counts_are_exact_integers_up_to_max_count(tmp_path, cell, value):
     path = tmp_path / "counts.csv"
     path.write_text(f"x,a,b\na,0,{cell}\nb,1,0\n")
@@ -334,18 +395,26 @@ def workflow_checks(config: dict) -> dict:
     external = {n: p.format(out=config["out"]) for n, p in config["external"].items()}
     assert all(isinstance(folder, str) for folder in external.values())
     costs = budget.GpuCosts(**config["gpu_costs"])
-    requests = {"mem_mb": budget.host_mem_mb(costs), "gpu_gib": budget.gpu_gib(config[
-        "batch_size"], costs)}  # fmt: skip
+    requests = {
+        "mem_mb": budget.host_mem_mb(costs),
+        "gpu_gib": budget.gpu_gib(config["batch_size"], costs),
+    }
     if config["msliqe"]["train"]:
         epochs = msliqe_epochs(config)
         datasets = config["msliqe"]["datasets"]
         per_epoch = len(datasets) * max(dataset_images([name]) for name in datasets)
     for attempt in (1, 3):
-        for prior in {*config["priors"], config["ablations"]["prior"],
-                      config["post_enhancement"]["prior"]}:  # fmt: skip
+        for prior in {
+            *config["priors"],
+            config["ablations"]["prior"],
+            config["post_enhancement"]["prior"],
+        }:
             iters = {**config["solver"], **config["prior_settings"].get(prior, {})}["iters"]
-            for images in {len(chunk_lists[0]), len(ids[: config["ablations"]["images"]]),
-                           len(ids[: config["post_enhancement"]["images"]])}:  # fmt: skip
+            for images in {
+                len(chunk_lists[0]),
+                len(ids[: config["ablations"]["images"]]),
+                len(ids[: config["post_enhancement"]["images"]]),
+            }:
                 requests[f"enhance {prior} {images} {attempt}"] = budget.enhance_job_minutes(
                     images, iters, costs, attempt
                 )
@@ -412,7 +481,7 @@ SCALARS = st.one_of(
             "--help",
             "line\nbreak",
         ]
-    ),  # fmt: skip
+    ),
 )
 VALUES = st.recursive(
     SCALARS,
@@ -482,8 +551,15 @@ def schema_error_is_about(error: jsonschema.ValidationError, changed) -> bool:
 @settings(max_examples=200, **FUZZ)
 @given(case=mutated_configs())
 @example(case=({**copy.deepcopy(BASES["presets/demo.yaml"]), "chunk_size": 3.0}, [("chunk_size",)]))
-@example(case=({**copy.deepcopy(BASES["config.yaml"]), "msliqe": {**BASES["config.yaml"]["msliqe"],
-         "options": ["--epochs", "100000000"]}}, [("msliqe", "options")]))  # fmt: skip
+@example(
+    case=(
+        {
+            **copy.deepcopy(BASES["config.yaml"]),
+            "msliqe": {**BASES["config.yaml"]["msliqe"], "options": ["--epochs", "100000000"]},
+        },
+        [("msliqe", "options")],
+    )
+)
 def test_a_mutated_config_passes_or_fails_in_one_line_naming_the_key(case):
     config, changed = case
     try:
@@ -526,13 +602,15 @@ def test_the_presets_pass_every_check(name):
         ({"msliqe.datasets": []}, "msliqe.datasets: names no data set"),
         ({"ranking.bootstrap": 1}, "ranking.bootstrap"),
         ({"solver.stop_score": 150.0}, "solver: stop_score must lie in"),
-        ({"prior_settings.niqe": {"score_scale": "printed", "stop_score": 90}},
-         "prior_settings.niqe (over solver): stop_score"),
+        (
+            {"prior_settings.niqe": {"score_scale": "printed", "stop_score": 90}},
+            "prior_settings.niqe (over solver): stop_score",
+        ),
         ({"edict.steps_offset": 300}, "edict: steps_offset must lie in"),
         ({"memory.weights_dtype": "bf16"}, "weights_dtype bf16 needs autocast bf16"),
         ({"prior_settings.a\nb": {"lam": math.nan}}, "prior_settings.'a\\nb'.lam"),
     ],
-)  # fmt: skip
+)
 def test_what_the_schema_cannot_say_is_refused_in_one_line_naming_the_key(change, message):
     config = copy.deepcopy(BASES["presets/demo.yaml"])
     for key, value in change.items():
@@ -549,13 +627,22 @@ DELETE = object()
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("solver.iters", 10**400), ("gpu_costs.host_gib", 1e308), ("gpu_costs.margin", 10**400),
-     ("solver.seed", 2**63), ("images.count", 10**30), ("edict.steps", 1001),
-     ("ranking.bootstrap", 10**9), ("out", "results/{x}"), ("solver.iters", DELETE),
-     ("ablations.lambdas", DELETE), ("cache", DELETE), ("comparisons", {"a b": {"enhancers":
-     ["niqe", "liqe"]}})],
+    [
+        ("solver.iters", 10**400),
+        ("gpu_costs.host_gib", 1e308),
+        ("gpu_costs.margin", 10**400),
+        ("solver.seed", 2**63),
+        ("images.count", 10**30),
+        ("edict.steps", 1001),
+        ("ranking.bootstrap", 10**9),
+        ("out", "results/{x}"),
+        ("solver.iters", DELETE),
+        ("ablations.lambdas", DELETE),
+        ("cache", DELETE),
+        ("comparisons", {"a b": {"enhancers": ["niqe", "liqe"]}}),
+    ],
     ids=lambda value: "delete" if value is DELETE else str(value)[:24],
-)  # fmt: skip
+)
 def test_the_schema_bounds_what_would_overflow_and_requires_what_is_read(key, value):
     config = copy.deepcopy(BASES["config.yaml"])
     *parents, last = key.split(".")

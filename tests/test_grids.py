@@ -11,7 +11,7 @@ from matplotlib.image import AxesImage
 from matplotlib.text import Text
 from PIL import Image
 
-from dlmap.figures import grids
+from dlmap.figures import charts, grids, plots
 
 
 def _png(folder, name: str, width: int = 32, height: int = 24, seed: int = 0):
@@ -28,7 +28,7 @@ def _texts(figure) -> list[str]:
 
 def _has_stamp(figure) -> bool:
     """Whether the figure's title carries the reduced stamp (titles wrap at any space)."""
-    return " ".join(grids.REDUCED_STAMP.split()) in " ".join(figure._suptitle.get_text().split())
+    return " ".join(plots.REDUCED_STAMP.split()) in " ".join(figure._suptitle.get_text().split())
 
 
 def _size(path) -> tuple[int, int]:
@@ -37,7 +37,7 @@ def _size(path) -> tuple[int, int]:
 
 
 def _saved(figure, path):
-    written = grids.save_figure(figure, path)
+    written = plots.save_figure(figure, path)
     assert written == [path, path.with_suffix(".pdf")]
     assert path.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
     return _size(path)
@@ -67,8 +67,9 @@ def test_native_aspect_sets_the_row_height(tmp_path):
 
 def test_missing_cells_are_framed_and_marked(tmp_path):
     a = _png(tmp_path, "a")
-    figure = grids.image_grid([[a, None], ["", a]], ["r0", "r1"], ["c0", "c1"],
-                              [["x", "y"], ["", "LIQE 3.21"]])  # fmt: skip
+    figure = grids.image_grid(
+        [[a, None], ["", a]], ["r0", "r1"], ["c0", "c1"], [["x", "y"], ["", "LIQE 3.21"]]
+    )
     texts = _texts(figure)
     assert texts.count(grids.MISSING) == 2
     assert {"r0", "r1", "c0", "c1", "x", "y", "LIQE 3.21"} <= set(texts)
@@ -91,8 +92,8 @@ def test_reduced_stamp_in_the_title(tmp_path):
     plain = grids.image_grid([[a]], title="Fig. 1")
     assert _has_stamp(stamped)
     assert "Fig. 1" in stamped._suptitle.get_text()
-    assert grids.REDUCED_STAMP not in " ".join(_texts(plain))
-    assert "REDUCED SETTINGS" in grids.REDUCED_STAMP and "not the paper" in grids.REDUCED_STAMP
+    assert plots.REDUCED_STAMP not in " ".join(_texts(plain))
+    assert "REDUCED SETTINGS" in plots.REDUCED_STAMP and "not the paper" in plots.REDUCED_STAMP
     plt.close(stamped)
     plt.close(plain)
 
@@ -127,8 +128,11 @@ def test_fig1_layout_and_scores(tmp_path):
     texts = _texts(figure)
     assert {"LIQE 3.21", "LIQE 4.90", "q=0.81, D0=0.02", "LIQE 4.00", "a0", "a1"} <= set(texts)
     assert [t for t in texts if t.startswith("(")][:4] == [
-        "(a) initial", "(b) max LIQE (Eq. 1)", "(c) pixel MAP, MSE + LIQE",
-        "(d) latent MAP (Eq. 17)"]  # fmt: skip
+        "(a) initial",
+        "(b) max LIQE (Eq. 1)",
+        "(c) pixel MAP, MSE + LIQE",
+        "(d) latent MAP (Eq. 17)",
+    ]
     assert _has_stamp(figure)
     _saved(figure, tmp_path / "fig1.png")
     with pytest.raises(ValueError, match="latent_map has 1 entries but there are 2"):
@@ -139,17 +143,22 @@ def test_fig1_layout_and_scores(tmp_path):
 
 def test_fig2_columns_by_lambda(tmp_path):
     initial = [_png(tmp_path, f"init{i}", seed=i) for i in range(3)]
-    by_lambda = {lam: [_png(tmp_path, f"l{lam}-{i}", seed=i) for i in range(3)]
-                 for lam in (10.0, 0.1, math.inf)}  # fmt: skip
-    figure = grids.fig2_lambda_sweep(initial, by_lambda, scores={0.1: [1.0, 2.0, 3.0]},
-                                     initial_scores=[0.5, None, 0.7])  # fmt: skip
+    by_lambda = {
+        lam: [_png(tmp_path, f"l{lam}-{i}", seed=i) for i in range(3)]
+        for lam in (10.0, 0.1, math.inf)
+    }
+    figure = grids.fig2_lambda_sweep(
+        initial, by_lambda, scores={0.1: [1.0, 2.0, 3.0]}, initial_scores=[0.5, None, 0.7]
+    )
     texts = _texts(figure)
     headers = [t for t in texts if t == "initial" or t.startswith("\u03bb")]
     assert headers == ["initial", "\u03bb = 0.1", "\u03bb = 10", "\u03bb = \u221e (direct)"]
     assert {"LIQE 0.50", "LIQE 1.00", "LIQE 3.00", "init0", "init2"} <= set(texts)
     three = _saved(figure, tmp_path / "fig2.png")
-    one = _saved(grids.fig2_lambda_sweep(initial[:1], {k: v[:1] for k, v in by_lambda.items()}),
-                 tmp_path / "fig2-one.png")  # fmt: skip
+    one = _saved(
+        grids.fig2_lambda_sweep(initial[:1], {k: v[:1] for k, v in by_lambda.items()}),
+        tmp_path / "fig2-one.png",
+    )
     assert three[1] > 2 * one[1] and three[0] == one[0]
     with pytest.raises(ValueError, match=r"images \(lambda=10.0\) has 2 entries"):
         grids.fig2_lambda_sweep(initial, {**by_lambda, 10.0: by_lambda[10.0][:2]})
@@ -159,11 +168,24 @@ def test_fig2_columns_by_lambda(tmp_path):
 
 def test_pair_grid_labels_both_enhancers(tmp_path):
     pairs = [
-        {"enhancer_i": "LIQE", "enhancer_j": "MUSIQ", "image": "cat", "input": _png(tmp_path, "i"),
-         "file_i": _png(tmp_path, "x"), "file_j": None, "caption_j": "d=0.3"},
-        {"enhancer_i": "NIQE", "enhancer_j": "UNIQUE", "image": "stamps",
-         "input": _png(tmp_path, "j"), "file_i": "", "file_j": _png(tmp_path, "y")},
-    ]  # fmt: skip
+        {
+            "enhancer_i": "LIQE",
+            "enhancer_j": "MUSIQ",
+            "image": "cat",
+            "input": _png(tmp_path, "i"),
+            "file_i": _png(tmp_path, "x"),
+            "file_j": None,
+            "caption_j": "d=0.3",
+        },
+        {
+            "enhancer_i": "NIQE",
+            "enhancer_j": "UNIQUE",
+            "image": "stamps",
+            "input": _png(tmp_path, "j"),
+            "file_i": "",
+            "file_j": _png(tmp_path, "y"),
+        },
+    ]
     figure = grids.pair_grid(pairs, title="Fig. 6", reduced=True)
     texts = _texts(figure)
     assert {"LIQE", "MUSIQ\nd=0.3", "NIQE", "UNIQUE", "cat", "stamps"} <= set(texts)
@@ -187,8 +209,9 @@ def test_triplets_one_row_per_enhancer_and_input(tmp_path):
     )
     assert len(figure.findobj(AxesImage)) == 12
     _saved(figure, tmp_path / "fig12.png")
-    own = grids.triplets({"SUPIR": inputs[:1]}, {"SUPIR": base["SUPIR"][:1]},
-                         {"SUPIR": refined["SUPIR"][:1]})  # fmt: skip
+    own = grids.triplets(
+        {"SUPIR": inputs[:1]}, {"SUPIR": base["SUPIR"][:1]}, {"SUPIR": refined["SUPIR"][:1]}
+    )
     assert len(own.findobj(AxesImage)) == 3
     plt.close(own)
     with pytest.raises(ValueError, match="different enhancers"):
@@ -199,10 +222,13 @@ def test_triplets_one_row_per_enhancer_and_input(tmp_path):
 
 def test_side_by_side_named_variants(tmp_path):
     inputs = [_png(tmp_path, f"in{i}", seed=i) for i in range(2)]
-    columns = {"vanilla SD2": [_png(tmp_path, "v0"), None],
-               "ControlNet": [_png(tmp_path, "c0"), _png(tmp_path, "c1")]}  # fmt: skip
-    figure = grids.side_by_side(columns, inputs, captions={"ControlNet": ["q=0.9", ""]},
-                                title="Fig. 7")  # fmt: skip
+    columns = {
+        "vanilla SD2": [_png(tmp_path, "v0"), None],
+        "ControlNet": [_png(tmp_path, "c0"), _png(tmp_path, "c1")],
+    }
+    figure = grids.side_by_side(
+        columns, inputs, captions={"ControlNet": ["q=0.9", ""]}, title="Fig. 7"
+    )
     texts = _texts(figure)
     assert {"input", "vanilla SD2", "ControlNet", "q=0.9", grids.MISSING, "Fig. 7"} <= set(texts)
     _saved(figure, tmp_path / "fig7.png")
@@ -213,10 +239,17 @@ def test_side_by_side_named_variants(tmp_path):
 
 
 def test_lambda_sweep_plot(tmp_path):
-    rows = [{"lambda": str(lam), "image": image, "score": str(0.1 * k + lam / 100),
-             "fidelity": "" if (lam, image) == (1, "b") else str(lam / 1000)}
-            for k, image in enumerate("ab") for lam in (0, 0.1, 1, 10, math.inf)]  # fmt: skip
-    figure = grids.lambda_sweep_plot(rows, reduced=True)
+    rows = [
+        {
+            "lambda": str(lam),
+            "image": image,
+            "score": str(0.1 * k + lam / 100),
+            "fidelity": "" if (lam, image) == (1, "b") else str(lam / 1000),
+        }
+        for k, image in enumerate("ab")
+        for lam in (0, 0.1, 1, 10, math.inf)
+    ]
+    figure = charts.lambda_sweep_plot(rows, reduced=True)
     score_axis, fidelity_axis = figure.axes[:2]
     assert score_axis.get_xscale() == "log" and fidelity_axis.get_xscale() == "log"
     labels = [line.get_label() for line in score_axis.get_lines()]
@@ -228,7 +261,7 @@ def test_lambda_sweep_plot(tmp_path):
     assert _has_stamp(figure)
     _saved(figure, tmp_path / "fig2-plot.png")
     with pytest.raises(ValueError, match="lacks fidelity"):
-        grids.lambda_sweep_plot([{"lambda": 1, "image": "a", "score": 1}])
+        charts.lambda_sweep_plot([{"lambda": 1, "image": "a", "score": 1}])
 
 
 def test_vote_shares_exact():
@@ -237,29 +270,29 @@ def test_vote_shares_exact():
     for j, (wins, losses) in enumerate([(764, 236), (786, 214), (825, 175)], start=1):
         counts[0, j], counts[j, 0] = wins, losses
     counts[1, 2] = 7  # pairs without the anchor do not count
-    rows = grids.vote_shares(counts, conditions, "MS-LIQE")
+    rows = charts.vote_shares(counts, conditions, "MS-LIQE")
     assert [row["opponent"] for row in rows] == ["LIQE", "MUSIQ", "UNIQUE", "NIQE"]
     assert [row["share"] for row in rows[:3]] == [0.764, 0.786, 0.825]
     assert (rows[0]["wins"], rows[0]["losses"]) == (764, 236)
     assert math.isnan(rows[3]["share"]) and rows[3]["wins"] == rows[3]["losses"] == 0
-    flipped = grids.vote_shares(counts, conditions, "LIQE")
+    flipped = charts.vote_shares(counts, conditions, "LIQE")
     assert flipped[0] == {"opponent": "MS-LIQE", "wins": 236, "losses": 764, "share": 0.236}
 
 
 def test_vote_shares_rejects_bad_input():
     with pytest.raises(ValueError, match="square"):
-        grids.vote_shares(np.zeros((2, 3)), ["a", "b"], "a")
+        charts.vote_shares(np.zeros((2, 3)), ["a", "b"], "a")
     with pytest.raises(ValueError, match="conditions has 3 entries"):
-        grids.vote_shares(np.zeros((2, 2)), ["a", "b", "c"], "a")
+        charts.vote_shares(np.zeros((2, 2)), ["a", "b", "c"], "a")
     with pytest.raises(ValueError, match="anchor 'z'"):
-        grids.vote_shares(np.zeros((2, 2)), ["a", "b"], "z")
+        charts.vote_shares(np.zeros((2, 2)), ["a", "b"], "z")
     with pytest.raises(ValueError, match="non-negative"):
-        grids.vote_shares([[0, -1], [1, 0]], ["a", "b"], "a")
+        charts.vote_shares([[0, -1], [1, 0]], ["a", "b"], "a")
 
 
 def test_vote_share_plot(tmp_path):
-    rows = grids.vote_shares([[0, 3, 0], [1, 0, 0], [0, 0, 0]], ["A", "B", "C"], "A")
-    figure = grids.vote_share_plot(rows, "A", reduced=True)
+    rows = charts.vote_shares([[0, 3, 0], [1, 0, 0], [0, 0, 0]], ["A", "B", "C"], "A")
+    figure = charts.vote_share_plot(rows, "A", reduced=True)
     axis = figure.axes[0]
     assert [patch.get_height() for patch in axis.patches] == [75.0, 0]
     assert any(list(line.get_ydata()) == [50, 50] for line in axis.get_lines())
@@ -268,13 +301,13 @@ def test_vote_share_plot(tmp_path):
     assert _has_stamp(figure)
     _saved(figure, tmp_path / "votes.png")
     with pytest.raises(ValueError, match="at least one"):
-        grids.vote_share_plot([], "A")
+        charts.vote_share_plot([], "A")
 
 
 def test_save_figure_closes_and_can_skip_pdf(tmp_path):
     figure = grids.image_grid([[_png(tmp_path, "a")]])
     number = figure.number
     out = tmp_path / "sub" / "grid.png"
-    assert grids.save_figure(figure, out, pdf=False) == [out]
+    assert plots.save_figure(figure, out, pdf=False) == [out]
     assert out.exists() and not out.with_suffix(".pdf").exists()
     assert not plt.fignum_exists(number)

@@ -21,9 +21,14 @@ def images(dtype):
 
 def solve(backbone, batch):
     return solver.map_solve(
-        backbone, create_prior("sharpness"), batch, SolverConfig(iters=2),
-        edict.EdictConfig(steps=2), seeds=[0, 1], quiet=True,
-    )  # fmt: skip
+        backbone,
+        create_prior("sharpness"),
+        batch,
+        SolverConfig(iters=2),
+        edict.EdictConfig(steps=2),
+        seeds=[0, 1],
+        quiet=True,
+    )
 
 
 def counting(module, attribute):
@@ -44,8 +49,11 @@ def test_block_checkpointing_leaves_a_solve_bit_for_bit_unchanged(kind):
     plain = solve(load_backbone(kind), images(torch.float32))
     backbone = load_backbone(kind, checkpoint_blocks=True)
     assert backbone.memory_switches == {"checkpoint_blocks": True, "vae_slicing": False}
-    blocks = [backbone.unet.down_blocks[0], backbone.controlnet.down_blocks[0],
-              backbone.controlnet.mid_block]  # fmt: skip
+    blocks = [
+        backbone.unet.down_blocks[0],
+        backbone.controlnet.down_blocks[0],
+        backbone.controlnet.mid_block,
+    ]
     calls = [counting(block, "_gradient_checkpointing_func") for block in blocks]
     checkpointed = solve(backbone, images(torch.float32))
     assert all(calls), "the blocks were not recomputed"
@@ -72,8 +80,7 @@ def relative(a, b):
 def test_bf16_weights_halve_the_networks_and_stay_within_tolerance(kind):
     batch = images(torch.float32)
     full = load_backbone(kind)
-    half = load_backbone(kind, autocast="bf16",
-                                   weights_dtype="bf16")  # fmt: skip
+    half = load_backbone(kind, autocast="bf16", weights_dtype="bf16")
     for net in (half.unet, half.vae, half.controlnet):
         assert {p.dtype for p in net.parameters()} == {torch.bfloat16}
     size = sum(p.numel() * p.element_size() for p in half.parameters())
@@ -88,9 +95,13 @@ def test_bf16_weights_halve_the_networks_and_stay_within_tolerance(kind):
     grads = []
     for backbone in (full, half):
         noise = torch.cat([latent, latent]).requires_grad_(True)
-        x0, y0 = edict.denoise(backbone.eps, noise[:2], noise[2:],
-                               edict.make_schedule(edict.EdictConfig(steps=2)),
-                               backbone.condition(batch))  # fmt: skip
+        x0, y0 = edict.denoise(
+            backbone.eps,
+            noise[:2],
+            noise[2:],
+            edict.make_schedule(edict.EdictConfig(steps=2)),
+            backbone.condition(batch),
+        )
         loss = (backbone.decode(torch.cat([x0, y0])) - 0.5).square().mean()
         grads.append(torch.autograd.grad(loss, noise)[0].flatten())
     cosine = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0).item()

@@ -81,9 +81,11 @@ def test_fidelity_loss_gradient_is_finite_at_certainty_and_matches_finite_differ
 
 
 def test_each_epoch_pairs_every_training_image_once_within_its_data_set():
-    items = [datasets.Entry(name, f"{name}{k}", k / 10, None, "", 0, "", "train")
-             for name in ("a", "b") for k in range(7)] + [
-                datasets.Entry("c", "alone", 0.5, None, "", 0, "", "train")]  # fmt: skip
+    items = [
+        datasets.Entry(name, f"{name}{k}", k / 10, None, "", 0, "", "train")
+        for name in ("a", "b")
+        for k in range(7)
+    ] + [datasets.Entry("c", "alone", 0.5, None, "", 0, "", "train")]
     pairs = msliqe_train.epoch_pairs(items, seed=3, epoch=5)
     assert sorted(pairs[:, 0]) == list(range(14))  # "c" has no partner: left out
     for x, y in pairs:
@@ -93,8 +95,11 @@ def test_each_epoch_pairs_every_training_image_once_within_its_data_set():
 
 
 def test_liqe_batches_draw_each_data_set_and_cover_the_largest_once():
-    items = [datasets.Entry(name, f"{name}{k}", k / 10, None, "", 0, "", "train")
-             for name, count in (("a", 10), ("b", 3), ("c", 1)) for k in range(count)]  # fmt: skip
+    items = [
+        datasets.Entry(name, f"{name}{k}", k / 10, None, "", 0, "", "train")
+        for name, count in (("a", 10), ("b", 3), ("c", 1))
+        for k in range(count)
+    ]
     batches, flips, draws = msliqe_train.epoch_batches(
         items, batch_size=8, seed=3, epoch=5, draws_per_image=2
     )
@@ -131,8 +136,9 @@ def test_sub_batches_follow_liqes_proportions_over_its_six_sets():
 
 def test_liqe_learning_rate_schedule_is_its_per_epoch_cosine_with_zeros_skipped():
     factors = [msliqe_train.liqe_lr_factor(epoch) for epoch in range(12)]
-    expected = [(1 + math.cos(math.pi * p / 5)) / 2 for p in (0, 1, 2, 3, 4, 6, 7, 8, 9, 10,
-                                                                11, 12)]  # fmt: skip
+    expected = [
+        (1 + math.cos(math.pi * p / 5)) / 2 for p in (0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12)
+    ]
     assert factors == pytest.approx(expected, abs=1e-15)
     assert min(msliqe_train.liqe_lr_factor(e) for e in range(80)) > 0
     # PyTorch's own CosineAnnealingLR(T_max=5), stepped once more whenever it reaches 0, as
@@ -158,8 +164,10 @@ def test_training_views_are_one_random_crop_per_level_on_the_grid():
     assert torch.equal(views[1], image[:, :64, :64])  # scale 1, position 0
     level = msliqe.pyramid_level(image[None], 0.75, 64)[0]  # 120 px: a 2 x 2 grid of positions
     assert torch.equal(views[2], level[:, 32:96, 32:96])  # the last position
-    seen = {tuple(msliqe.training_views(image, config, [u, 0.5])[1][0, 0, :2].tolist())
-            for u in np.linspace(0, 0.999, 40)}  # fmt: skip
+    seen = {
+        tuple(msliqe.training_views(image, config, [u, 0.5])[1][0, 0, :2].tolist())
+        for u in np.linspace(0, 0.999, 40)
+    }
     assert len(seen) == 16  # 160 px at scale 1: 4 x 4 positions, each drawn
 
 
@@ -238,8 +246,9 @@ def test_a_resumed_run_continues_exactly_as_an_uninterrupted_one(small_synthetic
     assert not msliqe_train.can_resume(tmp_path / "parts", changed)  # the workflow starts anew
     assert not msliqe_train.can_resume(tmp_path / "nowhere", config)
     # a rerun of a finished run (the workflow deletes a job's outputs first) writes them again
-    outputs = [tmp_path / "parts" / name for name in (msliqe_train.FINAL, "metrics.csv",
-                                                       "metrics.png")]  # fmt: skip
+    outputs = [
+        tmp_path / "parts" / name for name in (msliqe_train.FINAL, "metrics.csv", "metrics.png")
+    ]
     for path in outputs:
         path.unlink()
     again = msliqe_train.train(config, small_synthetic, tmp_path / "parts", resume=True, quiet=True)
@@ -251,17 +260,41 @@ def test_a_chain_of_jobs_in_their_own_folders_ends_where_one_long_run_does(
 ):
     """The workflow's chain (each job in a folder of its own, resuming the previous job's
     last.pt until its last epoch, with data-loading workers) gives the checkpoint of one run."""
-    common = ["train-msliqe", "--manifest", str(small_synthetic), "--init", "random",
-              "--clip", "tiny", "--crop", "64", "--image-size", "64", "--scales", "1.0",
-              "--crops-per-scale", "1", "--lr", "1e-3", "--batch-size", "32", "--epochs", "3",
-              "--quiet"]  # fmt: skip
+    common = [
+        "train-msliqe",
+        "--manifest",
+        str(small_synthetic),
+        "--init",
+        "random",
+        "--clip",
+        "tiny",
+        "--crop",
+        "64",
+        "--image-size",
+        "64",
+        "--scales",
+        "1.0",
+        "--crops-per-scale",
+        "1",
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "3",
+        "--quiet",
+    ]
     assert cli.main([*common, "--out", str(tmp_path / "whole")]) == 0
     previous = []
     for start, end in ((0, 1), (1, 2), (2, 3)):
         folder = tmp_path / f"epochs-{start:03d}-{end:03d}"
         workers = ["--workers", "2"] if start == 1 else []
-        assert cli.main([*common, "--out", str(folder), "--until-epoch", str(end),
-                         *previous, *workers]) == 0  # fmt: skip
+        assert (
+            cli.main(
+                [*common, "--out", str(folder), "--until-epoch", str(end), *previous, *workers]
+            )
+            == 0
+        )
         previous = ["--resume-from", str(folder / msliqe_train.LAST)]
     last = tmp_path / "epochs-002-003"
     assert not (tmp_path / "epochs-001-002" / msliqe_train.FINAL).exists()
@@ -311,19 +344,56 @@ def test_correlations_are_oriented_by_the_priors_direction():
 
 def test_cli_trains_installs_and_evaluates_by_name(small_synthetic, tmp_path, capsys):
     out, cache = tmp_path / "run", tmp_path / "cache"
-    common = ["train-msliqe", "--manifest", str(small_synthetic), "--out", str(out),
-              "--init", "random", "--clip", "tiny", "--crop", "64", "--image-size", "64",
-              "--scales", "1.0", "--crops-per-scale", "1", "--lr", "1e-3", "--batch-size", "32",
-              "--epochs", "2", "--cache", str(cache), "--quiet"]  # fmt: skip
+    common = [
+        "train-msliqe",
+        "--manifest",
+        str(small_synthetic),
+        "--out",
+        str(out),
+        "--init",
+        "random",
+        "--clip",
+        "tiny",
+        "--crop",
+        "64",
+        "--image-size",
+        "64",
+        "--scales",
+        "1.0",
+        "--crops-per-scale",
+        "1",
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "2",
+        "--cache",
+        str(cache),
+        "--quiet",
+    ]
     assert cli.main([*common, "--stop-after", "1"]) == 0
     assert "continue with --resume" in capsys.readouterr().out
     assert cli.main([*common, "--resume", "--install"]) == 0
     prior = priors.create_prior("ms-liqe", cache=cache)  # the config comes with the weights
     assert prior.model.config.crop == 64 and prior.model.config.num_views == 2
     table = tmp_path / "eval.csv"
-    argv = ["evaluate", "--prior", "ms-liqe", "--manifest", str(small_synthetic),
-            "--out", str(table), "--size", "64", "--cache", str(cache), "--split", "all",
-            "--quiet"]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--prior",
+        "ms-liqe",
+        "--manifest",
+        str(small_synthetic),
+        "--out",
+        str(table),
+        "--size",
+        "64",
+        "--cache",
+        str(cache),
+        "--split",
+        "all",
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     (row,) = list(csv.DictReader(open(table)))
     assert row["dataset"] == "synthetic" and row["count"] == "54" and row["split"] == "all"

@@ -162,10 +162,18 @@ def test_stronger_distortion_raises_niqe_on_a_photograph_left_out_of_the_fit(fea
     pixels = niqe_fit.photograph(name)
     for kind, levels in distortions(pixels).items():
         scores = [
-            float(calculate_niqe(as_tensor(level).double(), 0, True, "yiq",
-                                 torch.from_numpy(mu), torch.from_numpy(cov)))
+            float(
+                calculate_niqe(
+                    as_tensor(level).double(),
+                    0,
+                    True,
+                    "yiq",
+                    torch.from_numpy(mu),
+                    torch.from_numpy(cov),
+                )
+            )
             for level in levels
-        ]  # fmt: skip
+        ]
         assert all(np.isfinite(scores)), (kind, scores)
         assert scores[0] < scores[1] < scores[2], (name, kind, scores)
 
@@ -262,17 +270,44 @@ def test_cli_niqe_model_option(cache, tmp_path, capsys):
 
     image = photo_png(tmp_path, "coffee", size=224)
     table = tmp_path / "scores.csv"
-    code, out, err = run_cli(["score", image, "--prior", "niqe", "--niqe-model", "fitted",
-                              "--cache", cache, "--out", table], capsys)  # fmt: skip
+    code, out, err = run_cli(
+        [
+            "score",
+            image,
+            "--prior",
+            "niqe",
+            "--niqe-model",
+            "fitted",
+            "--cache",
+            cache,
+            "--out",
+            table,
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "coffee.png: niqe raw" in out and niqe.FITTED_DISPLAY in table.read_text()
-    code, _, err = run_cli(["score", image, "--prior", "niqe", "--niqe-model", "live",
-                            "--cache", cache], capsys)  # fmt: skip
+    code, _, err = run_cli(
+        ["score", image, "--prior", "niqe", "--niqe-model", "live", "--cache", cache], capsys
+    )
     assert code == 1 and "dlmap weights fetch niqe" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(["score", image, "--prior", "sharpness", "--niqe-model", "live"], capsys)
     assert code == 2 and "--niqe-model: only for --prior niqe" in err
     custom = another_model(cache, tmp_path / "mine.mat")
-    code, out, err = run_cli(["score", image, "--prior", "niqe", "--niqe-model", custom,
-                              "--cache", cache, "--out", table], capsys)  # fmt: skip
+    code, out, err = run_cli(
+        [
+            "score",
+            image,
+            "--prior",
+            "niqe",
+            "--niqe-model",
+            custom,
+            "--cache",
+            cache,
+            "--out",
+            table,
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert f"NIQE (custom: {custom})" in table.read_text()

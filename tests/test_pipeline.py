@@ -29,8 +29,9 @@ def test_source_digest_covers_every_module_of_the_inversion_packages(tmp_path, m
         (tmp_path / name).write_text(f"x = '{name}'\n")
     monkeypatch.setattr(chunks, "SRC", tmp_path)
     before = chunks.source_digest(("stage",), ("top",))
-    assert [p.relative_to(tmp_path).as_posix() for p in chunks.source_files(("stage",), ("top",))] \
-        == ["stage/a.py", "stage/deep/b.py", "top.py"]  # fmt: skip
+    assert [
+        p.relative_to(tmp_path).as_posix() for p in chunks.source_files(("stage",), ("top",))
+    ] == ["stage/a.py", "stage/deep/b.py", "top.py"]
     (tmp_path / "other" / "c.py").write_text("x = 'changed'\n")  # outside: no change
     assert chunks.source_digest(("stage",), ("top",)) == before
     (tmp_path / "stage" / "deep" / "b.py").write_text("x = 'changed'\n")
@@ -82,9 +83,15 @@ def test_a_chunk_job_from_the_stored_inversion_equals_a_solve_of_its_own(chunk, 
     )
     assert [r["config"]["inversion"] for r in written] == [str(store)] * 2
     batch = jobs.load_batch(chunk, 64, "cpu", "float32")
-    alone = solver.map_solve(build.load_backbone(TINY), prior, batch,
-                             solver.SolverConfig(**SOLVER), jobs.edict_config(EDICT),
-                             seeds=[4, 4], quiet=True)  # fmt: skip
+    alone = solver.map_solve(
+        build.load_backbone(TINY),
+        prior,
+        batch,
+        solver.SolverConfig(**SOLVER),
+        jobs.edict_config(EDICT),
+        seeds=[4, 4],
+        quiet=True,
+    )
     for index, path in enumerate(chunk):
         ours = images.load_image(tmp_path / "out" / f"{path.stem}.x.png", size=None)
         reference = torch.from_numpy(images.to_uint8(alone.x[index])).permute(2, 0, 1) / 255
@@ -104,8 +111,15 @@ def test_an_inversion_of_another_image_is_refused(chunk, tmp_path):
 
 
 def test_the_workflow_calibration_replaces_the_shipped_constants(tmp_path):
-    fit = {"xi3": 1.5, "xi4": 0.25, "count": 9, "srcc": 0.8, "plcc_raw": 0.7,
-           "plcc_calibrated": 0.75, "source": "calibration.csv"}  # fmt: skip
+    fit = {
+        "xi3": 1.5,
+        "xi4": 0.25,
+        "count": 9,
+        "srcc": 0.8,
+        "plcc_raw": 0.7,
+        "plcc_calibrated": 0.75,
+        "source": "calibration.csv",
+    }
     (tmp_path / "fit.json").write_text(json.dumps(fit))
     prior = jobs.build_prior("sharpness", calibration=tmp_path / "fit.json")
     assert (prior.info.xi3, prior.info.xi4) == (1.5, 0.25)

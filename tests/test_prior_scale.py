@@ -169,13 +169,19 @@ def test_a_problem_stops_where_the_score_reaches_the_threshold_and_freezes(tiny6
     assert stop["applied"] == [True, False] and stop["iteration"] == [4, None]
     assert stop["threshold"] == 90.0 and "provisional" in stop["reason"][1]
     assert [step["active"] for step in together.history][3:6] == [
-        [True, True], [True, True], [False, True],
-    ]  # fmt: skip
+        [True, True],
+        [True, True],
+        [False, True],
+    ]
     assert len(together.history) == 8
     alone = solver.map_solve(
-        tiny64, fitted(Counter()), two_photos[:1], replace(config, iters=4, early_stop=False),
-        SMALL, quiet=True,
-    )  # fmt: skip  # the state after 4 updates, as the stopped problem froze
+        tiny64,
+        fitted(Counter()),
+        two_photos[:1],
+        replace(config, iters=4, early_stop=False),
+        SMALL,
+        quiet=True,
+    )  # the state after 4 updates, as the stopped problem froze
     for ours, theirs in zip(together.noise, alone.noise, strict=True):
         assert torch.allclose(ours[0], theirs[0], rtol=0, atol=1e-12)
     other = solver.map_solve(tiny64, sharp, two_photos[1:], config, SMALL, quiet=True)
@@ -218,8 +224,11 @@ def test_the_record_keeps_only_the_iterations_a_problem_ran(tiny64, two_photos, 
     running = records.write_enhanced(out, sources[1], 1, result, mixed[1], tiny64, 1, {})
     assert [s["iteration"] for s in stopped["history"]] == [0, 1, 2, 3, 4]
     assert stopped["early_stop"] == {
-        "threshold": 90.0, "applied": True, "reason": "applies", "iteration": 4,
-    }  # fmt: skip
+        "threshold": 90.0,
+        "applied": True,
+        "reason": "applies",
+        "iteration": 4,
+    }
     assert len(running["history"]) == 7 and running["early_stop"]["iteration"] is None
 
 
@@ -279,9 +288,7 @@ def test_score_of_the_written_pngs_reproduces_the_recorded_final_scores(
     assert (row["width"], row["height"]) == ("64", "64")
 
 
-def test_score_reports_bad_inputs_one_line_each_and_scores_the_rest(
-    tmp_path, coffee_png, capsys
-):
+def test_score_reports_bad_inputs_one_line_each_and_scores_the_rest(tmp_path, coffee_png, capsys):
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
     table = tmp_path / "s.csv"
@@ -295,8 +302,9 @@ def test_score_reports_bad_inputs_one_line_each_and_scores_the_rest(
     assert code == 2 and "did you mean 'sharpness'" in err
     code, _, err = run_cli(["score", coffee_png, "--prior", "sharpness", "--size", "3"], capsys)
     assert code == 2 and "--size" in err
-    code, _, err = run_cli(["score", coffee_png, "--prior", "sharpness", "--device", "cuda:7"],
-                           capsys)  # fmt: skip
+    code, _, err = run_cli(
+        ["score", coffee_png, "--prior", "sharpness", "--device", "cuda:7"], capsys
+    )
     assert code == 2 and "CUDA is not available" in err and len(err.strip().splitlines()) == 1
 
 

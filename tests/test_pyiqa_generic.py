@@ -69,8 +69,9 @@ def test_a_metric_that_cannot_be_a_prior_is_refused_in_one_line_with_an_alternat
     row = pyiqa_nr.table()[metric]
     with pytest.raises(pyiqa_nr.UnusablePriorError, match=f"pyiqa:{row.alternative}"):
         priors.create_prior(f"pyiqa:{metric}")
-    code, _, err = run_cli(["score", str(photo_png(tmp_path)), "--prior", f"pyiqa:{metric}"],
-                           capsys)  # fmt: skip
+    code, _, err = run_cli(
+        ["score", str(photo_png(tmp_path)), "--prior", f"pyiqa:{metric}"], capsys
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert row.kind in err and f"pyiqa:{row.alternative}" in err
 
@@ -123,8 +124,21 @@ def test_a_small_image_is_upsampled_to_the_metrics_smallest_side_and_it_says_so(
 
 def test_enhance_with_an_uncalibrated_prior_says_which_constants_it_uses(tmp_path, capsys):
     png = photo_png(tmp_path, size=64)
-    argv = ["enhance", str(png), "--out", str(tmp_path / "out"), "--prior", "pyiqa:cnniqa",
-            "--mode", "pixel-map", "--iters", "1", "--size", "64", "--quiet"]  # fmt: skip
+    argv = [
+        "enhance",
+        str(png),
+        "--out",
+        str(tmp_path / "out"),
+        "--prior",
+        "pyiqa:cnniqa",
+        "--mode",
+        "pixel-map",
+        "--iters",
+        "1",
+        "--size",
+        "64",
+        "--quiet",
+    ]
     with offline_random_weights(seed=0):
         code, _, err = run_cli(argv, capsys)
     assert code == 0, err
@@ -143,8 +157,9 @@ def test_one_latent_map_step_with_each_differentiable_metric(metric, tiny32):
     from dlmap.enhance import solver
 
     if PEAK_GIB.get(metric, 0) * 1.25 > machine_gib():
-        pytest.skip(f"{metric} peaks at ~{PEAK_GIB[metric]} GiB; this machine has "
-                    f"{machine_gib():.0f} GiB")  # fmt: skip
+        pytest.skip(
+            f"{metric} peaks at ~{PEAK_GIB[metric]} GiB; this machine has {machine_gib():.0f} GiB"
+        )
     images = photo(224, "astronaut", torch.float32)[None]
     config = solver.SolverConfig(mode="latent-map", lam=1e4, iters=1, lr=0.5)
     with offline_random_weights(seed=0):

@@ -97,9 +97,7 @@ def test_stock_controlnet_class_would_drop_the_image_attentions(files):
 
 def test_seesr_unet_loads_as_the_stock_unet_dropping_only_image_attentions(files, tmp_path):
     folder, written = files
-    unet = load_strict(
-        UNet2DConditionModel, folder / "seesr", "unet", ignore=SEESR_UNET_EXTRA_KEYS
-    )
+    unet = load_strict(UNet2DConditionModel, folder / "seesr", "unet", ignore=SEESR_UNET_EXTRA_KEYS)
     for key, value in written.unet.state_dict().items():
         assert torch.equal(unet.state_dict()[key], value), key
     # any other unexpected key still fails, and so does a UNet without image attentions
@@ -234,9 +232,7 @@ def test_missing_seesr_files_fail_fast_with_the_manual_steps(files, tmp_path):
     assert "\n" not in message and catalogue.SEESR_DRIVE in message
     assert str(tmp_path / "seesr") in message and "controlnet/config.json" in message
     with pytest.raises(weights.WeightsMissingError, match=r"ram_swin_large_14m\.pth.*recognize"):
-        load_backbone(
-            "sd2-seesr", sd2=folder / "sd2", seesr=folder / "seesr", cache=tmp_path
-        )
+        load_backbone("sd2-seesr", sd2=folder / "sd2", seesr=folder / "seesr", cache=tmp_path)
 
 
 def test_a_controlnet_without_image_attention_is_not_accepted_as_seesrs(files, tmp_path):

@@ -342,9 +342,20 @@ def _select(*argv):
 def test_select_writes_k_rows_per_pair_and_the_settings(layout, tmp_path):
     out = tmp_path / "out" / "pairs.csv"
     _select(
-        "--enhanced", str(layout / "enhanced"), "--originals", str(layout / "originals"),
-        "--k", "3", "--d1", "ms-ssim", "--d2", "handcrafted", "--quiet", "--out", str(out),
-    )  # fmt: skip
+        "--enhanced",
+        str(layout / "enhanced"),
+        "--originals",
+        str(layout / "originals"),
+        "--k",
+        "3",
+        "--d1",
+        "ms-ssim",
+        "--d2",
+        "handcrafted",
+        "--quiet",
+        "--out",
+        str(out),
+    )
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == list(selection.CSV_COLUMNS)
@@ -374,9 +385,20 @@ def test_select_takes_external_enhancers_and_dlmap_enhance_folders(layout, tmp_p
             _save(pixels[::-1], external / f"{name}.{suffix}.png")
     out = tmp_path / "pairs.csv"
     _select(
-        "--enhanced", str(layout / "enhanced"), "--enhancer", f"supir={external}", "--k", "2",
-        "--d1", "ms-ssim", "--d2", "handcrafted", "--quiet", "--out", str(out),
-    )  # fmt: skip
+        "--enhanced",
+        str(layout / "enhanced"),
+        "--enhancer",
+        f"supir={external}",
+        "--k",
+        "2",
+        "--d1",
+        "ms-ssim",
+        "--d2",
+        "handcrafted",
+        "--quiet",
+        "--out",
+        str(out),
+    )
     settings = json.loads(out.with_name("pairs.csv.json").read_text())
     assert list(settings["enhancers"])[-1] == "supir" and settings["rows"] == 10 * 2
     assert settings["d2_image"] == "output of enhancer 'blur' (first)"
@@ -402,16 +424,28 @@ def test_select_refuses_bad_arguments_in_one_line(layout, tmp_path):
         "expected NAME=DIR": ("--enhanced", enhanced, "--enhancer", "nodir"),
         "'blur' is named twice": ("--enhanced", enhanced, "--enhancer", f"blur={lacking}"),
         "give the enhanced images": (),
-        f"enhancer cut \\({lacking}\\) lacks coins": ("--enhanced", enhanced, "--enhancer",
-                                                       f"cut={lacking}"),
-        "no image for 1 of 6 candidates: coins": ("--enhanced", enhanced, "--originals",
-                                                  str(lacking)),
+        f"enhancer cut \\({lacking}\\) lacks coins": (
+            "--enhanced",
+            enhanced,
+            "--enhancer",
+            f"cut={lacking}",
+        ),
+        "no image for 1 of 6 candidates: coins": (
+            "--enhanced",
+            enhanced,
+            "--originals",
+            str(lacking),
+        ),
         "originals: .* is not a folder": ("--enhanced", enhanced, "--originals", str(small / "x")),
         "--enhanced .* not a folder of enhancer": ("--enhanced", str(small / "x")),
-        "image astronaut: the enhancers' sizes differ": ("--enhanced", enhanced, "--enhancer",
-                                                         f"small={small}"),
+        "image astronaut: the enhancers' sizes differ": (
+            "--enhanced",
+            enhanced,
+            "--enhancer",
+            f"small={small}",
+        ),
         "--size: size must be an integer >= 8": ("--enhanced", enhanced, "--size", "4"),
-    }  # fmt: skip
+    }
     for message, argv in cases.items():
         with pytest.raises(DlmapError, match=message) as caught:
             _select("--k", "2", *argv, *weight_free)
@@ -422,7 +456,14 @@ def test_select_refuses_bad_arguments_in_one_line(layout, tmp_path):
 def test_select_with_the_paper_defaults_needs_their_weights(layout, tmp_path):
     with pytest.raises(weights.WeightsMissingError, match="dlmap weights fetch lpips"):
         _select(
-            "--enhanced", str(layout / "enhanced"), "--cache", str(tmp_path / "cache"), "--k", "3",
-            "--quiet", "--out", str(tmp_path / "pairs.csv"),
-        )  # fmt: skip
+            "--enhanced",
+            str(layout / "enhanced"),
+            "--cache",
+            str(tmp_path / "cache"),
+            "--k",
+            "3",
+            "--quiet",
+            "--out",
+            str(tmp_path / "pairs.csv"),
+        )
     assert not (tmp_path / "pairs.csv").exists()

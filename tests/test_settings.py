@@ -58,8 +58,7 @@ def test_the_paper_config_uses_the_dataclasses_defaults():
     assert {k: PAPER["solver"][k] for k in PAPER["solver"]} == {
         k: solver[k] for k in PAPER["solver"]
     }
-    assert {k: PAPER["edict"][k] for k in PAPER["edict"]} == {
-        k: edict[k] for k in PAPER["edict"]}  # fmt: skip
+    assert {k: PAPER["edict"][k] for k in PAPER["edict"]} == {k: edict[k] for k in PAPER["edict"]}
     assert PAPER["encode"] == defaults(settings.BackboneSettings)["encode"]
 
 
@@ -67,17 +66,34 @@ def test_the_command_lines_defaults_are_the_dataclasses():
     parser, _ = build_parser("enhance")
     args = parser.parse_args(["enhance", "x.png", "--out", "o"])
     solver, edict = defaults(settings.SolverConfig), defaults(settings.EdictConfig)
-    for option in ("mode", "iters", "lam", "lr", "momentum", "grad_clip", "downsampling",
-                   "gradient", "seed", "score_scale"):  # fmt: skip
+    for option in (
+        "mode",
+        "iters",
+        "lam",
+        "lr",
+        "momentum",
+        "grad_clip",
+        "downsampling",
+        "gradient",
+        "seed",
+        "score_scale",
+    ):
         assert getattr(args, option) == solver[option], option
     assert (args.steps, args.order, args.steps_offset, args.mix) == (
-        edict["steps"], edict["order"], edict["steps_offset"], edict["mix"])  # fmt: skip
+        edict["steps"],
+        edict["order"],
+        edict["steps_offset"],
+        edict["mix"],
+    )
     backbone = defaults(settings.BackboneSettings)
     assert args.encode == backbone["encode"]
     for switch in ("weights_dtype", "checkpoint_blocks", "vae_slicing"):
         assert getattr(args, switch) == backbone[switch] == PAPER["memory"][switch], switch
-    choices = {a.dest: a.choices for a in parser._subparsers._group_actions[0].choices[
-        "enhance"]._actions if a.choices}  # fmt: skip
+    choices = {
+        a.dest: a.choices
+        for a in parser._subparsers._group_actions[0].choices["enhance"]._actions
+        if a.choices
+    }
     assert (
         tuple(choices["mode"]) == settings.MODES
         and tuple(choices["backbone"]) == settings.BACKBONES

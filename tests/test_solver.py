@@ -234,6 +234,11 @@ def test_an_inversion_of_other_images_is_refused(tiny64, two_photos):
     inversion = solver.invert_images(tiny64, two_photos[:1], SMALL)
     with pytest.raises(ValueError, match="1 pairs for 2 images"):
         solver.map_solve(
-            tiny64, create_prior("colorfulness"), two_photos, solver.SolverConfig(iters=1),
-            SMALL, quiet=True, inversion=inversion,
-        )  # fmt: skip
+            tiny64,
+            create_prior("colorfulness"),
+            two_photos,
+            solver.SolverConfig(iters=1),
+            SMALL,
+            quiet=True,
+            inversion=inversion,
+        )

@@ -60,8 +60,13 @@ def test_training_material_is_named_and_is_no_demo_test_image():
 def test_quick_training_writes_a_diffusers_folder_that_loads_strictly(quick_vae):
     folder, record = quick_vae
     names = {p.name for p in folder.iterdir()}
-    assert {"config.json", "diffusion_pytorch_model.safetensors", "training.json",
-            "training.csv", "training.png"} <= names  # fmt: skip
+    assert {
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+        "training.json",
+        "training.csv",
+        "training.png",
+    } <= names
     assert not list(folder.parent.glob(".*.part"))  # written whole, then moved into place
     assert json.loads(json.dumps(record)) == json.loads((folder / "training.json").read_text())
     assert record["kind"] == tiny_vae.KIND and record["reduced"] is True
@@ -111,8 +116,9 @@ def test_training_is_reproducible_from_its_seed():
     first, _ = tiny_vae.train_vae(config, quiet=True)
     assert torch.get_num_threads() == threads  # the caller's thread count is restored
     second, _ = tiny_vae.train_vae(config, quiet=True)
-    other, _ = tiny_vae.train_vae(tiny_vae.VaeTraining(steps=2, batch_size=2, crop=32, seed=1),
-                                  quiet=True)  # fmt: skip
+    other, _ = tiny_vae.train_vae(
+        tiny_vae.VaeTraining(steps=2, batch_size=2, crop=32, seed=1), quiet=True
+    )
     pairs = list(zip(first.state_dict().values(), second.state_dict().values(), strict=True))
     assert all(torch.equal(a, b) for a, b in pairs)
     assert not torch.equal(first.encoder.conv_in.weight, other.encoder.conv_in.weight)
@@ -212,15 +218,14 @@ def test_latent_map_with_the_trained_vae_returns_photographs_not_noise(trained_v
     edict = EdictConfig(steps=4)
     # no iteration: h(d(x)) is exact, so the output is the VAE's own reconstruction (clamped,
     # 8-bit)
-    start = map_solve(photographic, prior, image.double(), SolverConfig(iters=0), edict,
-                      quiet=True)  # fmt: skip
+    start = map_solve(photographic, prior, image.double(), SolverConfig(iters=0), edict, quiet=True)
     with torch.no_grad():
         reconstruction = photographic.decode(photographic.encode(image.double(), seeds=[0]))
     assert torch.allclose(start.x, quantise(reconstruction), atol=1e-8)  # as the PNG stores it
-    solved = map_solve(photographic, prior, image.double(), SolverConfig(iters=3), edict,
-                       quiet=True)  # fmt: skip
-    noise = map_solve(random_vae, prior, image.double(), SolverConfig(iters=3), edict,
-                      quiet=True)  # fmt: skip
+    solved = map_solve(
+        photographic, prior, image.double(), SolverConfig(iters=3), edict, quiet=True
+    )
+    noise = map_solve(random_vae, prior, image.double(), SolverConfig(iters=3), edict, quiet=True)
     assert tiny_vae.psnr(solved.x, image) > 20 > 12 > tiny_vae.psnr(noise.x, image)
     assert not torch.allclose(solved.x, start.x, atol=1e-3)  # the prior changed the image
     assert solved.final["loss"][0] < solved.history[0]["loss"][0]  # Eq. 17's objective fell
@@ -233,14 +238,23 @@ def test_the_cli_refuses_a_vae_for_a_real_backbone_and_a_folder_that_is_no_vae(
     from dlmap.images import save_png_atomic
 
     save_png_atomic(torch.rand(3, 64, 64), image)
-    common = [str(image), "--out", str(tmp_path / "out"), "--size", "64", "--iters", "1",
-              "--steps", "2", "--quiet"]  # fmt: skip
+    common = [
+        str(image),
+        "--out",
+        str(tmp_path / "out"),
+        "--size",
+        "64",
+        "--iters",
+        "1",
+        "--steps",
+        "2",
+        "--quiet",
+    ]
     assert main(["enhance", *common, "--vae", str(quick_vae[0])]) == 2
     assert "--vae replaces the tiny backbones' random VAE" in capsys.readouterr().err
     assert main(["enhance", *common, "--backbone", "tiny-seesr", "--vae", str(tmp_path)]) == 2
     assert "no training.json" in capsys.readouterr().err
-    assert main(["enhance", *common, "--backbone", "tiny-seesr", "--vae",
-                 str(quick_vae[0])]) == 0  # fmt: skip
+    assert main(["enhance", *common, "--backbone", "tiny-seesr", "--vae", str(quick_vae[0])]) == 0
     record = json.loads((tmp_path / "out" / "in.json").read_text())
     assert record["weights"]["tiny-vae"]["folder"] == str(quick_vae[0].resolve())
     assert record["reduced"] is True

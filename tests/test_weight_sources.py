@@ -128,8 +128,18 @@ def test_a_lab_mirror_folder_is_tried_before_the_public_sources(hub, tmp_path, c
     ram.parent.mkdir(parents=True)
     ram.write_bytes(b"lab copy of RAM")
     cache = tmp_path / "cache"
-    code = cli.main(["weights", "fetch", "ram-swin-large", "--cache", str(cache),
-                     "--mirror", str(mirror), "--quiet"])  # fmt: skip
+    code = cli.main(
+        [
+            "weights",
+            "fetch",
+            "ram-swin-large",
+            "--cache",
+            str(cache),
+            "--mirror",
+            str(mirror),
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and f"mirror {mirror.resolve()}" in out
     assert (cache / "ram-swin-large" / RAM_FILE).read_bytes() == b"lab copy of RAM"
@@ -140,8 +150,12 @@ def test_a_partial_file_left_by_a_killed_fetch_is_removed_by_the_next(hub, tmp_p
     import subprocess
     import sys
 
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     folder = tmp_path / "ram-swin-large"
     folder.mkdir()
     stale = folder / f".{RAM_FILE}.{gone}.part"
@@ -169,8 +183,18 @@ def test_gated_repositories_say_how_to_authenticate(hub, tmp_path, code, words):
 
 def test_an_unreachable_host_is_one_line_for_every_set(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on port 9
-    code = cli.main(["weights", "fetch", "ram-swin-large", "musiq", "hyperiqa", "--cache",
-                     str(tmp_path), "--quiet"])  # fmt: skip
+    code = cli.main(
+        [
+            "weights",
+            "fetch",
+            "ram-swin-large",
+            "musiq",
+            "hyperiqa",
+            "--cache",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     captured = capsys.readouterr()
     out = captured.out
     assert code == 1 and "Traceback" not in out + captured.err
@@ -185,8 +209,12 @@ def test_a_bad_timeout_or_mirror_is_a_usage_error(monkeypatch, tmp_path, capsys)
     assert cli.main(["weights", "fetch", "dape", "--cache", str(tmp_path)]) == 2
     assert "DLMAP_DOWNLOAD_TIMEOUT" in capsys.readouterr().err
     monkeypatch.delenv(sources.TIMEOUT_ENV)
-    assert cli.main(["weights", "fetch", "dape", "--cache", str(tmp_path),
-                     "--mirror", "ftp://lab/weights"]) == 2  # fmt: skip
+    assert (
+        cli.main(
+            ["weights", "fetch", "dape", "--cache", str(tmp_path), "--mirror", "ftp://lab/weights"]
+        )
+        == 2
+    )
     assert "not http, https or file" in capsys.readouterr().err
 
 

@@ -22,8 +22,12 @@ def snakemake(*args, cwd=ROOT, check=True):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     run = subprocess.run(
         [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     if check and run.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{run.stdout}\n{run.stderr}")
     return run
@@ -57,8 +61,9 @@ def test_the_paper_config_builds_the_whole_dag_without_weights_or_data(tmp_path)
     env_cache = {"DLMAP_CACHE": str(tmp_path / "cache"), "DLMAP_DATA": str(tmp_path / "data")}
     os.environ.update(env_cache)
     try:
-        text = snakemake("-n", "--cores", "1", "--configfile", str(ROOT / "config.yaml"),
-                         cwd=tmp_path).stdout  # fmt: skip
+        text = snakemake(
+            "-n", "--cores", "1", "--configfile", str(ROOT / "config.yaml"), cwd=tmp_path
+        ).stdout
     finally:
         for key in env_cache:
             os.environ.pop(key)
@@ -127,13 +132,17 @@ def job_blocks(text: str) -> list[dict]:
         output = re.search(r"^\s+output: (.*)$", block, re.M)
         threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
         line = re.search(r"^\s+resources: (.*)$", block, re.M)
-        found.append({
-            "rule": rule.group(2),
-            "local": bool(rule.group(1)),
-            "output": output.group(1) if output else "",
-            "threads": threads.group(1) if threads else "1",
-            "resources": dict(i.split("=", 1) for i in line.group(1).split(", ")) if line else {},
-        })  # fmt: skip
+        found.append(
+            {
+                "rule": rule.group(2),
+                "local": bool(rule.group(1)),
+                "output": output.group(1) if output else "",
+                "threads": threads.group(1) if threads else "1",
+                "resources": dict(i.split("=", 1) for i in line.group(1).split(", "))
+                if line
+                else {},
+            }
+        )
     return found
 
 
@@ -182,8 +191,9 @@ def check_gpu_requests(text: str) -> None:
     ],
 )
 def test_a_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, message):
-    run = snakemake("-n", "--configfile", str(write_config(tmp_path, change)), check=False,
-                    cwd=tmp_path)  # fmt: skip
+    run = snakemake(
+        "-n", "--configfile", str(write_config(tmp_path, change)), check=False, cwd=tmp_path
+    )
     assert run.returncode != 0
     assert message in run.stdout + run.stderr
     assert not (tmp_path / "results").exists()
@@ -228,8 +238,16 @@ def test_under_the_slurm_profile_each_gpu_job_asks_for_a_gpu_from_a_machine_with
 ):
     monkeypatch.setenv("DLMAP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DLMAP_DATA", str(tmp_path / "data"))
-    text = snakemake("-n", "--profile", str(ROOT / "slurm"), "--cores", "32", "--configfile",
-                     str(ROOT / "config.yaml"), cwd=tmp_path).stdout  # fmt: skip
+    text = snakemake(
+        "-n",
+        "--profile",
+        str(ROOT / "slurm"),
+        "--cores",
+        "32",
+        "--configfile",
+        str(ROOT / "config.yaml"),
+        cwd=tmp_path,
+    ).stdout
     found = job_resources(text)
     for rule in gpu_rules():
         assert {r["gpu"] for r in found[rule]} == {"1"}, rule  # CUDA_VISIBLE_DEVICES is ""
@@ -262,9 +280,7 @@ def local_rules(config: Path, cwd: Path) -> set[str]:
         return set(workflow._localrules)
 
 
-def test_downloads_run_on_the_login_node_unless_compute_nodes_have_internet(
-    tmp_path, monkeypatch
-):
+def test_downloads_run_on_the_login_node_unless_compute_nodes_have_internet(tmp_path, monkeypatch):
     monkeypatch.setenv("DLMAP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DLMAP_DATA", str(tmp_path / "data"))
     local = local_rules(ROOT / "config.yaml", tmp_path)
@@ -272,8 +288,9 @@ def test_downloads_run_on_the_login_node_unless_compute_nodes_have_internet(
     assert len(fetches) == 15 and "fetch_weights_sd2_base" in fetches
     assert {"external_inputs", "msliqe_model", "serving_instructions"} <= local
     assert not local & gpu_rules()
-    online = write_config(tmp_path, {"slurm": {"fetch_on_login_node": False}},
-                          base=ROOT / "config.yaml")  # fmt: skip
+    online = write_config(
+        tmp_path, {"slurm": {"fetch_on_login_node": False}}, base=ROOT / "config.yaml"
+    )
     assert not any(rule.startswith("fetch_") for rule in local_rules(online, tmp_path))
 
 
@@ -281,10 +298,14 @@ def test_a_shorter_walltime_makes_a_longer_chain(tmp_path, monkeypatch):
     monkeypatch.setenv("DLMAP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DLMAP_DATA", str(tmp_path / "data"))
     # chunks of 20 images: an enhance_chunk job, (120 + 20 x 40 x 11) x 1.5 s = 223 min, fits
-    config = write_config(tmp_path, {"slurm": {"max_runtime_minutes": 240}, "chunk_size": 20},
-                          base=ROOT / "config.yaml")  # fmt: skip
-    text = snakemake("-n", "--profile", str(ROOT / "slurm"), "--configfile", str(config),
-                     cwd=tmp_path).stdout  # fmt: skip
+    config = write_config(
+        tmp_path,
+        {"slurm": {"max_runtime_minutes": 240}, "chunk_size": 20},
+        base=ROOT / "config.yaml",
+    )
+    text = snakemake(
+        "-n", "--profile", str(ROOT / "slurm"), "--configfile", str(config), cwd=tmp_path
+    ).stdout
     blocks = job_blocks(text)
     chain = [b for b in blocks if b["rule"] == "train_msliqe"]
     # (240 x 60 / 1.5 - 120) / 1215 s = 7.8: 7 epochs a job, 12 jobs for 80 epochs
@@ -294,8 +315,9 @@ def test_a_shorter_walltime_makes_a_longer_chain(tmp_path, monkeypatch):
 
 
 def test_a_walltime_too_short_for_a_job_fails_before_planning_naming_the_rule(tmp_path):
-    config = write_config(tmp_path, {"slurm": {"max_runtime_minutes": 150}},
-                          base=ROOT / "config.yaml")  # fmt: skip
+    config = write_config(
+        tmp_path, {"slurm": {"max_runtime_minutes": 150}}, base=ROOT / "config.yaml"
+    )
     run = snakemake("-n", "--configfile", str(config), check=False, cwd=tmp_path)
     assert run.returncode != 0
     line = next(x for x in (run.stdout + run.stderr).splitlines() if "max_runtime_minutes" in x)
@@ -324,8 +346,10 @@ def test_the_phases_plan_in_order(tmp_path, monkeypatch):
     monkeypatch.setenv("DLMAP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DLMAP_DATA", str(tmp_path / "data"))
     paper = ["--configfile", str(ROOT / "config.yaml")]
-    phases = {name: planned(name, *paper, cwd=tmp_path) for name in
-              ("prepare", "external_inputs", "enhance", "study", "results")}  # fmt: skip
+    phases = {
+        name: planned(name, *paper, cwd=tmp_path)
+        for name in ("prepare", "external_inputs", "enhance", "study", "results")
+    }
     prepare = phases["prepare"]
     assert prepare["train_msliqe"] == 4 and prepare["prepare_images"] == 20
     assert prepare["calibrate_prior"] == 7 and prepare["evaluate_prior"] == 9
@@ -351,14 +375,27 @@ def test_the_phases_plan_in_order(tmp_path, monkeypatch):
 # A small configuration whose enhancement stage really runs (about a minute): 2 images in 2
 # chunks, 3 training-free priors, T = 2, one iteration.
 SMALL = {
-    "size": 192, "chunk_size": 1, "batch_size": 1, "images.count": 2, "edict.steps": 2,
-    "solver.iters": 1, "priors": ["niqe", "sharpness", "colorfulness"], "niqe_model": "fitted",
-    "calibration.priors": [], "msliqe.train": False, "ablations.images": 1,
-    "comparisons": {"models": {"enhancers": ["niqe", "sharpness", "colorfulness"]},
-                    "enhancers": {"enhancers": ["sharpness", "unsharp", "denoise"]}},
-    "post_enhancement.prior": "sharpness", "post_enhancement.images": 1,
-    "selection.size": 192, "selection.k": 1, "tiny_vae.steps": 5,
-}  # fmt: skip
+    "size": 192,
+    "chunk_size": 1,
+    "batch_size": 1,
+    "images.count": 2,
+    "edict.steps": 2,
+    "solver.iters": 1,
+    "priors": ["niqe", "sharpness", "colorfulness"],
+    "niqe_model": "fitted",
+    "calibration.priors": [],
+    "msliqe.train": False,
+    "ablations.images": 1,
+    "comparisons": {
+        "models": {"enhancers": ["niqe", "sharpness", "colorfulness"]},
+        "enhancers": {"enhancers": ["sharpness", "unsharp", "denoise"]},
+    },
+    "post_enhancement.prior": "sharpness",
+    "post_enhancement.images": 1,
+    "selection.size": 192,
+    "selection.k": 1,
+    "tiny_vae.steps": 5,
+}
 
 
 @pytest.fixture(scope="module")
@@ -386,8 +423,17 @@ def finished(tmp_path_factory):
     return folder
 
 
-COMPARISON_RULES = {"select_pairs", "build_experiment", "simulate_observers", "rank",
-                    "report_ranking", "figure_pairs", "all", "figures", "table_one"}  # fmt: skip
+COMPARISON_RULES = {
+    "select_pairs",
+    "build_experiment",
+    "simulate_observers",
+    "rank",
+    "report_ranking",
+    "figure_pairs",
+    "all",
+    "figures",
+    "table_one",
+}
 
 
 def test_the_enhancement_jobs_wrote_one_record_per_image(finished):
@@ -408,11 +454,17 @@ def test_a_new_lambda_for_one_prior_reruns_its_chunks_and_the_comparisons_only(f
 
 
 def test_a_ninth_prior_adds_its_chunks_and_reruns_only_the_comparisons(finished):
-    added = write_config(finished, {
-        **SMALL, "priors": SMALL["priors"] + ["musiq"],
-        "comparisons": {**SMALL["comparisons"],
-                        "models": {"enhancers": SMALL["priors"] + ["musiq"]}},
-    })  # fmt: skip
+    added = write_config(
+        finished,
+        {
+            **SMALL,
+            "priors": SMALL["priors"] + ["musiq"],
+            "comparisons": {
+                **SMALL["comparisons"],
+                "models": {"enhancers": SMALL["priors"] + ["musiq"]},
+            },
+        },
+    )
     jobs = planned("--configfile", str(added), cwd=finished)
     assert jobs.pop("enhance_chunk") == 2 and jobs.pop("evaluate_prior") == 1
     assert jobs.pop("select_pairs") == 1
@@ -426,8 +478,14 @@ def test_a_retrained_tiny_vae_reruns_the_inversions_and_every_prior_but_no_data_
     assert jobs.pop("train_tiny_vae") == 1
     assert jobs.pop("enhance_chunk") == 3 * 2  # every prior's every chunk
     assert jobs.pop("invert_chunk") >= 2  # the tiny-seesr chunks (and tiny-vanilla's)
-    assert not set(jobs) & {"prepare_images", "synthetic_iqa", "demo_external", "check_external",
-                            "dataset_manifest", "calibrate_prior"}, jobs  # fmt: skip
+    assert not set(jobs) & {
+        "prepare_images",
+        "synthetic_iqa",
+        "demo_external",
+        "check_external",
+        "dataset_manifest",
+        "calibrate_prior",
+    }, jobs
 
 
 def test_memory_switches_that_change_no_result_rerun_nothing_and_bf16_weights_rerun(finished):
@@ -439,9 +497,7 @@ def test_memory_switches_that_change_no_result_rerun_nothing_and_bf16_weights_re
 
 
 @pytest.mark.parametrize("configfile", [DEMO, ROOT / "config.yaml"], ids=["demo", "paper"])
-def test_lint_reports_nothing_but_the_conda_envs_of_an_installed_environment(
-    configfile, tmp_path
-):
+def test_lint_reports_nothing_but_the_conda_envs_of_an_installed_environment(configfile, tmp_path):
     """The paper's config too: its fetch rules' cache parameter once read as a hard-coded
     prefix of their outputs, a job that breaks on a cluster without a shared file system."""
     run = snakemake("--lint", "--configfile", str(configfile), check=False, cwd=tmp_path)
@@ -458,8 +514,12 @@ def test_each_script_saves_its_job_so_it_can_be_rerun_alone(tmp_path):
         if script.name.startswith("_"):
             continue
         assert "job(globals())" in script.read_text(), script.name
-    run = subprocess.run([sys.executable, str(scripts[-1])], capture_output=True, text=True,
-                         cwd=ROOT / "workflow" / "scripts")  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, str(scripts[-1])],
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "workflow" / "scripts",
+    )
     assert run.returncode != 0 and "LOG.job.json" in run.stderr
     shutil.rmtree(tmp_path, ignore_errors=True)
 
@@ -491,13 +551,27 @@ def test_a_killed_run_leaves_nothing_that_looks_complete_and_a_rerun_finishes(tm
     import signal
     import time
 
-    config = write_config(tmp_path, {**SMALL, "priors": ["sharpness"], "solver.iters": 30,
-                                     "size": 64})  # small: the solve only has to be under way
+    config = write_config(
+        tmp_path, {**SMALL, "priors": ["sharpness"], "solver.iters": 30, "size": 64}
+    )  # small: the solve only has to be under way
     target = "results/demo/enhanced/sharpness/c000"
-    args = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), target, "--cores", "1",
-            "--configfile", str(config)]  # fmt: skip
-    run = subprocess.Popen(args, cwd=tmp_path, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    args = [
+        SNAKEMAKE,
+        "-s",
+        str(ROOT / "Snakefile"),
+        target,
+        "--cores",
+        "1",
+        "--configfile",
+        str(config),
+    ]
+    run = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     started = tmp_path / target  # made by the job before it solves (30 iterations)
     deadline = time.monotonic() + 240
     while not started.exists() and run.poll() is None and time.monotonic() < deadline:
@@ -507,11 +581,13 @@ def test_a_killed_run_leaves_nothing_that_looks_complete_and_a_rerun_finishes(tm
     run.wait()
     assert not list((tmp_path / target).glob("*.json"))  # no finished record
     snakemake("--unlock", "--configfile", str(config), cwd=tmp_path)  # the killed run's lock
-    refused = snakemake(target, "--cores", "1", "--configfile", str(config), check=False,
-                        cwd=tmp_path)  # fmt: skip
+    refused = snakemake(
+        target, "--cores", "1", "--configfile", str(config), check=False, cwd=tmp_path
+    )
     assert refused.returncode != 0 and "incomplete" in (refused.stdout + refused.stderr).lower()
-    snakemake(target, "--cores", "1", "--rerun-incomplete", "--configfile", str(config),
-              cwd=tmp_path)  # fmt: skip
+    snakemake(
+        target, "--cores", "1", "--rerun-incomplete", "--configfile", str(config), cwd=tmp_path
+    )
     records = list((tmp_path / target).glob("*.json"))
     assert len(records) == 1 and json.loads(records[0].read_text())["final"]  # chunk 000: 1
 

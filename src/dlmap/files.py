@@ -73,8 +73,11 @@ def check_output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
             reason = error.strerror or type(error).__name__
             raise InputError(f"{option} {path}: not usable as a folder ({reason})") from None
         if not stat.S_ISDIR(status.st_mode):
-            where = "exists and is not a folder" if candidate == path else (
-                f"{candidate} is a file, not a folder")  # fmt: skip
+            where = (
+                "exists and is not a folder"
+                if candidate == path
+                else (f"{candidate} is a file, not a folder")
+            )
             raise InputError(f"{option} {path}: {where}")
         if not os.access(candidate, os.W_OK | os.X_OK):
             raise InputError(f"{option} {path}: no permission to write in {candidate}")

@@ -234,5 +234,3 @@ def save_png_atomic(image: torch.Tensor, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     Image.fromarray(to_uint8(image)).save(buf, format="PNG")
     write_bytes_atomic(path, buf.getvalue())
-
-

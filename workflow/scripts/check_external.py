@@ -18,8 +18,9 @@ HAND_STEP = (
     "`comparisons`"
 )
 if not source.is_dir():
-    raise SystemExit(f"external enhancer {smk.wildcards.enhancer}: {source} is not a folder; "
-                     + HAND_STEP)  # fmt: skip
+    raise SystemExit(
+        f"external enhancer {smk.wildcards.enhancer}: {source} is not a folder; " + HAND_STEP
+    )
 found = {p.stem: p for p in source.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")}
 missing = [i for i in smk.params.ids if i not in found]
 if missing:

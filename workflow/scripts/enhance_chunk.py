@@ -47,8 +47,12 @@ for record in records:
     logging.info(
         "%s: calibrated score %.4f (%s scale), fidelity %.4g, "
         "prior's gradient share %.1f%%-%.1f%%, early stop: %s",
-        record["input"], final["score"], record["score_scale"]["name"], final["fidelity"],
-        100 * min(shares), 100 * max(shares),
+        record["input"],
+        final["score"],
+        record["score_scale"]["name"],
+        final["fidelity"],
+        100 * min(shares),
+        100 * max(shares),
         stop.get("iteration") if stop.get("applied") else stop.get("reason"),
-    )  # fmt: skip
+    )
 print(f"{smk.params.prior}: {len(records)} images -> {smk.output[0]}")

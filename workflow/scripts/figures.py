@@ -8,7 +8,7 @@ from pathlib import Path
 from _job import job
 
 from dlmap.compare.counts import read_counts
-from dlmap.figures import grids
+from dlmap.figures import charts, grids, plots
 
 smk = job(globals())
 reduced = smk.params.stamp["reduced"]
@@ -43,7 +43,7 @@ def ablations():
     figure = grids.fig1_pixel_vs_latent(
         inputs, *(column(v) for v in variants), scores=table, prior=prior, reduced=reduced
     )
-    grids.save_figure(figure, outputs["fig1-pixel-vs-latent"])
+    plots.save_figure(figure, outputs["fig1-pixel-vs-latent"])
     lambdas = {lam: f"pixel-map-lambda{lam:g}" for lam in smk.params.lambdas}
     figure = grids.fig2_lambda_sweep(
         inputs,
@@ -53,7 +53,7 @@ def ablations():
         prior=prior,
         reduced=reduced,
     )
-    grids.save_figure(figure, outputs["fig2-lambda-sweep"])
+    plots.save_figure(figure, outputs["fig2-lambda-sweep"])
     rows = [
         {
             "lambda": lam,
@@ -67,22 +67,22 @@ def ablations():
     record = json.loads((folder[next(iter(lambdas.values()))] / f"{ids[0]}.json").read_text())
     low, high = record.get("score_scale", {"range": [0, 1]})["range"]
     label = f"calibrated score q (Eq. 21, {low:g}-{high:g} scale)"
-    figure = grids.lambda_sweep_plot(rows, reduced=reduced, score_label=label)
-    grids.save_figure(figure, outputs["fig2-lambda-plot"])
+    figure = charts.lambda_sweep_plot(rows, reduced=reduced, score_label=label)
+    plots.save_figure(figure, outputs["fig2-lambda-plot"])
     figure = grids.side_by_side(
         {"vanilla SD2": column("vanilla"), "with ControlNet": column("latent-map")},
         inputs,
         title="Fig. 7: vanilla SD2 vs ControlNet",
         reduced=reduced,
     )
-    grids.save_figure(figure, outputs["fig7-vanilla-vs-controlnet"])
+    plots.save_figure(figure, outputs["fig7-vanilla-vs-controlnet"])
     figure = grids.side_by_side(
         {"direct (\u03bb = \u221e)": column("latent-direct"), "MAP (Eq. 17)": column("latent-map")},
         inputs,
         title=f"Fig. 8: direct latent optimisation vs MAP ({prior})",
         reduced=reduced,
     )
-    grids.save_figure(figure, outputs["fig8-direct-vs-map"])
+    plots.save_figure(figure, outputs["fig8-direct-vs-map"])
     if "fig-bijections" in outputs:
         bijections(ids, inputs, folder, column, prior, outputs["fig-bijections"])
 
@@ -91,8 +91,11 @@ def bijections(ids, inputs, folder, column, prior, output):
     """EDICT (the latent-map variant) beside each one-call bijection, with the mean time of
     one MAP iteration (the records' seconds per image over its iterations) in the label."""
     names = {"EDICT": "latent-map"}
-    names |= {v.removeprefix("bijection-").upper().replace("BELM", "O-BELM"): v
-              for v in folder if v.startswith("bijection-")}  # fmt: skip
+    names |= {
+        v.removeprefix("bijection-").upper().replace("BELM", "O-BELM"): v
+        for v in folder
+        if v.startswith("bijection-")
+    }
 
     def per_iteration(variant):
         times = []
@@ -101,15 +104,21 @@ def bijections(ids, inputs, folder, column, prior, output):
             times.append(record["seconds"] / max(len(record["history"]), 1))
         return sum(times) / len(times)
 
-    columns = {f"{name}\n{per_iteration(v):.2f} s / iteration": column(v)
-               for name, v in names.items()}  # fmt: skip
-    captions = {label: [f"q = {final(folder[v], i, 'score')[0]:.3g}" for i in ids]
-                for label, v in zip(columns, names.values(), strict=True)}  # fmt: skip
+    columns = {
+        f"{name}\n{per_iteration(v):.2f} s / iteration": column(v) for name, v in names.items()
+    }
+    captions = {
+        label: [f"q = {final(folder[v], i, 'score')[0]:.3g}" for i in ids]
+        for label, v in zip(columns, names.values(), strict=True)
+    }
     figure = grids.side_by_side(
-        columns, inputs, captions=captions,
-        title=f"Exact bijections: EDICT vs one network call per step ({prior})", reduced=reduced,
-    )  # fmt: skip
-    grids.save_figure(figure, output)
+        columns,
+        inputs,
+        captions=captions,
+        title=f"Exact bijections: EDICT vs one network call per step ({prior})",
+        reduced=reduced,
+    )
+    plots.save_figure(figure, output)
 
 
 def pairs():
@@ -118,14 +127,14 @@ def pairs():
         rows = [r for r in csv.DictReader(handle) if int(r["order"]) <= smk.params.per_pair]
     shown = [{**row, "input": inputs[row["image"]]} for row in rows]
     title = f"Selected pairs (Eq. 18): {smk.wildcards.comparison}"
-    grids.save_figure(grids.pair_grid(shown, title=title, reduced=reduced), smk.output[0])
+    plots.save_figure(grids.pair_grid(shown, title=title, reduced=reduced), smk.output[0])
 
 
 def votes():
     names, counts = read_counts(Path(smk.input.counts))
-    rows = grids.vote_shares(counts, names, smk.params.anchor)
-    figure = grids.vote_share_plot(rows, smk.params.anchor, reduced=reduced)
-    grids.save_figure(figure, smk.output[0])
+    rows = charts.vote_shares(counts, names, smk.params.anchor)
+    figure = charts.vote_share_plot(rows, smk.params.anchor, reduced=reduced)
+    plots.save_figure(figure, smk.output[0])
 
 
 def post():
@@ -139,7 +148,7 @@ def post():
         for b, f in zip(bases, smk.input.refined, strict=True)
     }
     figure = grids.triplets([inputs[i] for i in ids], base, refined, reduced=reduced)
-    grids.save_figure(figure, smk.output[0])
+    plots.save_figure(figure, smk.output[0])
 
 
 {"ablations": ablations, "pairs": pairs, "votes": votes, "post": post}[smk.params.figure]()

@@ -63,13 +63,21 @@ def simulate_command(args) -> int:
         utility = observers.fidelity_utility(
             enhanced, args.references, args.metric, args.jod_per_unit
         )
-        source = {"fidelity": args.metric, "jod_per_unit": args.jod_per_unit,
-                  "references": str(args.references)}  # fmt: skip
+        source = {
+            "fidelity": args.metric,
+            "jod_per_unit": args.jod_per_unit,
+            "references": str(args.references),
+        }
     counts = observers.simulate_counts(
         trials, utility, conditions, args.subjects, args.sigma, args.seed
     )
-    settings = {"pairs": str(args.pairs), "subjects": args.subjects, "sigma": args.sigma,
-                "seed": args.seed, **source}  # fmt: skip
+    settings = {
+        "pairs": str(args.pairs),
+        "subjects": args.subjects,
+        "sigma": args.sigma,
+        "seed": args.seed,
+        **source,
+    }
     folder = observers.write_study(counts, conditions, args.out, settings)
     print(
         f"SIMULATED {args.subjects} observers x {len(trials)} trials: {args.out / 'sim-total.csv'}"

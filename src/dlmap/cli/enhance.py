@@ -108,13 +108,16 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
         "GPU memory", 'switches for smaller GPUs (docs/enhance.md, "GPU memory")'
     )
     memory.add_argument(
-        "--weights-dtype", default="same", choices=settings.WEIGHTS_DTYPES,
+        "--weights-dtype",
+        default="same",
+        choices=settings.WEIGHTS_DTYPES,
         help="bf16: the frozen networks in bfloat16, half their memory (needs --autocast bf16)",
-    )  # fmt: skip
+    )
     memory.add_argument(
-        "--checkpoint-blocks", action="store_true",
+        "--checkpoint-blocks",
+        action="store_true",
         help="recompute the UNet's and ControlNet's blocks in each step's backward pass",
-    )  # fmt: skip
+    )
     memory.add_argument(
         "--vae-slicing", action="store_true", help="encode and decode one image at a time"
     )
@@ -181,20 +184,37 @@ def _configs(args):
         stop_score=args.stop_at,
     )
     edict_config = settings.EdictConfig(
-        steps=args.steps, mix=args.mix, steps_offset=args.steps_offset, order=args.order,
-        bijection=args.bijection, gamma=args.gamma, ends=args.ends,
-    )  # fmt: skip
+        steps=args.steps,
+        mix=args.mix,
+        steps_offset=args.steps_offset,
+        order=args.order,
+        bijection=args.bijection,
+        gamma=args.gamma,
+        ends=args.ends,
+    )
     if args.vae is not None and not args.backbone.startswith("tiny"):
-        raise UsageError(f"--vae replaces the tiny backbones' random VAE; --backbone "
-                         f"{args.backbone} loads SD2's VAE")  # fmt: skip
+        raise UsageError(
+            f"--vae replaces the tiny backbones' random VAE; --backbone "
+            f"{args.backbone} loads SD2's VAE"
+        )
     backbone = settings.BackboneSettings(
-        name=args.backbone, device=args.device, dtype=args.dtype, autocast=args.autocast,
+        name=args.backbone,
+        device=args.device,
+        dtype=args.dtype,
+        autocast=args.autocast,
         tf32=args.tf32,
-        encode=args.encode, cache=args.cache, vae=args.vae, sd2=args.sd2,
-        controlnet=args.controlnet, seesr=args.seesr, dape=args.dape, ram=args.ram,
-        weights_dtype=args.weights_dtype, checkpoint_blocks=args.checkpoint_blocks,
+        encode=args.encode,
+        cache=args.cache,
+        vae=args.vae,
+        sd2=args.sd2,
+        controlnet=args.controlnet,
+        seesr=args.seesr,
+        dape=args.dape,
+        ram=args.ram,
+        weights_dtype=args.weights_dtype,
+        checkpoint_blocks=args.checkpoint_blocks,
         vae_slicing=args.vae_slicing,
-    )  # fmt: skip
+    )
     images.check_size(args.size)
     if args.size % 8:
         raise UsageError(f"--size must be a multiple of 8 (the VAE's factor), got {args.size}")
@@ -251,20 +271,35 @@ def enhance(args) -> int:
             if "dlmap calibrate" in info.calibration_source
             else ("; fit them with `dlmap calibrate` (the workflow: calibrate_prior on LIVE)")
         )
-        print(f"dlmap: note: {info.name} has no Eq. 21 constants fitted to opinion scores; "
-              f"using provisional xi3 = {info.xi3:g}, xi4 = {info.xi4:g} "
-              f"({info.calibration_source}){hint}", file=sys.stderr)  # fmt: skip
+        print(
+            f"dlmap: note: {info.name} has no Eq. 21 constants fitted to opinion scores; "
+            f"using provisional xi3 = {info.xi3:g}, xi4 = {info.xi4:g} "
+            f"({info.calibration_source}){hint}",
+            file=sys.stderr,
+        )
     backbone = None
     if latent:
         backbone = build.load_backbone(backbone_settings)
     job = {
-        "size": args.size, "dtype": args.dtype, "autocast": args.autocast,
-        "weights_dtype": args.weights_dtype, "encode": args.encode, "device": args.device,
-    }  # fmt: skip
+        "size": args.size,
+        "dtype": args.dtype,
+        "autocast": args.autocast,
+        "weights_dtype": args.weights_dtype,
+        "encode": args.encode,
+        "device": args.device,
+    }
     run = pipeline.enhance_files(
-        args.inputs, args.out, prior, backbone, solver_config, edict_config, job,
-        batch_size=args.batch_size, quiet=args.quiet, plot=args.plot,
-    )  # fmt: skip
+        args.inputs,
+        args.out,
+        prior,
+        backbone,
+        solver_config,
+        edict_config,
+        job,
+        batch_size=args.batch_size,
+        quiet=args.quiet,
+        plot=args.plot,
+    )
     for _, message in run.bad_inputs:
         print(f"dlmap: error: {message}", file=sys.stderr)
     for part, message in run.diverged:
@@ -277,10 +312,12 @@ def enhance(args) -> int:
             weak.append((Path(record["input"]).name, max(shares)))
     if weak:
         names = ", ".join(f"{name} ({share:.2%})" for name, share in weak)
-        print(f"dlmap: warning: the prior's share of the image-space gradient stayed under "
-              f"{WEAK_PRIOR_SHARE:.0%} in every iteration for {names}: it barely acted; "
-              f"raise --lambda (now {args.lam:g}, {args.score_scale} scale)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"dlmap: warning: the prior's share of the image-space gradient stayed under "
+            f"{WEAK_PRIOR_SHARE:.0%} in every iteration for {names}: it barely acted; "
+            f"raise --lambda (now {args.lam:g}, {args.score_scale} scale)",
+            file=sys.stderr,
+        )
     return 2 if run.bad_inputs else 1 if run.diverged else 0
 
 
@@ -305,8 +342,10 @@ def demo(args) -> int:
             print(f"dlmap demo: reusing the trained tiny VAE in {vae}")
         except tiny_vae.TrainedVaeError:
             key = tiny_vae.training_key()
-            print(f"dlmap demo: the tiny VAE {key} (from the weights cache, or trained there "
-                  f"first: {TINY_VAE_MINUTES} on 2 CPU cores) -> {vae}")  # fmt: skip
+            print(
+                f"dlmap demo: the tiny VAE {key} (from the weights cache, or trained there "
+                f"first: {TINY_VAE_MINUTES} on 2 CPU cores) -> {vae}"
+            )
             cached, record = tiny_vae.cached_vae(cache=args.cache, quiet=args.quiet)
             tiny_vae.copy_vae(cached, vae)
     else:
@@ -315,9 +354,11 @@ def demo(args) -> int:
         except tiny_vae.TrainedVaeError as error:
             raise UsageError(f"--vae {error}") from error
     mean = record["mean"]
-    print(f"dlmap demo: the tiny VAE reconstructs held-out photographs at "
-          f"{mean['vae_mean_psnr']:.2f} dB PSNR (bicubic {record['factor']}x down and up: "
-          f"{mean['bicubic_psnr']:.2f} dB)")  # fmt: skip
+    print(
+        f"dlmap demo: the tiny VAE reconstructs held-out photographs at "
+        f"{mean['vae_mean_psnr']:.2f} dB PSNR (bicubic {record['factor']}x down and up: "
+        f"{mean['bicubic_psnr']:.2f} dB)"
+    )
     inputs = args.out / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -347,8 +388,10 @@ def demo(args) -> int:
     ]
     if args.quiet:
         argv.append("--quiet")
-    print("dlmap demo: tiny backbone, random UNet and ControlNet with the trained VAE "
-          "(reduced settings, not the paper's models)")  # fmt: skip
+    print(
+        "dlmap demo: tiny backbone, random UNet and ControlNet with the trained VAE "
+        "(reduced settings, not the paper's models)"
+    )
     from dlmap.cli.main import build_parser
 
     return enhance(build_parser("enhance")[0].parse_args(argv))

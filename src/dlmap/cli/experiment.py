@@ -98,8 +98,7 @@ def serve(db: Path, host: str, port: int, public_url: str | None = None) -> None
         connection.close()
     token = secrets.token_urlsafe(24)
     try:
-        server = make_server(host, port, None, threaded=True,
-                             request_handler=LoggingRequestHandler)  # fmt: skip
+        server = make_server(host, port, None, threaded=True, request_handler=LoggingRequestHandler)
     except OSError as error:  # the port is taken, the address not this machine's
         raise study.StudyError(f"cannot serve on {host}:{port} ({error.strerror})") from None
     served = f"http://{host}:{server.server_port}"

@@ -21,7 +21,7 @@ COMMANDS = {  # name -> (module with add_parsers(commands) and HANDLERS, one-lin
     "calibrate": ("dlmap.cli.models", "fit a prior's Eq. 21 constants to opinion scores"),
     "score": ("dlmap.cli.models", "a prior's raw and calibrated scores of image files"),
     "priors": ("dlmap.cli.models", "the registered priors"),
-    "weights": ("dlmap.cli.models", "fetch or check model weights"),
+    "weights": ("dlmap.cli.weights", "fetch or check model weights"),
     "data": ("dlmap.cli.data", "fetch, check and index the IQA data sets"),
     "train-msliqe": ("dlmap.cli.train", "train MS-LIQE on a manifest (Eqs. 25-27)"),
     "evaluate": ("dlmap.cli.train", "SRCC, KRCC, PLCC of a prior on a manifest"),

@@ -115,8 +115,10 @@ def score_command(args) -> int:
         with torch.no_grad():
             raw = prior(image).reshape(-1)
             if raw.shape != (1,) or not torch.isfinite(raw).all():
-                print(f"dlmap: error: {path}: prior {info.name!r} gave no finite score",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"dlmap: error: {path}: prior {info.name!r} gave no finite score",
+                    file=sys.stderr,
+                )
                 failed = max(failed, 1)
                 continue
             calibrated = calibration.calibrate(
@@ -138,16 +140,21 @@ def score_command(args) -> int:
             }
         )
     for row in rows:
-        print(f"{row['image']}: {info.name} raw {row['raw_score']:.6g}, calibrated "
-              f"{row['calibrated_score']:.6g} ({scale.label})")  # fmt: skip
+        print(
+            f"{row['image']}: {info.name} raw {row['raw_score']:.6g}, calibrated "
+            f"{row['calibrated_score']:.6g} ({scale.label})"
+        )
     if args.out is not None and rows:
         from dlmap.priors.evaluation import write_rows
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
         write_rows(rows, args.out)
     if not info.calibration_fitted:
-        print(f"note: {info.name}'s Eq. 21 constants are not fitted to MOS "
-              f"({info.calibration_source})", file=sys.stderr)  # fmt: skip
+        print(
+            f"note: {info.name}'s Eq. 21 constants are not fitted to MOS "
+            f"({info.calibration_source})",
+            file=sys.stderr,
+        )
     return failed
 
 
@@ -164,8 +171,10 @@ def priors_command(args) -> int:
 
     scale = SCORE_SCALES[DEFAULT_SCALE]
     others = ", ".join(f"{s.name}: {s.label}" for s in SCORE_SCALES.values() if s is not scale)
-    print(f"calibrated scores q (Eq. 21) lie on the {scale.name} scale, {scale.label} "
-          f"(--score-scale; {others}); calibration: fitted to MOS, or provisional")  # fmt: skip
+    print(
+        f"calibrated scores q (Eq. 21) lie on the {scale.name} scale, {scale.label} "
+        f"(--score-scale; {others}); calibration: fitted to MOS, or provisional"
+    )
     header = f"{'name':<13}{'model':<28}{'params':>9}  {'training set':<44}{'q':<7}weights"
     print(header)
     print("-" * len(header))
@@ -181,13 +190,17 @@ def priors_command(args) -> int:
             status += " (provisional calibration)"
         training = info.training_set
         training = training if len(training) <= 42 else training[:39] + "..."
-        print(f"{name:<13}{info.display_name[:27]:<28}{count:>9}  {training:<44}"
-              f"{scale.label:<7}{status}")  # fmt: skip
+        print(
+            f"{name:<13}{info.display_name[:27]:<28}{count:>9}  {training:<44}"
+            f"{scale.label:<7}{status}"
+        )
     from dlmap.priors import zoo
 
     usable = zoo.usable_metrics()
-    print(f"and pyiqa:NAME for {len(usable)} of pyiqa's no-reference metrics (the paper's "
-          "included, under their names above): dlmap priors list --all")
+    print(
+        f"and pyiqa:NAME for {len(usable)} of pyiqa's no-reference metrics (the paper's "
+        "included, under their names above): dlmap priors list --all"
+    )
     return 0
 
 
@@ -197,10 +210,14 @@ def _pyiqa_table() -> int:
     from dlmap.priors import pyiqa_nr, specs
 
     numbers = ", ".join(f"{count} {kind}" for kind, count in pyiqa_nr.counts().items())
-    print(f"pyiqa {pyiqa_nr.PYIQA_VERSION}'s {len(pyiqa_nr.table())} NR metrics: {numbers} "
-          "(as measured offline on random weights); use one as --prior with the name shown")
-    header = (f"{'metric':<22}{'class':<21}{'prior':<26}{'params':>8} {'better':<7}"
-              f"{'range':<11}{'min':>4} why / note")  # fmt: skip
+    print(
+        f"pyiqa {pyiqa_nr.PYIQA_VERSION}'s {len(pyiqa_nr.table())} NR metrics: {numbers} "
+        "(as measured offline on random weights); use one as --prior with the name shown"
+    )
+    header = (
+        f"{'metric':<22}{'class':<21}{'prior':<26}{'params':>8} {'better':<7}"
+        f"{'range':<11}{'min':>4} why / note"
+    )
     print(header)
     print("-" * len(header))
     for name, row in sorted(pyiqa_nr.table().items()):
@@ -215,8 +232,10 @@ def _pyiqa_table() -> int:
             note += f"; alternative: pyiqa:{row.alternative}"
         params = "-" if row.params is None else f"{row.params / 1e6:.1f}M"
         side = row.min_side or "-"
-        print(f"{name:<22}{row.kind:<21}{prior:<26}{params:>8} {better:<7}"
-              f"{meta['score_range'][:10]:<11}{side:>4} {note}")  # fmt: skip
+        print(
+            f"{name:<22}{row.kind:<21}{prior:<26}{params:>8} {better:<7}"
+            f"{meta['score_range'][:10]:<11}{side:>4} {note}"
+        )
     print(f"licence: pyiqa's code is {pyiqa_nr.table()['topiq_nr'].licence}")
     return 0
 
@@ -244,62 +263,8 @@ def _table_one(args) -> int:
     return 0
 
 
-def _asked_weights(args) -> list[str]:
-    """The sets named, plus those of ``--backbone``; neither: everything the paper needs."""
-    from dlmap.weights import catalogue
-
-    unknown = [name for name in args.names if not catalogue.has(name)]
-    if unknown:
-        raise UsageError(
-            f"weights {args.weights_command}: unknown {', '.join(unknown)}; "
-            f"known: {', '.join(catalogue.names())}"
-        )
-    asked = list(args.names)
-    if args.backbone is not None:
-        asked += [n for n in catalogue.backbone_sets(args.backbone) if n not in asked]
-    return asked if asked or args.backbone is not None else catalogue.paper_sets()
-
-
-def weights_command(args) -> int:
-    """``fetch``: try every asked set's sources in order, going on past failures, and end with
-    one table (exit 1 while anything asked for is missing). ``check``: presence and full sha256
-    verification of every set (exit 1 if one that is needed is missing, or any file changed);
-    needed: the sets named or ``--backbone``'s, else everything the paper needs."""
-    from dlmap.weights import catalogue, sources
-
-    asked = _asked_weights(args)
-    if args.weights_command == "fetch":
-        sources.timeout()  # a bad $DLMAP_DOWNLOAD_TIMEOUT fails before any download
-        mirrors = sources.mirrors(args.mirror)
-        results = catalogue.fetch_sets(asked, args.cache, mirrors, progress=not args.quiet)
-        print_fetch_table(results)
-        return int(not all(result.ok for result in results))
-    rows = catalogue.check_all(asked, args.cache)
-    for name, state, message in rows:
-        print(f"{name}: {message}" if state == "present" else f"{name}: {state}: {message}")
-    return int(any(state in ("MISSING", "CHANGED") for _, state, _ in rows))
-
-
-def print_fetch_table(results) -> None:
-    """The table ``dlmap weights fetch`` ends with: set | state | source used | what to do,
-    and one line under a set for each source that failed."""
-    width = max([len("set"), *(len(result.name) for result in results)]) + 2
-    used = max([len("source used"), *(len(result.source) for result in results)]) + 2
-    header = f"{'set':<{width}}{'state':<20}{'source used':<{used}}what to do"
-    print(header)
-    print("-" * len(header))
-    for result in results:
-        print(f"{result.name:<{width}}{result.state:<20}{result.source:<{used}}{result.todo}")
-        for attempt in result.attempts:
-            print(f"{'':<{width}}  failed: {attempt.source}: {attempt.error}")
-    ready = sum(result.ok for result in results)
-    manual = sum(result.state == "manual step needed" for result in results)
-    failed = len(results) - ready - manual
-    print(f"{ready} of {len(results)} sets ready; {manual} need a manual step; {failed} failed")
-
-
 def add_parsers(commands) -> None:
-    """The ``calibrate``, ``score``, ``priors`` and ``weights`` commands' parsers."""
+    """The ``calibrate``, ``score`` and ``priors`` commands' parsers."""
     calibrate = add_command(commands, "calibrate")
     calibrate.add_argument("--prior", required=True, help="prior name (dlmap priors list)")
     calibrate.add_argument(
@@ -355,45 +320,9 @@ def add_parsers(commands) -> None:
     table = priors_sub.add_parser("table", help="Table I's first three columns, from metadata")
     table.add_argument("--out", type=Path, default=None, help="also write them as CSV")
 
-    weights_cmd = add_command(commands, "weights")
-    weights_sub = weights_cmd.add_subparsers(dest="weights_command", required=True)
-    fetch = weights_sub.add_parser(
-        "fetch",
-        help="download weights into the cache from each set's sources in order, then print "
-        "one table: present, fetched, manual step needed or failed",
-    )
-    fetch.add_argument(
-        "--mirror",
-        action="append",
-        default=[],
-        metavar="URL_OR_FOLDER",
-        help="a copy of a dlmap cache (http(s) URL or folder) to try before the public sources "
-        "(repeatable; also $DLMAP_WEIGHTS_MIRRORS); $HF_ENDPOINT replaces huggingface.co",
-    )
-    fetch.add_argument("--quiet", action="store_true", help="no progress bars")
-    check = weights_sub.add_parser(
-        "check", help="report which weights are present and verify their sha256"
-    )
-    for sub, verb in ((fetch, "fetch"), (check, "require")):
-        sub.add_argument(
-            "names",
-            nargs="*",
-            metavar="NAME",
-            help="a set of `dlmap weights check`'s list (e.g. sd2-base, liqe, lpips); default: "
-            "everything the paper needs (backbone, priors, comparison metrics)",
-        )
-        sub.add_argument(
-            "--backbone",
-            choices=settings.BACKBONES,
-            default=None,
-            help=f"also {verb} the sets this backbone loads",
-        )
-        sub.add_argument("--cache", default=None, help=f"weights folder (${weights.CACHE_ENV})")
-
 
 HANDLERS = {
     "calibrate": calibrate_command,
     "score": score_command,
     "priors": priors_command,
-    "weights": weights_command,
 }

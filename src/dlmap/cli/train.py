@@ -214,8 +214,10 @@ def train_command(args) -> int:
     )
     final = args.out / msliqe_train.FINAL
     if not final.is_file():
-        print(f"stopped after epoch {history[-1]['epoch']}; continue with --resume (or "
-              f"--resume-from {args.out / msliqe_train.LAST})")  # fmt: skip
+        print(
+            f"stopped after epoch {history[-1]['epoch']}; continue with --resume (or "
+            f"--resume-from {args.out / msliqe_train.LAST})"
+        )
         return 0
     print(f"trained MS-LIQE: {final}; metrics per epoch: {args.out / 'metrics.csv'}")
     if args.install:
@@ -274,9 +276,13 @@ def train_vae_command(args) -> int:
     check_output_folder(args.out, "--out")  # before minutes of training
     try:
         config = tiny_vae.VaeTraining(
-            steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
-            kl_weight=args.kl_weight, seed=args.seed,
-        )  # fmt: skip
+            steps=args.steps,
+            batch_size=args.batch_size,
+            crop=args.crop,
+            lr=args.lr,
+            kl_weight=args.kl_weight,
+            seed=args.seed,
+        )
     except ValueError as error:
         raise UsageError(str(error)) from error
     if args.no_cache:
@@ -286,15 +292,21 @@ def train_vae_command(args) -> int:
         folder, record = tiny_vae.cached_vae(config, args.cache, quiet=args.quiet)
         tiny_vae.copy_vae(folder, args.out)
         where = f"cached in {folder}"
-    print(f"tiny VAE ({record['factor']}x, REDUCED; trained in {record['training_seconds']} s, "
-          f"{where}) -> {args.out}")  # fmt: skip
+    print(
+        f"tiny VAE ({record['factor']}x, REDUCED; trained in {record['training_seconds']} s, "
+        f"{where}) -> {args.out}"
+    )
     print("held-out PSNR (dB)   VAE mean  VAE sample  bicubic")
     for row in record["held_out"]:
-        print(f"  {row['image']:<18} {row['vae_mean_psnr']:8.2f} {row['vae_sample_psnr']:11.2f} "
-              f"{row['bicubic_psnr']:8.2f}")  # fmt: skip
+        print(
+            f"  {row['image']:<18} {row['vae_mean_psnr']:8.2f} {row['vae_sample_psnr']:11.2f} "
+            f"{row['bicubic_psnr']:8.2f}"
+        )
     mean = record["mean"]
-    print(f"  {'mean':<18} {mean['vae_mean_psnr']:8.2f} {mean['vae_sample_psnr']:11.2f} "
-          f"{mean['bicubic_psnr']:8.2f}")  # fmt: skip
+    print(
+        f"  {'mean':<18} {mean['vae_mean_psnr']:8.2f} {mean['vae_sample_psnr']:11.2f} "
+        f"{mean['bicubic_psnr']:8.2f}"
+    )
     return 0
 
 

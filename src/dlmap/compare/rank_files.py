@@ -142,10 +142,15 @@ def write_rank_files(result: RankResult, out: Path) -> list[Path]:
     names, order = result.names, result.order
     scores = [["condition", "jod", "ci_low", "ci_high", "group"]]
     scores += [
-        [names[i], _fmt(result.jod[i]), _fmt(result.ci_low[i]), _fmt(result.ci_high[i]),
-         result.groups[i]]
+        [
+            names[i],
+            _fmt(result.jod[i]),
+            _fmt(result.ci_low[i]),
+            _fmt(result.ci_high[i]),
+            result.groups[i],
+        ]
         for i in order
-    ]  # fmt: skip
+    ]
     matrix = [["condition", *(names[i] for i in order)]]
     matrix += [[names[i], *(_fmt_p(result.p_values[i, j]) for j in order)] for i in order]
     record = {

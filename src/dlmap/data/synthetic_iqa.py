@@ -29,8 +29,16 @@ from dlmap.data.manifests import Entry, write_manifest
 from dlmap.errors import InputError
 
 PHOTOGRAPHS = (
-    "astronaut", "chelsea", "coffee", "rocket", "coins", "brick", "grass", "gravel", "camera",
-)  # fmt: skip
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "coins",
+    "brick",
+    "grass",
+    "gravel",
+    "camera",
+)
 """Textured photographs of scikit-image (greyscale ones are replicated to RGB)."""
 
 CHAIN = ("blur", "contrast", "noise", "jpeg")
@@ -124,14 +132,20 @@ def make_synthetic_set(
                         level,
                         SCALE,
                         splits[name],
-                    )  # fmt: skip
+                    )
                 )
     manifest = out / "manifest.csv"
     settings = {
         "data_root": ".",
         "image_paths": "relative to data_root, itself relative to this manifest's folder",
-        "synthetic": {"size": size, "tiles": tiles, "photographs": list(photographs),
-                      "degradations": list(degradations), "chain": chain, "seed": seed},
-    }  # fmt: skip
+        "synthetic": {
+            "size": size,
+            "tiles": tiles,
+            "photographs": list(photographs),
+            "degradations": list(degradations),
+            "chain": chain,
+            "seed": seed,
+        },
+    }
     write_manifest(entries, manifest, settings)
     return manifest

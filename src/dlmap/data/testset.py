@@ -112,7 +112,7 @@ def write_selection(selected: list[dict], excluded: list[dict], rules, path) -> 
         "per_dataset": {
             d: sum(r["dataset"] == d for r in selected)
             for d in dict.fromkeys(r["dataset"] for r in selected)
-        },  # fmt: skip
+        },
         "excluded": excluded,
     }
     images.write_text_atomic(

@@ -40,6 +40,7 @@ from dlmap.settings import GRADIENTS, ORDERS, SD2_SCHEDULER, EdictConfig  # noqa
 EpsFn = Callable[[torch.Tensor, int, Any], torch.Tensor]
 """A noise-prediction network eps(latent, t, condition) -> noise of the latent's shape."""
 
+
 @dataclass(frozen=True)
 class EdictSchedule:
     """Per-step constants of h, in the order h applies them (noise -> image).

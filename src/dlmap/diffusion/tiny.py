@@ -99,8 +99,10 @@ def tiny_controlnet(
     """A ControlNet copied from ``unet``, with its zero convolutions randomised (N(0, 0.02^2))
     so that the conditioning path is exercised; SeeSR's image cross-attention if ``seesr``.
     ``factor``: the VAE's downsampling, which the conditioning embedding must match."""
-    settings = {**TINY_CONTROLNET, "conditioning_embedding_out_channels":
-                conditioning_channels(factor)}  # fmt: skip
+    settings = {
+        **TINY_CONTROLNET,
+        "conditioning_embedding_out_channels": conditioning_channels(factor),
+    }
     if kind == "seesr":
         from dlmap.diffusion.seesr import SeeSRControlNetModel
 

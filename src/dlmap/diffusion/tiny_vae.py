@@ -105,8 +105,9 @@ def _pyramid(photographs: dict[str, np.ndarray], crop: int) -> list[torch.Tensor
             if min(size) < crop:
                 continue
             if scale != 1.0:
-                image_at = F.interpolate(image, size=size, mode="bicubic", antialias=True,
-                                         align_corners=False).clamp(0, 1)  # fmt: skip
+                image_at = F.interpolate(
+                    image, size=size, mode="bicubic", antialias=True, align_corners=False
+                ).clamp(0, 1)
             else:
                 image_at = image
             levels.append(image_at[0])
@@ -161,8 +162,9 @@ def psnr(image: torch.Tensor, reference: torch.Tensor) -> float:
 def bicubic_round_trip(image: torch.Tensor, factor: int) -> torch.Tensor:
     """Bicubic (antialiased) downsampling by ``factor``, then bicubic upsampling back: the
     baseline a VAE with that factor must beat."""
-    small = F.interpolate(image, scale_factor=1 / factor, mode="bicubic", antialias=True,
-                          align_corners=False)  # fmt: skip
+    small = F.interpolate(
+        image, scale_factor=1 / factor, mode="bicubic", antialias=True, align_corners=False
+    )
     return F.interpolate(small, size=image.shape[-2:], mode="bicubic", align_corners=False)
 
 
@@ -181,13 +183,15 @@ def evaluate(vae, names=HELD_OUT, size: int = 224, seed: int = 0) -> list[dict]:
         sample = posterior.mean + posterior.std * torch.randn(
             posterior.mean.shape, generator=generator
         )
-        rows.append({
-            "image": name,
-            "source": demo_set.source_name(name),
-            "vae_mean_psnr": psnr((vae.decode(posterior.mean).sample + 1) / 2, image),
-            "vae_sample_psnr": psnr((vae.decode(sample).sample + 1) / 2, image),
-            "bicubic_psnr": psnr(bicubic_round_trip(image, factor), image),
-        })  # fmt: skip
+        rows.append(
+            {
+                "image": name,
+                "source": demo_set.source_name(name),
+                "vae_mean_psnr": psnr((vae.decode(posterior.mean).sample + 1) / 2, image),
+                "vae_sample_psnr": psnr((vae.decode(sample).sample + 1) / 2, image),
+                "bicubic_psnr": psnr(bicubic_round_trip(image, factor), image),
+            }
+        )
     return rows
 
 
@@ -249,9 +253,16 @@ def _train(config: VaeTraining, quiet: bool):
         with torch.no_grad():
             for kept, trained in zip(average.parameters(), vae.parameters(), strict=True):
                 kept.lerp_(trained, 1 - config.ema)
-        history.append({"step": step + 1, "loss": loss.item(), "mse": reconstruction.item(),
-                        "kl": kl.item(), "lr": optimiser.param_groups[0]["lr"],
-                        "seconds": round(time.perf_counter() - began, 3)})  # fmt: skip
+        history.append(
+            {
+                "step": step + 1,
+                "loss": loss.item(),
+                "mse": reconstruction.item(),
+                "kl": kl.item(),
+                "lr": optimiser.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - began, 3),
+            }
+        )
     average.eval()
     average.register_to_config(scaling_factor=latent_scale(average, levels))
     return average, history
@@ -282,7 +293,7 @@ def _write(folder: Path, config: VaeTraining, quiet: bool) -> dict:
         "mean": {
             key: float(np.mean([row[key] for row in rows]))
             for key in ("vae_mean_psnr", "vae_sample_psnr", "bicubic_psnr")
-        },  # fmt: skip
+        },
         "versions": {"torch": torch.__version__},
     }
     vae.save_pretrained(folder)
@@ -318,8 +329,11 @@ def training_key(config: VaeTraining = VaeTraining()) -> str:
     import diffusers
 
     digest = hashlib.sha256()
-    facts = {"training": asdict(config), "torch": torch.__version__,
-             "diffusers": diffusers.__version__}  # fmt: skip
+    facts = {
+        "training": asdict(config),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+    }
     digest.update(json.dumps(facts, sort_keys=True).encode())
     digest.update(Path(__file__).read_bytes())
     digest.update(Path(tiny_vae_store.__file__).read_bytes())

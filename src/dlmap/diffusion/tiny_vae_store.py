@@ -28,6 +28,7 @@ TRAINED_VAE = dict(
 )
 """The trained VAE's architecture: SD2's VAE (``AutoencoderKL``) at toy size."""
 
+
 def factor_of(config: dict) -> int:
     """Pixels per latent cell along each side: 2 ** (number of blocks - 1)."""
     return 2 ** (len(config["block_out_channels"]) - 1)
@@ -67,8 +68,7 @@ class VaeTraining:
         if not 0 <= self.colour <= 1:
             raise ValueError(f"colour must be a share in [0, 1], got {self.colour}")
         if self.kl_weight < 0 or self.clip <= 0:
-            raise ValueError(f"need kl_weight >= 0 and clip > 0, got {self.kl_weight}, "
-                             f"{self.clip}")  # fmt: skip
+            raise ValueError(f"need kl_weight >= 0 and clip > 0, got {self.kl_weight}, {self.clip}")
 
 
 def _partial(target: Path) -> Path:
@@ -102,11 +102,14 @@ def read_record(folder: str | Path) -> dict:
     folder = Path(folder)
     record_path = folder / "training.json"
     if not folder.is_dir():
-        raise TrainedVaeError(f"{folder}: no such folder (train one: dlmap train-vae --out "
-                              f"{folder})")  # fmt: skip
+        raise TrainedVaeError(
+            f"{folder}: no such folder (train one: dlmap train-vae --out {folder})"
+        )
     if not record_path.is_file():
-        raise TrainedVaeError(f"{folder}: no training.json; not a VAE written by dlmap "
-                              "train-vae (or its training did not finish)")  # fmt: skip
+        raise TrainedVaeError(
+            f"{folder}: no training.json; not a VAE written by dlmap "
+            "train-vae (or its training did not finish)"
+        )
     try:
         record = json.loads(record_path.read_text())
     except (OSError, ValueError) as error:

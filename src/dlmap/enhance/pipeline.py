@@ -97,9 +97,16 @@ def enhance_files(
         began = time.perf_counter()
         try:
             result = solver.map_solve(
-                backbone, prior, batch, config, edict_settings, seeds=[config.seed] * len(part),
-                quiet=quiet, description=", ".join(p.name for p in part), inversion=pair,
-            )  # fmt: skip
+                backbone,
+                prior,
+                batch,
+                config,
+                edict_settings,
+                seeds=[config.seed] * len(part),
+                quiet=quiet,
+                description=", ".join(p.name for p in part),
+                inversion=pair,
+            )
         except solver.NonFiniteError as error:
             if strict:
                 raise
@@ -110,8 +117,16 @@ def enhance_files(
         for index, path in enumerate(part):
             run.records.append(
                 records.write_enhanced(
-                    out, path, index, result, prior, backbone, seconds, settings,
-                    plot=plot, extra=extra,
+                    out,
+                    path,
+                    index,
+                    result,
+                    prior,
+                    backbone,
+                    seconds,
+                    settings,
+                    plot=plot,
+                    extra=extra,
                 )
-            )  # fmt: skip
+            )
     return run

@@ -61,8 +61,11 @@ def write_enhanced(
             if (key != "y" or result.y is not None) and (key != "plot" or plot)
         },
         "reduced": reduced,
-        **({"random_weights": backbone.random_weights}
-           if getattr(backbone, "random_weights", None) else {}),  # fmt: skip
+        **(
+            {"random_weights": backbone.random_weights}
+            if getattr(backbone, "random_weights", None)
+            else {}
+        ),
         "backbone": backbone.name if backbone is not None else None,
         "weights": backbone.provenance if backbone is not None else {},
         "prior": asdict(prior.info),

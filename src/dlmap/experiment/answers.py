@@ -19,9 +19,11 @@ INPUTS = ("key", "click")
 MAX_TRIAL_ID = 2**53  # far above any study, far below SQLite's 2**63
 # (low, high) of each numeric field: what a browser can report, with room to spare
 INTEGER_FIELDS = {
-    "screen_width": (0, 100_000), "screen_height": (0, 100_000),
-    "window_width": (0, 100_000), "window_height": (0, 100_000),
-}  # fmt: skip
+    "screen_width": (0, 100_000),
+    "screen_height": (0, 100_000),
+    "window_width": (0, 100_000),
+    "window_height": (0, 100_000),
+}
 POSITIVE_FIELDS = {"device_pixel_ratio": 50.0, "zoom": 50.0}  # (0, high]
 MAX_RESPONSE_MS = 30 * 24 * 3600 * 1000.0  # a page left open for a month
 TIME_FIELDS = ("shown_at", "answered_at")
@@ -56,8 +58,9 @@ def _timestamp(field: str, value) -> str:
     except ValueError:
         raise PayloadError(f"{field} must be an ISO 8601 timestamp, got {_short(value)}") from None
     if not value[:4].isdigit() or "T" not in value.upper() or parsed.tzinfo is None:
-        raise PayloadError(f"{field} must be an ISO 8601 date and time with a time zone, "
-                           f"got {_short(value)}")  # fmt: skip
+        raise PayloadError(
+            f"{field} must be an ISO 8601 date and time with a time zone, got {_short(value)}"
+        )
     return value
 
 
@@ -84,20 +87,22 @@ def parse_answer(payload) -> dict:
     answer["input"] = method
     response_ms = payload.get("response_ms")
     if not _is_number(response_ms) or not 0 <= response_ms <= MAX_RESPONSE_MS:
-        raise PayloadError(f"response_ms must be a number from 0 to {MAX_RESPONSE_MS:.0f} "
-                           f"(30 days), got {_short(response_ms)}")  # fmt: skip
+        raise PayloadError(
+            f"response_ms must be a number from 0 to {MAX_RESPONSE_MS:.0f} "
+            f"(30 days), got {_short(response_ms)}"
+        )
     answer["response_ms"] = float(response_ms)
     for field, (low, high) in INTEGER_FIELDS.items():
         value = payload.get(field)
         if not _is_number(value) or not low <= value <= high or value != int(value):
-            raise PayloadError(f"{field} must be an integer from {low} to {high}, "
-                               f"got {_short(value)}")  # fmt: skip
+            raise PayloadError(
+                f"{field} must be an integer from {low} to {high}, got {_short(value)}"
+            )
         answer[field] = int(value)
     for field, high in POSITIVE_FIELDS.items():
         value = payload.get(field)
         if not _is_number(value) or not 0 < value <= high:
-            raise PayloadError(f"{field} must be a number > 0 and <= {high:g}, "
-                               f"got {_short(value)}")  # fmt: skip
+            raise PayloadError(f"{field} must be a number > 0 and <= {high:g}, got {_short(value)}")
         answer[field] = float(value)
     for field in TIME_FIELDS:
         answer[field] = _timestamp(field, payload.get(field))

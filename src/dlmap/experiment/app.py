@@ -77,8 +77,12 @@ def public_root(url: str) -> str:
     reverse proxy) without its final slash; PayloadError unless it is a plain http(s) root."""
     parts = urlsplit(url)
     plain = not (parts.query or parts.fragment or any(c.isspace() for c in url))
-    if parts.scheme not in ("http", "https") or not parts.netloc or not plain or (
-            parts.path not in ("", "/")):  # fmt: skip
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or not plain
+        or (parts.path not in ("", "/"))
+    ):
         raise PayloadError(
             f"--public-url {url!r}: must be http(s)://HOST[:PORT] with no path (serve the app "
             "at the root of a host name or port)"
@@ -138,8 +142,13 @@ def create_app(db: Path, admin_token: str, public_url: str = "http://127.0.0.1:8
         return response
 
     def reject(status: int, reason: str):
-        LOG.warning("rejected %s %s from %s: %s", request.method, loggable(request.path),
-                    request.remote_addr, loggable(reason))  # fmt: skip
+        LOG.warning(
+            "rejected %s %s from %s: %s",
+            request.method,
+            loggable(request.path),
+            request.remote_addr,
+            loggable(reason),
+        )
         return jsonify(error=reason), status
 
     @app.errorhandler(HTTPException)
@@ -176,8 +185,11 @@ def create_app(db: Path, admin_token: str, public_url: str = "http://127.0.0.1:8
         }
         if pending:
             row = pending[0]
-            left, right = (row["image_j"], row["image_i"]) if row["swapped"] else (
-                row["image_i"], row["image_j"])  # fmt: skip
+            left, right = (
+                (row["image_j"], row["image_i"])
+                if row["swapped"]
+                else (row["image_i"], row["image_j"])
+            )
             base = f"/s/{subject['token']}/image/"
             result["trial"] = {
                 "id": row["id"],
@@ -243,8 +255,11 @@ def create_app(db: Path, admin_token: str, public_url: str = "http://127.0.0.1:8
             return reject(409, f"trial {fields['trial']} was answered {stored['chosen']!r}")
         if stored is None and not in_turn:
             expected = "none (all answered)" if following is None else following["id"]
-            return reject(409, f"trial {fields['trial']} is not the subject's next trial "
-                               f"(next: {expected}); answers are taken in order")  # fmt: skip
+            return reject(
+                409,
+                f"trial {fields['trial']} is not the subject's next trial "
+                f"(next: {expected}); answers are taken in order",
+            )
         return jsonify(status="stored" if stored is None else "duplicate", state=state(subject))
 
     @app.get("/s/<token>/image/<int:image_id>")
@@ -261,8 +276,11 @@ def create_app(db: Path, admin_token: str, public_url: str = "http://127.0.0.1:8
         if resolved is None or not resolved.is_relative_to(folder) or not resolved.is_file():
             return reject(404, f"image {image_id} is missing or outside the study's folder")
         if _signature(path) != signature:
-            return reject(409, f"image {image_id} changed since the server started (size or "
-                          "modification time); not served under the study's hash")  # fmt: skip
+            return reject(
+                409,
+                f"image {image_id} changed since the server started (size or "
+                "modification time); not served under the study's hash",
+            )
         response = send_file(resolved, max_age=3600)
         response.cache_control.private = True
         return response
@@ -277,9 +295,13 @@ def create_app(db: Path, admin_token: str, public_url: str = "http://127.0.0.1:8
         message = request.args.get("message", "")
         subjects = study.progress(connection())
         return render_template(
-            "admin.html", subjects=subjects, meta=study.meta(connection()), token=token,
-            message=message, root=root,
-        )  # fmt: skip
+            "admin.html",
+            subjects=subjects,
+            meta=study.meta(connection()),
+            token=token,
+            message=message,
+            root=root,
+        )
 
     @app.post("/admin/<token>/subjects")
     def add_subject(token: str):

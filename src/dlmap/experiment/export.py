@@ -25,11 +25,27 @@ from dlmap.experiment import study
 from dlmap.files import check_output_folder, write_text_atomic
 
 ANSWER_COLUMNS = (
-    "subject", "trial", "training", "pair_row", "image", "left", "right", "chosen",
-    "chosen_side", "input", "response_ms", "shown_at", "answered_at", "received_at",
-    "screen_width", "screen_height", "device_pixel_ratio", "zoom", "window_width",
+    "subject",
+    "trial",
+    "training",
+    "pair_row",
+    "image",
+    "left",
+    "right",
+    "chosen",
+    "chosen_side",
+    "input",
+    "response_ms",
+    "shown_at",
+    "answered_at",
+    "received_at",
+    "screen_width",
+    "screen_height",
+    "device_pixel_ratio",
+    "zoom",
+    "window_width",
     "window_height",
-)  # fmt: skip
+)
 CORNER = "winner\\loser"
 
 
@@ -141,8 +157,9 @@ def export_study(db: Path, out: Path) -> dict:
     values, records, images, subjects = read_study(db)
     conditions = sorted(values["conditions"])
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ANSWER_COLUMNS, extrasaction="ignore",
-                            lineterminator="\n")  # fmt: skip
+    writer = csv.DictWriter(
+        buffer, fieldnames=ANSWER_COLUMNS, extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows({k: spreadsheet_safe(v) for k, v in record.items()} for record in records)
     texts = {"answers.csv": buffer.getvalue()}

@@ -159,8 +159,10 @@ def read_pairs(pairs: Path, images_dir: Path) -> list[dict]:
         row["path_i"] = _inside(images_dir, row["file_i"], pairs, line)
         row["path_j"] = _inside(images_dir, row["file_j"], pairs, line)
         if row["path_i"] == row["path_j"]:
-            raise StudyError(f"{pairs}: line {line}: the same image {row['file_i']} on both "
-                             "sides (a pair compares two different images)")  # fmt: skip
+            raise StudyError(
+                f"{pairs}: line {line}: the same image {row['file_i']} on both "
+                "sides (a pair compares two different images)"
+            )
     return rows
 
 
@@ -330,17 +332,23 @@ def verify_study(connection: sqlite3.Connection) -> None:
     values = meta(connection)
     pairs = Path(values["pairs_file"])
     if not pairs.is_file():
-        raise StudyError(f"the study's pairs file {pairs} is missing; its answers cannot be "
-                         "checked against the pairs (restore it)")  # fmt: skip
+        raise StudyError(
+            f"the study's pairs file {pairs} is missing; its answers cannot be "
+            "checked against the pairs (restore it)"
+        )
     if sha256_file(pairs) != values["pairs_sha256"]:
-        raise StudyError(f"the study's pairs file {pairs} changed since the study was created "
-                         f"(sha256 {values['pairs_sha256'][:12]} then, {sha256_file(pairs)[:12]}"
-                         " now); the answers do not belong to its pairs")  # fmt: skip
+        raise StudyError(
+            f"the study's pairs file {pairs} changed since the study was created "
+            f"(sha256 {values['pairs_sha256'][:12]} then, {sha256_file(pairs)[:12]}"
+            " now); the answers do not belong to its pairs"
+        )
     changed = verify_images(connection)
     if changed:
-        raise StudyError(f"{len(changed)} image(s) changed or missing since the study was "
-                         f"created (first: {Path(values['images_dir']) / changed[0]}); the "
-                         "answers would not match the images")  # fmt: skip
+        raise StudyError(
+            f"{len(changed)} image(s) changed or missing since the study was "
+            f"created (first: {Path(values['images_dir']) / changed[0]}); the "
+            "answers would not match the images"
+        )
 
 
 def verify_images(connection: sqlite3.Connection) -> list[str]:

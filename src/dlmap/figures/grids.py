@@ -1,16 +1,14 @@
-"""The paper's qualitative figures as labelled image grids, and the small plots beside them.
+"""The paper's qualitative figures as labelled image grids.
 
 :func:`image_grid` draws rows of images at native aspect (column headers, row labels, text
 under each image, a framed "missing" cell for ``None``); thin builders give the layouts of
-Figs. 1, 2, 6/9/11, 12 and 7/8/11; :func:`lambda_sweep_plot` is Fig. 2's quantitative side and
-:func:`vote_shares` / :func:`vote_share_plot` the vote shares quoted with Fig. 9.  Figures made
-with ``reduced=True`` carry :data:`REDUCED_STAMP` in their title.  Images are downscaled for
-display to at most ``max_side`` pixels, so a 20-row grid stays small.
+Figs. 1, 2, 6/9/11, 12 and 7/8/11 (the plots beside them are ``dlmap.figures.charts``).
+Figures made with ``reduced=True`` carry ``plots.REDUCED_STAMP`` in their title.  Images are
+downscaled for display to at most ``max_side`` pixels, so a 20-row grid stays small.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import textwrap
@@ -26,9 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from dlmap.errors import InputError
 from dlmap.figures.plots import REDUCED_STAMP, TITLE_FONTSIZE, set_title, title_lines  # noqa: E402
-from dlmap.images import read_image, write_bytes_atomic  # noqa: E402
+from dlmap.images import read_image  # noqa: E402
 
-__all__ = ["REDUCED_STAMP"]  # re-exported: grids stamp with the same words as every figure
 MISSING = "missing"
 _LABEL_CHARS = 24  # row labels are wrapped at this many characters
 
@@ -39,7 +36,7 @@ def _titled(figure, title: str, reduced: bool, **where) -> None:
     set_title(figure, title, reduced, **where)
 
 
-def _check_length(name: str, values: Sequence, expected: int, what: str) -> None:
+def check_length(name: str, values: Sequence, expected: int, what: str) -> None:
     if len(values) != expected:
         raise InputError(f"{name} has {len(values)} entries but there are {expected} {what}")
 
@@ -62,10 +59,15 @@ def _caption(value, prior: str) -> str:
 
 
 def image_grid(
-    rows: Sequence[Sequence[str | os.PathLike | None]], row_labels: Sequence[str] | None = None,
-    column_labels: Sequence[str] | None = None, captions: Sequence[Sequence[str]] | None = None,
-    title: str = "", reduced: bool = False, max_side: int = 256, cell_inches: float = 2.0,
-):  # fmt: skip
+    rows: Sequence[Sequence[str | os.PathLike | None]],
+    row_labels: Sequence[str] | None = None,
+    column_labels: Sequence[str] | None = None,
+    captions: Sequence[Sequence[str]] | None = None,
+    title: str = "",
+    reduced: bool = False,
+    max_side: int = 256,
+    cell_inches: float = 2.0,
+):
     """A labelled grid of images (the layout behind Figs. 1, 2, 6, 7, 8, 9, 11 and 12).
 
     ``rows[r][c]`` is a PNG path, or None / "" (drawn as an empty frame marked "missing").
@@ -78,15 +80,15 @@ def image_grid(
         raise InputError("image_grid needs at least one row with at least one cell")
     ncols = len(rows[0])
     for index, row in enumerate(rows):
-        _check_length(f"row {index}", row, ncols, "columns (the first row's length)")
+        check_length(f"row {index}", row, ncols, "columns (the first row's length)")
     if row_labels is not None:
-        _check_length("row_labels", row_labels, len(rows), "rows")
+        check_length("row_labels", row_labels, len(rows), "rows")
     if column_labels is not None:
-        _check_length("column_labels", column_labels, ncols, "columns")
+        check_length("column_labels", column_labels, ncols, "columns")
     if captions is not None:
-        _check_length("captions", captions, len(rows), "rows")
+        check_length("captions", captions, len(rows), "rows")
         for index, line in enumerate(captions):
-            _check_length(f"captions[{index}]", line, ncols, "columns")
+            check_length(f"captions[{index}]", line, ncols, "columns")
     if max_side < 1 or cell_inches <= 0:
         raise InputError("max_side and cell_inches must be positive")
     pixels = [[None if p in (None, "") else _thumbnail(p, max_side) for p in row] for row in rows]
@@ -97,8 +99,9 @@ def image_grid(
     labels = [textwrap.fill(str(label), _LABEL_CHARS) for label in row_labels or []]
     longest = max((len(line) for label in labels for line in label.split("\n")), default=0)
     left = 0.15 + (0.075 * longest + 0.1 if labels else 0.0)
-    caption_lines = max((str(c).count("\n") + 1 for line in captions or [] for c in line
-                         if c), default=0)  # fmt: skip
+    caption_lines = max(
+        (str(c).count("\n") + 1 for line in captions or [] for c in line if c), default=0
+    )
     under = 0.06 + 0.16 * caption_lines  # inches of text under each image
     header = 0.3 if column_labels is not None else 0.05
     gap = 0.06
@@ -121,22 +124,49 @@ def image_grid(
                 for spine in axis.spines.values():
                     spine.set_edgecolor("0.6")
                     spine.set_linestyle("--")
-                axis.text(0.5, 0.5, MISSING, ha="center", va="center", color="0.4",
-                          fontsize=9, style="italic", transform=axis.transAxes)  # fmt: skip
+                axis.text(
+                    0.5,
+                    0.5,
+                    MISSING,
+                    ha="center",
+                    va="center",
+                    color="0.4",
+                    fontsize=9,
+                    style="italic",
+                    transform=axis.transAxes,
+                )
             else:
                 axis.imshow(cell, interpolation="antialiased")
                 axis.set_anchor("N")
                 axis.set_axis_off()
             if r == 0 and column_labels is not None:
-                figure.text((x + cell_inches / 2) / width, (y + heights[r] + 0.06) / height,
-                            str(column_labels[c]), ha="center", va="bottom",
-                            fontsize=8, fontweight="bold")  # fmt: skip
+                figure.text(
+                    (x + cell_inches / 2) / width,
+                    (y + heights[r] + 0.06) / height,
+                    str(column_labels[c]),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    fontweight="bold",
+                )
             if captions is not None and captions[r][c]:
-                figure.text((x + cell_inches / 2) / width, (y - 0.03) / height,
-                            str(captions[r][c]), ha="center", va="top", fontsize=7)  # fmt: skip
+                figure.text(
+                    (x + cell_inches / 2) / width,
+                    (y - 0.03) / height,
+                    str(captions[r][c]),
+                    ha="center",
+                    va="top",
+                    fontsize=7,
+                )
         if labels:
-            figure.text((left - 0.1) / width, (y + heights[r] / 2) / height, labels[r],
-                        ha="right", va="center", fontsize=7)  # fmt: skip
+            figure.text(
+                (left - 0.1) / width,
+                (y + heights[r] / 2) / height,
+                labels[r],
+                ha="right",
+                va="center",
+                fontsize=7,
+            )
         y -= under
     _titled(figure, title, reduced, y=1 - 0.08 / height, va="top")
     return figure
@@ -144,15 +174,23 @@ def image_grid(
 
 def _names(paths: Sequence, names: Sequence[str] | None) -> list[str]:
     if names is not None:
-        _check_length("names", names, len(paths), "images")
+        check_length("names", names, len(paths), "images")
         return [str(name) for name in names]
     return [Path(p).stem if p is not None else f"image {i}" for i, p in enumerate(paths)]
 
 
 def fig1_pixel_vs_latent(
-    initial, pixel_direct, pixel_map, latent_map, scores=None, names=None, prior: str = "LIQE",
-    title: str = "", reduced: bool = False, **grid,
-):  # fmt: skip
+    initial,
+    pixel_direct,
+    pixel_map,
+    latent_map,
+    scores=None,
+    names=None,
+    prior: str = "LIQE",
+    title: str = "",
+    reduced: bool = False,
+    **grid,
+):
     """Fig. 1 (a)-(d), one row per image: the initial image, direct maximization of the prior
     (Eq. 1), pixel-space MAP with MSE fidelity (Eq. 2) and diffusion latent MAP (Eq. 17).
 
@@ -161,29 +199,39 @@ def fig1_pixel_vs_latent(
     """
     columns = [initial, pixel_direct, pixel_map, latent_map]
     for name, column in zip(("pixel_direct", "pixel_map", "latent_map"), columns[1:], strict=True):
-        _check_length(name, column, len(initial), "initial images")
+        check_length(name, column, len(initial), "initial images")
     captions = None
     if scores is not None:
-        _check_length("scores", scores, len(initial), "initial images")
+        check_length("scores", scores, len(initial), "initial images")
         for index, line in enumerate(scores):
-            _check_length(f"scores[{index}]", line, 4, "panels (a)-(d)")
+            check_length(f"scores[{index}]", line, 4, "panels (a)-(d)")
         captions = [[_caption(value, prior) for value in line] for line in scores]
-    labels = ["(a) initial", f"(b) max {prior} (Eq. 1)", f"(c) pixel MAP, MSE + {prior}",
-              "(d) latent MAP (Eq. 17)"]  # fmt: skip
+    labels = [
+        "(a) initial",
+        f"(b) max {prior} (Eq. 1)",
+        f"(c) pixel MAP, MSE + {prior}",
+        "(d) latent MAP (Eq. 17)",
+    ]
     rows = [list(cells) for cells in zip(*columns, strict=True)]
     title = title or "Fig. 1: pixel vs diffusion latent MAP"
     return image_grid(rows, _names(initial, names), labels, captions, title, reduced, **grid)
 
 
-def _lambda_label(value: float) -> str:
+def lambda_label(value: float) -> str:
     return "\u03bb = \u221e (direct)" if math.isinf(value) else f"\u03bb = {value:g}"
 
 
 def fig2_lambda_sweep(
-    initial, by_lambda: Mapping[float, Sequence], scores: Mapping[float, Sequence] | None = None,
-    initial_scores: Sequence | None = None, names=None, prior: str = "LIQE", title: str = "",
-    reduced: bool = False, **grid,
-):  # fmt: skip
+    initial,
+    by_lambda: Mapping[float, Sequence],
+    scores: Mapping[float, Sequence] | None = None,
+    initial_scores: Sequence | None = None,
+    names=None,
+    prior: str = "LIQE",
+    title: str = "",
+    reduced: bool = False,
+    **grid,
+):
     """Fig. 2: pixel-space MAP results (Eq. 2) for several lambdas, one row per image.
 
     ``by_lambda[lam][r]`` is image r's result at ``lam`` (columns sorted by lambda, after the
@@ -198,15 +246,22 @@ def fig2_lambda_sweep(
     texts += [(scores or {}).get(lam, blank) for lam in lambdas]
     for lam, paths, values in zip(["initial", *lambdas], columns, texts, strict=True):
         where = "initial" if lam == "initial" else f"lambda={lam}"
-        _check_length(f"images ({where})", paths, n, "initial images")
-        _check_length(f"scores ({where})", values, n, "initial images")
+        check_length(f"images ({where})", paths, n, "initial images")
+        check_length(f"scores ({where})", values, n, "initial images")
     rows = [list(cells) for cells in zip(*columns, strict=True)]
     captions = [[_caption(value, prior) for value in line] for line in zip(*texts, strict=True)]
     has_captions = scores is not None or initial_scores is not None
-    labels = ["initial"] + [_lambda_label(float(lam)) for lam in lambdas]
+    labels = ["initial"] + [lambda_label(float(lam)) for lam in lambdas]
     title = title or "Fig. 2: MAP estimation (Eq. 2) against \u03bb"
-    return image_grid(rows, _names(initial, names), labels, captions if has_captions else None,
-                      title, reduced, **grid)  # fmt: skip
+    return image_grid(
+        rows,
+        _names(initial, names),
+        labels,
+        captions if has_captions else None,
+        title,
+        reduced,
+        **grid,
+    )
 
 
 def pair_grid(pairs: Sequence[Mapping], title: str = "", reduced: bool = False, **grid):
@@ -224,16 +279,42 @@ def pair_grid(pairs: Sequence[Mapping], title: str = "", reduced: bool = False, 
         if lacking:
             raise InputError(f"pair {index} lacks {', '.join(lacking)}")
     rows = [[pair["input"], pair["file_i"], pair["file_j"]] for pair in pairs]
-    captions = [["", *("\n".join(str(t) for t in (pair[f"enhancer_{s}"], pair.get(f"caption_{s}"))
-                                 if t) for s in "ij")] for pair in pairs]  # fmt: skip
-    headers = ["input"] + [f"enhanced ({s})" if len({p[f"enhancer_{s}"] for p in pairs}) > 1
-                           else str(pairs[0][f"enhancer_{s}"]) for s in "ij"]  # fmt: skip
-    return image_grid(rows, [str(pair["image"]) for pair in pairs], headers, captions,
-                      title or "Selected pairs (Eq. 18)", reduced, **grid)  # fmt: skip
+    captions = [
+        [
+            "",
+            *(
+                "\n".join(str(t) for t in (pair[f"enhancer_{s}"], pair.get(f"caption_{s}")) if t)
+                for s in "ij"
+            ),
+        ]
+        for pair in pairs
+    ]
+    headers = ["input"] + [
+        f"enhanced ({s})"
+        if len({p[f"enhancer_{s}"] for p in pairs}) > 1
+        else str(pairs[0][f"enhancer_{s}"])
+        for s in "ij"
+    ]
+    return image_grid(
+        rows,
+        [str(pair["image"]) for pair in pairs],
+        headers,
+        captions,
+        title or "Selected pairs (Eq. 18)",
+        reduced,
+        **grid,
+    )
 
 
-def triplets(inputs, base: Mapping[str, Sequence], refined: Mapping[str, Sequence],
-             names=None, title: str = "", reduced: bool = False, **grid):  # fmt: skip
+def triplets(
+    inputs,
+    base: Mapping[str, Sequence],
+    refined: Mapping[str, Sequence],
+    names=None,
+    title: str = "",
+    reduced: bool = False,
+    **grid,
+):
     """Fig. 12: (input, base enhancer's output, MAP-refined output) triplets, one row per base
     enhancer and image, labelled with the base enhancer's name.
 
@@ -241,27 +322,41 @@ def triplets(inputs, base: Mapping[str, Sequence], refined: Mapping[str, Sequenc
     also be a mapping enhancer -> its own list of inputs (a different image per enhancer).
     """
     if set(base) != set(refined):
-        raise InputError(f"base and refined name different enhancers: {sorted(base)} vs "
-                         f"{sorted(refined)}")  # fmt: skip
+        raise InputError(
+            f"base and refined name different enhancers: {sorted(base)} vs {sorted(refined)}"
+        )
     rows, labels, captions = [], [], []
     for enhancer in base:
         own = inputs[enhancer] if isinstance(inputs, Mapping) else inputs
-        _check_length(f"base[{enhancer!r}]", base[enhancer], len(own), "inputs")
-        _check_length(f"refined[{enhancer!r}]", refined[enhancer], len(own), "inputs")
+        check_length(f"base[{enhancer!r}]", base[enhancer], len(own), "inputs")
+        check_length(f"refined[{enhancer!r}]", refined[enhancer], len(own), "inputs")
         for k, (name, path) in enumerate(zip(_names(own, names), own, strict=True)):
             rows.append([path, base[enhancer][k], refined[enhancer][k]])
             labels.append(f"{enhancer}: {name}")
             captions.append(["", enhancer, f"{enhancer} + MAP"])
     if not rows:
         raise InputError("triplets needs at least one base enhancer with one input")
-    return image_grid(rows, labels, ["input", "base enhancer", "MAP-refined (Eq. 17)"],
-                      captions, title or "Fig. 12: MAP refinement of enhancers' outputs",
-                      reduced, **grid)  # fmt: skip
+    return image_grid(
+        rows,
+        labels,
+        ["input", "base enhancer", "MAP-refined (Eq. 17)"],
+        captions,
+        title or "Fig. 12: MAP refinement of enhancers' outputs",
+        reduced,
+        **grid,
+    )
 
 
-def side_by_side(columns: Mapping[str, Sequence], inputs, names=None,
-                 captions: Mapping[str, Sequence] | None = None, input_label: str = "input",
-                 title: str = "", reduced: bool = False, **grid):  # fmt: skip
+def side_by_side(
+    columns: Mapping[str, Sequence],
+    inputs,
+    names=None,
+    captions: Mapping[str, Sequence] | None = None,
+    input_label: str = "input",
+    title: str = "",
+    reduced: bool = False,
+    **grid,
+):
     """Figs. 7, 8 and 11: the input next to named variants (e.g. vanilla SD2 / ControlNet,
     direct / MAP, or several enhancers), one row per input image.
 
@@ -269,130 +364,18 @@ def side_by_side(columns: Mapping[str, Sequence], inputs, names=None,
     under it.
     """
     for name, paths in columns.items():
-        _check_length(f"columns[{name!r}]", paths, len(inputs), "inputs")
+        check_length(f"columns[{name!r}]", paths, len(inputs), "inputs")
     for name, texts in (captions or {}).items():
         if name not in columns:
             raise InputError(f"captions name {name!r}, which is not a column")
-        _check_length(f"captions[{name!r}]", texts, len(inputs), "inputs")
+        check_length(f"captions[{name!r}]", texts, len(inputs), "inputs")
     rows = [[path] + [columns[name][r] for name in columns] for r, path in enumerate(inputs)]
     text = None
     if captions is not None:
-        text = [[""] + [str(captions.get(name, [""] * len(inputs))[r] or "") for name in columns]
-                for r in range(len(inputs))]  # fmt: skip
-    return image_grid(rows, _names(inputs, names), [input_label, *columns], text, title,
-                      reduced, **grid)  # fmt: skip
-
-
-def _number(value) -> float:
-    return float("nan") if value is None or value == "" else float(value)
-
-
-def lambda_sweep_plot(rows: Sequence[Mapping], title: str = "", reduced: bool = False,
-                      score_label: str = "calibrated score q"):  # fmt: skip
-    """Fig. 2's quantitative side: score and fidelity against lambda (log x), one thin line
-    per image and a thick mean.  ``rows``: dicts with lambda, image, score, fidelity (numbers
-    or CSV text).  lambda = 0 and lambda = inf cannot sit on a log axis; their means are drawn
-    as dotted horizontal lines instead.
-    """
-    if not rows:
-        raise InputError("lambda_sweep_plot needs at least one row")
-    table: dict[str, dict[float, dict]] = {}
-    for row in rows:
-        lacking = [key for key in ("lambda", "image", "score", "fidelity") if key not in row]
-        if lacking:
-            raise InputError(f"a row lacks {', '.join(lacking)}: {dict(row)}")
-        table.setdefault(str(row["image"]), {})[float(row["lambda"])] = row
-    lambdas = sorted({lam for by in table.values() for lam in by})
-    finite = [lam for lam in lambdas if 0 < lam < math.inf]
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
-    for axis, key, label in zip(axes, ("score", "fidelity"), (score_label, "fidelity D0"),
-                                strict=True):  # fmt: skip
-        values = np.array([[_number(table[image].get(lam, {}).get(key)) for lam in lambdas]
-                           for image in table])  # fmt: skip
-        keep = [lambdas.index(lam) for lam in finite]
-        for image, line in zip(table, values, strict=True):
-            axis.plot(finite, line[keep], marker=".", linewidth=0.8, alpha=0.45,
-                      label=image if len(table) <= 12 else "_nolegend_")  # fmt: skip
-        known = (~np.isnan(values)).sum(axis=0)
-        totals = np.nansum(values, axis=0)
-        mean = np.divide(totals, known, out=np.full(len(lambdas), np.nan), where=known > 0)
-        if finite:
-            axis.plot(finite, mean[keep], color="black", linewidth=2.2, marker="o", label="mean")
-        for lam, style in ((0.0, ":"), (math.inf, "--")):
-            if lam in lambdas and not np.isnan(mean[lambdas.index(lam)]):
-                axis.axhline(mean[lambdas.index(lam)], color="0.35", linestyle=style,
-                             label=f"mean, {_lambda_label(lam)}")  # fmt: skip
-        if finite:
-            axis.set_xscale("log")
-        axis.set_xlabel("\u03bb")
-        axis.set_title(label, fontsize=9)
-        axis.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="best")
-    _titled(figure, title or "Fig. 2: score and fidelity against \u03bb", reduced)
-    return figure
-
-
-def vote_shares(counts, conditions: Sequence[str], anchor: str) -> list[dict]:
-    """Fig. 9's vote shares: from ``counts[i][j]`` = times condition i was preferred over j,
-    the anchor's wins, losses and share ``wins / (wins + losses)`` against every other
-    condition (NaN where they were never compared), in ``conditions`` order."""
-    matrix = np.asarray(counts, dtype=float)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise InputError(f"counts must be a square N x N matrix, not shape {matrix.shape}")
-    _check_length("conditions", conditions, matrix.shape[0], "rows in counts")
-    if np.any(matrix < 0) or not np.all(np.isfinite(matrix)):
-        raise InputError("counts must be finite and non-negative")
-    if anchor not in conditions:
-        raise InputError(f"anchor {anchor!r} is not one of the conditions {list(conditions)}")
-    a = list(conditions).index(anchor)
-    rows = []
-    for j, opponent in enumerate(conditions):
-        if j == a:
-            continue
-        wins, losses = float(matrix[a, j]), float(matrix[j, a])
-        share = wins / (wins + losses) if wins + losses > 0 else float("nan")
-        rows.append({"opponent": opponent, "wins": wins, "losses": losses, "share": share})
-    return rows
-
-
-def vote_share_plot(rows: Sequence[Mapping], anchor: str, reduced: bool = False,
-                    title: str = ""):  # fmt: skip
-    """A bar per opponent with the anchor's vote share in percent (the numbers quoted with
-    Fig. 9), its wins/total above the bar, and the 50% line of no preference."""
-    if not rows:
-        raise InputError("vote_share_plot needs at least one opponent row")
-    shares = [100 * float(row["share"]) for row in rows]
-    size = (max(6.5, 1.2 * len(rows) + 2.2), 3.4)
-    figure, axis = plt.subplots(figsize=size, constrained_layout=True)
-    positions = range(len(rows))
-    axis.bar(positions, [0 if math.isnan(s) else s for s in shares], color="C0", width=0.6)
-    for x, row, share in zip(positions, rows, shares, strict=True):
-        total = float(row["wins"]) + float(row["losses"])
-        text = "n/a" if math.isnan(share) else f"{share:.1f}%\n{row['wins']:g}/{total:g}"
-        axis.text(x, (0 if math.isnan(share) else share) + 1.5, text, ha="center",
-                  va="bottom", fontsize=8)  # fmt: skip
-    axis.axhline(50, color="firebrick", linestyle="--", linewidth=1, label="50% (no preference)")
-    axis.set_xticks(list(positions), [f"vs {row['opponent']}" for row in rows], fontsize=8)
-    axis.set_ylim(0, 115)
-    axis.set_ylabel(f"votes for {anchor} (%)")
-    axis.legend(fontsize=7, loc="upper right")
-    axis.grid(axis="y", alpha=0.3)
-    _titled(figure, title or f"Fig. 9: share of votes for {anchor}", reduced)
-    return figure
-
-
-def save_figure(figure, png_path: str | os.PathLike, pdf: bool = True, dpi: int = 128):
-    """Write the figure as PNG (and as PDF beside it, same name) atomically, then close it;
-    returns the paths written.  At 128 dpi a 2-inch grid cell is 256 pixels wide."""
-    png_path = Path(png_path)
-    written = [png_path] + ([png_path.with_suffix(".pdf")] if pdf else [])
-    try:
-        png_path.parent.mkdir(parents=True, exist_ok=True)
-        for path in written:
-            buffer = io.BytesIO()
-            kind = "png" if path is png_path else "pdf"
-            figure.savefig(buffer, format=kind, dpi=dpi)
-            write_bytes_atomic(path, buffer.getvalue())
-    finally:
-        plt.close(figure)
-    return written
+        text = [
+            [""] + [str(captions.get(name, [""] * len(inputs))[r] or "") for name in columns]
+            for r in range(len(inputs))
+        ]
+    return image_grid(
+        rows, _names(inputs, names), [input_label, *columns], text, title, reduced, **grid
+    )

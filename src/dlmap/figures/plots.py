@@ -9,8 +9,10 @@ ever cut off by the figure's edges however long it is.
 from __future__ import annotations
 
 import io
+import os
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -19,6 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backends.backend_agg import RendererAgg  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
+
+from dlmap.files import write_bytes_atomic  # noqa: E402
 
 REDUCED_STAMP = (
     "REDUCED SETTINGS (demo: toy-size networks, random or briefly trained) \u2014 "
@@ -44,9 +48,11 @@ def text_width_inches(text: str, fontsize: float, weight: str = "normal") -> flo
 
 
 def title_lines(
-    parts: Sequence[str], width_inches: float, fontsize: float = TITLE_FONTSIZE,
+    parts: Sequence[str],
+    width_inches: float,
+    fontsize: float = TITLE_FONTSIZE,
     weight: str = "normal",
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """``parts`` (a title, then its stamps; empty ones skipped), each wrapped at word
     boundaries into lines no wider than ``width_inches`` less a margin on both sides."""
     room = width_inches - 2 * TITLE_MARGIN_INCHES
@@ -67,9 +73,13 @@ def title_lines(
 
 
 def set_title(
-    figure, title: str, reduced: bool = False, simulated: bool = False,
-    fontsize: float = TITLE_FONTSIZE, **where,
-):  # fmt: skip
+    figure,
+    title: str,
+    reduced: bool = False,
+    simulated: bool = False,
+    fontsize: float = TITLE_FONTSIZE,
+    **where,
+):
     """The figure's title (``figure.suptitle``), wrapped to its width, with the stamps on
     lines of their own; red and bold when the figure shows reduced settings. ``where``:
     suptitle's placement (``y=``, ``va=``). Returns the title's ``Text`` (None if empty)."""
@@ -79,8 +89,13 @@ def set_title(
     )
     if not lines:
         return None
-    return figure.suptitle("\n".join(lines), fontsize=fontsize, fontweight=weight,
-                           color="firebrick" if reduced else "black", **where)  # fmt: skip
+    return figure.suptitle(
+        "\n".join(lines),
+        fontsize=fontsize,
+        fontweight=weight,
+        color="firebrick" if reduced else "black",
+        **where,
+    )
 
 
 def plot_history(record: dict, title: str = "", reduced: bool = False):
@@ -134,8 +149,9 @@ def _plot_gradient_shares(axis, history: list[dict]) -> None:
     if any(step["grad_fidelity"] > 0 or step["grad_prior"] > 0 for step in history):
         axis.set_yscale("log")
     shares = [step["prior_share"] for step in history]
-    axis.set_title(f"image-space gradient norms\nprior's share {min(shares):.1%}-{max(shares):.1%}",
-                   fontsize=9)  # fmt: skip
+    axis.set_title(
+        f"image-space gradient norms\nprior's share {min(shares):.1%}-{max(shares):.1%}", fontsize=9
+    )
     axis.legend(fontsize=7)
 
 
@@ -163,8 +179,7 @@ def plot_training(history: list[dict], title: str = "MS-LIQE training", reduced:
     return figure
 
 
-def plot_vae_training(history: list[dict], held_out: list[dict], factor: int,
-                      reduced: bool = True):  # fmt: skip
+def plot_vae_training(history: list[dict], held_out: list[dict], factor: int, reduced: bool = True):
     """The tiny VAE's training (``dlmap.diffusion.tiny_vae``): reconstruction error against the
     step,
     and the held-out PSNR of each photograph, the VAE's against bicubic by its factor."""
@@ -182,8 +197,12 @@ def plot_vae_training(history: list[dict], held_out: list[dict], factor: int,
     names = [row["image"] for row in held_out]
     positions = np.arange(len(names))
     right.bar(positions - 0.2, [row["vae_mean_psnr"] for row in held_out], 0.4, label="VAE")
-    right.bar(positions + 0.2, [row["bicubic_psnr"] for row in held_out], 0.4,
-              label=f"bicubic {factor}x down + up")  # fmt: skip
+    right.bar(
+        positions + 0.2,
+        [row["bicubic_psnr"] for row in held_out],
+        0.4,
+        label=f"bicubic {factor}x down + up",
+    )
     right.set_xticks(positions, names, rotation=30, ha="right", fontsize=7)
     right.set_ylabel("PSNR (dB)")
     right.set_title("held-out photographs", fontsize=9)
@@ -209,12 +228,18 @@ def plot_ranking(rows: list[dict], title: str = "", simulated: bool = False, red
         jod = float(row["jod"])
         if row.get("ci_low") not in (None, ""):
             low, high = float(row["ci_low"]), float(row["ci_high"])
-            axis.errorbar(jod, y, xerr=[[jod - low], [high - jod]], fmt="o", color=color,
-                          capsize=3)  # fmt: skip
+            axis.errorbar(jod, y, xerr=[[jod - low], [high - jod]], fmt="o", color=color, capsize=3)
         else:
             axis.plot(jod, y, "o", color=color)
-        axis.annotate(group, (jod, y), textcoords="offset points", xytext=(0, 7),
-                      ha="center", fontsize=8, color=color)  # fmt: skip
+        axis.annotate(
+            group,
+            (jod, y),
+            textcoords="offset points",
+            xytext=(0, 7),
+            ha="center",
+            fontsize=8,
+            color=color,
+        )
     axis.set_yticks(range(len(rows)), [row["condition"] for row in rows])
     axis.set_xlabel("quality (JOD; 1 JOD = 75% preference)")
     axis.grid(axis="x", alpha=0.3)
@@ -228,3 +253,20 @@ def figure_png_bytes(figure) -> bytes:
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def save_figure(figure, png_path: str | os.PathLike, pdf: bool = True, dpi: int = 128):
+    """Write the figure as PNG (and as PDF beside it, same name) atomically, then close it;
+    returns the paths written.  At 128 dpi a 2-inch grid cell is 256 pixels wide."""
+    png_path = Path(png_path)
+    written = [png_path] + ([png_path.with_suffix(".pdf")] if pdf else [])
+    try:
+        png_path.parent.mkdir(parents=True, exist_ok=True)
+        for path in written:
+            buffer = io.BytesIO()
+            kind = "png" if path is png_path else "pdf"
+            figure.savefig(buffer, format=kind, dpi=dpi)
+            write_bytes_atomic(path, buffer.getvalue())
+    finally:
+        plt.close(figure)
+    return written

@@ -306,9 +306,7 @@ def train(
 
 def _schedule(training: list[Entry], config: TrainConfig, epoch: int):
     draws = len(config.model.scales) if config.random_crops else 0
-    return epoch_batches(
-        training, config.batch_size, config.seed, epoch, config.proportions, draws
-    )
+    return epoch_batches(training, config.batch_size, config.seed, epoch, config.proportions, draws)
 
 
 def _epoch_loader(training: list[Entry], config: TrainConfig, epoch: int):

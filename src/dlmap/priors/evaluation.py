@@ -93,12 +93,21 @@ def per_content_srcc(
         low = high = mean  # nothing to resample
     else:
         result = stats.bootstrap(
-            (values,), np.mean, n_resamples=resamples, confidence_level=confidence,
-            method="percentile", rng=np.random.default_rng(seed),
-        )  # fmt: skip
+            (values,),
+            np.mean,
+            n_resamples=resamples,
+            confidence_level=confidence,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
         low, high = (float(v) for v in result.confidence_interval)
-    return {"mean": mean, "low": low, "high": high, "count": int(values.size),
-            "per_content": per_content}  # fmt: skip
+    return {
+        "mean": mean,
+        "low": low,
+        "high": high,
+        "count": int(values.size),
+        "per_content": per_content,
+    }
 
 
 @torch.no_grad()
@@ -137,11 +146,16 @@ def evaluate(
             for item, value, q in zip(chosen, scores, calibrated.tolist(), strict=True):
                 per_image.append(
                     {
-                        "prior": info.name, "dataset": name, "image": str(item.image),
-                        "mos": item.mos, "raw_score": value, "calibrated_score": q,
-                        "score_scale": scale.name, "scale_max": scale.xi1,
+                        "prior": info.name,
+                        "dataset": name,
+                        "image": str(item.image),
+                        "mos": item.mos,
+                        "raw_score": value,
+                        "calibrated_score": q,
+                        "score_scale": scale.name,
+                        "scale_max": scale.xi1,
                     }
-                )  # fmt: skip
+                )
     return rows
 
 

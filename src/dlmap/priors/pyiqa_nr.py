@@ -43,8 +43,19 @@ TABLE = Path(__file__).with_name("pyiqa_nr.csv")
 FILES = Path(__file__).with_name("pyiqa_nr_files.csv")
 FILE_COLUMNS = ("metric", "kind", "url", "path")
 CLASSES = ("differentiable", "not differentiable", "not a prior", "not checked offline")
-COLUMNS = ("metric", "class", "reason", "alternative", "aesthetic", "training_set",
-           "reference", "licence", "source", "params", "min_side")  # fmt: skip
+COLUMNS = (
+    "metric",
+    "class",
+    "reason",
+    "alternative",
+    "aesthetic",
+    "training_set",
+    "reference",
+    "licence",
+    "source",
+    "params",
+    "min_side",
+)
 
 
 class UnusablePriorError(InputError):
@@ -90,20 +101,27 @@ def table() -> dict[str, MetricRow]:
         rows = {}
         for line in reader:
             row = MetricRow(
-                metric=line["metric"], kind=line["class"], reason=line["reason"],
-                alternative=line["alternative"], aesthetic=line["aesthetic"] == "yes",
-                training_set=line["training_set"], reference=line["reference"],
-                licence=line["licence"], source=line["source"],
+                metric=line["metric"],
+                kind=line["class"],
+                reason=line["reason"],
+                alternative=line["alternative"],
+                aesthetic=line["aesthetic"] == "yes",
+                training_set=line["training_set"],
+                reference=line["reference"],
+                licence=line["licence"],
+                source=line["source"],
                 params=_number(line["params"], line["metric"]),
                 min_side=_number(line["min_side"], line["metric"]),
-            )  # fmt: skip
+            )
             if row.kind not in CLASSES or row.metric in rows:
                 raise InputError(f"{TABLE}: {row.metric}: bad class {row.kind!r} or a repeat")
             rows[row.metric] = row
     for row in rows.values():
         if not row.usable and (row.alternative not in rows or not rows[row.alternative].usable):
-            raise InputError(f"{TABLE}: {row.metric}: alternative {row.alternative!r} is not "
-                             "a differentiable metric of the table")  # fmt: skip
+            raise InputError(
+                f"{TABLE}: {row.metric}: alternative {row.alternative!r} is not "
+                "a differentiable metric of the table"
+            )
     return rows
 
 

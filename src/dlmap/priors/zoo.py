@@ -163,8 +163,10 @@ def provisional_constants(metric: str) -> tuple[float, float, str]:
     middle = (low + high) / 2
     xi3 = -middle if lower_better else middle
     where = "pyiqa's score range" if found else "an assumed range (pyiqa records none)"
-    text = (f"{PROVISIONAL}: xi3 = {xi3:g}, xi4 = {(high - low) / 4:g} from {where} "
-            f"{low:g} to {high:g}; fit them with `dlmap calibrate`")  # fmt: skip
+    text = (
+        f"{PROVISIONAL}: xi3 = {xi3:g}, xi4 = {(high - low) / 4:g} from {where} "
+        f"{low:g} to {high:g}; fit them with `dlmap calibrate`"
+    )
     return xi3, (high - low) / 4, text
 
 

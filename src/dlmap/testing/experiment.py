@@ -28,13 +28,35 @@ def write_fake_pairs(
     pairs = Path(folder) / "PAIRS.csv"
     with open(pairs, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["enhancer_i", "enhancer_j", "image", "order", "d1", "d2", "objective",
-                         "file_i", "file_j"])  # fmt: skip
+        writer.writerow(
+            [
+                "enhancer_i",
+                "enhancer_j",
+                "image",
+                "order",
+                "d1",
+                "d2",
+                "objective",
+                "file_i",
+                "file_j",
+            ]
+        )
         for first, second in itertools.combinations(conditions, 2):
             for n in range(k):
                 name = f"img{n}"
-                writer.writerow([first, second, name, n + 1, 0.5, "", 0.5,
-                                 f"{first}/{name}.png", f"{second}/{name}.png"])  # fmt: skip
+                writer.writerow(
+                    [
+                        first,
+                        second,
+                        name,
+                        n + 1,
+                        0.5,
+                        "",
+                        0.5,
+                        f"{first}/{name}.png",
+                        f"{second}/{name}.png",
+                    ]
+                )
     return pairs
 
 
@@ -68,8 +90,9 @@ class ServedStudy:
         from dlmap.experiment.app import LoggingRequestHandler, create_app
 
         self.admin_token = admin_token
-        self.server = make_server("127.0.0.1", 0, None, threaded=True,
-                                  request_handler=LoggingRequestHandler)  # fmt: skip
+        self.server = make_server(
+            "127.0.0.1", 0, None, threaded=True, request_handler=LoggingRequestHandler
+        )
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.server.app = create_app(db, admin_token, self.url)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -78,8 +78,12 @@ SD2_TEXT_ENCODER = dict(
 #: Published parameter counts (millions), for the rehearsal's table.
 PUBLISHED_PARAMS = {"unet": 865.9, "vae": 83.7, "text_encoder": 340.4, "ms-liqe": 151.3}
 
-_SPECIALS = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-             "unk_token": "<|endoftext|>", "pad_token": "!"}  # fmt: skip
+_SPECIALS = {
+    "bos_token": "<|startoftext|>",
+    "eos_token": "<|endoftext|>",
+    "unk_token": "<|endoftext|>",
+    "pad_token": "!",
+}
 
 
 def mark(folder: Path, what: str) -> None:
@@ -127,8 +131,9 @@ def write_sd2_folder(folder: Path, unet, vae, text_encoder, vocab: dict, merges:
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler))
 
 
-def write_seesr_files(folder: Path, unet, controlnet, embedder, seed: int = 2,
-                      keep_embedding_width: bool = True) -> None:  # fmt: skip
+def write_seesr_files(
+    folder: Path, unet, controlnet, embedder, seed: int = 2, keep_embedding_width: bool = True
+) -> None:
     """SeeSR's, RAM's and DAPE's released files under ``folder``: ``seesr/{controlnet,unet}``,
     ``ram/ram_swin_large_14m.pth``, ``dape/DAPE.pth``. ``embedder``'s weights become RAM's
     Swin with DAPE's adapters to be merged on loading; ``keep_embedding_width`` keeps

@@ -11,9 +11,15 @@ from dlmap.settings import BackboneSettings, EdictConfig, SolverConfig
 from dlmap.workflow.budget import GpuCosts
 
 MAX_CHUNKS = 1000  # the workflow names its chunks 000-999 (the Snakefile's chunk wildcard)
-_TYPE_NAMES = {"integer": "an integer", "number": "a finite number", "string": "a string",
-               "null": "null", "boolean": "true or false", "array": "a list",
-               "object": "a mapping"}  # fmt: skip
+_TYPE_NAMES = {
+    "integer": "an integer",
+    "number": "a finite number",
+    "string": "a string",
+    "null": "null",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+}
 
 
 def check_workflow_config(config: dict, schema: dict) -> None:
@@ -96,8 +102,12 @@ def _check_datasets(config: dict) -> None:
         if needed and not config[block][key]:
             raise InputError(f"config: {block}.{key}: names no data set, but {why} needs one")
 
-    for block, key in [("images", "datasets"), ("calibration", "datasets"),
-                       ("msliqe", "datasets"), ("msliqe", "evaluate_on")]:  # fmt: skip
+    for block, key in [
+        ("images", "datasets"),
+        ("calibration", "datasets"),
+        ("msliqe", "datasets"),
+        ("msliqe", "evaluate_on"),
+    ]:
         for name in config[block][key]:
             if name != "synthetic":  # dlmap data synthetic's set (the demo's)
                 try:

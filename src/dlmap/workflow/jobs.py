@@ -42,9 +42,14 @@ def load_batch(paths: list[Path], size: int, device: str, dtype: str) -> torch.T
 
 
 def invert_chunk(
-    paths: list[Path], settings: BackboneSettings, edict_values: dict, size: int, seed: int,
-    out: Path, batch_size: int = 8,
-) -> dict:  # fmt: skip
+    paths: list[Path],
+    settings: BackboneSettings,
+    edict_values: dict,
+    size: int,
+    seed: int,
+    out: Path,
+    batch_size: int = 8,
+) -> dict:
     """Alg. 1 line 2 for a chunk of images, stored in ``out`` (a torch file) with the ids,
     the input hashes and the settings; the prior-independent half of every solve."""
     backbone = load_backbone(settings)
@@ -72,7 +77,7 @@ def invert_chunk(
             "size": size,
             "seed": seed,
             "reduced": backbone.reduced,
-        },  # fmt: skip
+        },
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as temporary:
@@ -111,12 +116,26 @@ def enhance_chunk(
     config = solver_config(solver_values)
     backbone = load_backbone(settings) if config.mode.startswith("latent") else None
     job = {
-        "size": size, "dtype": settings.dtype, "autocast": settings.autocast,
-        "weights_dtype": settings.weights_dtype, "encode": settings.encode,
-        "device": settings.device, "inversion": None,
-    }  # fmt: skip
+        "size": size,
+        "dtype": settings.dtype,
+        "autocast": settings.autocast,
+        "weights_dtype": settings.weights_dtype,
+        "encode": settings.encode,
+        "device": settings.device,
+        "inversion": None,
+    }
     run = enhance_files(
-        paths, out, prior, backbone, config, edict_config(edict_values), job,
-        batch_size=batch_size, inversion=inversion, quiet=quiet, extra=extra, strict=True,
-    )  # fmt: skip
+        paths,
+        out,
+        prior,
+        backbone,
+        config,
+        edict_config(edict_values),
+        job,
+        batch_size=batch_size,
+        inversion=inversion,
+        quiet=quiet,
+        extra=extra,
+        strict=True,
+    )
     return run.records
