@@ -28,14 +28,14 @@ from _common import TimedPrior, load_warning, setup_torch
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance import solver
 from dlmap.priors.registry import create_prior
-from dlmap.settings import EdictConfig
+from dlmap.settings import EdictConfig, SolverConfig
 
 TARGET = 0.6
 
 
 def iteration_time(backbone, prior, images, bijection, steps, repeats, gradient) -> float:
     """The median time between consecutive prior calls of one ``map_solve``: one iteration."""
-    config = solver.SolverConfig(iters=1 + repeats, gradient=gradient)
+    config = SolverConfig(iters=1 + repeats, gradient=gradient)
     edict_config = EdictConfig(steps=steps, bijection=bijection)
     prior.calls.clear()
     solver.map_solve(backbone, prior, images, config, edict_config, quiet=True)

@@ -54,8 +54,8 @@ def measure(
 ) -> dict:
     """One gradient of h in this process; returns its peak memory above the baseline."""
     from dlmap.diffusion.bijections import denoise_pair, make_chain
-    from dlmap.diffusion.edict import EdictConfig
     from dlmap.diffusion.tiny import tiny_backbone
+    from dlmap.settings import EdictConfig
 
     def make_schedule(config):
         return make_chain(EdictConfig(steps=config.steps, bijection=bijection))

@@ -27,7 +27,7 @@ from skimage import data
 from dlmap.diffusion import edict
 from dlmap.diffusion.build import load_backbone
 from dlmap.images import center_crop_resize
-from dlmap.settings import BackboneSettings
+from dlmap.settings import ORDERS, BackboneSettings, EdictConfig
 from dlmap.testing.tf32 import emulated_tf32
 
 
@@ -71,8 +71,8 @@ def main(argv=None) -> int:
         latent, cond = backbone.encode(image, seeds=[0]), backbone.condition(image)
         noise = torch.randn(2, *latent.shape, generator=torch.Generator().manual_seed(0))
         noise = noise.to(dtype)
-        for order in edict.ORDERS:
-            schedule = edict.make_schedule(edict.EdictConfig(steps=args.steps, order=order))
+        for order in ORDERS:
+            schedule = edict.make_schedule(EdictConfig(steps=args.steps, order=order))
             with arithmetic():
                 x_T, y_T = edict.invert(backbone.eps, latent, latent, schedule, cond)
                 x0, y0 = edict.denoise(backbone.eps, x_T, y_T, schedule, cond)

@@ -35,6 +35,7 @@ from dlmap.diffusion import edict
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance import solver
 from dlmap.priors.registry import create_prior
+from dlmap.settings import EdictConfig, SolverConfig
 
 GRADIENTS = ("autograd", "reversible", "recompute")
 TARGET = 4.5
@@ -46,10 +47,10 @@ def time_iteration(backbone, prior, images, gradient, steps, repeats, device, fo
     Forward h is timed just before, between and after the two solves, so that the ratio
     compares times measured under the same machine conditions (this machine drifts by 50%).
     """
-    edict_config = edict.EdictConfig(steps=steps)
+    edict_config = EdictConfig(steps=steps)
 
     def solve(iters):
-        config = solver.SolverConfig(iters=iters, gradient=gradient)
+        config = SolverConfig(iters=iters, gradient=gradient)
         return solver.map_solve(backbone, prior, images, config, edict_config, quiet=True)
 
     forward = [timed(forward_h, device)]
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
         print(warning)
     wall = time.perf_counter()
 
-    schedule = edict.make_schedule(edict.EdictConfig(steps=steps))
+    schedule = edict.make_schedule(EdictConfig(steps=steps))
     cond = backbone.condition(images)
     x_T = torch.randn(1, 4, side, side, generator=generator).to(device)
     y_T = torch.randn(1, 4, side, side, generator=generator).to(device)

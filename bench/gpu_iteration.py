@@ -49,13 +49,13 @@ import torch
 import torch.nn.functional as F
 from _common import MIB, PeakMemory, TimedPrior, load_warning, setup_torch, synchronize
 
-from dlmap.diffusion import edict
 from dlmap.diffusion.backbones import Backbone
 from dlmap.diffusion.build import set_tf32
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance import flops, solver
 from dlmap.priors.base import CallablePrior
 from dlmap.priors.specs import PriorInfo
+from dlmap.settings import GRADIENTS, EdictConfig, SolverConfig
 from dlmap.testing.released import SD2_UNET, SD2_VAE
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -210,11 +210,11 @@ def run_config(backbone, prior, batch, args, device) -> dict:
     """Seconds per iteration and peak memory of one configuration, or {"failed": "OOM"}."""
     generator = torch.Generator().manual_seed(batch)
     images = torch.rand(batch, 3, args.size, args.size, generator=generator).to(device)
-    config = solver.SolverConfig(iters=args.iters, gradient=args.gradient)
+    config = SolverConfig(iters=args.iters, gradient=args.gradient)
     failed = None
     try:
-        warm = solver.SolverConfig(iters=1, gradient=args.gradient)
-        solver.map_solve(backbone, prior, images, warm, edict.EdictConfig(steps=1), quiet=True)
+        warm = SolverConfig(iters=1, gradient=args.gradient)
+        solver.map_solve(backbone, prior, images, warm, EdictConfig(steps=1), quiet=True)
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -223,12 +223,12 @@ def run_config(backbone, prior, batch, args, device) -> dict:
         with PeakMemory(device) as peak_memory:  # the weights are counted (absolute peak)
             began = time.perf_counter()
             seeds = list(range(batch))
-            solver.invert_images(backbone, images, edict.EdictConfig(steps=args.steps), seeds)
+            solver.invert_images(backbone, images, EdictConfig(steps=args.steps), seeds)
             synchronize(device)
             inversion = time.perf_counter() - began
             start = time.perf_counter()
             solver.map_solve(
-                backbone, prior, images, config, edict.EdictConfig(steps=args.steps), quiet=True
+                backbone, prior, images, config, EdictConfig(steps=args.steps), quiet=True
             )
             synchronize(device)
             total = time.perf_counter() - start
@@ -265,7 +265,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--precisions", nargs="+", choices=list(PRECISIONS), default=list(PRECISIONS)
     )
-    parser.add_argument("--gradient", default="recompute", choices=edict.GRADIENTS)
+    parser.add_argument("--gradient", default="recompute", choices=GRADIENTS)
     parser.add_argument("--backbone", default="seesr", choices=("seesr", "controlnet"))
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)

@@ -1,9 +1,7 @@
 """What the demo's 4x tiny VAE costs: one MAP iteration on the tiny SeeSR backbone with the
-trained VAE's architecture (dlmap.diffusion.tiny_vae.TRAINED_VAE: 4x, so a 224-pixel image gives a
-56x56
-latent, with the UNet of dlmap.diffusion.tiny.TINY_UNET_4X) against the random 8x tiny VAE (28x28),
-at the
-demo's settings (T = 4, batch 1).
+trained VAE's architecture (dlmap.diffusion.tiny_vae_store.TRAINED_VAE: 4x, so a 224-pixel
+image gives a 56x56 latent, with the UNet of dlmap.diffusion.tiny.TINY_UNET_4X) against the
+random 8x tiny VAE (28x28), at the demo's settings (T = 4, batch 1).
 
 The cost does not depend on the weights, so the 4x VAE is built with random weights here. One
 iteration is timed as (map_solve(iters=1 + repeats) - map_solve(iters=1)) / repeats, in which
@@ -24,11 +22,11 @@ import torch
 from _common import load_warning, setup_torch
 from diffusers import AutoencoderKL
 
-from dlmap.diffusion import edict
 from dlmap.diffusion.tiny import tiny_backbone
-from dlmap.diffusion.tiny_vae import TRAINED_VAE
+from dlmap.diffusion.tiny_vae_store import TRAINED_VAE
 from dlmap.enhance import solver
 from dlmap.priors.registry import create_prior
+from dlmap.settings import EdictConfig, SolverConfig
 
 
 def iteration_seconds(backbone, prior, image, steps: int, repeats: int) -> float:
@@ -38,8 +36,8 @@ def iteration_seconds(backbone, prior, image, steps: int, repeats: int) -> float
             backbone,
             prior,
             image,
-            solver.SolverConfig(iters=iters),
-            edict.EdictConfig(steps=steps),
+            SolverConfig(iters=iters),
+            EdictConfig(steps=steps),
             quiet=True,
         )
         return time.perf_counter() - began

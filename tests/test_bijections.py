@@ -7,7 +7,7 @@ import torch
 from helpers import photo
 
 from dlmap.diffusion import bijections
-from dlmap.settings import SD2_SCHEDULER
+from dlmap.settings import SD2_SCHEDULER, SolverConfig
 from dlmap.testing.gaussian_ode import exact_flow, gaussian_eps
 
 T = 20
@@ -141,7 +141,7 @@ def test_latent_map_with_a_one_call_bijection_writes_x_alone(tiny32, name, tmp_p
     from dlmap.settings import EdictConfig
 
     images = photo(64, "coffee", torch.float32)[None]
-    config = solver.SolverConfig(mode="latent-map", lam=1e4, iters=2, lr=0.5)
+    config = SolverConfig(mode="latent-map", lam=1e4, iters=2, lr=0.5)
     prior = priors.create_prior("colorfulness")
     result = solver.map_solve(
         tiny32, prior, images, config, EdictConfig(steps=6, bijection=name), quiet=True

@@ -11,7 +11,7 @@ import yaml
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance import flops, solver
 from dlmap.priors.registry import create_prior
-from dlmap.settings import EdictConfig
+from dlmap.settings import EdictConfig, SolverConfig
 from dlmap.workflow import budget
 
 ROOT = Path(__file__).parents[1]
@@ -27,7 +27,7 @@ def test_the_formula_counts_a_real_iteration_and_inversion(bijection, steps):
     edict = EdictConfig(steps=steps, bijection=bijection)
 
     def solve(iters):
-        config = solver.SolverConfig(iters=iters, early_stop=False)
+        config = SolverConfig(iters=iters, early_stop=False)
         return flops.count(
             lambda: solver.map_solve(backbone, prior, images, config, edict, quiet=True)
         )

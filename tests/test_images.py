@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dlmap.files import write_text_atomic
 from dlmap.images import (
     ImageError,
     center_crop_resize,
@@ -20,7 +21,6 @@ from dlmap.images import (
     read_image,
     save_png_atomic,
     to_uint8,
-    write_text_atomic,
 )
 
 

@@ -10,7 +10,7 @@ from dlmap.diffusion import edict
 from dlmap.enhance import solver
 from dlmap.errors import InputError
 from dlmap.priors.registry import create_prior
-from dlmap.settings import BackboneSettings, SolverConfig
+from dlmap.settings import BackboneSettings, EdictConfig, SolverConfig
 
 KINDS = ["tiny-seesr", "tiny-controlnet"]
 
@@ -25,7 +25,7 @@ def solve(backbone, batch):
         create_prior("sharpness"),
         batch,
         SolverConfig(iters=2),
-        edict.EdictConfig(steps=2),
+        EdictConfig(steps=2),
         seeds=[0, 1],
         quiet=True,
     )
@@ -99,7 +99,7 @@ def test_bf16_weights_halve_the_networks_and_stay_within_tolerance(kind):
             backbone.eps,
             noise[:2],
             noise[2:],
-            edict.make_schedule(edict.EdictConfig(steps=2)),
+            edict.make_schedule(EdictConfig(steps=2)),
             backbone.condition(batch),
         )
         loss = (backbone.decode(torch.cat([x0, y0])) - 0.5).square().mean()

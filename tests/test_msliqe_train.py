@@ -14,6 +14,14 @@ from dlmap.data import manifests as datasets
 from dlmap.data import synthetic_iqa
 from dlmap.msliqe import model as msliqe
 from dlmap.msliqe import train as msliqe_train
+from dlmap.msliqe.pairs import (
+    epoch_batches,
+    epoch_pairs,
+    fidelity_loss,
+    pair_labels,
+    per_dataset_loss,
+    thurstone_probability,
+)
 from dlmap.msliqe.train import TrainConfig
 from dlmap.priors import registry as priors
 from dlmap.priors.evaluation import correlations
@@ -48,14 +56,14 @@ def small_synthetic(tmp_path_factory):
 
 def test_labels_probability_and_fidelity_loss_follow_eqs_25_to_27():
     mos_x, mos_y = torch.tensor([0.9, 0.2, 0.5]), torch.tensor([0.1, 0.7, 0.5])
-    assert pair_list(msliqe_train.pair_labels(mos_x, mos_y)) == [1.0, 0.0, 1.0]  # ties: 1
+    assert pair_list(pair_labels(mos_x, mos_y)) == [1.0, 0.0, 1.0]  # ties: 1
     q_x = torch.tensor([3.0, 1.0, 2.5], dtype=torch.float64)
     q_y = torch.tensor([1.0, 4.0, 2.5], dtype=torch.float64)
     expected = stats.norm.cdf((q_x - q_y).numpy() / math.sqrt(2.0))
-    probability = msliqe_train.thurstone_probability(q_x, q_y)
+    probability = thurstone_probability(q_x, q_y)
     np.testing.assert_allclose(probability.numpy(), expected, rtol=1e-12)
     p = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
-    loss = msliqe_train.fidelity_loss(p, probability, eps=0.0)
+    loss = fidelity_loss(p, probability, eps=0.0)
     np.testing.assert_allclose(loss.numpy(), 1 - np.sqrt(np.where(p, expected, 1 - expected)))
 
 
@@ -67,14 +75,12 @@ def test_fidelity_loss_gradient_is_finite_at_certainty_and_matches_finite_differ
     for p_model in (0.0, 1.0):
         value = torch.tensor([p_model], dtype=torch.float64, requires_grad=True)
         for label in (0.0, 1.0):
-            (grad,) = torch.autograd.grad(
-                msliqe_train.fidelity_loss(torch.tensor([label]), value).sum(), value
-            )
+            (grad,) = torch.autograd.grad(fidelity_loss(torch.tensor([label]), value).sum(), value)
             assert torch.isfinite(grad).all()
 
     def loss_of_scores(q):
-        probability = msliqe_train.thurstone_probability(q[:3], q[3:])
-        return msliqe_train.fidelity_loss(torch.tensor([1.0, 0.0, 1.0]), probability).sum()
+        probability = thurstone_probability(q[:3], q[3:])
+        return fidelity_loss(torch.tensor([1.0, 0.0, 1.0]), probability).sum()
 
     q = torch.tensor([3.1, 1.2, 2.0, 1.5, 4.4, 2.0], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(loss_of_scores, (q,))
@@ -86,12 +92,12 @@ def test_each_epoch_pairs_every_training_image_once_within_its_data_set():
         for name in ("a", "b")
         for k in range(7)
     ] + [datasets.Entry("c", "alone", 0.5, None, "", 0, "", "train")]
-    pairs = msliqe_train.epoch_pairs(items, seed=3, epoch=5)
+    pairs = epoch_pairs(items, seed=3, epoch=5)
     assert sorted(pairs[:, 0]) == list(range(14))  # "c" has no partner: left out
     for x, y in pairs:
         assert x != y and items[x].dataset == items[y].dataset
-    np.testing.assert_array_equal(pairs, msliqe_train.epoch_pairs(items, seed=3, epoch=5))
-    assert not np.array_equal(pairs, msliqe_train.epoch_pairs(items, seed=3, epoch=6))
+    np.testing.assert_array_equal(pairs, epoch_pairs(items, seed=3, epoch=5))
+    assert not np.array_equal(pairs, epoch_pairs(items, seed=3, epoch=6))
 
 
 def test_liqe_batches_draw_each_data_set_and_cover_the_largest_once():
@@ -100,9 +106,7 @@ def test_liqe_batches_draw_each_data_set_and_cover_the_largest_once():
         for name, count in (("a", 10), ("b", 3), ("c", 1))
         for k in range(count)
     ]
-    batches, flips, draws = msliqe_train.epoch_batches(
-        items, batch_size=8, seed=3, epoch=5, draws_per_image=2
-    )
+    batches, flips, draws = epoch_batches(items, batch_size=8, seed=3, epoch=5, draws_per_image=2)
     assert len(batches) == 3  # "a" (10 images, 4 per step) shown once; "c" (1 image) left out
     for step, flip, draw in zip(batches, flips, draws, strict=True):
         a, b = step
@@ -112,12 +116,12 @@ def test_liqe_batches_draw_each_data_set_and_cover_the_largest_once():
         assert len(set(a)) == 4
     assert set(np.concatenate([step[0] for step in batches])) == set(range(10))
     assert all(len(set(step[1])) == 3 for step in batches)  # distinct within each sub-batch
-    again = msliqe_train.epoch_batches(items, batch_size=8, seed=3, epoch=5, draws_per_image=2)
+    again = epoch_batches(items, batch_size=8, seed=3, epoch=5, draws_per_image=2)
     flat = [part for step in batches for part in step] + flips + draws
     flat_again = [part for step in again[0] for part in step] + again[1] + again[2]
     assert all(np.array_equal(x, y) for x, y in zip(flat, flat_again, strict=True))
     with pytest.raises(ValueError, match="fewer than 2 images"):
-        msliqe_train.epoch_batches(items, batch_size=3, seed=0, epoch=0)
+        epoch_batches(items, batch_size=3, seed=0, epoch=0)
 
 
 def test_sub_batches_follow_liqes_proportions_over_its_six_sets():
@@ -174,7 +178,7 @@ def test_training_views_are_one_random_crop_per_level_on_the_grid():
 def test_the_per_dataset_loss_averages_all_pairs_per_set_then_over_sets():
     q = torch.tensor([3.0, 1.0, 2.0, 4.0, 0.5], dtype=torch.float64)
     mos = torch.tensor([0.9, 0.1, 0.5, 0.2, 0.8], dtype=torch.float64)
-    loss = msliqe_train.per_dataset_loss(q, mos, [3, 2], eps=0.0)
+    loss = per_dataset_loss(q, mos, [3, 2], eps=0.0)
 
     def pair_loss(i, j):
         p = float(mos[i] >= mos[j])

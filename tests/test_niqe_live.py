@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dlmap.cli import main as cli
+from dlmap.files import sha256_file
 from dlmap.priors import niqe, niqe_live
 from dlmap.weights import cache as weights
 from dlmap.weights import catalogue
@@ -101,7 +102,7 @@ def test_fetch_from_a_source_distribution_places_records_and_labels_lives_model(
     assert digest in str(np.ravel(fields["source"])[0])
     assert placed[0].stat().st_mode & 0o777 == 0o644
     recorded = weights.verify_files(placed, cache)  # recorded at first sight, checked after
-    assert recorded[str(placed[0].resolve())] == weights.sha256_of(placed[0])
+    assert recorded[str(placed[0].resolve())] == sha256_file(placed[0])
     prior = niqe.NIQEPrior(cache=cache)
     assert prior.official and prior.info.display_name == "NIQE"
     assert niqe.NIQEPrior(cache=cache, model="live").model_path == placed[0]

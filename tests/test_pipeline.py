@@ -10,6 +10,7 @@ from dlmap import images
 from dlmap.diffusion import build
 from dlmap.enhance import pipeline, solver
 from dlmap.priors.registry import create_prior
+from dlmap.settings import SolverConfig
 from dlmap.workflow import chunks, jobs
 
 
@@ -87,7 +88,7 @@ def test_a_chunk_job_from_the_stored_inversion_equals_a_solve_of_its_own(chunk, 
         build.load_backbone(TINY),
         prior,
         batch,
-        solver.SolverConfig(**SOLVER),
+        SolverConfig(**SOLVER),
         jobs.edict_config(EDICT),
         seeds=[4, 4],
         quiet=True,

@@ -17,8 +17,9 @@ from dlmap.priors import registry as priors
 from dlmap.priors.base import CallablePrior
 from dlmap.priors.registry import create_prior
 from dlmap.priors.specs import PriorInfo
+from dlmap.settings import EdictConfig, SolverConfig, score_scale
 
-SMALL = edict.EdictConfig(steps=4)
+SMALL = EdictConfig(steps=4)
 FAST = ["--backbone", "tiny-seesr", "--size", "64", "--iters", "2", "--steps", "4", "--quiet"]
 
 
@@ -37,10 +38,10 @@ def fitted(prior):
 
 
 def test_the_scales_are_named_and_the_authors_one_is_the_default():
-    assert solver.SolverConfig().score_scale == "authors" and solver.SolverConfig().xi1 == 100
-    assert calibration.score_scale("printed").xi1 == 1.0
-    assert solver.SolverConfig().stop_threshold == 90.0
-    assert solver.SolverConfig(score_scale="printed").stop_threshold == pytest.approx(0.9)
+    assert SolverConfig().score_scale == "authors" and SolverConfig().xi1 == 100
+    assert score_scale("printed").xi1 == 1.0
+    assert SolverConfig().stop_threshold == 90.0
+    assert SolverConfig(score_scale="printed").stop_threshold == pytest.approx(0.9)
     raw = torch.tensor([-1.0, 0.0, 3.0])
     on_100 = calibration.calibrate(raw, 0.5, 2.0, True, 100.0)
     assert torch.allclose(on_100, 100 * calibration.calibrate(raw, 0.5, 2.0))
@@ -57,7 +58,7 @@ def test_lambda_on_the_authors_scale_is_100_lambda_on_the_printed_one(tiny64, tw
     prior = create_prior("sharpness")
     runs = []
     for scale, lam in (("authors", 0.003), ("printed", 0.3)):
-        config = solver.SolverConfig(mode=mode, iters=3, lam=lam, score_scale=scale)
+        config = SolverConfig(mode=mode, iters=3, lam=lam, score_scale=scale)
         runs.append(solver.map_solve(tiny64, prior, two_photos, config, SMALL, quiet=True))
     authors, printed = runs
     assert torch.equal(authors.x, printed.x)  # 8-bit outputs: identical
@@ -65,7 +66,7 @@ def test_lambda_on_the_authors_scale_is_100_lambda_on_the_printed_one(tiny64, tw
         assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-9)
         assert ours["score"] == pytest.approx([100 * v for v in theirs["score"]], rel=1e-9)
         assert ours["prior_share"] == pytest.approx(theirs["prior_share"], rel=1e-9)
-    other = solver.SolverConfig(mode=mode, iters=3, lam=0.003, score_scale="printed")
+    other = SolverConfig(mode=mode, iters=3, lam=0.003, score_scale="printed")
     weaker = solver.map_solve(tiny64, prior, two_photos, other, SMALL, quiet=True)
     first, first_weaker = authors.history[0], weaker.history[0]  # the same images
     assert first_weaker["grad_prior"] == pytest.approx(
@@ -82,7 +83,7 @@ def test_term_gradients_match_finite_differences_and_each_term_alone(two_photos,
     x_init = two_photos
     x = (x_init + 0.05 * torch.randn_like(x_init, dtype=torch.float64)).clamp(0, 1)
     prior_list = [create_prior("sharpness").double(), create_prior("colorfulness").double()]
-    config = solver.SolverConfig(mode=mode, lam=0.01)
+    config = SolverConfig(mode=mode, lam=0.01)
     loss, score, raw, fid, grad, grad_fid, grad_prior = solver.term_gradients(
         x, x_init, prior_list, config
     )
@@ -113,7 +114,7 @@ def test_the_latent_step_is_the_gradient_of_eq_17_through_h(tiny64, two_photos):
     """The solver carries the decoded images' gradient back through h: its first step equals
     -alpha times the gradient of the pair-averaged energy taken by autograd end to end."""
     prior = create_prior("sharpness")
-    config = solver.SolverConfig(iters=1, grad_clip=None, lam=0.05)
+    config = SolverConfig(iters=1, grad_clip=None, lam=0.05)
     result = solver.map_solve(tiny64, prior, two_photos, config, SMALL, quiet=True)
     start = solver.invert_images(tiny64, two_photos, SMALL, [0, 0])
     schedule = edict.make_schedule(SMALL)
@@ -135,7 +136,7 @@ def test_decoded_images_are_clamped_before_the_prior_and_fidelity_see_them(tiny6
         return images.flatten(1).mean(dim=1)
 
     info = PriorInfo("spy", "Spy", True, 0.5, 0.1, (0, 1))
-    config = solver.SolverConfig(iters=2)
+    config = SolverConfig(iters=2)
     solver.map_solve(tiny64, CallablePrior(spy, info), two_photos, config, SMALL, quiet=True)
     assert seen and all(0 <= low and high <= 1 for low, high in seen)
     latent = tiny64.encode(two_photos, [0, 0])
@@ -161,7 +162,7 @@ class Counter(CallablePrior):
 
 def test_a_problem_stops_where_the_score_reaches_the_threshold_and_freezes(tiny64, two_photos):
     # calls 0-4 give calibrated 0.7, 4.7, 26.9, 73.1, 95.3: 90 is reached at iteration 4
-    config = solver.SolverConfig(iters=8, lam=0.5)
+    config = SolverConfig(iters=8, lam=0.5)
     counter = fitted(Counter())
     sharp = create_prior("sharpness")  # provisional constants: never stops
     together = solver.map_solve(tiny64, [counter, sharp], two_photos, config, SMALL, quiet=True)
@@ -197,12 +198,12 @@ def test_early_stopping_applies_only_to_latent_map_with_fitted_constants(tiny64,
         ({"early_stop": False}, "switched off"),
     ):
         counter.calls = 0
-        config = solver.SolverConfig(iters=6, **kwargs)
+        config = SolverConfig(iters=6, **kwargs)
         result = solver.map_solve(tiny64, counter, two_photos[:1], config, SMALL, quiet=True)
         assert result.early_stop["applied"] == [False] and reason in result.early_stop["reason"][0]
         assert len(result.history) == 6 and all(s["active"] == [True] for s in result.history)
     counter.calls = 0
-    config = solver.SolverConfig(iters=6, stop_score=20.0)  # a threshold of one's own
+    config = SolverConfig(iters=6, stop_score=20.0)  # a threshold of one's own
     result = solver.map_solve(tiny64, counter, two_photos[:1], config, SMALL, quiet=True)
     assert result.early_stop["iteration"] == [2] and len(result.history) == 3
 
@@ -210,7 +211,7 @@ def test_early_stopping_applies_only_to_latent_map_with_fitted_constants(tiny64,
 def test_the_record_keeps_only_the_iterations_a_problem_ran(tiny64, two_photos, tmp_path):
     from dlmap.enhance import records
 
-    config = solver.SolverConfig(iters=7, lam=0.5)
+    config = SolverConfig(iters=7, lam=0.5)
     mixed = [fitted(Counter()), create_prior("sharpness")]
     result = solver.map_solve(tiny64, mixed, two_photos, config, SMALL, quiet=True)
     sources = []

@@ -7,6 +7,7 @@ from helpers import build_prior, photo
 
 from dlmap.priors import base, specs, statistics
 from dlmap.priors import registry as priors
+from dlmap.settings import SolverConfig
 
 
 @pytest.mark.parametrize("name", priors.available_priors())
@@ -99,13 +100,13 @@ def test_a_factory_must_return_a_prior():
 def test_latent_map_with_each_prior_raises_its_calibrated_score(name, offline_priors, tiny32):
     """A short latent MAP (lambda large, so the prior term leads) on the tiny backbone: one
     update raises the prior's calibrated score, averaged over two photographs."""
-    from dlmap.diffusion.edict import EdictConfig
     from dlmap.enhance import solver
+    from dlmap.settings import EdictConfig
 
     images = torch.stack(
         [photo(224, picture, torch.float32) for picture in ("astronaut", "coffee")]
     )
-    config = solver.SolverConfig(mode="latent-map", lam=1e4, iters=1)
+    config = SolverConfig(mode="latent-map", lam=1e4, iters=1)
     prior = build_prior(name, offline_priors)
     result = solver.map_solve(tiny32, prior, images, config, EdictConfig(steps=2), quiet=True)
     before = sum(result.history[0]["score"]) / 2

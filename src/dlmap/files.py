@@ -9,7 +9,9 @@ target (``os.replace``, atomic on one file system); on any error the temporary f
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import os
 import stat
 import uuid
@@ -102,3 +104,20 @@ def check_output_file(path: str | os.PathLike, option: str = "--out") -> Path:
         raise InputError(f"{option} {path}: is a folder; give the file to write")
     check_output_folder(path.parent, f"{option} {path}: its folder")
     return path
+
+
+def csv_text(rows, columns=None, **options) -> str:
+    """Rows of dicts as CSV text with "\n" line ends (``columns``: the first row's keys unless
+    given; ``options``: ``csv.DictWriter``'s, e.g. ``extrasaction="ignore"``)."""
+    rows = list(rows)
+    fields = list(columns) if columns is not None else list(rows[0])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", **options)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_rows(rows, path: str | os.PathLike, columns=None, **options) -> None:
+    """``csv_text`` of the rows, written atomically to ``path`` (the one CSV writer)."""
+    write_text_atomic(csv_text(rows, columns, **options), path)

@@ -27,7 +27,7 @@ import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from dlmap.errors import InputError
-from dlmap.files import write_bytes_atomic, write_text_atomic  # noqa: F401  (images.X)
+from dlmap.files import write_bytes_atomic
 
 _GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")
 _ALPHA_MODES = ("LA", "RGBA", "PA")

@@ -20,7 +20,7 @@ rule train_tiny_vae:
         library=chunks.source_digest((), ("diffusion/tiny_vae",)),
         cache=lambda wildcards: weights_cache(),
         dlmap=DLMAP,
-    threads: 2  # the training fixes its torch threads at 2 (dlmap.diffusion.tiny_vae.VaeTraining)
+    threads: 2  # the training fixes its torch threads at 2 (dlmap.diffusion.tiny_vae_store.VaeTraining)
     log:
         f"{LOGS}/train_tiny_vae.log",
     benchmark:

@@ -6,8 +6,8 @@ from dataclasses import asdict
 
 from _job import job
 
-from dlmap import images
 from dlmap.data import manifests as datasets
+from dlmap.files import write_text_atomic
 from dlmap.priors import calibration, evaluation
 from dlmap.workflow import jobs
 
@@ -28,7 +28,7 @@ fit = calibration.fit_logistic(
     source=smk.input.manifest,
     checkpoint_sha256=prior.info.checkpoint_sha256,  # MS-LIQE: the checkpoint trained here
 )
-images.write_text_atomic(json.dumps(asdict(fit), indent=2) + "\n", smk.output[0])
+write_text_atomic(json.dumps(asdict(fit), indent=2) + "\n", smk.output[0])
 print(
     f"{smk.params.prior}: xi3 {fit.xi3:.4g}, |xi4| {fit.xi4:.4g}, "
     f"SRCC {fit.srcc:.3f} (n={fit.count})"

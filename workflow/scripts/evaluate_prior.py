@@ -4,6 +4,7 @@ fourth column: SPAQ in the paper), as `dlmap evaluate` writes them."""
 from _job import job
 
 from dlmap.data import manifests as datasets
+from dlmap.files import write_rows
 from dlmap.priors import evaluation
 from dlmap.workflow import jobs
 
@@ -21,5 +22,5 @@ prior = jobs.build_prior(
 rows = evaluation.evaluate(prior, entries, smk.params.size, quiet=True)
 for row in rows:
     row["split"] = smk.params.split
-evaluation.write_rows(rows, smk.output[0])
+write_rows(rows, smk.output[0])
 print(f"{smk.params.prior}: " + ", ".join(f"{r['dataset']} SRCC {r['srcc']:.4f}" for r in rows))

@@ -10,6 +10,7 @@ from pathlib import Path
 from dlmap import settings
 from dlmap.cli.main import add_command
 from dlmap.cli.models import NIQE_MODEL_HELP, prior_from_args, prior_options
+from dlmap.diffusion.tiny_vae_store import TrainedVaeError, copy_vae, read_record
 from dlmap.errors import UsageError
 from dlmap.files import check_output_folder
 from dlmap.weights.cache import CACHE_ENV
@@ -223,7 +224,7 @@ def _configs(args):
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
     if args.vae is not None:
-        from dlmap.diffusion.tiny_vae import TrainedVaeError, read_record
+        from dlmap.diffusion.tiny_vae_store import TrainedVaeError, read_record
 
         try:
             read_record(args.vae)
@@ -338,20 +339,20 @@ def demo(args) -> int:
     if vae is None:
         vae = args.out / "vae"
         try:
-            record = tiny_vae.read_record(vae)
+            record = read_record(vae)
             print(f"dlmap demo: reusing the trained tiny VAE in {vae}")
-        except tiny_vae.TrainedVaeError:
+        except TrainedVaeError:
             key = tiny_vae.training_key()
             print(
                 f"dlmap demo: the tiny VAE {key} (from the weights cache, or trained there "
                 f"first: {TINY_VAE_MINUTES} on 2 CPU cores) -> {vae}"
             )
             cached, record = tiny_vae.cached_vae(cache=args.cache, quiet=args.quiet)
-            tiny_vae.copy_vae(cached, vae)
+            copy_vae(cached, vae)
     else:
         try:
-            record = tiny_vae.read_record(vae)
-        except tiny_vae.TrainedVaeError as error:
+            record = read_record(vae)
+        except TrainedVaeError as error:
             raise UsageError(f"--vae {error}") from error
     mean = record["mean"]
     print(

@@ -9,13 +9,13 @@ from pathlib import Path
 from dlmap import settings
 from dlmap.cli.main import add_command
 from dlmap.errors import InputError, UsageError
-from dlmap.files import check_output_file
+from dlmap.files import check_output_file, write_rows, write_text_atomic
+from dlmap.settings import score_scale
 from dlmap.weights import cache as weights
 
 
 def calibrate_command(args) -> int:
     """Fit xi3 and |xi4| (Eq. 21) to (raw score, MOS) pairs; store them for the registry."""
-    from dlmap import images
     from dlmap.priors import calibration
     from dlmap.priors import registry as priors
 
@@ -45,7 +45,7 @@ def calibrate_command(args) -> int:
         )
     except InputError as error:
         raise UsageError(f"--scores {args.scores}: {error}") from error
-    images.write_text_atomic(json.dumps(asdict(fit), indent=2) + "\n", args.out)
+    write_text_atomic(json.dumps(asdict(fit), indent=2) + "\n", args.out)
     stored = calibration.save_constants(args.prior, fit, args.cache)
     print(
         f"{args.prior}: n = {fit.count}, xi3 = {fit.xi3:.6g}, |xi4| = {fit.xi4:.6g}; "
@@ -95,7 +95,7 @@ def score_command(args) -> int:
 
     if args.out is not None:
         check_output_file(args.out, "--out")
-    scale = calibration.score_scale(args.score_scale)
+    scale = score_scale(args.score_scale)
     if args.size is not None:
         try:
             images.check_size(args.size)
@@ -145,8 +145,6 @@ def score_command(args) -> int:
             f"{row['calibrated_score']:.6g} ({scale.label})"
         )
     if args.out is not None and rows:
-        from dlmap.priors.evaluation import write_rows
-
         args.out.parent.mkdir(parents=True, exist_ok=True)
         write_rows(rows, args.out)
     if not info.calibration_fitted:
@@ -167,7 +165,7 @@ def priors_command(args) -> int:
         return _table_one(args)
     if args.all:
         return _pyiqa_table()
-    from dlmap.priors.calibration import DEFAULT_SCALE, SCORE_SCALES
+    from dlmap.settings import DEFAULT_SCALE, SCORE_SCALES
 
     scale = SCORE_SCALES[DEFAULT_SCALE]
     others = ", ".join(f"{s.name}: {s.label}" for s in SCORE_SCALES.values() if s is not scale)
@@ -241,10 +239,7 @@ def _pyiqa_table() -> int:
 
 
 def _table_one(args) -> int:
-    import csv
-    import io
 
-    from dlmap import images
     from dlmap.priors import registry as priors
 
     rows = priors.table_one_columns()
@@ -255,11 +250,7 @@ def _table_one(args) -> int:
     for combined in sorted({r["training_sets"] for r in rows if r["training_set"] == "Multiple"}):
         print(f'"Multiple": {combined}')
     if args.out:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        images.write_text_atomic(buffer.getvalue(), args.out)
+        write_rows(rows, args.out)
     return 0
 
 

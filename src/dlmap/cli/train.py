@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dlmap.cli.main import add_command
 from dlmap.cli.models import NIQE_MODEL_HELP, prior_options
+from dlmap.diffusion.tiny_vae_store import VaeTraining, copy_vae
 from dlmap.errors import UsageError
 from dlmap.files import check_output_file, check_output_folder
 
@@ -232,6 +233,7 @@ def evaluate_command(args) -> int:
     """``dlmap evaluate``: the prior's SRCC, KRCC and PLCC per data set of the manifest's split
     (``--split``; a manifest without splits is evaluated whole), and its per-image scores."""
     from dlmap.data import manifests as datasets
+    from dlmap.files import write_rows
     from dlmap.priors import evaluation
     from dlmap.priors import registry as priors
 
@@ -258,9 +260,9 @@ def evaluate_command(args) -> int:
     for row in rows:
         row["split"] = args.split
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    evaluation.write_rows(rows, args.out)
+    write_rows(rows, args.out)
     scores_path = evaluation.per_image_path(args.out)
-    evaluation.write_rows(per_image, scores_path)
+    write_rows(per_image, scores_path)
     print(f"per-image scores: {scores_path}")
     for row in rows:
         print(
@@ -275,7 +277,7 @@ def train_vae_command(args) -> int:
 
     check_output_folder(args.out, "--out")  # before minutes of training
     try:
-        config = tiny_vae.VaeTraining(
+        config = VaeTraining(
             steps=args.steps,
             batch_size=args.batch_size,
             crop=args.crop,
@@ -290,7 +292,7 @@ def train_vae_command(args) -> int:
         where = "trained anew"
     else:
         folder, record = tiny_vae.cached_vae(config, args.cache, quiet=args.quiet)
-        tiny_vae.copy_vae(folder, args.out)
+        copy_vae(folder, args.out)
         where = f"cached in {folder}"
     print(
         f"tiny VAE ({record['factor']}x, REDUCED; trained in {record['training_seconds']} s, "

@@ -148,7 +148,7 @@ def table_one_markdown(rows: list[dict], dataset: str = "spaq", simulated: bool 
 
 
 def write_csv(rows: list[dict], path) -> None:
-    from dlmap.priors.evaluation import write_rows
+    from dlmap.files import write_rows
 
     write_rows(rows, path)
 

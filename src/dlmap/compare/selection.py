@@ -23,9 +23,7 @@ among exactly equal objectives the first image name is picked.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ from tqdm.auto import tqdm
 
 from dlmap import images
 from dlmap.errors import InputError
+from dlmap.files import write_rows, write_text_atomic
 
 ORIGINAL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 CSV_COLUMNS = ("enhancer_i", "enhancer_j", "image", "order", "d1", "d2", "objective")
@@ -300,13 +299,9 @@ def inputs_sha256(candidates: Candidates) -> str:
 def write_pairs(rows: list[dict], settings: dict, out: Path) -> Path:
     """Write the rows as CSV (``out``) and the settings as ``<out>.json``, atomically;
     a first pick's d2 is left empty. Returns the sidecar's path."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({**row, "d2": "" if row["d2"] is None else row["d2"]})
+    shown = [{**row, "d2": "" if row["d2"] is None else row["d2"]} for row in rows]
     out = Path(out)
     sidecar = out.with_name(out.name + ".json")
-    images.write_text_atomic(json.dumps(settings, indent=2) + "\n", sidecar)
-    images.write_text_atomic(buffer.getvalue(), out)
+    write_text_atomic(json.dumps(settings, indent=2) + "\n", sidecar)
+    write_rows(shown, out, CSV_COLUMNS)
     return sidecar

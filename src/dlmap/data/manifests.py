@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from dlmap.data import readers, sources
 from dlmap.data.sources import DatasetError, DatasetMissingError
 from dlmap.errors import InputError
-from dlmap.files import write_bytes_atomic
+from dlmap.files import csv_text, write_bytes_atomic
 
 COLUMNS = tuple("dataset image mos mos_std split reference mos_original scale_original".split())
 REQUIRED_COLUMNS = ("image", "mos")
@@ -242,16 +242,14 @@ def build_manifest(
 
 def write_manifest(entries: list[Entry], path, settings: dict | None = None) -> None:
     """Write the manifest CSV (and ``<path>.json`` with ``settings``), each atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
+    rows = []
     for entry in entries:
         row = asdict(entry)
         row["mos_std"] = "" if entry.mos_std is None else repr(entry.mos_std)
         row["mos"], row["mos_original"] = repr(entry.mos), repr(entry.mos_original)
-        writer.writerow(row)
+        rows.append(row)
     path = Path(path)
-    _write_atomic(path, buffer.getvalue().encode())
+    _write_atomic(path, csv_text(rows, COLUMNS).encode())
     if settings is not None:
         text = json.dumps(settings, indent=2) + "\n"
         _write_atomic(path.with_name(path.name + ".json"), text.encode())

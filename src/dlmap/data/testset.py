@@ -16,8 +16,6 @@ The paper names neither the images nor its rules. Ours, all recorded with the se
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import random
 from dataclasses import asdict, dataclass, field
@@ -27,6 +25,7 @@ from PIL import Image
 
 from dlmap import images
 from dlmap.errors import InputError
+from dlmap.files import csv_text, write_text_atomic
 
 COLUMNS = ("id", "dataset", "image", "mos")
 
@@ -100,10 +99,7 @@ def select_test_images(entries_by_dataset: dict, rules: SelectionRules = Selecti
 def write_selection(selected: list[dict], excluded: list[dict], rules, path) -> None:
     """The selection CSV (``id,dataset,image,mos``) and ``<path>.json`` with the rules, the
     counts and every exclusion with its reason, each written atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(selected)
+    text = csv_text(selected, COLUMNS)
     path = Path(path)
     record = {
         "section": "paper Sec. IV-A (test images)",
@@ -115,10 +111,8 @@ def write_selection(selected: list[dict], excluded: list[dict], rules, path) -> 
         },
         "excluded": excluded,
     }
-    images.write_text_atomic(
-        json.dumps(record, indent=2) + "\n", path.with_name(path.name + ".json")
-    )
-    images.write_text_atomic(buffer.getvalue(), path)
+    write_text_atomic(json.dumps(record, indent=2) + "\n", path.with_name(path.name + ".json"))
+    write_text_atomic(text, path)
 
 
 def preprocess(source, target, size: int = 512) -> None:

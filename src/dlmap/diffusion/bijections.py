@@ -49,7 +49,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from dlmap.errors import InputError
-from dlmap.settings import BIJECTIONS, ENDS, GRADIENTS, EdictConfig  # noqa: F401
+from dlmap.settings import ENDS, GRADIENTS, EdictConfig
 
 #: the timestep at which BELM's official code evaluates eps on the clean latent (ᾱ = 1)
 CLEAN_END_TIMESTEP = 1

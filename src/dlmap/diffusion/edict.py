@@ -35,7 +35,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from dlmap.errors import InputError
-from dlmap.settings import GRADIENTS, ORDERS, SD2_SCHEDULER, EdictConfig  # noqa: F401
+from dlmap.settings import GRADIENTS, EdictConfig
 
 EpsFn = Callable[[torch.Tensor, int, Any], torch.Tensor]
 """A noise-prediction network eps(latent, t, condition) -> noise of the latent's shape."""

@@ -50,13 +50,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from dlmap.diffusion import tiny_vae_store
-from dlmap.diffusion.tiny_vae_store import (  # noqa: F401  (tiny_vae.X as before)
+from dlmap.diffusion.tiny_vae_store import (
     KIND,
     TRAINED_VAE,
     TrainedVaeError,
     VaeTraining,
     _partial,
-    copy_vae,
     factor_of,
     read_record,
 )
@@ -271,8 +270,7 @@ def _train(config: VaeTraining, quiet: bool):
 def _write(folder: Path, config: VaeTraining, quiet: bool) -> dict:
     """Train and write everything into the (new, empty) ``folder``; returns the record."""
     from dlmap.figures import plots as figures
-    from dlmap.images import write_bytes_atomic, write_text_atomic
-    from dlmap.priors.evaluation import write_rows
+    from dlmap.files import write_bytes_atomic, write_rows, write_text_atomic
 
     began = time.perf_counter()
     vae, history = train_vae(config, quiet)

@@ -13,9 +13,11 @@ import torch
 from tqdm.auto import tqdm
 
 from dlmap import images
-from dlmap.diffusion import backbones, edict
+from dlmap.diffusion import backbones
 from dlmap.enhance import records, solver
 from dlmap.errors import InputError
+from dlmap.files import sha256_file
+from dlmap.settings import EdictConfig, SolverConfig
 
 
 def load_inversion(path, sources: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,7 +36,7 @@ def load_inversion(path, sources: list[Path]) -> tuple[torch.Tensor, torch.Tenso
             names = ", ".join(str(p) for p in paths)
             raise InputError(f"{names}: holds no inversion of {stem} ({len(where)} images)")
         file, state, index = where[stem]
-        if state["input_sha256"][index] != records.sha256_file(source):
+        if state["input_sha256"][index] != sha256_file(source):
             raise InputError(f"{file}: the inversion of {stem} was made from another image")
         x_rows.append(state["x_T"][index])
         y_rows.append(state["y_T"][index])
@@ -56,8 +58,8 @@ def enhance_files(
     out: Path,
     prior,
     backbone,
-    config: solver.SolverConfig,
-    edict_settings: edict.EdictConfig,
+    config: SolverConfig,
+    edict_settings: EdictConfig,
     job: dict,
     batch_size: int = 1,
     inversion: Path | None = None,

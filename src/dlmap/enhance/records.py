@@ -13,8 +13,12 @@ import torch
 
 import dlmap
 from dlmap import images
-from dlmap.files import sha256_file  # noqa: F401  (records.sha256_file)
-from dlmap.priors.calibration import DEFAULT_SCALE, score_scale
+from dlmap.files import (
+    sha256_file,
+    write_bytes_atomic,
+    write_text_atomic,
+)
+from dlmap.settings import DEFAULT_SCALE, score_scale
 
 
 def output_paths(out: Path, stem: str) -> dict[str, Path]:
@@ -87,6 +91,6 @@ def write_enhanced(
 
         title = f"{Path(source).name}: {prior.info.display_name}"
         figure = figures.plot_history(record, title=title, reduced=reduced)
-        images.write_bytes_atomic(outputs["plot"], figures.figure_png_bytes(figure))
-    images.write_text_atomic(json.dumps(record, indent=2) + "\n", outputs["json"])
+        write_bytes_atomic(outputs["plot"], figures.figure_png_bytes(figure))
+    write_text_atomic(json.dumps(record, indent=2) + "\n", outputs["json"])
     return record

@@ -44,13 +44,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from dlmap.diffusion import bijections, edict
+from dlmap.diffusion import bijections
 from dlmap.enhance import fidelity
 from dlmap.errors import DlmapError, InputError
 from dlmap.images import quantise
 from dlmap.priors.base import Prior
 from dlmap.priors.calibration import calibrate
-from dlmap.settings import MODES, SolverConfig  # noqa: F401  (solver.SolverConfig, solver.MODES)
+from dlmap.settings import EdictConfig, SolverConfig
 
 
 class NonFiniteError(DlmapError, FloatingPointError):
@@ -211,7 +211,7 @@ def map_solve(
     priors: Prior | list[Prior],
     images: torch.Tensor,
     config: SolverConfig = SolverConfig(),
-    edict_config: edict.EdictConfig = edict.EdictConfig(),
+    edict_config: EdictConfig = EdictConfig(),
     seeds: list[int] | None = None,
     quiet: bool = False,
     description: str = "MAP",
@@ -261,7 +261,7 @@ def map_solve(
 
 
 def invert_images(
-    backbone, images: torch.Tensor, edict_config=edict.EdictConfig(), seeds=None, cond=None
+    backbone, images: torch.Tensor, edict_config=EdictConfig(), seeds=None, cond=None
 ):
     """Alg. 1 line 2: encode each image (seeded posterior sample or mean) and invert it with
     EDICT (Eqs. 12-15) to its noise pair (x_T, y_T), each (B, C, h, w), or with the bijection

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from dlmap.experiment import study
-from dlmap.files import check_output_folder, write_text_atomic
+from dlmap.files import check_output_folder, csv_text, write_text_atomic
 
 ANSWER_COLUMNS = (
     "subject",
@@ -156,13 +156,8 @@ def export_study(db: Path, out: Path) -> dict:
         )
     values, records, images, subjects = read_study(db)
     conditions = sorted(values["conditions"])
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=ANSWER_COLUMNS, extrasaction="ignore", lineterminator="\n"
-    )
-    writer.writeheader()
-    writer.writerows({k: spreadsheet_safe(v) for k, v in record.items()} for record in records)
-    texts = {"answers.csv": buffer.getvalue()}
+    safe = ({k: spreadsheet_safe(v) for k, v in record.items()} for record in records)
+    texts = {"answers.csv": csv_text(safe, ANSWER_COLUMNS, extrasaction="ignore")}
     total = np.zeros((len(conditions), len(conditions)), dtype=int)
     counted = []
     for subject in subjects:

@@ -48,20 +48,17 @@ from tqdm.auto import tqdm
 from dlmap.data.manifests import Entry, read_manifest_resolved
 from dlmap.errors import InputError
 from dlmap.msliqe.model import MSLIQE, MSLIQEConfig, config_from_dict
-from dlmap.msliqe.pairs import (  # noqa: F401  (msliqe.train.X as before)
+from dlmap.msliqe.pairs import (
     PROPORTIONS,
-    SQRT2,
     ImageSet,
     PairSet,
     StepSet,
-    _stream,
     epoch_batches,
     epoch_pairs,
     fidelity_loss,
     pair_labels,
     per_dataset_loss,
     thurstone_probability,
-    training_sets,
 )
 
 
@@ -361,7 +358,7 @@ def predict(model: MSLIQE, items: list[Entry], config: TrainConfig) -> list[floa
 
 
 def _write_metrics(history: list[dict], path: Path) -> None:
-    from dlmap.priors.evaluation import write_rows
+    from dlmap.files import write_rows
 
     first = ["epoch", "lr", "loss"]
     columns = first + sorted({key for row in history for key in row} - set(first))
@@ -370,7 +367,7 @@ def _write_metrics(history: list[dict], path: Path) -> None:
 
 def _plot(history: list[dict], path: Path) -> None:
     from dlmap.figures.plots import figure_png_bytes, plot_training
-    from dlmap.images import write_bytes_atomic
+    from dlmap.files import write_bytes_atomic
 
     write_bytes_atomic(path, figure_png_bytes(plot_training(history)))
 

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import torch
 
 from dlmap.errors import InputError
-from dlmap.priors.calibration import DEFAULT_SCALE, calibrate, score_scale
+from dlmap.priors.calibration import calibrate
 from dlmap.priors.specs import PriorInfo
+from dlmap.settings import DEFAULT_SCALE, score_scale
 
 REGISTERED: dict[str, Callable[..., Prior]] = {}
 """Every registered prior's factory (a ``Prior`` class or a function returning one), by name."""

@@ -30,14 +30,9 @@ import torch
 
 from dlmap.errors import InputError
 from dlmap.files import write_text_atomic
-from dlmap.settings import (  # noqa: F401  (the scales are Eq. 21's; they live with the settings)
-    DEFAULT_SCALE,
-    SCORE_SCALES,
-    STOP_FRACTION,
+from dlmap.settings import (
     XI1,
     XI2,
-    ScoreScale,
-    score_scale,
 )
 
 

@@ -10,9 +10,6 @@ prior agrees with MOS.
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +127,8 @@ def evaluate(
     """One row per data set of ``items`` (``msliqe_train.Item``): its correlations. With a
     list ``per_image``, one row per image is appended to it: data set, image, MOS, the raw
     score and the calibrated score (Eq. 21) on the default scale."""
-    from dlmap.priors.calibration import DEFAULT_SCALE, calibrate, score_scale
+    from dlmap.priors.calibration import calibrate
+    from dlmap.settings import DEFAULT_SCALE, score_scale
 
     scale, info = score_scale(DEFAULT_SCALE), prior.info
     rows = []
@@ -164,14 +162,3 @@ def per_image_path(summary) -> Path:
     NAME.csv -> NAME.images.csv."""
     summary = Path(summary)
     return summary.with_name(f"{summary.stem}.images.csv")
-
-
-def write_rows(rows: list[dict], path: str | os.PathLike) -> None:
-    """Rows of dicts as a CSV (columns from the first row), written atomically."""
-    from dlmap.images import write_text_atomic
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(buffer.getvalue(), path)

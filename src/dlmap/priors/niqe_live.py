@@ -32,7 +32,7 @@ import numpy as np
 import scipy.io
 
 from dlmap.errors import InputError
-from dlmap.files import atomic_path
+from dlmap.files import atomic_path, sha256_file
 from dlmap.weights import cache as weights
 from dlmap.weights.cache import ChecksumError
 from dlmap.weights.sources import DownloadError
@@ -187,7 +187,7 @@ def from_pypi(source: SdistMember = BASICSR_SDIST, index: str | None = None):
     with tempfile.TemporaryDirectory() as folder:
         archive = Path(folder) / source.filename
         _download(url, archive)
-        digest = weights.sha256_of(archive)
+        digest = sha256_file(archive)
         if digest != published:
             raise weights.ChecksumError(
                 f"{source.filename}: sha256 {digest} differs from the {published} the index "
@@ -207,7 +207,7 @@ def from_hub():
     with tempfile.TemporaryDirectory() as folder:
         target = Path(folder) / "modelparameters.mat"
         _download(url, target)
-        digest = weights.sha256_of(target)
+        digest = sha256_file(target)
         mu, cov, _ = read_model(target)
     return mu, cov, f"{url} (sha256 {digest})"
 

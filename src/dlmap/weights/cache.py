@@ -11,8 +11,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from dlmap.errors import DlmapError
-from dlmap.files import sha256_file as sha256_of  # noqa: F401 (re-exported)
-from dlmap.files import write_text_atomic
+from dlmap.files import sha256_file, write_text_atomic
 
 CACHE_ENV = "DLMAP_CACHE"
 
@@ -68,7 +67,7 @@ def verify_files(paths: list[Path], cache=None, full: bool = False) -> dict[str,
         total=total, unit="B", unit_scale=True, desc="sha256", disable=total < 1 << 28
     ) as bar:
         for path, key, stat, record in to_hash:
-            digest = sha256_of(path, progress=bar)
+            digest = sha256_file(path, progress=bar)
             if record is not None and digest != record["sha256"]:
                 raise ChecksumError(_changed(path, record, f"sha256 {digest}", manifest_path))
             digests[key] = digest

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from dlmap.files import sha256_file
 from dlmap.weights import cache as weights
 from dlmap.weights import sources
 from dlmap.weights.fetching import FAILED, FETCHED, PRESENT, Attempt, FetchResult, Wanted
@@ -186,7 +187,7 @@ def _download_timm(file: WeightFile) -> Path:
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as error:
         first = " ".join(str(error).split())[:300]
         raise sources.DownloadError(f"Hugging Face {repo}: {first}") from None
-    check_published(file, weights.sha256_of(path), expected)
+    check_published(file, sha256_file(path), expected)
     return path
 
 

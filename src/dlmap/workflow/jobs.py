@@ -14,25 +14,25 @@ from pathlib import Path
 import torch
 
 from dlmap import images
-from dlmap.diffusion import backbones, edict
+from dlmap.diffusion import backbones
 from dlmap.diffusion.build import load_backbone
-from dlmap.enhance import records, solver
+from dlmap.enhance import solver
 from dlmap.enhance.pipeline import enhance_files
-from dlmap.files import atomic_path
+from dlmap.files import atomic_path, sha256_file
 from dlmap.priors import registry as priors
 from dlmap.priors.calibration import apply_fit, read_fit
-from dlmap.settings import BackboneSettings
+from dlmap.settings import BackboneSettings, EdictConfig, SolverConfig
 
 
-def edict_config(values: dict) -> edict.EdictConfig:
+def edict_config(values: dict) -> EdictConfig:
     keys = ("steps", "mix", "order", "steps_offset", "bijection", "gamma", "ends")
-    return edict.EdictConfig(**{k: values[k] for k in keys if values.get(k) is not None})
+    return EdictConfig(**{k: values[k] for k in keys if values.get(k) is not None})
 
 
-def solver_config(values: dict, **overrides) -> solver.SolverConfig:
-    fields = solver.SolverConfig.__dataclass_fields__
+def solver_config(values: dict, **overrides) -> SolverConfig:
+    fields = SolverConfig.__dataclass_fields__
     merged = {k: v for k, v in {**values, **overrides}.items() if k in fields}
-    return solver.SolverConfig(**merged)
+    return SolverConfig(**merged)
 
 
 def load_batch(paths: list[Path], size: int, device: str, dtype: str) -> torch.Tensor:
@@ -62,7 +62,7 @@ def invert_chunk(
         pairs.append((x_T.cpu(), y_T.cpu()))
     state = {
         "ids": [Path(p).stem for p in paths],
-        "input_sha256": [records.sha256_file(p) for p in paths],
+        "input_sha256": [sha256_file(p) for p in paths],
         "x_T": torch.cat([x for x, _ in pairs]),
         "y_T": torch.cat([y for _, y in pairs]),
         "settings": {
