@@ -188,36 +188,27 @@ def run_stages(cache: Path, image: Path, out: Path, args) -> dict:
 def run_jobs(cache: Path, image: Path, out: Path, args) -> dict:
     """The workflow's invert_chunk and enhance_chunk on a one-image chunk."""
     from dlmap.priors.registry import create_prior
-    from dlmap.settings import BackboneSettings
     from dlmap.workflow import jobs
 
-    settings = BackboneSettings(
-        name="sd2-seesr",
-        device=args.device,
-        dtype=args.dtype,
-        autocast=args.autocast,
-        cache=str(cache),
-        weights_dtype=args.weights_dtype,
-        checkpoint_blocks=args.checkpoint_blocks,
-        vae_slicing=args.vae_slicing,
-    )
-    edict_values = {"steps": args.steps}
+    backbone = {
+        "name": "sd2-seesr",
+        "device": args.device,
+        "dtype": args.dtype,
+        "autocast": args.autocast,
+        "cache": str(cache),
+        "weights_dtype": args.weights_dtype,
+    }
+    memory = {"checkpoint_blocks": args.checkpoint_blocks, "vae_slicing": args.vae_slicing}
+    solver = {"iters": args.iters, "early_stop": False}
+    settings = jobs.run_settings(backbone, solver, {"steps": args.steps}, args.size, memory)
     times = {}
     began = time.perf_counter()
-    jobs.invert_chunk([image], settings, edict_values, args.size, 0, out / "c000.pt", 1)
+    jobs.invert_chunk([image], settings, 0, out / "c000.pt", 1)
     times["invert_chunk"] = time.perf_counter() - began
     prior = create_prior("ms-liqe", cache=cache)
     began = time.perf_counter()
     jobs.enhance_chunk(
-        [image],
-        out / "enhanced",
-        prior,
-        settings,
-        {"iters": args.iters, "early_stop": False},
-        edict_values,
-        args.size,
-        inversion=out / "c000.pt",
-        batch_size=1,
+        [image], out / "enhanced", prior, settings, inversion=out / "c000.pt", batch_size=1
     )
     times["enhance_chunk"] = time.perf_counter() - began
     return {"times": times}

@@ -10,7 +10,7 @@ from dlmap import images
 from dlmap.diffusion import build
 from dlmap.enhance import pipeline, solver
 from dlmap.priors.registry import create_prior
-from dlmap.settings import SolverConfig
+from dlmap.settings import EdictConfig, SolverConfig
 from dlmap.workflow import chunks, jobs
 
 
@@ -70,26 +70,25 @@ def chunk(tmp_path_factory):
     return paths
 
 
-TINY = jobs.BackboneSettings(name="tiny-seesr", device="cpu")
+TINY = {"name": "tiny-seesr", "device": "cpu"}
 EDICT = {"steps": 3}
 SOLVER = {"iters": 2, "seed": 4}
+RUN = jobs.run_settings(TINY, SOLVER, EDICT, 64)
 
 
 def test_a_chunk_job_from_the_stored_inversion_equals_a_solve_of_its_own(chunk, tmp_path):
     store = tmp_path / "inversion.pt"
-    jobs.invert_chunk(chunk, TINY, EDICT, 64, seed=4, out=store)
+    jobs.invert_chunk(chunk, RUN, seed=4, out=store)
     prior = create_prior("sharpness")
-    written = jobs.enhance_chunk(
-        chunk, tmp_path / "out", prior, TINY, SOLVER, EDICT, 64, inversion=store, batch_size=2
-    )
+    written = jobs.enhance_chunk(chunk, tmp_path / "out", prior, RUN, inversion=store, batch_size=2)
     assert [r["config"]["inversion"] for r in written] == [str(store)] * 2
     batch = jobs.load_batch(chunk, 64, "cpu", "float32")
     alone = solver.map_solve(
-        build.load_backbone(TINY),
+        build.load_backbone(RUN.backbone),
         prior,
         batch,
         SolverConfig(**SOLVER),
-        jobs.edict_config(EDICT),
+        EdictConfig(**EDICT),
         seeds=[4, 4],
         quiet=True,
     )
@@ -103,7 +102,7 @@ def test_a_chunk_job_from_the_stored_inversion_equals_a_solve_of_its_own(chunk, 
 
 def test_an_inversion_of_another_image_is_refused(chunk, tmp_path):
     store = tmp_path / "inversion.pt"
-    jobs.invert_chunk(chunk[:1], TINY, EDICT, 64, seed=0, out=store)
+    jobs.invert_chunk(chunk[:1], RUN, seed=0, out=store)
     with pytest.raises(ValueError, match="holds no inversion of 0001"):
         pipeline.load_inversion(store, chunk)
     images.save_png_atomic(photo(64, "chelsea").float(), tmp_path / "0000.png")

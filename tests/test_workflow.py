@@ -105,7 +105,7 @@ def test_the_modern_preset_plans_the_papers_dag_with_two_more_priors(tmp_path):
     trials = k * n * (n - 1) // 2
     assert (n, trials) == (10, 900)
     assert f"K n(n-1)/2 = {k} x {n * (n - 1) // 2} = {trials} 2AFC trials" in " ".join(
-        (ROOT / "README.md").read_text().split()
+        (ROOT / "docs" / "workflow.md").read_text().split()
     )
 
 

@@ -228,7 +228,78 @@ class BackboneSettings:
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
+    def job_params(self) -> dict:
+        """What the workflow passes its GPU jobs as params: the settings that decide results
+        (the memory switches, which do not, are read from the config so that switching them
+        reruns nothing; the weights come from the cache)."""
+        keys = ("name", "device", "dtype", "autocast", "tf32", "encode", "cache", "vae")
+        return {**{key: getattr(self, key) for key in keys}, "weights_dtype": self.weights_dtype}
+
     def weight_folders(self) -> dict[str, str | None]:
         """The folders given for the weight sets (``dlmap.weights.catalogue`` names them);
         None: the cache's."""
         return {name: getattr(self, field) for name, field in WEIGHT_FOLDER_FIELDS.items()}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """One enhancement run's settings, passed whole: the backbone, Alg. 1's solver, the
+    inversion (EDICT or a one-call bijection) and the image size. The command line builds one
+    from its options, the workflow's jobs and config checks from the config (``from_config``),
+    and every image's record says how it was made (``to_record``)."""
+
+    backbone: BackboneSettings = field(default_factory=BackboneSettings)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    inversion: EdictConfig = field(default_factory=EdictConfig)
+    size: int = 512
+
+    @classmethod
+    def from_config(
+        cls, config: dict, prior: str | None = None, backbone: str | None = None, vae=None
+    ) -> RunSettings:
+        """The settings of one prior's run under the workflow's ``config`` (its solver: the
+        shared ``solver`` block, then the prior's ``prior_settings``), on ``backbone`` (default:
+        the config's) with the trained tiny VAE ``vae``. A value its class refuses raises
+        ``InputError`` in one line naming the config's key."""
+
+        def build(where: str, cls, values: dict):
+            try:
+                return cls(**values)
+            except InputError as error:
+                raise InputError(f"config: {where}{error}") from None
+
+        keys = ("device", "dtype", "autocast", "tf32", "encode", "cache")
+        shared = {key: config[key] for key in keys if key in config}
+        name = backbone or config["backbone"]
+        network = build(
+            "", BackboneSettings, {"name": name, **shared, "vae": vae, **config["memory"]}
+        )
+        solver = build("solver: ", SolverConfig, config["solver"])
+        if prior is not None and prior in config["prior_settings"]:
+            where = f"prior_settings.{config_key(prior)} (over solver): "
+            solver = build(
+                where, SolverConfig, {**config["solver"], **config["prior_settings"][prior]}
+            )
+        edict = {key: value for key, value in config["edict"].items() if value is not None}
+        inversion = build("edict: ", EdictConfig, edict)
+        return cls(network, solver, inversion, config["size"])
+
+    def to_record(self) -> dict:
+        """What every image's record says of the run beyond the solver's and the inversion's
+        settings: size, dtype, autocast, bf16 weights, encoding and device."""
+        backbone = self.backbone
+        return {
+            "size": self.size,
+            "dtype": backbone.dtype,
+            "autocast": backbone.autocast,
+            "weights_dtype": backbone.weights_dtype,
+            "encode": backbone.encode,
+            "device": backbone.device,
+        }
+
+
+def config_key(part) -> str:
+    """A key of a config path as messages show it: as is, or quoted if it would break the
+    line (or is empty)."""
+    text = str(part)
+    return text if text.isprintable() and text.strip() == text and text else repr(text)

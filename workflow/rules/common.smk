@@ -10,6 +10,7 @@ import yaml
 
 from dlmap.workflow import budget, chunks
 from dlmap.data.sources import SETS, data_root
+from dlmap.settings import RunSettings
 from dlmap.workflow.config_checks import check_workflow_config
 from dlmap.weights import catalogue
 from dlmap.workflow import phases, plan
@@ -161,18 +162,10 @@ def vae_input(backbone):
 
 
 def backbone_settings(name=None):
+    """The params of a GPU job's backbone (``BackboneSettings.job_params``), from the config."""
     name = name or config["backbone"]
-    return dict(
-        name=name,
-        device=config["device"],
-        dtype=config["dtype"],
-        autocast=config["autocast"],
-        tf32=config["tf32"],
-        encode=config["encode"],
-        cache=config["cache"],
-        vae=tiny_vae_dir(name),
-        weights_dtype=config["memory"]["weights_dtype"],  # the other switches change no
-    )  # result: the scripts read them from the config, so that they rerun nothing
+    run = RunSettings.from_config(config, backbone=name, vae=tiny_vae_dir(name))
+    return run.backbone.job_params()
 
 
 # (bad backbone settings, bf16 weights without bf16 autocast say, failed above)

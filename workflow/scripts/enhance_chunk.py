@@ -26,19 +26,18 @@ prior = jobs.build_prior(
     options=smk.params.prior_options,
 )
 inversion = getattr(smk.input, "inversion", None) or None
+params = smk.params
+settings = jobs.run_settings(params.backbone, params.solver, params.edict, params.size, smk.memory)
 records = jobs.enhance_chunk(
     paths,
     Path(smk.output[0]),
     prior,
-    jobs.BackboneSettings(**smk.params.backbone, **smk.memory),
-    smk.params.solver,
-    smk.params.edict,
-    smk.params.size,
+    settings,
     inversion=inversion,
-    batch_size=smk.params.batch_size,
+    batch_size=params.batch_size,
     extra={
-        "workflow": smk.params.stamp,
-        **({"reduced": True} if smk.params.stamp["reduced"] else {}),
+        "workflow": params.stamp,
+        **({"reduced": True} if params.stamp["reduced"] else {}),
     },
 )
 for record in records:

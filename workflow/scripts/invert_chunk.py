@@ -9,15 +9,10 @@ from dlmap.workflow import jobs
 
 smk = job(globals())
 paths = sorted(Path(smk.input.images).glob("*.png"))
-settings = jobs.BackboneSettings(**smk.params.backbone, **smk.memory)
+params = smk.params
+settings = jobs.run_settings(params.backbone, {}, params.edict, params.size, smk.memory)
 with benchmark(smk):  # cached between workflows: no `benchmark:` directive allowed
     jobs.invert_chunk(
-        paths,
-        settings,
-        smk.params.edict,
-        smk.params.size,
-        smk.params.seed,
-        Path(smk.output[0]),
-        batch_size=smk.params.batch_size,
+        paths, settings, params.seed, Path(smk.output[0]), batch_size=params.batch_size
     )
-print(f"inverted {len(paths)} images with {settings.name} -> {smk.output[0]}")
+print(f"inverted {len(paths)} images with {settings.backbone.name} -> {smk.output[0]}")

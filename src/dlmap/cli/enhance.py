@@ -159,9 +159,9 @@ def add_parsers(commands) -> None:
     demo.add_argument("--quiet", action="store_true")
 
 
-def _configs(args):
-    """(solver, EDICT, backbone settings) from the options; a bad value raises the settings'
-    ``InputError`` (exit code 2). ``--out`` is checked first: a file in the way or a link loop
+def _configs(args) -> settings.RunSettings:
+    """The run's settings from the options; a bad value raises the settings' ``InputError``
+    (exit code 2). ``--out`` is checked first: a file in the way or a link loop
     fails here, before the weights are checked and the models load."""
     import torch
 
@@ -230,7 +230,7 @@ def _configs(args):
             read_record(args.vae)
         except TrainedVaeError as error:
             raise UsageError(f"--vae {error}") from error
-    return solver_config, edict_config, backbone
+    return settings.RunSettings(backbone, solver_config, edict_config, args.size)
 
 
 def _require_weights(args, backbone_settings) -> None:
@@ -256,14 +256,14 @@ def enhance(args) -> int:
     from dlmap.diffusion import build
     from dlmap.enhance import pipeline
 
-    solver_config, edict_config, backbone_settings = _configs(args)
+    run_settings = _configs(args)
     stems: dict[str, Path] = {}
     for path in args.inputs:
         if path.stem in stems and stems[path.stem] != path:
             raise UsageError(f"{path}: same output name as {stems[path.stem]} (rename one)")
         stems[path.stem] = path
-    latent = solver_config.mode.startswith("latent")
-    _require_weights(args, backbone_settings if latent else None)
+    latent = run_settings.solver.mode.startswith("latent")
+    _require_weights(args, run_settings.backbone if latent else None)
     prior = prior_from_args(args)
     if not prior.info.calibration_fitted and "provisional" in prior.info.calibration_source:
         info = prior.info  # (hand-set scales such as colourfulness' are not provisional)
@@ -278,25 +278,13 @@ def enhance(args) -> int:
             f"({info.calibration_source}){hint}",
             file=sys.stderr,
         )
-    backbone = None
-    if latent:
-        backbone = build.load_backbone(backbone_settings)
-    job = {
-        "size": args.size,
-        "dtype": args.dtype,
-        "autocast": args.autocast,
-        "weights_dtype": args.weights_dtype,
-        "encode": args.encode,
-        "device": args.device,
-    }
+    backbone = build.load_backbone(run_settings.backbone) if latent else None
     run = pipeline.enhance_files(
         args.inputs,
         args.out,
         prior,
         backbone,
-        solver_config,
-        edict_config,
-        job,
+        run_settings,
         batch_size=args.batch_size,
         quiet=args.quiet,
         plot=args.plot,

@@ -17,7 +17,7 @@ from dlmap.diffusion import backbones
 from dlmap.enhance import records, solver
 from dlmap.errors import InputError
 from dlmap.files import sha256_file
-from dlmap.settings import EdictConfig, SolverConfig
+from dlmap.settings import RunSettings
 
 
 def load_inversion(path, sources: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,9 +58,7 @@ def enhance_files(
     out: Path,
     prior,
     backbone,
-    config: SolverConfig,
-    edict_settings: EdictConfig,
-    job: dict,
+    settings: RunSettings,
     batch_size: int = 1,
     inversion: Path | None = None,
     quiet: bool = True,
@@ -72,11 +70,14 @@ def enhance_files(
     batches through Alg. 1 (``solver.map_solve``), NAME.x.png, NAME.y.png and NAME.json per
     image into ``out`` (``records.write_enhanced``).
 
-    ``job``: size, device, dtype, autocast, weights_dtype and encode (recorded with every
-    image). Latent modes start from the stored ``inversion`` (``invert_chunk``'s file) when
-    given. An image that cannot be read, or a batch whose solve diverges, is reported in the
-    result and skipped (``strict``: raised) while the others go on.
+    ``settings``: the run's solver, inversion, size and backbone settings (recorded with every
+    image, ``RunSettings.to_record``); ``backbone``: the networks they describe, loaded (None
+    for the pixel modes). Latent modes start from the stored ``inversion``
+    (``dlmap.workflow.jobs.invert_chunk``'s file) when given. An image that cannot be read,
+    or a batch whose solve diverges, is reported in the result and skipped (``strict``:
+    raised) while the others go on.
     """
+    config, job = settings.solver, settings.to_record()
     device, dtype = job["device"], backbones.TORCH_DTYPES[job["dtype"]]
     prior = prior.to(device=device, dtype=dtype)
     run, loaded = EnhanceRun(), []
@@ -103,7 +104,7 @@ def enhance_files(
                 prior,
                 batch,
                 config,
-                edict_settings,
+                settings.inversion,
                 seeds=[config.seed] * len(part),
                 quiet=quiet,
                 description=", ".join(p.name for p in part),
@@ -115,7 +116,7 @@ def enhance_files(
             run.diverged.append((part, str(error)))
             continue
         seconds = (time.perf_counter() - began) / len(part)
-        settings = {**job, **({"inversion": str(inversion)} if pair is not None else {})}
+        recorded = {**job, "inversion": str(inversion) if pair is not None else None}
         for index, path in enumerate(part):
             run.records.append(
                 records.write_enhanced(
@@ -126,7 +127,7 @@ def enhance_files(
                     prior,
                     backbone,
                     seconds,
-                    settings,
+                    recorded,
                     plot=plot,
                     extra=extra,
                 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from dlmap.errors import InputError
-from dlmap.settings import BackboneSettings, EdictConfig, SolverConfig
+from dlmap.settings import RunSettings, config_key
 from dlmap.workflow.budget import GpuCosts
 
 MAX_CHUNKS = 1000  # the workflow names its chunks 000-999 (the Snakefile's chunk wildcard)
@@ -29,9 +29,8 @@ def check_workflow_config(config: dict, schema: dict) -> None:
     (6, not 6.0) and every number finite; at most ``MAX_CHUNKS`` chunks of test images;
     ``external`` folders with no braces but ``{out}``; each comparison's anchor among its
     enhancers; post-enhancement bases among ``external``; data sets that exist;
-    ``ranking.bootstrap`` 0 or at least 2; and every setting a job builds from the
-    config accepted by its class (``BackboneSettings``, ``SolverConfig`` with each prior's
-    overrides, ``EdictConfig``, ``dlmap.workflow.budget.GpuCosts``). Raises
+    ``ranking.bootstrap`` 0 or at least 2; and every setting a job builds from the config
+    accepted by its class (``RunSettings`` for each prior, ``GpuCosts``). Raises
     ``InputError``, one line: "config: KEY: why"."""
     _check_types(config, schema)
     count, size = config["images"]["count"], config["chunk_size"]
@@ -46,8 +45,8 @@ def check_workflow_config(config: dict, schema: dict) -> None:
             folder.format(out="")
         except (KeyError, IndexError, ValueError, AttributeError, TypeError):
             raise InputError(
-                f"config: external.{_key(name)}: {folder!r}: only {{out}} may stand in braces "
-                "(write {{ and }} for a brace itself)"
+                f"config: external.{config_key(name)}: {folder!r}: only {{out}} may stand in "
+                "braces (write {{ and }} for a brace itself)"
             ) from None
     for name, comparison in config["comparisons"].items():
         anchor = comparison.get("anchor")
@@ -138,20 +137,13 @@ def _check_types(config: dict, schema: dict) -> None:
     error = exceptions.best_match(strict(schema).iter_errors(config))
     if error is None:
         return
-    where = ".".join(_key(part) for part in error.absolute_path) or "the top level"
+    where = ".".join(config_key(part) for part in error.absolute_path) or "the top level"
     if error.validator == "type":
         wanted = error.validator_value
         wanted = [wanted] if isinstance(wanted, str) else wanted
         names = " or ".join(_TYPE_NAMES.get(name, name) for name in wanted)
         raise InputError(f"config: {where}: {_shown(error.instance)} is not {names}")
     raise InputError(f"config: {where}: {error.message}")
-
-
-def _key(part) -> str:
-    """A key of a config path as messages show it: as is, or quoted if it would break the
-    line (or is empty)."""
-    text = str(part)
-    return text if text.isprintable() and text.strip() == text and text else repr(text)
 
 
 def _shown(value, limit: int = 60) -> str:
@@ -163,18 +155,12 @@ def _shown(value, limit: int = 60) -> str:
 
 
 def _check_settings(config: dict) -> None:
-    def build(where: str, cls, values: dict):
-        try:
-            return cls(**values)
-        except InputError as error:
-            raise InputError(f"config: {where}{error}") from None
-
-    backbone = {key: config[key] for key in ("device", "dtype", "autocast", "encode", "cache")}
-    build("", BackboneSettings, {"name": config["backbone"], **backbone, **config["memory"]})
-    solver = config["solver"]
-    build("solver: ", SolverConfig, solver)
-    for prior, values in config["prior_settings"].items():
-        build(f"prior_settings.{_key(prior)} (over solver): ", SolverConfig, {**solver, **values})
-    edict = {key: value for key, value in config["edict"].items() if value is not None}
-    build("edict: ", EdictConfig, edict)
-    build("", GpuCosts, config["gpu_costs"])
+    """Every setting a job builds from the config, accepted by its class: each prior's run
+    (``RunSettings.from_config``) and the GPU cost constants."""
+    RunSettings.from_config(config)
+    for prior in config["prior_settings"]:
+        RunSettings.from_config(config, prior)
+    try:
+        GpuCosts(**config["gpu_costs"])
+    except InputError as error:
+        raise InputError(f"config: {error}") from None

@@ -21,18 +21,23 @@ from dlmap.enhance.pipeline import enhance_files
 from dlmap.files import atomic_path, sha256_file
 from dlmap.priors import registry as priors
 from dlmap.priors.calibration import apply_fit, read_fit
-from dlmap.settings import BackboneSettings, EdictConfig, SolverConfig
+from dlmap.settings import BackboneSettings, EdictConfig, RunSettings, SolverConfig
+
+EDICT_KEYS = ("steps", "mix", "order", "steps_offset", "bijection", "gamma", "ends")
 
 
-def edict_config(values: dict) -> EdictConfig:
-    keys = ("steps", "mix", "order", "steps_offset", "bijection", "gamma", "ends")
-    return EdictConfig(**{k: values[k] for k in keys if values.get(k) is not None})
-
-
-def solver_config(values: dict, **overrides) -> SolverConfig:
+def run_settings(
+    backbone: dict, solver: dict, edict: dict, size: int, memory: dict | None = None
+) -> RunSettings:
+    """A job's params (the config's blocks as the rules pass them) as one ``RunSettings``;
+    ``memory``: the switches that change no result, read from the config, not params."""
     fields = SolverConfig.__dataclass_fields__
-    merged = {k: v for k, v in {**values, **overrides}.items() if k in fields}
-    return SolverConfig(**merged)
+    return RunSettings(
+        backbone=BackboneSettings(**backbone, **(memory or {})),
+        solver=SolverConfig(**{k: v for k, v in solver.items() if k in fields}),
+        inversion=EdictConfig(**{k: edict[k] for k in EDICT_KEYS if edict.get(k) is not None}),
+        size=size,
+    )
 
 
 def load_batch(paths: list[Path], size: int, device: str, dtype: str) -> torch.Tensor:
@@ -42,22 +47,17 @@ def load_batch(paths: list[Path], size: int, device: str, dtype: str) -> torch.T
 
 
 def invert_chunk(
-    paths: list[Path],
-    settings: BackboneSettings,
-    edict_values: dict,
-    size: int,
-    seed: int,
-    out: Path,
-    batch_size: int = 8,
+    paths: list[Path], settings: RunSettings, seed: int, out: Path, batch_size: int = 8
 ) -> dict:
     """Alg. 1 line 2 for a chunk of images, stored in ``out`` (a torch file) with the ids,
     the input hashes and the settings; the prior-independent half of every solve."""
-    backbone = load_backbone(settings)
-    config = edict_config(edict_values)
+    network, size = settings.backbone, settings.size
+    backbone = load_backbone(network)
+    config = settings.inversion
     pairs = []
     for start in range(0, len(paths), batch_size):
         part = paths[start : start + batch_size]
-        batch = load_batch(part, size, settings.device, settings.dtype)
+        batch = load_batch(part, size, network.device, network.dtype)
         x_T, y_T = solver.invert_images(backbone, batch, config, [seed] * len(part))
         pairs.append((x_T.cpu(), y_T.cpu()))
     state = {
@@ -66,14 +66,14 @@ def invert_chunk(
         "x_T": torch.cat([x for x, _ in pairs]),
         "y_T": torch.cat([y for _, y in pairs]),
         "settings": {
-            "backbone": settings.name,
-            "dtype": settings.dtype,
-            "autocast": settings.autocast,
-            "tf32": settings.tf32,
-            "weights_dtype": settings.weights_dtype,
-            "encode": settings.encode,
-            "vae": settings.vae,
-            "edict": edict_values,
+            "backbone": network.name,
+            "dtype": network.dtype,
+            "autocast": network.autocast,
+            "tf32": network.tf32,
+            "weights_dtype": network.weights_dtype,
+            "encode": network.encode,
+            "vae": network.vae,
+            "edict": {key: getattr(config, key) for key in EDICT_KEYS},
             "size": size,
             "seed": seed,
             "reduced": backbone.reduced,
@@ -102,36 +102,22 @@ def enhance_chunk(
     paths: list[Path],
     out: Path,
     prior,
-    settings: BackboneSettings,
-    solver_values: dict,
-    edict_values: dict,
-    size: int,
+    settings: RunSettings,
     inversion: Path | None = None,
     batch_size: int = 8,
     quiet: bool = True,
     extra: dict | None = None,
 ) -> list[dict]:
-    """The workflow's enhancement job: ``enhance_files`` with the config's settings, every
+    """The workflow's enhancement job: ``enhance_files`` with the job's settings, every
     failure raised. Returns the records."""
-    config = solver_config(solver_values)
-    backbone = load_backbone(settings) if config.mode.startswith("latent") else None
-    job = {
-        "size": size,
-        "dtype": settings.dtype,
-        "autocast": settings.autocast,
-        "weights_dtype": settings.weights_dtype,
-        "encode": settings.encode,
-        "device": settings.device,
-        "inversion": None,
-    }
+    latent = settings.solver.mode.startswith("latent")
+    backbone = load_backbone(settings.backbone) if latent else None
     run = enhance_files(
         paths,
         out,
         prior,
         backbone,
-        config,
-        edict_config(edict_values),
-        job,
+        settings,
         batch_size=batch_size,
         inversion=inversion,
         quiet=quiet,
