@@ -46,9 +46,10 @@ def _assert_one_line(code, err, named):
 
 
 def test_enhance_checks_out_before_loading_any_model(tmp_path, bad_out, monkeypatch, capsys):
+    from dlmap.diffusion import build
     from dlmap.enhance import pipeline
 
-    monkeypatch.setattr(pipeline, "load_backbone", _no_work)
+    monkeypatch.setattr(build, "load_backbone", _no_work)
     monkeypatch.setattr(pipeline, "enhance_files", _no_work)
     image = photo_png(tmp_path / "in", "astronaut")
     out, named = bad_out

@@ -1,7 +1,8 @@
 """Enhancing image files (Alg. 1 over batches): the one path of ``dlmap enhance`` and of the
-workflow's jobs (``dlmap.workflow.jobs``). ``load_backbone`` builds the frozen networks that
-``BackboneSettings`` describe; ``enhance_files`` solves images in batches and writes one record
-per image; ``load_inversion`` reads the stored inversions a latent-mode solve starts from."""
+workflow's jobs (``dlmap.workflow.jobs``), given the frozen networks that
+``dlmap.diffusion.build.load_backbone`` builds. ``enhance_files`` solves images in batches
+and writes one record per image; ``load_inversion`` reads the stored inversions a
+latent-mode solve starts from."""
 
 from __future__ import annotations
 
