@@ -1,5 +1,5 @@
 """How far dlmap's BDIA and O-BELM are from their authors' code: the largest difference,
-relative to the states' size, between ``dlmap.diffusion.bijections`` and the transcriptions
+relative to the states' size, between ``dlmap.inversion.bijections`` and the transcriptions
 in ``dlmap.testing.official_bijections``, sampling from a pair and inverting a clean latent,
 on the tiny SeeSR backbone in float64 (a photograph's latent) and on a nonlinear toy eps.
 
@@ -26,8 +26,9 @@ CASES = (
 def main() -> None:
     from skimage import data
 
-    from dlmap.diffusion import bijections, tiny
+    from dlmap.diffusion import tiny
     from dlmap.images import center_crop_resize
+    from dlmap.inversion import bijections
     from dlmap.settings import EdictConfig
     from dlmap.testing import official_bijections as official
 
@@ -57,17 +58,17 @@ def main() -> None:
                 config = EdictConfig(
                     steps=steps, bijection=name, gamma=GAMMA, steps_offset=offset, ends=ends
                 )
-                chain = bijections.make_chain(config)
+                bijection = bijections.make_bijection(config)
                 alpha_bar, timesteps = official.reference_alphas(steps, offset, ends)
                 gamma = GAMMA if name == "bdia" else None
                 clean_t = 1 if ends == "alpha-one" else timesteps[len(alpha_bar) - 2]
                 with torch.no_grad():
                     pair = official.invert(name, eps, latent, alpha_bar, timesteps, clean_t, gamma)
-                    mine = bijections.invert_latent(chain, eps, latent)
+                    mine = bijection.invert_latent(eps, latent)
                     inversion = relative(mine, pair)
                     theirs = official.sample(name, eps, *pair, alpha_bar, timesteps, gamma)
-                    sampling = relative(bijections.denoise(eps, *pair, chain.schedule), theirs)
-                amplification = chain.schedule.inverse_amplification()
+                    sampling = relative(bijections.denoise(eps, *pair, bijection.schedule), theirs)
+                amplification = bijection.schedule.inverse_amplification()
                 print(
                     f"{name:<8}{offset:>7}{ends:>13}{label:>6}{steps:>4}{sampling:>11.1e}"
                     f"{inversion:>11.1e}{amplification:>9.3g}"

@@ -26,8 +26,9 @@ GAMMAS = (0.5, 0.7, 0.8, 0.9, 0.92, 0.95, 1.0)
 
 
 def main() -> None:
-    from dlmap.diffusion import bijections, tiny
+    from dlmap.diffusion import tiny
     from dlmap.images import center_crop_resize
+    from dlmap.inversion import bijections
     from dlmap.settings import SD2_SCHEDULER, EdictConfig
     from dlmap.testing.gaussian_ode import exact_flow, gaussian_eps
 

@@ -53,12 +53,12 @@ def measure(
     method: str, steps: int, latent: int, device: str, threads: int, bijection: str = "edict"
 ) -> dict:
     """One gradient of h in this process; returns its peak memory above the baseline."""
-    from dlmap.diffusion.bijections import denoise_pair, make_chain
     from dlmap.diffusion.tiny import tiny_backbone
+    from dlmap.inversion.bijections import make_bijection
     from dlmap.settings import EdictConfig
 
     def make_schedule(config):
-        return make_chain(EdictConfig(steps=config.steps, bijection=bijection))
+        return make_bijection(EdictConfig(steps=config.steps, bijection=bijection))
 
     setup_torch(threads)
     backbone = tiny_backbone("seesr", seed=0, dtype=torch.float32).to(device)
@@ -74,7 +74,7 @@ def measure(
         w2 = torch.randn(shape, generator=generator).to(device)
 
         def call():
-            outputs = denoise_pair(schedule, backbone.eps, x_T, y_T, cond, gradient=method)
+            outputs = schedule.denoise(backbone.eps, x_T, y_T, cond, gradient=method)
             weights = (w, w2)[: len(outputs)]  # EDICT's pair, or x alone
             loss = sum((out * wt).sum() for out, wt in zip(outputs, weights, strict=True))
             loss.backward()

@@ -24,9 +24,9 @@ import torch
 from _common import setup_torch
 from skimage import data
 
-from dlmap.diffusion import edict
 from dlmap.diffusion.build import load_backbone
 from dlmap.images import center_crop_resize
+from dlmap.inversion import edict
 from dlmap.settings import ORDERS, BackboneSettings, EdictConfig
 from dlmap.testing.tf32 import emulated_tf32
 

@@ -31,9 +31,9 @@ import time
 import torch
 from _common import TimedPrior, load_warning, setup_torch, timed
 
-from dlmap.diffusion import edict
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance import solver
+from dlmap.inversion import edict
 from dlmap.priors.registry import create_prior
 from dlmap.settings import EdictConfig, SolverConfig
 

@@ -1,4 +1,4 @@
-"""BDIA and O-BELM as exact two-step bijections (dlmap.diffusion.bijections): round trips,
+"""BDIA and O-BELM as exact two-step bijections (dlmap.inversion.bijections): round trips,
 gradients against finite differences, and accuracy as ODE solvers on Gaussian data, where
 the optimal noise predictor and the probability-flow ODE's solution are closed-form."""
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import photo
 
-from dlmap.diffusion import bijections
+from dlmap.inversion import bijections
 from dlmap.settings import SD2_SCHEDULER, SolverConfig
 from dlmap.testing.gaussian_ode import exact_flow, gaussian_eps
 
@@ -184,8 +184,8 @@ def test_round_trip_float32_at_the_defaults(tiny32, name):
 
     images = photo(64, "astronaut", torch.float32)[None]
     latent, cond = tiny32.encode(images, seeds=[0]), tiny32.condition(images)
-    chain = bijections.make_chain(EdictConfig(steps=T, bijection=name))
-    pair = bijections.invert_latent(chain, tiny32.eps, latent, cond)
-    (last,) = bijections.denoise_pair(chain, tiny32.eps, *pair, cond)
+    bijection = bijections.make_bijection(EdictConfig(steps=T, bijection=name))
+    pair = bijection.invert_latent(tiny32.eps, latent, cond)
+    (last,) = bijection.denoise(tiny32.eps, *pair, cond)
     assert relative_error(last, latent) <= 1e-3
-    assert chain.schedule.inverse_amplification() < 500
+    assert bijection.schedule.inverse_amplification() < 500

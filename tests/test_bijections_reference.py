@@ -6,7 +6,7 @@ noise predictor."""
 import pytest
 import torch
 
-from dlmap.diffusion import bijections
+from dlmap.inversion import bijections
 from dlmap.settings import SD2_SCHEDULER, EdictConfig
 from dlmap.testing import official_bijections as official
 from dlmap.testing.official_bijections import reference_alphas
@@ -80,18 +80,18 @@ def test_whole_chains_sample_and_invert_as_the_official_code(name, offset, ends,
     1e-12 times the inverse's amplification of round-off): ``alpha-one`` evaluates
     eps(clean, t = 1) as BELM.py does, ``final-alpha`` at t_{T-1}."""
     config = EdictConfig(steps=steps, bijection=name, gamma=GAMMA, steps_offset=offset, ends=ends)
-    chain = bijections.make_chain(config)
+    bijection = bijections.make_bijection(config)
     alpha_bar, timesteps = reference_alphas(steps, offset, ends)
     first, second, clean = states(100 + steps)
     gamma = GAMMA if name == "bdia" else None
-    mine = bijections.denoise(toy_eps, first, second, chain.schedule)
+    mine = bijections.denoise(toy_eps, first, second, bijection.schedule)
     theirs = official.sample(name, toy_eps, first, second, alpha_bar, timesteps, gamma)
     assert relative_difference(mine, theirs) <= 1e-12
     clean_timestep = 1 if ends == "alpha-one" else timesteps[len(alpha_bar) - 2]
-    mine = bijections.invert_latent(chain, toy_eps, clean)
+    mine = bijection.invert_latent(toy_eps, clean)
     theirs = official.invert(name, toy_eps, clean, alpha_bar, timesteps, clean_timestep, gamma)
     # two equal formulas round differently, and inversion amplifies round-off (module doc)
-    amplification = max(1.0, chain.schedule.inverse_amplification())
+    amplification = max(1.0, bijection.schedule.inverse_amplification())
     assert relative_difference(mine, theirs) <= 1e-12 * amplification
 
 

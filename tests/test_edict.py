@@ -5,7 +5,7 @@ import torch
 from diffusers import DDIMScheduler
 from helpers import photo
 
-from dlmap.diffusion import edict
+from dlmap.inversion import edict
 from dlmap.settings import GRADIENTS, ORDERS, EdictConfig
 
 T = 20

@@ -6,9 +6,9 @@ import pytest
 import torch
 from helpers import load_backbone, photo
 
-from dlmap.diffusion import edict
 from dlmap.enhance import solver
 from dlmap.errors import InputError
+from dlmap.inversion import edict
 from dlmap.priors.registry import create_prior
 from dlmap.settings import BackboneSettings, EdictConfig, SolverConfig
 

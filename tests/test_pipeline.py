@@ -46,7 +46,7 @@ def test_source_digest_covers_every_module_of_the_inversion_packages(tmp_path, m
     monkeypatch.undo()
     assert len(chunks.source_digest()) == 64  # the real inversion packages exist
     names = {p.relative_to(chunks.SRC).as_posix() for p in chunks.source_files()}
-    assert {"diffusion/edict.py", "enhance/solver.py", "images.py"} <= names
+    assert {"diffusion/seesr.py", "inversion/edict.py", "enhance/solver.py", "images.py"} <= names
 
 
 def test_folder_digest_sees_added_and_rewritten_images(tmp_path):

@@ -10,8 +10,8 @@ import torch
 from helpers import photo, photo_png, run_cli
 
 from dlmap import images
-from dlmap.diffusion import edict
 from dlmap.enhance import solver
+from dlmap.inversion import edict
 from dlmap.priors import calibration
 from dlmap.priors import registry as priors
 from dlmap.priors.base import CallablePrior

@@ -4,8 +4,8 @@ import pytest
 import torch
 from helpers import photo
 
-from dlmap.diffusion import edict
 from dlmap.enhance import solver
+from dlmap.inversion import edict
 from dlmap.priors.base import CallablePrior
 from dlmap.priors.registry import create_prior
 from dlmap.priors.specs import PriorInfo

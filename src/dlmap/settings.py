@@ -17,7 +17,7 @@ from dlmap.errors import InputError
 MODES = ("latent-map", "latent-direct", "pixel-map", "pixel-direct")  # dlmap.enhance.solver
 BIJECTIONS = ("edict", "bdia", "belm")  # exact latent <-> noise maps (dlmap.diffusion)
 ENDS = ("final-alpha", "alpha-one")  # where BDIA's and O-BELM's chain ends (bijections.py)
-ORDERS = ("alternating", "fixed")  # EDICT's step order (dlmap.diffusion.edict)
+ORDERS = ("alternating", "fixed")  # EDICT's step order (dlmap.inversion.edict)
 GRADIENTS = ("recompute", "reversible", "autograd")  # how gradients pass through h
 BACKBONES = tuple(BACKBONE_SPECS)  # one BackboneSpec each (dlmap.diffusion.specs)
 ENCODES = ("sample", "mean")  # the VAE posterior: a seeded sample (the authors') or its mean
@@ -97,7 +97,7 @@ class SolverConfig:
     grad_clip: float | None = 1e-3  # element-wise clip of the latent gradient; None: off
     downsampling: int = DEFAULT_DOWNSAMPLING  # s of Eq. 20
     pixel_lr: float = 0.01  # Adam step size of the pixel modes
-    gradient: str = "recompute"  # how gradients pass through h (see dlmap.diffusion.edict)
+    gradient: str = "recompute"  # how gradients pass through h (see dlmap.inversion.edict)
     seed: int = 0  # seeds the VAE posterior sample of each image
     score_scale: str = DEFAULT_SCALE  # xi1 of Eq. 21: "authors" (0-100) or "printed" (0-1)
     early_stop: bool = True  # latent-map, fitted constants only: stop at stop_score
@@ -156,7 +156,7 @@ class EdictConfig:
     scheduler: dict = field(default_factory=lambda: dict(SD2_SCHEDULER))
     bijection: str = "edict"  # or "bdia", "belm": one network call per step (bijections.py)
     gamma: float = 0.92  # BDIA's gamma (its inverse divides the latent by gamma per step)
-    ends: str = "final-alpha"  # BDIA/O-BELM: where the chain ends (dlmap.diffusion.bijections)
+    ends: str = "final-alpha"  # BDIA/O-BELM: where the chain ends (dlmap.inversion.bijections)
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 1:

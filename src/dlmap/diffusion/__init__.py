@@ -1,2 +1,2 @@
-"""The diffusion backbone and its exact inversion: EDICT (Eqs. 9-12), SD2's and
-SeeSR's networks, the DAPE/RAM embedder, weight loading, and the tiny twins."""
+"""The diffusion backbone: SD2's and SeeSR's networks, the DAPE/RAM embedder, weight
+loading, and the tiny twins. Its exact inversion lives in ``dlmap.inversion``."""

@@ -64,7 +64,7 @@ def network_calls(steps: int, bijection: str = "edict") -> tuple[int, int]:
     """(network calls of one pass through h, images decoded per problem)."""
     if bijection == "edict":
         return 2 * steps, 2
-    from dlmap.diffusion.bijections import make_two_step_schedule
+    from dlmap.inversion.bijections import make_two_step_schedule
     from dlmap.settings import SD2_SCHEDULER
 
     schedule = make_two_step_schedule(bijection, steps, SD2_SCHEDULER)

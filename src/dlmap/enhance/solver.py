@@ -44,10 +44,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from dlmap.diffusion import bijections
 from dlmap.enhance import fidelity
 from dlmap.errors import DlmapError, InputError
 from dlmap.images import quantise
+from dlmap.inversion import bijections
 from dlmap.priors.base import Prior
 from dlmap.priors.calibration import calibrate
 from dlmap.settings import EdictConfig, SolverConfig
@@ -265,28 +265,29 @@ def invert_images(
 ):
     """Alg. 1 line 2: encode each image (seeded posterior sample or mean) and invert it with
     EDICT (Eqs. 12-15) to its noise pair (x_T, y_T), each (B, C, h, w), or with the bijection
-    ``edict_config.bijection`` names to its pair (s_0, s_1) (``dlmap.diffusion.bijections``).
+    ``edict_config.bijection`` names to its pair (s_0, s_1) (``dlmap.inversion.bijections``).
     Independent of the prior and of lambda, so the workflow inverts each image once and
     reuses it. (No autograd graph is built: the images and the frozen networks do not require
     gradients. Running it under ``torch.no_grad`` would let torch pick other float32 kernels
     than a solve does.)"""
     seeds = seeds if seeds is not None else [0] * images.shape[0]
-    chain = bijections.make_chain(edict_config)
+    bijection = bijections.make_bijection(edict_config)
     cond = cond if cond is not None else backbone.condition(images)
     latent = backbone.encode(images, seeds)
-    return bijections.invert_latent(chain, backbone.eps, latent, cond)
+    return bijection.invert_latent(backbone.eps, latent, cond)
 
 
 def _latent_solve(
     backbone, priors, x_init, cond, config, edict_config, inversion, quiet, description
 ):
     batch = x_init.shape[0]
-    chain = bijections.make_chain(edict_config)
-    n = chain.outputs  # EDICT's pair (x, y), or x alone (BDIA, O-BELM): Alg. 1's mean over them
-    # One memory layout whether the pair was just computed or loaded from a file (torch picks
-    # float32 kernels by layout, so a stored inversion reproduces a fresh solve exactly).
-    x_T, y_T = (t.to(device=x_init.device).contiguous() for t in inversion)
-    momentum = torch.zeros_like(torch.cat([x_T, y_T]))
+    bijection = bijections.make_bijection(edict_config)
+    n = bijection.outputs  # EDICT's pair (x, y), or x alone (BDIA, O-BELM): Alg. 1's mean
+    # The noise side's pair (EDICT's x_T, y_T; BDIA's and O-BELM's s_0, s_1), in one memory
+    # layout whether it was just computed or loaded from a file (torch picks float32 kernels
+    # by layout, so a stored inversion reproduces a fresh solve exactly).
+    first, second = (t.to(device=x_init.device).contiguous() for t in inversion)
+    momentum = torch.zeros_like(torch.cat([first, second]))
     pair_priors = priors * n
     pair_init = torch.cat([x_init] * n)
     stops = _early_stop_plan(priors, config)
@@ -295,9 +296,9 @@ def _latent_solve(
     history = []
     bar = tqdm(range(config.iters), desc=description, disable=quiet, leave=False)
     for iteration in bar:
-        noise = torch.cat([x_T, y_T]).requires_grad_(True)
-        latents = bijections.denoise_pair(  # Alg. 1 line 4
-            chain, backbone.eps, noise[:batch], noise[batch:], cond, config.gradient
+        noise = torch.cat([first, second]).requires_grad_(True)
+        latents = bijection.denoise(  # Alg. 1 line 4
+            backbone.eps, noise[:batch], noise[batch:], cond, config.gradient
         )
         pair = backbone.decode(torch.cat(latents)).clamp(0, 1)
         loss, score, raw, fid, image_grad, grad_fid, grad_prior = term_gradients(
@@ -326,7 +327,7 @@ def _latent_solve(
         moving = torch.cat([active, active]).view(-1, *[1] * (noise.dim() - 1))
         updated = torch.where(moving, noise.detach() - config.lr * momentum, noise.detach())
         _check_finite(iteration, "latent", updated[:batch], updated[batch:])  # line 11
-        x_T, y_T = updated[:batch], updated[batch:]
+        first, second = updated[:batch], updated[batch:]
         bar.set_postfix(
             loss=f"{loss.mean():.4g}",
             score=f"{_mean_over(n, score, batch).mean():.4g}",
@@ -334,7 +335,7 @@ def _latent_solve(
             share=f"{_mean_over(n, prior_share(grad_fid, grad_prior), batch).mean():.2%}",
         )
     with torch.no_grad():  # Alg. 1 line 13
-        latents = bijections.denoise_pair(chain, backbone.eps, x_T, y_T, cond)
+        latents = bijection.denoise(backbone.eps, first, second, cond)
         pair = backbone.decode(torch.cat(latents))
     _check_finite(config.iters, "output", *pair.split(batch))
     images = quantise(pair.clamp(0, 1))  # exactly what the PNGs store
@@ -347,7 +348,7 @@ def _latent_solve(
     if n == 2:
         final["y"] = _record(loss[batch:], score[batch:], raw[batch:], fid[batch:])
     y = images[batch:] if n == 2 else None
-    return SolveResult(images[:batch], y, history, final, (x_T, y_T), early_stop=stops)
+    return SolveResult(images[:batch], y, history, final, (first, second), early_stop=stops)
 
 
 def _pixel_solve(priors, x_init, config, quiet, description):

@@ -1,6 +1,6 @@
 """BDIA's and O-BELM's update rules as their authors' code writes them, on the raw latent z,
 transcribed line by line for tests and ``bench/bijection_reference.py``. Nothing here comes
-from ``dlmap.diffusion.bijections``: each function restates one published recurrence in its
+from ``dlmap.inversion.bijections``: each function restates one published recurrence in its
 own variables, so that dlmap's x̄-form (A_k, C_k) can be checked against it.
 
 Sources (files and lines of the public repositories, read in December 2026):

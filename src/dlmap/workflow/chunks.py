@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1]  # the dlmap package
 # The library code that decides an inversion's numbers, hashed into the cached rule's params
 # (Snakemake hashes neither imported code nor, under an editable install, versions): every
 # module of these subpackages, and these top-level modules.
-INVERSION_PACKAGES = ("diffusion", "enhance")
+INVERSION_PACKAGES = ("diffusion", "inversion", "enhance")
 INVERSION_MODULES = ("images",)
 
 

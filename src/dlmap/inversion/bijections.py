@@ -23,6 +23,10 @@ Its exact inverse uses the same evaluation, since s_k is known on both sides:
   local error third order (exact for eps linear in σ̄). Its inverse multiplies by H_k^2 / h_k^2
   at step k (H_k = h_{k-1}), which over the whole chain telescopes to (h_0 / h_{T-1})^2.
 
+Here T counts the chain's intervals. On SD2's schedule with ``final-alpha`` that is one fewer
+than the configured DDIM steps (the zero-length last interval is dropped, see below), so a
+20-step configuration runs T = 19 intervals and 18 network calls per pass.
+
 The bijection's state is the pair of consecutive states the recurrence needs: (s_0, s_1) on the
 noise side and (s_{T-1}, s_T) on the image side; the clean latent is s_T. ``denoise`` maps the
 first to the second with T - 1 network calls (EDICT: 2T), ``invert`` the second to the first.
@@ -46,10 +50,12 @@ import math
 from dataclasses import dataclass
 
 import torch
-from diffusers import DDIMScheduler
 
 from dlmap.errors import InputError
-from dlmap.settings import ENDS, GRADIENTS, EdictConfig
+from dlmap.inversion import reversible
+from dlmap.inversion.edict import Edict, schedule_alphas
+from dlmap.inversion.reversible import EpsFn
+from dlmap.settings import EdictConfig
 
 #: the timestep at which BELM's official code evaluates eps on the clean latent (ᾱ = 1)
 CLEAN_END_TIMESTEP = 1
@@ -77,6 +83,26 @@ class TwoStepSchedule:
         """T: the number of DDIM intervals (states s_0..s_T)."""
         return len(self.sqrt_alpha) - 1
 
+    # the chain dlmap.inversion.reversible runs: its step j is the recurrence's step k = j + 1
+    def __len__(self) -> int:
+        return self.steps - 1
+
+    def step(self, eps: EpsFn, pair, j: int, cond=None):
+        before, current = pair
+        return current, step(eps, before, current, j + 1, self, cond)
+
+    def step_vjp(self, eps: EpsFn, pair, grad, j: int, cond=None):
+        return _step_vjp(eps, pair[1], grad, j + 1, self, cond)[1]
+
+    def reverse_vjp(self, eps: EpsFn, pair, grad, j: int, cond=None):
+        current, after = pair
+        noise, grads = _step_vjp(eps, current, grad, j + 1, self, cond)
+        r, k = self.sqrt_alpha, j + 1
+        a, c = self.A[k], self.C[k]
+        bar = (after / r[k + 1] - (1 - a) * current / r[k] + c * noise) / a
+        before = r[k - 1] * bar
+        return (before.detach(), current.detach()), grads
+
     def inverse_amplification(self) -> float:
         """The product of 1 / A_k over the chain: how much an inversion grows the recurrence's
         parasitic mode (the root -1 / A_k) against the smooth solution (the root 1), so how
@@ -84,14 +110,17 @@ class TwoStepSchedule:
         return math.prod(1.0 / a for a in self.A[1:])
 
 
-def schedule_alphas(steps: int, scheduler: dict, steps_offset: int = 0):
-    """The diffusers ``DDIMScheduler``'s timesteps and ᾱ of states s_0..s_T (float64)."""
-    config = DDIMScheduler(**{**scheduler, "steps_offset": steps_offset})
-    config.set_timesteps(steps)
-    alphas = config.alphas_cumprod.double()
-    timesteps = [int(t) for t in config.timesteps.tolist()]
-    alpha_bar = [float(alphas[t]) for t in timesteps] + [float(config.final_alpha_cumprod)]
-    return timesteps, alpha_bar
+def bdia_coefficient(k: int, sqrt_alpha, sigma, gamma: float) -> float:
+    """BDIA's A_k = gamma sqrt(ᾱ_{k-1} / ᾱ_{k+1}): its published update in x̄."""
+    return gamma * sqrt_alpha[k - 1] / sqrt_alpha[k + 1]
+
+
+def belm_coefficient(k: int, sqrt_alpha, sigma, gamma: float) -> float:
+    """O-BELM's A_k = h_k^2 / H_k^2: a third-order local error."""
+    return ((sigma[k] - sigma[k + 1]) / (sigma[k - 1] - sigma[k])) ** 2
+
+
+COEFFICIENTS = {"bdia": bdia_coefficient, "belm": belm_coefficient}
 
 
 def make_two_step_schedule(
@@ -102,17 +131,11 @@ def make_two_step_schedule(
     steps_offset: int = 0,
     ends: str = "final-alpha",
 ) -> TwoStepSchedule:
-    """BDIA (A_k = gamma sqrt(ᾱ_{k-1} / ᾱ_{k+1})) or O-BELM (A_k = h_k^2 / H_k^2) on the DDIM
-    schedule of ``scheduler`` (a ``DDIMScheduler`` config; dlmap's SD2 one elsewhere), ending
-    where ``ends`` says (module docstring)."""
-    if name not in ("bdia", "belm"):
-        raise InputError(f"a two-step bijection is bdia or belm, got {name!r}")
-    if ends not in ENDS:
-        raise InputError(f"ends must be one of {ENDS}, got {ends!r}")
-    if steps < 2:
-        raise InputError(f"{name} needs at least 2 steps (a pair of states), got {steps}")
-    if name == "bdia" and not 0.0 < gamma <= 1.0:
-        raise InputError(f"BDIA's gamma must lie in (0, 1], got {gamma!r}")
+    """BDIA or O-BELM (``COEFFICIENTS[name]``) on the DDIM schedule of ``scheduler`` (a
+    ``DDIMScheduler`` config; dlmap's SD2 one elsewhere), ending where ``ends`` says (module
+    docstring). The settings are ``EdictConfig``'s, which validates them; what it cannot know
+    is whether the scheduler leaves two intervals of non-zero length, checked here."""
+    coefficient = COEFFICIENTS[name]
     timesteps, alpha_bar = schedule_alphas(steps, scheduler, steps_offset)
     if ends == "alpha-one":
         alpha_bar[-1] = 1.0  # BELM's code: the last interval steps to ᾱ = 1 (σ̄ = 0)
@@ -130,10 +153,7 @@ def make_two_step_schedule(
     A, C = [math.nan], [math.nan]
     for k in range(1, steps):
         h, H = sigma[k] - sigma[k + 1], sigma[k - 1] - sigma[k]
-        if name == "bdia":
-            a = gamma * sqrt_alpha[k - 1] / sqrt_alpha[k + 1]
-        else:
-            a = (h / H) ** 2
+        a = coefficient(k, sqrt_alpha, sigma, gamma)
         A.append(a)
         C.append(h + a * H)
     inversion_timestep = CLEAN_END_TIMESTEP if ends == "alpha-one" else timesteps[steps - 1]
@@ -193,120 +213,76 @@ def invert(eps, before_last, last, schedule: TwoStepSchedule, cond=None):
 
 def denoise(eps, first, second, schedule: TwoStepSchedule, cond=None, gradient="recompute"):
     """The noise-side pair (s_0, s_1) -> the image-side pair (s_{T-1}, s_T), T - 1 network
-    calls. Differentiable in the pair when grad mode is on: ``recompute`` stores the T - 1
-    input pairs and recomputes one step at a time; ``reversible`` stores only the output and
-    rebuilds each step's input with the exact inverse (memory flat in T; its round-off grows
-    as the inverse amplifies); ``autograd`` keeps every step's graph."""
-    if gradient not in GRADIENTS:
-        raise InputError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
-    needs_grad = torch.is_grad_enabled() and (first.requires_grad or second.requires_grad)
-    if needs_grad and gradient != "autograd":
-        return _Denoise.apply(first, second, eps, schedule, cond, gradient)
-    with torch.set_grad_enabled(needs_grad):
-        before, current = first, second
-        for k in range(1, schedule.steps):
-            before, current = current, step(eps, before, current, k, schedule, cond)
-        return before, current
+    calls. Differentiable in the pair when grad mode is on (``dlmap.inversion.reversible``:
+    ``reversible`` rebuilds each step's input with the exact inverse, so its round-off grows
+    as the inverse amplifies)."""
+    return reversible.run(schedule, eps, (first, second), cond, gradient)
 
 
-class _Denoise(torch.autograd.Function):
-    """``denoise`` with activation memory independent of T."""
-
-    @staticmethod
-    def forward(ctx, first, second, eps, schedule, cond, gradient):
-        before, current = first.detach(), second.detach()
-        inputs = []
-        for k in range(1, schedule.steps):
-            if gradient == "recompute":
-                inputs.append((before, current))
-            before, current = current, step(eps, before, current, k, schedule, cond)
-        ctx.eps, ctx.schedule, ctx.cond, ctx.gradient = eps, schedule, cond, gradient
-        ctx.inputs = inputs
-        ctx.save_for_backward(before, current)
-        return before, current
-
-    @staticmethod
-    def backward(ctx, grad_before, grad_current):
-        eps, schedule, cond = ctx.eps, ctx.schedule, ctx.cond
-        saved_before, saved_current = ctx.saved_tensors
-        g_prev = torch.zeros_like(saved_before) if grad_before is None else grad_before
-        g_next = torch.zeros_like(saved_current) if grad_current is None else grad_current
-        current, after = saved_before, saved_current
-        r = schedule.sqrt_alpha
-        for k in reversed(range(1, schedule.steps)):
-            # step k: (b, c) -> (c, n), n = r_{k+1} (A b / r_{k-1} + (1 - A) c / r_k - C eps(c)):
-            # one evaluation eps(c) with its graph serves the vector-Jacobian product and, in
-            # the reversible mode, the reconstruction of b by the inverse (no second call)
-            a, cc = schedule.A[k], schedule.C[k]
-            if ctx.gradient == "recompute":
-                before, current = ctx.inputs[k - 1]
-            c = current.detach().requires_grad_(True)
-            with torch.enable_grad():
-                noise = eps(c, schedule.timesteps[k], cond)
-            (vjp,) = torch.autograd.grad(noise, c, g_next)
-            if ctx.gradient == "reversible":
-                bar = (after / r[k + 1] - (1 - a) * current / r[k] + cc * noise.detach()) / a
-                before = r[k - 1] * bar
-            g_b = (r[k + 1] * a / r[k - 1]) * g_next
-            g_c = (r[k + 1] * (1 - a) / r[k]) * g_next - (r[k + 1] * cc) * vjp
-            g_prev, g_next = g_b, g_c + g_prev
-            current, after = before.detach(), current.detach()
-        ctx.inputs = None
-        return g_prev, g_next, None, None, None, None
+def _step_vjp(eps, current, grad, k: int, schedule: TwoStepSchedule, cond=None):
+    """Step k, (b, c) -> (c, n) with n = r_{k+1} (A b / r_{k-1} + (1 - A) c / r_k - C eps(c)),
+    pulled back: the gradient ``grad`` = (g_c, g_n) at its output -> (eps(c), the gradient at
+    (b, c)). One evaluation eps(c) with its graph serves the vector-Jacobian product and, in
+    the reversible mode, the reconstruction of b by the inverse (no second call)."""
+    r, a, cc = schedule.sqrt_alpha, schedule.A[k], schedule.C[k]
+    g_prev, g_next = grad
+    c = current.detach().requires_grad_(True)
+    with torch.enable_grad():
+        noise = eps(c, schedule.timesteps[k], cond)
+    (vjp,) = torch.autograd.grad(noise, c, g_next)
+    g_b = (r[k + 1] * a / r[k - 1]) * g_next
+    g_c = (r[k + 1] * (1 - a) / r[k]) * g_next - (r[k + 1] * cc) * vjp
+    return noise.detach(), (g_b, g_c + g_prev)
 
 
-# --- one interface for the solver: EDICT or a two-step bijection, by name --------------------
+# --- the bijections the solver uses, one class per method ----------------------------------
 
 
-@dataclass(frozen=True)
-class Chain:
-    """The bijection ``config.bijection`` names, with its schedule built once.
+class TwoStep:
+    """A two-step bijection as the solver's bijection: its noise side is the pair (s_0, s_1);
+    its image side's clean latent s_T is decoded (s_{T-1} is not an image)."""
 
-    ``outputs``: how many clean latents ``denoise`` returns to decode: EDICT's pair (x, y), or
-    the single x = s_T of BDIA and O-BELM (the pair's other member, s_{T-1}, is not an image).
-    """
+    name = ""
+    outputs = 1
 
-    config: EdictConfig
-    schedule: object
+    def __init__(self, config: EdictConfig):
+        self.config = config
+        self.schedule = make_two_step_schedule(
+            self.name,
+            config.steps,
+            config.scheduler,
+            config.gamma,
+            config.steps_offset,
+            config.ends,
+        )
 
-    @property
-    def outputs(self) -> int:
-        return 2 if self.config.bijection == "edict" else 1
+    def invert_latent(self, eps: EpsFn, latent, cond=None):
+        """A clean latent -> (s_0, s_1), from (one DDIM inversion step, latent)."""
+        with torch.no_grad():
+            before = ddim_inversion_step(eps, latent, self.schedule, cond)
+        return invert(eps, before, latent, self.schedule, cond)
 
-
-def make_chain(config: EdictConfig) -> Chain:
-    """EDICT's schedule (``edict.make_schedule``) or BDIA's / O-BELM's on the same scheduler."""
-    from dlmap.diffusion import edict
-
-    if config.bijection == "edict":
-        return Chain(config, edict.make_schedule(config))
-    schedule = make_two_step_schedule(
-        config.bijection,
-        config.steps,
-        config.scheduler,
-        config.gamma,
-        config.steps_offset,
-        config.ends,
-    )
-    return Chain(config, schedule)
+    def denoise(self, eps: EpsFn, first, second, cond=None, gradient="recompute"):
+        """(s_0, s_1) -> the clean latent to decode, (s_T,)."""
+        return denoise(eps, first, second, self.schedule, cond, gradient)[1:]
 
 
-def invert_latent(chain: Chain, eps, latent, cond=None):
-    """A clean latent -> the noise-side pair the solver optimises: EDICT's (x_T, y_T) from
-    (latent, latent); for BDIA and O-BELM, (s_0, s_1) from (one DDIM inversion step, latent)."""
-    from dlmap.diffusion import edict
+class Bdia(TwoStep):
+    """BDIA (Zhang, Lewis, Kleijn, ECCV 2024), gamma from the config."""
 
-    if chain.config.bijection == "edict":
-        return edict.invert(eps, latent, latent, chain.schedule, cond)
-    with torch.no_grad():
-        before = ddim_inversion_step(eps, latent, chain.schedule, cond)
-    return invert(eps, before, latent, chain.schedule, cond)
+    name = "bdia"
 
 
-def denoise_pair(chain: Chain, eps, first, second, cond=None, gradient="recompute"):
-    """The noise-side pair -> the clean latents to decode: (x_0, y_0) for EDICT, (s_T,) else."""
-    from dlmap.diffusion import edict
+class Belm(TwoStep):
+    """O-BELM (Wang et al., NeurIPS 2024)."""
 
-    if chain.config.bijection == "edict":
-        return edict.denoise(eps, first, second, chain.schedule, cond, gradient)
-    return denoise(eps, first, second, chain.schedule, cond, gradient)[1:]
+    name = "belm"
+
+
+BIJECTIONS = {"edict": Edict, "bdia": Bdia, "belm": Belm}
+"""Each exact inversion the solver can run, by its name in ``EdictConfig.bijection``."""
+
+
+def make_bijection(config: EdictConfig) -> Edict | TwoStep:
+    """The bijection ``config.bijection`` names, with its schedule built once."""
+    return BIJECTIONS[config.bijection](config)

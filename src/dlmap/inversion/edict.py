@@ -14,31 +14,37 @@ EDICT's reference code and the authors' MAP code exchange the roles of x and y i
 every other step (``order="alternating"``, the default: odd steps update y first), while the
 mixing of Eqs. 10-11 always updates x first; the paper's equations show the ``"fixed"`` order.
 
-Gradients of h (``denoise(..., gradient=...)``) never keep the activations of all T steps:
+Gradients of h (``denoise(..., gradient=...)``) never keep the activations of all T steps
+(``dlmap.inversion.reversible``): ``"recompute"`` recomputes one step at a time, and
+``"reversible"`` reconstructs each step's input with Eqs. 12-15, reusing the two network
+evaluations of that reconstruction for the vector-Jacobian products.
 
-* ``"recompute"`` stores the T input pairs of the steps (tiny) and recomputes one step at a
-  time in the backward pass (the DOODL approach);
-* ``"reversible"`` stores nothing but the output and reconstructs each step's input with the
-  exact inverse, reusing the two network evaluations of that reconstruction for the
-  vector-Jacobian products, so only one network graph is alive at a time;
-* ``"autograd"`` is plain autograd through all steps (memory grows with T; for comparison).
+``Edict`` is the bijection the solver uses (``dlmap.inversion.bijections.make_bijection``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from diffusers import DDIMScheduler
 
-from dlmap.errors import InputError
-from dlmap.settings import GRADIENTS, EdictConfig
+from dlmap.inversion import reversible
+from dlmap.inversion.reversible import EpsFn
+from dlmap.settings import EdictConfig
 
-EpsFn = Callable[[torch.Tensor, int, Any], torch.Tensor]
-"""A noise-prediction network eps(latent, t, condition) -> noise of the latent's shape."""
+
+def schedule_alphas(steps: int, scheduler: dict, steps_offset: int = 0):
+    """The DDIM schedule every bijection runs on: a diffusers ``DDIMScheduler``'s ``steps``
+    timesteps t_0 > ... > t_{T-1} and the ᾱ of the states they lead to, ᾱ(t_0), ...,
+    ᾱ(t_{T-1}) and the scheduler's final ᾱ (float64)."""
+    config = DDIMScheduler(**{**scheduler, "steps_offset": steps_offset})
+    config.set_timesteps(steps)
+    alphas = config.alphas_cumprod.double()
+    timesteps = [int(t) for t in config.timesteps.tolist()]
+    alpha_bar = [float(alphas[t]) for t in timesteps] + [float(config.final_alpha_cumprod)]
+    return timesteps, alpha_bar
 
 
 @dataclass(frozen=True)
@@ -58,19 +64,24 @@ class EdictSchedule:
     def __len__(self) -> int:
         return len(self.timesteps)
 
+    # the chain of steps that dlmap.inversion.reversible runs and differentiates
+    def step(self, eps: EpsFn, pair, k: int, cond=None):
+        return denoise_step(eps, *pair, k, self, cond)
+
+    def step_vjp(self, eps: EpsFn, pair, grad, k: int, cond=None):
+        return reversible.step_vjp_by_autograd(self, eps, pair, grad, k, cond)
+
+    def reverse_vjp(self, eps: EpsFn, pair, grad, k: int, cond=None):
+        x, y, grad_x, grad_y = _reversible_step_backward(eps, *pair, *grad, k, self, cond)
+        return (x, y), (grad_x, grad_y)
+
 
 def make_schedule(config: EdictConfig = EdictConfig()) -> EdictSchedule:
-    """DDIM coefficients a_t, b_t (Eq. 4) from a diffusers ``DDIMScheduler``, in float64."""
-    scheduler = DDIMScheduler(**{**config.scheduler, "steps_offset": config.steps_offset})
-    scheduler.set_timesteps(config.steps)
-    alphas = scheduler.alphas_cumprod.double()
-    final = float(scheduler.final_alpha_cumprod)
-    stride = scheduler.config.num_train_timesteps // config.steps
-    timesteps, a, b = [], [], []
-    for t in scheduler.timesteps.tolist():
-        alpha_t = float(alphas[t])
-        alpha_prev = float(alphas[t - stride]) if t - stride >= 0 else final
-        timesteps.append(int(t))
+    """DDIM coefficients a_t, b_t (Eq. 4) of each step t_k -> t_{k+1} (the last to the final ᾱ)
+    on ``schedule_alphas``, in float64."""
+    timesteps, alpha_bar = schedule_alphas(config.steps, config.scheduler, config.steps_offset)
+    a, b = [], []
+    for alpha_t, alpha_prev in zip(alpha_bar[:-1], alpha_bar[1:], strict=True):
         a.append(math.sqrt(alpha_prev / alpha_t))
         b.append(math.sqrt(1 - alpha_prev) - math.sqrt(alpha_prev * (1 - alpha_t) / alpha_t))
     swapped = tuple(config.order == "alternating" and k % 2 == 1 for k in range(len(timesteps)))
@@ -137,58 +148,7 @@ def denoise(eps: EpsFn, x_T, y_T, schedule: EdictSchedule, cond=None, gradient="
     ``gradient`` picks how (see the module docstring). Network weights should be frozen:
     gradients reach only the noise pair, never ``cond``.
     """
-    if gradient not in GRADIENTS:
-        raise InputError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
-    needs_grad = torch.is_grad_enabled() and (x_T.requires_grad or y_T.requires_grad)
-    if needs_grad and gradient == "autograd":
-        x, y = x_T, y_T
-        for k in range(len(schedule)):
-            x, y = denoise_step(eps, x, y, k, schedule, cond)
-        return x, y
-    if needs_grad:
-        return _Denoise.apply(x_T, y_T, eps, schedule, cond, gradient)
-    with torch.no_grad():
-        x, y = x_T, y_T
-        for k in range(len(schedule)):
-            x, y = denoise_step(eps, x, y, k, schedule, cond)
-        return x, y
-
-
-class _Denoise(torch.autograd.Function):
-    """h with activation memory independent of T (recompute or reversible backward)."""
-
-    @staticmethod
-    def forward(ctx, x_T, y_T, eps, schedule, cond, gradient):
-        x, y = x_T.detach(), y_T.detach()
-        inputs = []
-        for k in range(len(schedule)):
-            if gradient == "recompute":
-                inputs.append((x, y))
-            x, y = denoise_step(eps, x, y, k, schedule, cond)
-        ctx.eps, ctx.schedule, ctx.cond, ctx.gradient = eps, schedule, cond, gradient
-        ctx.inputs = inputs
-        ctx.save_for_backward(x, y)
-        return x, y
-
-    @staticmethod
-    def backward(ctx, grad_x, grad_y):
-        eps, schedule, cond = ctx.eps, ctx.schedule, ctx.cond
-        grad_x = torch.zeros_like(ctx.saved_tensors[0]) if grad_x is None else grad_x
-        grad_y = torch.zeros_like(ctx.saved_tensors[1]) if grad_y is None else grad_y
-        if ctx.gradient == "recompute":
-            for k in reversed(range(len(schedule))):
-                x, y = (z.detach().requires_grad_(True) for z in ctx.inputs[k])
-                with torch.enable_grad():
-                    x_out, y_out = denoise_step(eps, x, y, k, schedule, cond)
-                grad_x, grad_y = torch.autograd.grad((x_out, y_out), (x, y), (grad_x, grad_y))
-            ctx.inputs = None
-        else:
-            x, y = ctx.saved_tensors
-            for k in reversed(range(len(schedule))):
-                x, y, grad_x, grad_y = _reversible_step_backward(
-                    eps, x, y, grad_x, grad_y, k, schedule, cond
-                )
-        return grad_x, grad_y, None, None, None, None
+    return reversible.run(schedule, eps, (x_T, y_T), cond, gradient)
 
 
 def _reversible_step_backward(eps, x, y, grad_x, grad_y, k, schedule, cond):
@@ -227,3 +187,23 @@ def _reversible_step_backward(eps, x, y, grad_x, grad_y, k, schedule, cond):
     if swapped:
         return v, u, g_v, g_u
     return u, v, g_u, g_v
+
+
+class Edict:
+    """EDICT as the solver's bijection: its noise side is the pair (x_T, y_T), and both
+    members of its image side, (x_0, y_0), are decoded (Alg. 1 averages over them)."""
+
+    name = "edict"
+    outputs = 2
+
+    def __init__(self, config: EdictConfig):
+        self.config = config
+        self.schedule = make_schedule(config)
+
+    def invert_latent(self, eps: EpsFn, latent, cond=None):
+        """A clean latent -> the noise pair (x_T, y_T), from (latent, latent)."""
+        return invert(eps, latent, latent, self.schedule, cond)
+
+    def denoise(self, eps: EpsFn, first, second, cond=None, gradient="recompute"):
+        """The noise pair -> the clean latents to decode, (x_0, y_0)."""
+        return denoise(eps, first, second, self.schedule, cond, gradient)
