@@ -21,7 +21,8 @@ PRIORS = Path(__file__).resolve().parents[1] / "src" / "dlmap" / "priors"
 CLASSES = {
     "differentiable": "differentiable",
     "not differentiable": "not differentiable",
-    "not an image-quality prior": "not a prior",
+    "not a prior": "not a prior",
+    "not an image-quality prior": "not a prior",  # the name in probe files before 0.33
     "not checked offline": "not checked offline",
 }
 FALLBACK = ("topiq_nr", "hyperiqa", "dbcnn", "cnniqa")  # general technical-quality models

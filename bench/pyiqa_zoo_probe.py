@@ -25,7 +25,7 @@ differences (FD) along 3 directions:
   scaled to N(0, 1)'s norm, plus v ~ N(0, 1), so that the directional derivative (~sqrt(pixels)
   larger than a random one's) beats rounding; eps 1e-3, then 1e-2 (likewise).
 
-Classes:
+Classes (the policy is ``dlmap.priors.pyiqa_nr.classify``; this script only measures):
 
 * ``differentiable``: builds offline, gradient finite and not all zero, and FD agrees on every
   direction: relative error < 1e-3 in float64 (a correct gradient gets ~1e-5 at the best eps; a
@@ -33,7 +33,7 @@ Classes:
   over a derivative that can be ~1e-2 of the score).
 * ``not differentiable``: builds and runs, but no gradient, a zero or non-finite one, or FD
   disagrees (the reason says which).
-* ``not an image-quality prior``: distribution metrics (FID, sFID, FID-DINOv2, Inception Score)
+* ``not a prior``: distribution metrics (FID, sFID, FID-DINOv2, Inception Score)
   and CLIPScore (needs a caption); built only.
 * ``not checked offline``: a download or data file random weights cannot replace, a 7B-class
   language model from Hugging Face (Q-Align, Q-ReAlign: not even launched), a build that fails
@@ -54,32 +54,10 @@ import sys
 import time
 from pathlib import Path
 
+from dlmap.priors.pyiqa_nr import FD_TOLERANCE, NOT_LAUNCHED, NOT_PRIORS, NOTES, classify
 from dlmap.testing.offline_pyiqa import modules_of
 
 GIB = 2**30
-NOT_LAUNCHED = {  # a multimodal LLM from Hugging Face: weights and config are both needed
-    **dict.fromkeys(("qalign", "qalign_4bit", "qalign_8bit"), "mPLUG-Owl2 (LLaMA-2 7B) from HF"),
-    "qrealign": "Qwen3.5-VL 0.8B from HF (q-future/Q-ReAlign-Mini-0.8B)",
-    "qrealign-mini": "Qwen3.5-VL 0.8B from HF (q-future/Q-ReAlign-Mini-0.8B)",
-    "qrealign-lite": "Qwen3.5-VL 4B from HF (q-future/Q-ReAlign-Lite-4B)",
-    "qrealign-pro": "Qwen3.5-VL 9B from HF (q-future/Q-ReAlign-Pro-9B)",
-}
-NOT_PRIORS = {
-    **dict.fromkeys(("fid", "sfid", "fid_dinov2"), "distribution metric (two image sets' stats)"),
-    "inception_score": "distribution metric over a set of images",
-    "clipscore": "image-text alignment: needs a caption",
-}
-NOTES = {  # what a score measures where the name alone does not say (pyiqa's docs, training sets)
-    **dict.fromkeys(
-        ("laion_aes", "nima", "nima-vgg16-ava", "musiq-ava", "topiq_iaa", "topiq_iaa_res50"),
-        "aesthetic (AVA / LAION aesthetics)",
-    ),
-    **dict.fromkeys(
-        ("topiq_nr-face", "topiq_nr-face-v1", "topiq_nr_swin-face"),
-        "face IQA: pyiqa aligns the face with facexlib in NumPy (it warns: no gradient)",
-    ),
-    "uranker": "underwater image ranking",
-}
 PROTOCOL_WORDS = (
     "crop",
     "size",
@@ -96,7 +74,6 @@ PROTOCOL_WORDS = (
     "channel",
 )
 BUILD_KEYS = ("builds", "build_s", "build_error", "params", "files", "min_side", "net_class")
-TOL = {"float64": 1e-3, "float32": 5e-2}
 EPS = {"float64": (1e-6, 1e-7, 1e-8), "float32": (1e-3, 1e-2)}  # in turn; the best counts
 
 
@@ -366,56 +343,13 @@ def finite_differences(record, metric, evaluate, image, grad, deadline, save) ->
                     }
                 )
                 save()
-                if tried[eps] < TOL[dtype] / 100:  # clearly agrees: the next eps can wait
+                if tried[eps] < FD_TOLERANCE[dtype] / 100:  # clearly agrees: the next eps can wait
                     break
             if not tried:
                 break
             fd["rel_err"].append(min(tried.values()))
     fd["directions"] = len(fd["rel_err"])
     save()
-
-
-def classify(r: dict) -> tuple[str, str]:
-    name = r["metric"]
-    if name in NOT_LAUNCHED:
-        return "not checked offline", f"needs {NOT_LAUNCHED[name]} (not launched)"
-    if name in NOT_PRIORS:
-        built = "builds offline" if r.get("builds") else f"build: {r.get('build_error', '?')}"
-        return "not an image-quality prior", f"{NOT_PRIORS[name]}; {built}"
-    if r.get("killed"):
-        return "not checked offline", r["killed"]
-    raw = "a checkpoint entry used as a raw tensor, no random stand-in: "
-    if not r.get("builds"):
-        error = r.get("build_error", r.get("crash", "no result"))
-        return "not checked offline", (raw if "RandomState" in error else "") + error
-    if not r.get("forward_ok"):
-        errors = "; ".join(f"{k}: {v}" for k, v in r.get("forward_errors", {}).items())
-        if r.get("forward_ok_without_grad"):
-            return "not differentiable", f"forward fails under autograd ({errors})"
-        return "not checked offline", (
-            raw if "RandomState" in errors else ""
-        ) + f"forward: {errors}"
-    if not r.get("finite", False):
-        return "not differentiable", "non-finite output"
-    if "grad" in r:
-        return "not differentiable", r["grad"]
-    if not r.get("grad_finite"):
-        return "not differentiable", "non-finite gradient"
-    if not r.get("grad_nonzero_fraction"):
-        return "not differentiable", "gradient identically zero"
-    fd = r.get("fd") or {}
-    if not fd.get("rel_err"):
-        return "not checked offline", "finite non-zero gradient, but no time for the FD check"
-    worst, tol = max(fd["rel_err"]), TOL[fd["dtype"]]
-    text = f"FD {fd['dtype']} rel err max {worst:.1e} ({fd['directions']} dirs)"
-    if worst < tol:
-        return "differentiable", text
-    jumps = ""
-    for k in range(fd["directions"]):
-        numeric = [abs(t["numeric"]) for t in fd["tried"] if t.get("direction") == k]
-        if len(numeric) > 1 and numeric[-1] > 10 * numeric[0]:
-            jumps = "; FD grows ~1/eps: the score jumps (a piecewise-constant term)"
-    return "not differentiable", f"gradient disagrees with FD: {text} >= {tol:g}{jumps}"
 
 
 def probe(name, timeout, memory_gib, threads, folder: Path, build_only=False) -> dict:

@@ -126,3 +126,48 @@ def test_a_metric_classed_differentiable_builds_offline_and_matches_finite_diffe
             if errors[-1] < (1e-5 if double else 5e-4):
                 break
         assert min(errors) < (1e-3 if double else 5e-2), (metric, image.dtype, errors)
+
+
+def _measured(**fields) -> dict:
+    """A probe record of a metric that built, ran, and whose gradient was finite and non-zero."""
+    record = dict(metric="some_metric", builds=True, forward_ok=True, finite=True)
+    record.update(grad_finite=True, grad_nonzero_fraction=0.7)
+    return record | fields
+
+
+def _fd(errors, dtype="float64") -> dict:
+    return {"rel_err": errors, "dtype": dtype, "directions": len(errors), "tried": []}
+
+
+@pytest.mark.parametrize(
+    "record, expected, reason",
+    [
+        (_measured(fd=_fd([2e-5, 4e-4])), "differentiable", "rel err max 4.0e-04"),
+        (_measured(fd=_fd([2e-5, 3e-3])), "not differentiable", "disagrees with FD"),
+        (_measured(fd=_fd([1e-2], "float32")), "differentiable", "float32"),
+        (_measured(fd=_fd([9e-2], "float32")), "not differentiable", ">= 0.05"),
+        (_measured(grad_nonzero_fraction=0.0), "not differentiable", "identically zero"),
+        (_measured(grad_finite=False), "not differentiable", "non-finite gradient"),
+        (_measured(grad="no grad_fn: detached"), "not differentiable", "detached"),
+        (_measured(forward_ok=False, forward_ok_without_grad=True), "not differentiable", ""),
+        (_measured(fd=None), "not checked offline", "no time for the FD check"),
+        (_measured(builds=False, build_error="HTTP 404"), "not checked offline", "HTTP 404"),
+        (_measured(killed="timeout after 600 s"), "not checked offline", "timeout"),
+        (_measured(metric="fid"), "not a prior", "distribution metric"),
+        (_measured(metric="qalign"), "not checked offline", "not launched"),
+    ],
+)
+def test_the_policy_classifies_a_probe_record_by_its_first_failing_measurement(
+    record, expected, reason
+):
+    klass, why = pyiqa_nr.classify(record)
+    assert klass == expected and reason in why
+    assert klass in pyiqa_nr.CLASSES
+
+
+def test_the_shipped_table_follows_the_policys_name_lists():
+    rows = pyiqa_nr.table()
+    for name in set(pyiqa_nr.NOT_PRIORS) & set(rows):
+        assert rows[name].kind == "not a prior", name
+    for name in set(pyiqa_nr.NOT_LAUNCHED) & set(rows):
+        assert rows[name].kind == "not checked offline", name

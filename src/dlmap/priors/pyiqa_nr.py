@@ -26,6 +26,9 @@ reads (its URL, its kind and its path under the dlmap cache), as recorded by the
 pyiqa's, torchvision's, timm's and CLIP's own loaders: the weights catalogue's ``pyiqa:NAME``
 sets are made from it. Both files are written by ``bench/pyiqa_nr_table.py`` from the probe's
 JSON (the reference, training-set and licence columns are kept from the existing table).
+
+The policy that turns a probe's measurements into a class lives here, not in the probe:
+``classify`` (with ``NOT_PRIORS``, ``NOT_LAUNCHED`` and ``FD_TOLERANCE``).
 """
 
 from __future__ import annotations
@@ -186,3 +189,84 @@ def score_range(metric: str) -> tuple[float, float] | None:
     if len(numbers) != 2 or float(numbers[0]) >= float(numbers[1]):
         return None
     return float(numbers[0]), float(numbers[1])
+
+
+# --- the policy that classifies a metric from what the probe measured -----------------------
+
+#: multimodal language models from Hugging Face: their weights and config are both needed
+NOT_LAUNCHED = {
+    **dict.fromkeys(("qalign", "qalign_4bit", "qalign_8bit"), "mPLUG-Owl2 (LLaMA-2 7B) from HF"),
+    "qrealign": "Qwen3.5-VL 0.8B from HF (q-future/Q-ReAlign-Mini-0.8B)",
+    "qrealign-mini": "Qwen3.5-VL 0.8B from HF (q-future/Q-ReAlign-Mini-0.8B)",
+    "qrealign-lite": "Qwen3.5-VL 4B from HF (q-future/Q-ReAlign-Lite-4B)",
+    "qrealign-pro": "Qwen3.5-VL 9B from HF (q-future/Q-ReAlign-Pro-9B)",
+}
+#: not per-image quality scores
+NOT_PRIORS = {
+    **dict.fromkeys(("fid", "sfid", "fid_dinov2"), "distribution metric (two image sets' stats)"),
+    "inception_score": "distribution metric over a set of images",
+    "clipscore": "image-text alignment: needs a caption",
+}
+#: what a score measures where the name alone does not say (pyiqa's docs, training sets)
+NOTES = {
+    **dict.fromkeys(
+        ("laion_aes", "nima", "nima-vgg16-ava", "musiq-ava", "topiq_iaa", "topiq_iaa_res50"),
+        "aesthetic (AVA / LAION aesthetics)",
+    ),
+    **dict.fromkeys(
+        ("topiq_nr-face", "topiq_nr-face-v1", "topiq_nr_swin-face"),
+        "face IQA: pyiqa aligns the face with facexlib in NumPy (it warns: no gradient)",
+    ),
+    "uranker": "underwater image ranking",
+}
+#: the largest relative error against central finite differences that a correct gradient
+#: reaches, by the precision of the check (a wrong or detached term gives O(1) errors)
+FD_TOLERANCE = {"float64": 1e-3, "float32": 5e-2}
+
+
+def classify(record: dict) -> tuple[str, str]:
+    """A metric's class (one of ``CLASSES``) and reason from the probe's record of it: what
+    it built, ran, and measured (``bench/pyiqa_zoo_probe.py`` writes such records; keys it
+    did not reach are absent). The first rule that applies decides."""
+    name = record["metric"]
+    if name in NOT_LAUNCHED:
+        return "not checked offline", f"needs {NOT_LAUNCHED[name]} (not launched)"
+    if name in NOT_PRIORS:
+        built = (
+            "builds offline" if record.get("builds") else f"build: {record.get('build_error', '?')}"
+        )
+        return "not a prior", f"{NOT_PRIORS[name]}; {built}"
+    if record.get("killed"):
+        return "not checked offline", record["killed"]
+    raw = "a checkpoint entry used as a raw tensor, no random stand-in: "
+    if not record.get("builds"):
+        error = record.get("build_error", record.get("crash", "no result"))
+        return "not checked offline", (raw if "RandomState" in error else "") + error
+    if not record.get("forward_ok"):
+        errors = "; ".join(f"{k}: {v}" for k, v in record.get("forward_errors", {}).items())
+        if record.get("forward_ok_without_grad"):
+            return "not differentiable", f"forward fails under autograd ({errors})"
+        return "not checked offline", (
+            raw if "RandomState" in errors else ""
+        ) + f"forward: {errors}"
+    if not record.get("finite", False):
+        return "not differentiable", "non-finite output"
+    if "grad" in record:
+        return "not differentiable", record["grad"]
+    if not record.get("grad_finite"):
+        return "not differentiable", "non-finite gradient"
+    if not record.get("grad_nonzero_fraction"):
+        return "not differentiable", "gradient identically zero"
+    fd = record.get("fd") or {}
+    if not fd.get("rel_err"):
+        return "not checked offline", "finite non-zero gradient, but no time for the FD check"
+    worst, tol = max(fd["rel_err"]), FD_TOLERANCE[fd["dtype"]]
+    text = f"FD {fd['dtype']} rel err max {worst:.1e} ({fd['directions']} dirs)"
+    if worst < tol:
+        return "differentiable", text
+    jumps = ""
+    for k in range(fd["directions"]):
+        numeric = [abs(t["numeric"]) for t in fd["tried"] if t.get("direction") == k]
+        if len(numeric) > 1 and numeric[-1] > 10 * numeric[0]:
+            jumps = "; FD grows ~1/eps: the score jumps (a piecewise-constant term)"
+    return "not differentiable", f"gradient disagrees with FD: {text} >= {tol:g}{jumps}"
