@@ -34,3 +34,29 @@ def offline_priors(tmp_path):
 
     with random_weights(small_clip=True):
         yield tmp_path
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A 2AFC study of three conditions, two pairs each, two training trials."""
+    from helpers import CONDITIONS
+
+    from dlmap.experiment import study
+    from dlmap.testing.experiment import write_fake_pairs
+
+    pairs = write_fake_pairs(tmp_path, CONDITIONS, k=2)
+    path = tmp_path / "study.sqlite"
+    study.create_study(path, pairs, tmp_path / "images", training=2, repeats=1, seed=7)
+    return path
+
+
+@pytest.fixture
+def client(db):
+    """Flask's test client of the app serving ``db``, with its public URL."""
+    from helpers import ADMIN, PUBLIC
+
+    from dlmap.experiment.app import create_app
+
+    app = create_app(db, ADMIN, PUBLIC)
+    app.testing = True
+    return app.test_client()

@@ -4,10 +4,24 @@ conftest.py."""
 from __future__ import annotations
 
 import torch
+from hypothesis import HealthCheck
 
 from dlmap.diffusion import dape, tiny
 from dlmap.priors import specs
 from dlmap.testing import released
+
+#: hypothesis settings for fuzzing: no example database (nothing written into the checkout),
+#: no deadline (CI's machines are slow and noisy)
+FUZZ = {
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture],
+}
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b||: how far a tensor is from a reference, relative to the reference."""
+    return ((a - b).norm() / b.norm()).item()
 
 
 def photo(size: int = 64, name: str = "astronaut", dtype=torch.float64) -> torch.Tensor:
@@ -115,3 +129,89 @@ def load_backbone(name: str, *, seed: int = 0, image_embedder_config=None, **fie
     fields = {key: str(v) if isinstance(v, Path) else v for key, v in fields.items()}
     settings = BackboneSettings(name=name, device="cpu", **fields)
     return build.load_backbone(settings, seed=seed, image_embedder_config=image_embedder_config)
+
+
+# --- the 2AFC study (dlmap.experiment); the fixtures ``db`` and ``client`` are in conftest.py ---
+
+CONDITIONS = ["gamma", "alpha", "beta"]  # not in sorted order: exports must sort them
+ADMIN = "experimenter-secret-token-0123456789"
+PUBLIC = "https://study.lab.example"
+
+
+def add_subject(db, name: str) -> dict:
+    """A new subject of the study in ``db``: its row, with its token."""
+    from dlmap.experiment import study
+
+    connection = study.open_study(db)
+    try:
+        return study.add_subject(connection, name)
+    finally:
+        connection.close()
+
+
+def subject_trials(db, token) -> list[int]:
+    """The subject's trial ids in their order (training first)."""
+    import sqlite3
+
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute(
+            "SELECT t.id FROM trials t JOIN subjects s ON s.id = t.subject WHERE s.token = ?"
+            " ORDER BY t.position",
+            (token,),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def stored_answers(db) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+
+def next_state(client, token) -> dict:
+    response = client.get(f"/s/{token}/state")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def answer_all(client, token, prefer=None) -> None:
+    """Answer every trial through the app: the left image, or with ``prefer`` (conditions,
+    best first) the image of the condition it ranks higher."""
+    import sqlite3
+
+    from dlmap.testing.experiment import answer_payload
+
+    connection = sqlite3.connect(client.application.config["STUDY_DB"])
+    try:
+        while not (state := next_state(client, token))["finished"]:
+            trial, side = state["trial"]["id"], "left"
+            if prefer is not None:
+                i, j, swapped = connection.execute(
+                    "SELECT p.enhancer_i, p.enhancer_j, t.swapped FROM trials t"
+                    " JOIN pairs p ON p.id = t.pair WHERE t.id = ?",
+                    (trial,),
+                ).fetchone()
+                left, right = (j, i) if swapped else (i, j)
+                side = "left" if prefer.index(left) < prefer.index(right) else "right"
+            response = client.post(f"/s/{token}/answer", json=answer_payload(trial, side))
+            assert response.status_code == 200, response.get_json()
+    finally:
+        connection.close()
+
+
+def cli_exit(argv, capsys) -> tuple[int, str]:
+    """(exit code, stderr) of ``dlmap ARGV``; argparse's own exits count as return codes."""
+    code, _, err = run_cli(argv, capsys)
+    return code, err
+
+
+def one_line_error(code, err, *needles) -> None:
+    """A refusal: exit code 2, one line (after argparse's usage line, if any), no traceback,
+    naming each of ``needles``."""
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 or (lines[0].startswith("usage:") and len(lines) == 2), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[-1], (needle, err)

@@ -4,17 +4,13 @@ the optimal noise predictor and the probability-flow ODE's solution are closed-f
 
 import pytest
 import torch
-from helpers import photo
+from helpers import photo, relative_error
 
 from dlmap.inversion import bijections
 from dlmap.settings import SD2_SCHEDULER, SolverConfig
 from dlmap.testing.gaussian_ode import exact_flow, gaussian_eps
 
 T = 20
-
-
-def relative_error(a, b):
-    return ((a - b).norm() / b.norm()).item()
 
 
 def schedule_of(name, steps=T, gamma=0.92, ends="final-alpha"):

@@ -3,16 +3,12 @@
 import pytest
 import torch
 from diffusers import DDIMScheduler
-from helpers import photo
+from helpers import photo, relative_error
 
 from dlmap.inversion import edict
 from dlmap.settings import GRADIENTS, ORDERS, EdictConfig
 
 T = 20
-
-
-def relative_error(a, b):
-    return ((a - b).norm() / b.norm()).item()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ bf16 weights halve the networks' memory and stay within the stated tolerance of 
 
 import pytest
 import torch
-from helpers import load_backbone, photo
+from helpers import load_backbone, photo, relative_error
 
 from dlmap.enhance import solver
 from dlmap.errors import InputError
@@ -72,10 +72,6 @@ def test_vae_slicing_decodes_one_image_at_a_time_with_the_same_result():
     assert torch.allclose(sliced.y, plain.y, atol=1e-9, rtol=0)
 
 
-def relative(a, b):
-    return ((a - b).norm() / b.norm()).item()
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_bf16_weights_halve_the_networks_and_stay_within_tolerance(kind):
     batch = images(torch.float32)
@@ -89,7 +85,7 @@ def test_bf16_weights_halve_the_networks_and_stay_within_tolerance(kind):
     # One noise prediction: bf16's 8-bit mantissa, about 2^-8 per operation (stated: 3%).
     eps = half.eps(latent, 500, half.condition(batch))
     assert eps.dtype == torch.float32  # the latents and EDICT stay in float32
-    assert relative(eps, full.eps(latent, 500, full.condition(batch))) < 0.03
+    assert relative_error(eps, full.eps(latent, 500, full.condition(batch))) < 0.03
     # The gradient the solver follows points the same way (stated: cosine > 0.99; measured
     # 0.997-0.9999 here).
     grads = []

@@ -3,6 +3,7 @@ agree with the dataclasses of ``dlmap.settings`` (this test fails when one drift
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import yaml
 
 from dlmap import settings
 from dlmap.cli.main import build_parser
+from dlmap.errors import InputError
+from dlmap.workflow.config_checks import check_workflow_config, schema_disagreements
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -23,34 +26,60 @@ def defaults(cls) -> dict:
     }
 
 
-def test_the_schemas_allowed_values_are_the_settings_tuples():
-    solver = SCHEMA["definitions"]["solver"]["properties"]
-    top = SCHEMA["properties"]
-    assert tuple(solver["mode"]["enum"]) == settings.MODES
-    assert tuple(solver["gradient"]["enum"]) == settings.GRADIENTS
-    assert tuple(solver["score_scale"]["enum"]) == tuple(settings.SCORE_SCALES)
-    assert tuple(top["edict"]["properties"]["order"]["enum"]) == settings.ORDERS
-    assert tuple(top["backbone"]["enum"]) == settings.BACKBONES
-    assert tuple(top["encode"]["enum"]) == settings.ENCODES
-    assert tuple(top["dtype"]["enum"]) == settings.DTYPES
-    assert tuple(top["autocast"]["enum"]) == settings.AUTOCASTS
-    memory = top["memory"]["properties"]
-    assert tuple(memory["weights_dtype"]["enum"]) == settings.WEIGHTS_DTYPES
-    selection = top["selection"]["properties"]
-    assert tuple(selection["d1"]["enum"]) == settings.D1_METRICS
-    assert tuple(selection["d2"]["enum"]) == settings.D2_EMBEDDINGS
+def test_the_shipped_schema_agrees_with_the_settings():
+    assert schema_disagreements(SCHEMA) == []
 
 
-def test_the_schema_names_exactly_the_dataclasses_fields():
-    solver = set(SCHEMA["definitions"]["solver"]["properties"])
-    assert solver == {f.name for f in dataclasses.fields(settings.SolverConfig)}
-    edict = set(SCHEMA["properties"]["edict"]["properties"])
-    assert edict == {f.name for f in dataclasses.fields(settings.EdictConfig)} - {"scheduler"}
-    backbone = {"backbone", "device", "dtype", "autocast", "tf32", "encode", "cache"}
-    assert backbone <= set(SCHEMA["properties"]) and "encode" not in edict
-    switches = {"weights_dtype", "checkpoint_blocks", "vae_slicing"}
-    assert set(SCHEMA["properties"]["memory"]["properties"]) == switches
-    assert switches <= {f.name for f in dataclasses.fields(settings.BackboneSettings)}
+def _edited(path: str, change) -> dict:
+    schema = copy.deepcopy(SCHEMA)
+    node = schema
+    for part in path.split(".")[:-1]:
+        node = node[part]
+    change(node, path.split(".")[-1])
+    return schema
+
+
+@pytest.mark.parametrize(
+    "path, change, named",
+    [
+        (
+            "definitions.solver.properties.mode",
+            lambda node, key: node[key]["enum"].pop(),
+            "definitions.solver.properties.mode",
+        ),
+        (
+            "properties.edict.properties.ends",
+            lambda node, key: node[key]["enum"].append("alpha-zero"),
+            "properties.edict.properties.ends",
+        ),
+        (
+            "properties.edict.properties.gamma",
+            lambda node, key: node.pop(key),
+            "EdictConfig",
+        ),
+        (
+            "definitions.solver.properties.lr",
+            lambda node, key: node.setdefault("learning_rate", {"type": "number"}),
+            "SolverConfig",
+        ),
+        (
+            "properties.edict.properties.steps",
+            lambda node, key: node[key].update(maximum=999),
+            "maximum 999",
+        ),
+        (
+            "properties.memory.properties.vae_slicing",
+            lambda node, key: node.pop(key),
+            "properties.memory",
+        ),
+    ],
+)
+def test_a_schema_that_drifts_from_the_settings_is_refused_before_any_run(path, change, named):
+    drifted = _edited(path, change)
+    found = schema_disagreements(drifted)
+    assert len(found) == 1 and named in found[0]
+    with pytest.raises(InputError, match="schema disagrees with dlmap.settings"):
+        check_workflow_config(PAPER, drifted)
 
 
 def test_the_paper_config_uses_the_dataclasses_defaults():

@@ -15,7 +15,7 @@ from dlmap.diffusion.specs import BACKBONE_SPECS, WEIGHT_FOLDER_FIELDS
 from dlmap.errors import InputError
 
 MODES = ("latent-map", "latent-direct", "pixel-map", "pixel-direct")  # dlmap.enhance.solver
-BIJECTIONS = ("edict", "bdia", "belm")  # exact latent <-> noise maps (dlmap.diffusion)
+BIJECTIONS = ("edict", "bdia", "belm")  # exact latent <-> noise maps (dlmap.inversion)
 ENDS = ("final-alpha", "alpha-one")  # where BDIA's and O-BELM's chain ends (bijections.py)
 ORDERS = ("alternating", "fixed")  # EDICT's step order (dlmap.inversion.edict)
 GRADIENTS = ("recompute", "reversible", "autograd")  # how gradients pass through h
@@ -181,6 +181,8 @@ class EdictConfig:
         if self.ends not in ENDS:
             raise InputError(f"ends must be one of {ENDS}, got {self.ends!r}")
         if self.bijection != "edict" and self.steps < 3:
+            # the one rule for it: two DDIM intervals of non-zero length for the two-step
+            # recurrence, whichever way the chain ends (dlmap.inversion.bijections)
             raise InputError(f"{self.bijection} needs at least 3 steps, got {self.steps!r}")
 
     @property

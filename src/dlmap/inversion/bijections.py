@@ -51,7 +51,6 @@ from dataclasses import dataclass
 
 import torch
 
-from dlmap.errors import InputError
 from dlmap.inversion import reversible
 from dlmap.inversion.edict import Edict, schedule_alphas
 from dlmap.inversion.reversible import EpsFn
@@ -146,8 +145,8 @@ def make_two_step_schedule(
         # A = 0): the chain ends at t = 0 instead, whose state is the clean latent.
         alpha_bar = alpha_bar[:-1]
     steps = len(alpha_bar) - 1
-    if steps < 2:
-        raise InputError(f"{name} needs at least 2 DDIM intervals of non-zero length")
+    if steps < 2:  # EdictConfig's rule (at least 3 steps) keeps every user's schedule above
+        raise ValueError(f"{name}: a two-step chain needs 2 intervals, this schedule has {steps}")
     sqrt_alpha = [math.sqrt(a) for a in alpha_bar]
     sigma = [math.sqrt((1 - a) / a) for a in alpha_bar]
     A, C = [math.nan], [math.nan]

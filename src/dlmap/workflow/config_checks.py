@@ -4,8 +4,10 @@ build accepted by its class, so that a typo fails at once in one line naming the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+from dlmap import settings
 from dlmap.errors import InputError
 from dlmap.settings import RunSettings, config_key
 from dlmap.workflow.budget import GpuCosts
@@ -22,6 +24,69 @@ _TYPE_NAMES = {
 }
 
 
+#: every allowed-value list of the schema that dlmap.settings owns, by its path in the schema
+SCHEMA_ENUMS = {
+    "definitions.solver.properties.mode": settings.MODES,
+    "definitions.solver.properties.gradient": settings.GRADIENTS,
+    "definitions.solver.properties.score_scale": tuple(settings.SCORE_SCALES),
+    "properties.edict.properties.order": settings.ORDERS,
+    "properties.edict.properties.bijection": settings.BIJECTIONS,
+    "properties.edict.properties.ends": settings.ENDS,
+    "properties.backbone": settings.BACKBONES,
+    "properties.encode": settings.ENCODES,
+    "properties.dtype": settings.DTYPES,
+    "properties.autocast": settings.AUTOCASTS,
+    "properties.memory.properties.weights_dtype": settings.WEIGHTS_DTYPES,
+    "properties.selection.properties.d1": settings.D1_METRICS,
+    "properties.selection.properties.d2": settings.D2_EMBEDDINGS,
+    "properties.ablations.properties.bijections.items": tuple(
+        name for name in settings.BIJECTIONS if name != "edict"
+    ),
+}
+#: every schema section that is one settings dataclass: its keys are the class's fields
+SCHEMA_SECTIONS = {
+    "definitions.solver.properties": (settings.SolverConfig, ()),
+    "properties.edict.properties": (settings.EdictConfig, ("scheduler",)),
+}
+MEMORY_SWITCHES = ("weights_dtype", "checkpoint_blocks", "vae_slicing")
+
+
+def schema_disagreements(schema: dict) -> list[str]:
+    """Where the workflow's JSON schema disagrees with ``dlmap.settings`` (empty: nowhere).
+    The settings own the allowed values and the sections' keys; the schema repeats them for
+    ``snakemake.utils.validate`` and editors, and this one function is what keeps the two
+    equal: ``check_workflow_config`` refuses to start a run on a disagreement, and the tests
+    run it on the shipped schema."""
+
+    def at(path: str):
+        node = schema
+        for part in path.split("."):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        return node
+
+    found = []
+    for path, allowed in SCHEMA_ENUMS.items():
+        if tuple(at(path).get("enum", ())) != tuple(allowed):
+            found.append(
+                f"{path}: enum {at(path).get('enum')} but dlmap.settings has {list(allowed)}"
+            )
+    for path, (cls, internal) in SCHEMA_SECTIONS.items():
+        fields = {f.name for f in dataclasses.fields(cls)} - set(internal)
+        if set(at(path)) != fields:
+            found.append(f"{path}: keys {sorted(at(path))} but {cls.__name__} has {sorted(fields)}")
+    memory = set(at("properties.memory.properties"))
+    backbone = {f.name for f in dataclasses.fields(settings.BackboneSettings)}
+    if memory != set(MEMORY_SWITCHES) or not memory <= backbone:
+        found.append(f"properties.memory.properties: keys {sorted(memory)}, not {MEMORY_SWITCHES}")
+    steps = at("properties.edict.properties.steps")
+    most = settings.SD2_SCHEDULER["num_train_timesteps"]
+    if steps.get("maximum") != most:
+        found.append(
+            f"properties.edict.properties.steps: maximum {steps.get('maximum')}, not {most}"
+        )
+    return found
+
+
 def check_workflow_config(config: dict, schema: dict) -> None:
     """The workflow's checks of a config beyond its JSON schema (``schema``: the loaded
     workflow/schemas/config.schema.yaml, which ``snakemake.utils.validate`` has applied
@@ -30,8 +95,12 @@ def check_workflow_config(config: dict, schema: dict) -> None:
     ``external`` folders with no braces but ``{out}``; each comparison's anchor among its
     enhancers; post-enhancement bases among ``external``; data sets that exist;
     ``ranking.bootstrap`` 0 or at least 2; and every setting a job builds from the config
-    accepted by its class (``RunSettings`` for each prior, ``GpuCosts``). Raises
-    ``InputError``, one line: "config: KEY: why"."""
+    accepted by its class (``RunSettings`` for each prior, ``GpuCosts``); first, the schema
+    itself agrees with ``dlmap.settings`` (``schema_disagreements``). Raises ``InputError``,
+    one line: "config: KEY: why"."""
+    drift = schema_disagreements(schema)
+    if drift:
+        raise InputError(f"the workflow's schema disagrees with dlmap.settings: {drift[0]}")
     _check_types(config, schema)
     count, size = config["images"]["count"], config["chunk_size"]
     if -(-count // size) > MAX_CHUNKS:

@@ -10,8 +10,9 @@ import json
 import sqlite3
 import unicodedata
 
+import helpers
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dlmap.experiment import study
@@ -19,9 +20,7 @@ from dlmap.experiment.answers import ANSWER_FIELDS, PayloadError, parse_answer
 from dlmap.experiment.app import create_app
 from dlmap.testing.experiment import answer_payload, write_fake_pairs
 
-FUZZ = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+FUZZ = settings(max_examples=150, **helpers.FUZZ)
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
     lambda children: (
