@@ -29,7 +29,7 @@ def main() -> None:
     from dlmap.diffusion import tiny
     from dlmap.images import center_crop_resize
     from dlmap.inversion import bijections
-    from dlmap.settings import EdictConfig
+    from dlmap.inversion.config import InversionConfig
     from dlmap.testing import official_bijections as official
 
     torch.set_num_threads(2)
@@ -55,7 +55,7 @@ def main() -> None:
     for name, offset, ends in CASES:
         for label, eps in (("toy", toy_eps), ("tiny", tiny_eps)):
             for steps in (10, 20):
-                config = EdictConfig(
+                config = InversionConfig.from_flat(
                     steps=steps, bijection=name, gamma=GAMMA, steps_offset=offset, ends=ends
                 )
                 bijection = bijections.make_bijection(config)

@@ -27,8 +27,9 @@ from _common import TimedPrior, load_warning, setup_torch
 
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance import solver
+from dlmap.inversion.config import InversionConfig
 from dlmap.priors.registry import create_prior
-from dlmap.settings import EdictConfig, SolverConfig
+from dlmap.settings import SolverConfig
 
 TARGET = 0.6
 
@@ -36,7 +37,7 @@ TARGET = 0.6
 def iteration_time(backbone, prior, images, bijection, steps, repeats, gradient) -> float:
     """The median time between consecutive prior calls of one ``map_solve``: one iteration."""
     config = SolverConfig(iters=1 + repeats, gradient=gradient)
-    edict_config = EdictConfig(steps=steps, bijection=bijection)
+    edict_config = InversionConfig(steps=steps, bijection=bijection)
     prior.calls.clear()
     solver.map_solve(backbone, prior, images, config, edict_config, quiet=True)
     calls = prior.calls

@@ -29,7 +29,7 @@ def main() -> None:
     from dlmap.diffusion import tiny
     from dlmap.images import center_crop_resize
     from dlmap.inversion import bijections
-    from dlmap.settings import SD2_SCHEDULER, EdictConfig
+    from dlmap.inversion.config import SD2_SCHEDULER, InversionConfig
     from dlmap.testing.gaussian_ode import exact_flow, gaussian_eps
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -103,7 +103,7 @@ def main() -> None:
             _, last = bijections.denoise(backbone.eps, *pair, schedule, cond)
         return relative(last, latent), schedule.inverse_amplification()
 
-    default = EdictConfig().gamma
+    default = InversionConfig().bdia.gamma
     print(f"T = {args.steps} for the round trip; Gaussian ODE error at T = 10, 20, 50")
     header = f"{'method':<26}{'amplification':>14}{'fp32 trip':>11}{'s1 gain':>9}"
     header += "".join(f"{f'T={n}':>10}" for n in (10, 20, 50))

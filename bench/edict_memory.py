@@ -55,10 +55,10 @@ def measure(
     """One gradient of h in this process; returns its peak memory above the baseline."""
     from dlmap.diffusion.tiny import tiny_backbone
     from dlmap.inversion.bijections import make_bijection
-    from dlmap.settings import EdictConfig
+    from dlmap.inversion.config import InversionConfig
 
     def make_schedule(config):
-        return make_bijection(EdictConfig(steps=config.steps, bijection=bijection))
+        return make_bijection(InversionConfig(steps=config.steps, bijection=bijection))
 
     setup_torch(threads)
     backbone = tiny_backbone("seesr", seed=0, dtype=torch.float32).to(device)
@@ -81,11 +81,11 @@ def measure(
 
         return call, (x_T, y_T)
 
-    warm_up, _ = gradient_of_h(4, make_schedule(EdictConfig(steps=3)))
+    warm_up, _ = gradient_of_h(4, make_schedule(InversionConfig(steps=3)))
     warm_up()
     del warm_up
 
-    call, (x_T, y_T) = gradient_of_h(latent, make_schedule(EdictConfig(steps=steps)))
+    call, (x_T, y_T) = gradient_of_h(latent, make_schedule(InversionConfig(steps=steps)))
     start = time.perf_counter()
     with PeakMemory(device) as peak:
         call()

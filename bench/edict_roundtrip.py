@@ -27,7 +27,8 @@ from skimage import data
 from dlmap.diffusion.build import load_backbone
 from dlmap.images import center_crop_resize
 from dlmap.inversion import edict
-from dlmap.settings import ORDERS, BackboneSettings, EdictConfig
+from dlmap.inversion.config import ORDERS, EdictOptions, InversionConfig
+from dlmap.settings import BackboneSettings
 from dlmap.testing.tf32 import emulated_tf32
 
 
@@ -72,7 +73,9 @@ def main(argv=None) -> int:
         noise = torch.randn(2, *latent.shape, generator=torch.Generator().manual_seed(0))
         noise = noise.to(dtype)
         for order in ORDERS:
-            schedule = edict.make_schedule(EdictConfig(steps=args.steps, order=order))
+            schedule = edict.make_schedule(
+                InversionConfig(steps=args.steps, edict=EdictOptions(order=order))
+            )
             with arithmetic():
                 x_T, y_T = edict.invert(backbone.eps, latent, latent, schedule, cond)
                 x0, y0 = edict.denoise(backbone.eps, x_T, y_T, schedule, cond)

@@ -34,8 +34,9 @@ from _common import TimedPrior, load_warning, setup_torch, timed
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance import solver
 from dlmap.inversion import edict
+from dlmap.inversion.config import InversionConfig
 from dlmap.priors.registry import create_prior
-from dlmap.settings import EdictConfig, SolverConfig
+from dlmap.settings import SolverConfig
 
 GRADIENTS = ("autograd", "reversible", "recompute")
 TARGET = 4.5
@@ -47,7 +48,7 @@ def time_iteration(backbone, prior, images, gradient, steps, repeats, device, fo
     Forward h is timed just before, between and after the two solves, so that the ratio
     compares times measured under the same machine conditions (this machine drifts by 50%).
     """
-    edict_config = EdictConfig(steps=steps)
+    edict_config = InversionConfig(steps=steps)
 
     def solve(iters):
         config = SolverConfig(iters=iters, gradient=gradient)
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
         print(warning)
     wall = time.perf_counter()
 
-    schedule = edict.make_schedule(EdictConfig(steps=steps))
+    schedule = edict.make_schedule(InversionConfig(steps=steps))
     cond = backbone.condition(images)
     x_T = torch.randn(1, 4, side, side, generator=generator).to(device)
     y_T = torch.randn(1, 4, side, side, generator=generator).to(device)

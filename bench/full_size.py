@@ -108,8 +108,9 @@ def run_stages(cache: Path, image: Path, out: Path, args) -> dict:
     from dlmap.diffusion import build, dape
     from dlmap.enhance import records, solver
     from dlmap.images import load_image
+    from dlmap.inversion.config import InversionConfig
     from dlmap.priors.registry import create_prior
-    from dlmap.settings import BackboneSettings, EdictConfig, SolverConfig
+    from dlmap.settings import BackboneSettings, SolverConfig
 
     times: dict[str, float] = {}
 
@@ -148,7 +149,7 @@ def run_stages(cache: Path, image: Path, out: Path, args) -> dict:
     times["load backbone (total)"] = time.perf_counter() - began
     prior = create_prior("ms-liqe", cache=cache).to(args.device)
     batch = load_image(image, size=args.size).unsqueeze(0).to(args.device)
-    edict_config = EdictConfig(steps=args.steps)
+    edict_config = InversionConfig(steps=args.steps)
     began = time.perf_counter()
     with torch.no_grad():
         condition = backbone.condition(batch)

@@ -53,9 +53,10 @@ from dlmap.diffusion.backbones import Backbone
 from dlmap.diffusion.build import set_tf32
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance import flops, solver
+from dlmap.inversion.config import InversionConfig
 from dlmap.priors.base import CallablePrior
 from dlmap.priors.specs import PriorInfo
-from dlmap.settings import GRADIENTS, EdictConfig, SolverConfig
+from dlmap.settings import GRADIENTS, SolverConfig
 from dlmap.testing.released import SD2_UNET, SD2_VAE
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -214,7 +215,7 @@ def run_config(backbone, prior, batch, args, device) -> dict:
     failed = None
     try:
         warm = SolverConfig(iters=1, gradient=args.gradient)
-        solver.map_solve(backbone, prior, images, warm, EdictConfig(steps=1), quiet=True)
+        solver.map_solve(backbone, prior, images, warm, InversionConfig(steps=1), quiet=True)
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -223,12 +224,12 @@ def run_config(backbone, prior, batch, args, device) -> dict:
         with PeakMemory(device) as peak_memory:  # the weights are counted (absolute peak)
             began = time.perf_counter()
             seeds = list(range(batch))
-            solver.invert_images(backbone, images, EdictConfig(steps=args.steps), seeds)
+            solver.invert_images(backbone, images, InversionConfig(steps=args.steps), seeds)
             synchronize(device)
             inversion = time.perf_counter() - began
             start = time.perf_counter()
             solver.map_solve(
-                backbone, prior, images, config, EdictConfig(steps=args.steps), quiet=True
+                backbone, prior, images, config, InversionConfig(steps=args.steps), quiet=True
             )
             synchronize(device)
             total = time.perf_counter() - start

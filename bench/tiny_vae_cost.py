@@ -25,8 +25,9 @@ from diffusers import AutoencoderKL
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.diffusion.tiny_vae_store import TRAINED_VAE
 from dlmap.enhance import solver
+from dlmap.inversion.config import InversionConfig
 from dlmap.priors.registry import create_prior
-from dlmap.settings import EdictConfig, SolverConfig
+from dlmap.settings import SolverConfig
 
 
 def iteration_seconds(backbone, prior, image, steps: int, repeats: int) -> float:
@@ -37,7 +38,7 @@ def iteration_seconds(backbone, prior, image, steps: int, repeats: int) -> float
             prior,
             image,
             SolverConfig(iters=iters),
-            EdictConfig(steps=steps),
+            InversionConfig(steps=steps),
             quiet=True,
         )
         return time.perf_counter() - began

@@ -7,7 +7,8 @@ import torch
 from helpers import photo, relative_error
 
 from dlmap.inversion import bijections
-from dlmap.settings import SD2_SCHEDULER, SolverConfig
+from dlmap.inversion.config import SD2_SCHEDULER
+from dlmap.settings import SolverConfig
 from dlmap.testing.gaussian_ode import exact_flow, gaussian_eps
 
 T = 20
@@ -133,14 +134,14 @@ def test_latent_map_with_a_one_call_bijection_writes_x_alone(tiny32, name, tmp_p
     from helpers import photo_png, run_cli
 
     from dlmap.enhance import solver
+    from dlmap.inversion.config import InversionConfig
     from dlmap.priors import registry as priors
-    from dlmap.settings import EdictConfig
 
     images = photo(64, "coffee", torch.float32)[None]
     config = SolverConfig(mode="latent-map", lam=1e4, iters=2, lr=0.5)
     prior = priors.create_prior("colorfulness")
     result = solver.map_solve(
-        tiny32, prior, images, config, EdictConfig(steps=6, bijection=name), quiet=True
+        tiny32, prior, images, config, InversionConfig(steps=6, bijection=name), quiet=True
     )
     assert result.y is None and "y" not in result.final and result.x.shape == images.shape
     assert result.final["x"]["score"][0] > result.history[0]["score"][0]
@@ -176,11 +177,11 @@ def test_latent_map_with_a_one_call_bijection_writes_x_alone(tiny32, name, tmp_p
 def test_round_trip_float32_at_the_defaults(tiny32, name):
     """Each one-call bijection's default (BDIA gamma = 0.92, amplification 405; O-BELM, 178)
     inverts a clean latent and regenerates it within 1e-3 in float32 at T = 20."""
-    from dlmap.settings import EdictConfig
+    from dlmap.inversion.config import InversionConfig
 
     images = photo(64, "astronaut", torch.float32)[None]
     latent, cond = tiny32.encode(images, seeds=[0]), tiny32.condition(images)
-    bijection = bijections.make_bijection(EdictConfig(steps=T, bijection=name))
+    bijection = bijections.make_bijection(InversionConfig(steps=T, bijection=name))
     pair = bijection.invert_latent(tiny32.eps, latent, cond)
     (last,) = bijection.denoise(tiny32.eps, *pair, cond)
     assert relative_error(last, latent) <= 1e-3

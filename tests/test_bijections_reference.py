@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dlmap.inversion import bijections
-from dlmap.settings import SD2_SCHEDULER, EdictConfig
+from dlmap.inversion.config import SD2_SCHEDULER, InversionConfig
 from dlmap.testing import official_bijections as official
 from dlmap.testing.official_bijections import reference_alphas
 
@@ -79,7 +79,9 @@ def test_whole_chains_sample_and_invert_as_the_official_code(name, offset, ends,
     """Sampling from a pair and inverting a clean latent, first inversion step included (to
     1e-12 times the inverse's amplification of round-off): ``alpha-one`` evaluates
     eps(clean, t = 1) as BELM.py does, ``final-alpha`` at t_{T-1}."""
-    config = EdictConfig(steps=steps, bijection=name, gamma=GAMMA, steps_offset=offset, ends=ends)
+    config = InversionConfig.from_flat(
+        steps=steps, bijection=name, gamma=GAMMA, steps_offset=offset, ends=ends
+    )
     bijection = bijections.make_bijection(config)
     alpha_bar, timesteps = reference_alphas(steps, offset, ends)
     first, second, clean = states(100 + steps)

@@ -6,7 +6,8 @@ from diffusers import DDIMScheduler
 from helpers import photo, relative_error
 
 from dlmap.inversion import edict
-from dlmap.settings import GRADIENTS, ORDERS, EdictConfig
+from dlmap.inversion.config import ORDERS, EdictOptions, InversionConfig
+from dlmap.settings import GRADIENTS
 
 T = 20
 
@@ -19,20 +20,20 @@ def latent64(tiny64):
 
 def test_default_mixing_is_093_to_the_50_over_T():
     for steps in (10, 20, 50):
-        assert EdictConfig(steps=steps).mixing == pytest.approx(0.93 ** (50 / steps))
-    assert EdictConfig(steps=20, mix=0.5).mixing == 0.5
+        assert InversionConfig(steps=steps).mixing == pytest.approx(0.93 ** (50 / steps))
+    assert InversionConfig(steps=20, edict=EdictOptions(mix=0.5)).mixing == 0.5
 
 
 def test_timesteps_follow_steps_offset():
-    authors = edict.make_schedule(EdictConfig(steps=20, steps_offset=0))
-    sd2 = edict.make_schedule(EdictConfig(steps=20, steps_offset=1))
+    authors = edict.make_schedule(InversionConfig(steps=20, steps_offset=0))
+    sd2 = edict.make_schedule(InversionConfig(steps=20, steps_offset=1))
     assert authors.timesteps == tuple(range(950, -1, -50))
     assert sd2.timesteps == tuple(range(951, 0, -50))
 
 
 def test_coefficients_reproduce_diffusers_ddim_step():
     """a_t x + b_t eps (Eq. 4) is exactly DDIMScheduler.step with eta = 0."""
-    config = EdictConfig(steps=T)
+    config = InversionConfig(steps=T)
     schedule = edict.make_schedule(config)
     scheduler = DDIMScheduler(**config.scheduler, steps_offset=config.steps_offset)
     scheduler.set_timesteps(T)
@@ -46,8 +47,8 @@ def test_coefficients_reproduce_diffusers_ddim_step():
 
 
 def test_alternating_order_swaps_every_other_step():
-    alternating = edict.make_schedule(EdictConfig(steps=6))
-    fixed = edict.make_schedule(EdictConfig(steps=6, order="fixed"))
+    alternating = edict.make_schedule(InversionConfig(steps=6))
+    fixed = edict.make_schedule(InversionConfig(steps=6, edict=EdictOptions(order="fixed")))
     assert alternating.swapped == (False, True, False, True, False, True)
     assert not any(fixed.swapped)
 
@@ -55,7 +56,7 @@ def test_alternating_order_swaps_every_other_step():
 @pytest.mark.parametrize("order", ORDERS)
 def test_inversion_round_trip_float64(tiny64, latent64, order):
     latent, cond = latent64
-    schedule = edict.make_schedule(EdictConfig(steps=T, order=order))
+    schedule = edict.make_schedule(InversionConfig(steps=T, edict=EdictOptions(order=order)))
     x_T, y_T = edict.invert(tiny64.eps, latent, latent, schedule, cond)
     x0, y0 = edict.denoise(tiny64.eps, x_T, y_T, schedule, cond)
     assert relative_error(x0, latent) <= 1e-10 and relative_error(y0, latent) <= 1e-10
@@ -71,7 +72,7 @@ def test_inversion_round_trip_float64(tiny64, latent64, order):
 def test_inversion_round_trip_float32(tiny32):
     images = torch.stack([photo(64, "astronaut", torch.float32)])
     latent, cond = tiny32.encode(images, seeds=[0]), tiny32.condition(images)
-    schedule = edict.make_schedule(EdictConfig(steps=T))
+    schedule = edict.make_schedule(InversionConfig(steps=T))
     x_T, y_T = edict.invert(tiny32.eps, latent, latent, schedule, cond)
     x0, y0 = edict.denoise(tiny32.eps, x_T, y_T, schedule, cond)
     error = max(relative_error(x0, latent), relative_error(y0, latent))
@@ -82,7 +83,7 @@ def test_inversion_round_trip_float32(tiny32):
 def test_inversion_round_trip_without_controlnet(tiny_vanilla64, latent64):
     latent, _ = latent64
     cond = tiny_vanilla64.condition(torch.zeros(2, 3, 64, 64, dtype=torch.float64))
-    schedule = edict.make_schedule(EdictConfig(steps=T))
+    schedule = edict.make_schedule(InversionConfig(steps=T))
     x_T, y_T = edict.invert(tiny_vanilla64.eps, latent, latent, schedule, cond)
     x0, _ = edict.denoise(tiny_vanilla64.eps, x_T, y_T, schedule, cond)
     assert relative_error(x0, latent) <= 1e-10
@@ -100,7 +101,7 @@ def _scalar(backbone, schedule, cond, weights, gradient):
 def test_gradient_matches_central_finite_differences_float64(tiny64, latent64, gradient):
     latent, cond = latent64
     latent, cond = latent[:1], cond[:1]
-    schedule = edict.make_schedule(EdictConfig(steps=T))
+    schedule = edict.make_schedule(InversionConfig(steps=T))
     x_T, y_T = edict.invert(tiny64.eps, latent, latent, schedule, cond)
     generator = torch.Generator().manual_seed(7)
     weights = torch.randn(2, *latent.shape, generator=generator, dtype=torch.float64)
@@ -122,7 +123,7 @@ def test_gradient_matches_central_finite_differences_float64(tiny64, latent64, g
 
 def test_memory_lean_gradients_equal_plain_autograd(tiny64, latent64):
     latent, cond = latent64
-    schedule = edict.make_schedule(EdictConfig(steps=6))
+    schedule = edict.make_schedule(InversionConfig(steps=6))
     weights = torch.randn(2, *latent.shape, generator=torch.Generator().manual_seed(1)).double()
     grads = {}
     for gradient in GRADIENTS:
@@ -137,7 +138,7 @@ def test_memory_lean_gradients_equal_plain_autograd(tiny64, latent64):
 
 def test_network_weights_get_no_gradient(tiny64, latent64):
     latent, cond = latent64
-    schedule = edict.make_schedule(EdictConfig(steps=2))
+    schedule = edict.make_schedule(InversionConfig(steps=2))
     x_T = latent.clone().requires_grad_(True)
     x0, y0 = edict.denoise(tiny64.eps, x_T, latent, schedule, cond)
     (x0.sum() + y0.sum()).backward()
@@ -158,12 +159,12 @@ def test_network_weights_get_no_gradient(tiny64, latent64):
 )
 def test_bad_config_is_rejected_with_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=__import__("re").escape(message)):
-        EdictConfig(**kwargs)
+        InversionConfig.from_flat(**kwargs)
 
 
 def test_unknown_gradient_method_is_rejected(tiny64, latent64):
     latent, cond = latent64
-    schedule = edict.make_schedule(EdictConfig(steps=2))
+    schedule = edict.make_schedule(InversionConfig(steps=2))
     with pytest.raises(ValueError, match="gradient must be one of"):
         edict.denoise(tiny64.eps, latent, latent, schedule, cond, gradient="magic")
 
@@ -174,7 +175,7 @@ def test_alternating_step_swaps_the_coupling_but_not_the_mixing():
     def eps(latent, t, cond):  # a nonlinear stand-in network
         return torch.tanh(3 * latent) + 0.1 * t
 
-    schedule = edict.make_schedule(EdictConfig(steps=4))
+    schedule = edict.make_schedule(InversionConfig(steps=4))
     a, b, p, t = schedule.a[1], schedule.b[1], schedule.mix, schedule.timesteps[1]
     x, y = torch.tensor([0.3], dtype=torch.float64), torch.tensor([-0.7], dtype=torch.float64)
     y_mid = a * y + b * eps(x, t, None)

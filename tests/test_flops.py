@@ -10,8 +10,9 @@ import yaml
 
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance import flops, solver
+from dlmap.inversion.config import InversionConfig
 from dlmap.priors.registry import create_prior
-from dlmap.settings import EdictConfig, SolverConfig
+from dlmap.settings import SolverConfig
 from dlmap.workflow import budget
 
 ROOT = Path(__file__).parents[1]
@@ -24,7 +25,7 @@ def test_the_formula_counts_a_real_iteration_and_inversion(bijection, steps):
     backbone = tiny_backbone("seesr", seed=0, dtype=torch.float32)
     prior = create_prior("colorfulness")  # elementwise only: no FLOPs of its own
     images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    edict = EdictConfig(steps=steps, bijection=bijection)
+    edict = InversionConfig(steps=steps, bijection=bijection)
 
     def solve(iters):
         config = SolverConfig(iters=iters, early_stop=False)

@@ -9,8 +9,9 @@ from helpers import load_backbone, photo, relative_error
 from dlmap.enhance import solver
 from dlmap.errors import InputError
 from dlmap.inversion import edict
+from dlmap.inversion.config import InversionConfig
 from dlmap.priors.registry import create_prior
-from dlmap.settings import BackboneSettings, EdictConfig, SolverConfig
+from dlmap.settings import BackboneSettings, SolverConfig
 
 KINDS = ["tiny-seesr", "tiny-controlnet"]
 
@@ -25,7 +26,7 @@ def solve(backbone, batch):
         create_prior("sharpness"),
         batch,
         SolverConfig(iters=2),
-        EdictConfig(steps=2),
+        InversionConfig(steps=2),
         seeds=[0, 1],
         quiet=True,
     )
@@ -95,7 +96,7 @@ def test_bf16_weights_halve_the_networks_and_stay_within_tolerance(kind):
             backbone.eps,
             noise[:2],
             noise[2:],
-            edict.make_schedule(EdictConfig(steps=2)),
+            edict.make_schedule(InversionConfig(steps=2)),
             backbone.condition(batch),
         )
         loss = (backbone.decode(torch.cat([x0, y0])) - 0.5).square().mean()

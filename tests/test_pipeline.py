@@ -9,8 +9,9 @@ from helpers import photo
 from dlmap import images
 from dlmap.diffusion import build
 from dlmap.enhance import pipeline, solver
+from dlmap.inversion.config import InversionConfig
 from dlmap.priors.registry import create_prior
-from dlmap.settings import EdictConfig, SolverConfig
+from dlmap.settings import SolverConfig
 from dlmap.workflow import chunks, jobs
 
 
@@ -88,7 +89,7 @@ def test_a_chunk_job_from_the_stored_inversion_equals_a_solve_of_its_own(chunk, 
         prior,
         batch,
         SolverConfig(**SOLVER),
-        EdictConfig(**EDICT),
+        InversionConfig(**EDICT),
         seeds=[4, 4],
         quiet=True,
     )

@@ -12,14 +12,15 @@ from helpers import photo, photo_png, run_cli
 from dlmap import images
 from dlmap.enhance import solver
 from dlmap.inversion import edict
+from dlmap.inversion.config import InversionConfig
 from dlmap.priors import calibration
 from dlmap.priors import registry as priors
 from dlmap.priors.base import CallablePrior
 from dlmap.priors.registry import create_prior
 from dlmap.priors.specs import PriorInfo
-from dlmap.settings import EdictConfig, SolverConfig, score_scale
+from dlmap.settings import SolverConfig, score_scale
 
-SMALL = EdictConfig(steps=4)
+SMALL = InversionConfig(steps=4)
 FAST = ["--backbone", "tiny-seesr", "--size", "64", "--iters", "2", "--steps", "4", "--quiet"]
 
 

@@ -101,14 +101,14 @@ def test_latent_map_with_each_prior_raises_its_calibrated_score(name, offline_pr
     """A short latent MAP (lambda large, so the prior term leads) on the tiny backbone: one
     update raises the prior's calibrated score, averaged over two photographs."""
     from dlmap.enhance import solver
-    from dlmap.settings import EdictConfig
+    from dlmap.inversion.config import InversionConfig
 
     images = torch.stack(
         [photo(224, picture, torch.float32) for picture in ("astronaut", "coffee")]
     )
     config = SolverConfig(mode="latent-map", lam=1e4, iters=1)
     prior = build_prior(name, offline_priors)
-    result = solver.map_solve(tiny32, prior, images, config, EdictConfig(steps=2), quiet=True)
+    result = solver.map_solve(tiny32, prior, images, config, InversionConfig(steps=2), quiet=True)
     before = sum(result.history[0]["score"]) / 2
     after = (sum(result.final["x"]["score"]) + sum(result.final["y"]["score"])) / 4
     assert after > before, (before, after)

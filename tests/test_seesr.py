@@ -19,8 +19,9 @@ from dlmap.diffusion.loading import load_strict
 from dlmap.diffusion.seesr import SEESR_UNET_EXTRA_KEYS, SeeSRControlNetModel
 from dlmap.enhance import solver
 from dlmap.files import sha256_file
+from dlmap.inversion.config import InversionConfig
 from dlmap.priors.registry import create_prior
-from dlmap.settings import EdictConfig, SolverConfig
+from dlmap.settings import SolverConfig
 from dlmap.weights import cache as weights
 from dlmap.weights import catalogue
 from dlmap.weights.cache import WeightKeyError
@@ -203,7 +204,7 @@ def test_image_embeddings_are_computed_once_per_image_per_solve(tiny32):
         _, images = _inputs(batch=2, dtype=torch.float32)
         config = SolverConfig(iters=3)
         prior = create_prior("colorfulness")
-        solver.map_solve(tiny32, prior, images, config, EdictConfig(steps=3), quiet=True)
+        solver.map_solve(tiny32, prior, images, config, InversionConfig(steps=3), quiet=True)
     finally:
         hook.remove()
     assert calls == [2]

@@ -13,6 +13,7 @@ import yaml
 from dlmap import settings
 from dlmap.cli.main import build_parser
 from dlmap.errors import InputError
+from dlmap.inversion import config as inversion_config
 from dlmap.workflow.config_checks import check_workflow_config, schema_disagreements
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def _edited(path: str, change) -> dict:
         (
             "properties.edict.properties.gamma",
             lambda node, key: node.pop(key),
-            "EdictConfig",
+            "InversionConfig",
         ),
         (
             "definitions.solver.properties.lr",
@@ -83,7 +84,7 @@ def test_a_schema_that_drifts_from_the_settings_is_refused_before_any_run(path, 
 
 
 def test_the_paper_config_uses_the_dataclasses_defaults():
-    solver, edict = defaults(settings.SolverConfig), defaults(settings.EdictConfig)
+    solver, edict = defaults(settings.SolverConfig), inversion_config.InversionConfig().to_record()
     assert {k: PAPER["solver"][k] for k in PAPER["solver"]} == {
         k: solver[k] for k in PAPER["solver"]
     }
@@ -94,7 +95,7 @@ def test_the_paper_config_uses_the_dataclasses_defaults():
 def test_the_command_lines_defaults_are_the_dataclasses():
     parser, _ = build_parser("enhance")
     args = parser.parse_args(["enhance", "x.png", "--out", "o"])
-    solver, edict = defaults(settings.SolverConfig), defaults(settings.EdictConfig)
+    solver, edict = defaults(settings.SolverConfig), inversion_config.InversionConfig().to_record()
     for option in (
         "mode",
         "iters",
@@ -134,7 +135,12 @@ def test_the_command_lines_defaults_are_the_dataclasses():
     [
         (settings.SolverConfig, {"mode": "sideways"}, "mode must be one of"),
         (settings.SolverConfig, {"stop_score": 120.0}, "stop_score must lie in"),
-        (settings.EdictConfig, {"order": "random"}, "order must be one of"),
+        (inversion_config.EdictOptions, {"order": "random"}, "order must be one of"),
+        (inversion_config.EdictOptions, {"mix": 0.0}, "mixing p must lie in"),
+        (inversion_config.BdiaOptions, {"gamma": 1.5}, "gamma must lie in"),
+        (inversion_config.BelmOptions, {"ends": "middle"}, "ends must be one of"),
+        (inversion_config.InversionConfig, {"bijection": "ddim"}, "bijection must be one of"),
+        (inversion_config.InversionConfig, {"bijection": "belm", "steps": 2}, "at least 3 steps"),
         (settings.BackboneSettings, {"encode": "median"}, "encode must be one of"),
         (settings.BackboneSettings, {"dtype": "float16"}, "dtype must be one of"),
     ],
@@ -144,3 +150,16 @@ def test_each_bad_setting_is_refused_by_its_dataclass(cls, values, message):
         cls(**values)
     with pytest.raises(TypeError):
         cls(unknown_key=1)  # unknown keys are an error, never dropped
+
+
+def test_each_method_reads_its_own_sub_config_and_the_flat_form_round_trips():
+    flat = {"steps": 12, "mix": 0.8, "order": "fixed", "bijection": "bdia", "gamma": 0.95}
+    config = inversion_config.InversionConfig.from_flat(**flat, ends="alpha-one")
+    assert config.method == inversion_config.BdiaOptions(gamma=0.95, ends="alpha-one")
+    assert config.edict == inversion_config.EdictOptions(mix=0.8, order="fixed")
+    assert config.belm.ends == "alpha-one"  # ends is written once for both two-step methods
+    record = config.to_record()
+    assert list(record) == list(inversion_config.InversionConfig.FLAT_KEYS)
+    assert inversion_config.InversionConfig.from_flat(**record) == config
+    with pytest.raises(ValueError, match="unknown inversion setting 'gama'"):
+        inversion_config.InversionConfig.from_flat(steps=12, gama=0.9)

@@ -6,12 +6,13 @@ from helpers import photo
 
 from dlmap.enhance import solver
 from dlmap.inversion import edict
+from dlmap.inversion.config import InversionConfig
 from dlmap.priors.base import CallablePrior
 from dlmap.priors.registry import create_prior
 from dlmap.priors.specs import PriorInfo
-from dlmap.settings import EdictConfig, SolverConfig
+from dlmap.settings import SolverConfig
 
-SMALL = EdictConfig(steps=4)
+SMALL = InversionConfig(steps=4)
 
 
 def quadratic_prior(target: torch.Tensor) -> CallablePrior:

@@ -24,8 +24,9 @@ from dlmap.diffusion.tiny_vae_store import (
 )
 from dlmap.enhance.solver import map_solve
 from dlmap.images import quantise
+from dlmap.inversion.config import InversionConfig
 from dlmap.priors.registry import create_prior
-from dlmap.settings import EdictConfig, SolverConfig
+from dlmap.settings import SolverConfig
 from dlmap.weights.cache import WeightKeyError
 
 QUICK = VaeTraining(steps=3, batch_size=2, crop=32, eval_size=64)
@@ -218,7 +219,7 @@ def test_latent_map_with_the_trained_vae_returns_photographs_not_noise(trained_v
     photographic = tiny_backbone("seesr", vae=vae, dtype=torch.float64)
     random_vae = tiny_backbone("seesr", dtype=torch.float64)
     prior = create_prior("sharpness").double()
-    edict = EdictConfig(steps=4)
+    edict = InversionConfig(steps=4)
     # no iteration: h(d(x)) is exact, so the output is the VAE's own reconstruction (clamped,
     # 8-bit)
     start = map_solve(photographic, prior, image.double(), SolverConfig(iters=0), edict, quiet=True)

@@ -263,7 +263,7 @@ def test_one_latent_map_step_with_each_differentiable_metric(metric, tiny32):
     is a quarter of the paper's (lr 0.5): random networks are rougher than trained ones, and the
     paper's step overshoots CNNIQA's max/min pooling."""
     from dlmap.enhance import solver
-    from dlmap.settings import EdictConfig
+    from dlmap.inversion.config import InversionConfig
 
     if PEAK_GIB.get(metric, 0) * 1.25 > machine_gib():
         pytest.skip(
@@ -273,7 +273,7 @@ def test_one_latent_map_step_with_each_differentiable_metric(metric, tiny32):
     config = SolverConfig(mode="latent-map", lam=1e4, iters=1, lr=0.5)
     with offline_random_weights(seed=0):
         prior = priors.create_prior(f"pyiqa:{metric}")
-    result = solver.map_solve(tiny32, prior, images, config, EdictConfig(steps=2), quiet=True)
+    result = solver.map_solve(tiny32, prior, images, config, InversionConfig(steps=2), quiet=True)
     before = result.history[0]["score"][0]
     after = (result.final["x"]["score"][0] + result.final["y"]["score"][0]) / 2
     assert all(torch.isfinite(torch.as_tensor(result.final[k]["score"])).all() for k in "xy")

@@ -1,7 +1,7 @@
 """dlmap: NR-IQA models as image priors, by MAP estimation in diffusion latents (EDICT).
 
 The public API is re-exported here and imported on first use, so ``import dlmap`` stays
-light: ``from dlmap import map_solve, create_prior, SolverConfig, EdictConfig, tiny_backbone``.
+light: ``from dlmap import map_solve, create_prior, SolverConfig, InversionConfig, tiny_backbone``.
 """
 
 __version__ = "0.2.0"
@@ -16,7 +16,7 @@ _logging.getLogger("bitsandbytes").setLevel(_logging.ERROR)
 
 _EXPORTS = {  # name -> module that defines it
     "SolverConfig": "dlmap.settings",
-    "EdictConfig": "dlmap.settings",
+    "InversionConfig": "dlmap.inversion.config",
     "BackboneSettings": "dlmap.settings",
     "map_solve": "dlmap.enhance.solver",
     "enhance_files": "dlmap.enhance.pipeline",

@@ -28,3 +28,9 @@ class InputError(DlmapError, ValueError):
 
 class MissingInputError(InputError, FileNotFoundError):
     """A file the caller named does not exist (exit code 2 on the command line)."""
+
+
+def check_choice(what: str, value, allowed: tuple) -> None:
+    """Raise ``InputError`` unless ``value`` is one of ``allowed``, naming ``what``."""
+    if value not in allowed:
+        raise InputError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")

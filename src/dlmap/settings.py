@@ -1,10 +1,12 @@
-"""Every setting of an enhancement in one place: Alg. 1's (``SolverConfig``), EDICT's
-(``EdictConfig``), the backbone's (``BackboneSettings``) and Eq. 21's score scales.
+"""Every setting of an enhancement: Alg. 1's (``SolverConfig``), the backbone's
+(``BackboneSettings``), Eq. 21's score scales, and one run's whole set (``RunSettings``, with
+the inversion's ``dlmap.inversion.config.InversionConfig``).
 
 Each is a frozen dataclass that validates itself; its defaults and allowed values (the tuples
-below) are the only copy. The command line takes its defaults and choices from here, and
-``tests/test_settings.py`` fails when the workflow's JSON schema drifts from it. This module
-imports neither torch nor diffusers, so that building the command line stays fast.
+below) are the only copy. The command line takes its defaults and choices from here, and the
+workflow refuses to start when its JSON schema drifts from them
+(``dlmap.workflow.config_checks.schema_disagreements``). This module imports neither torch
+nor diffusers, so that building the command line stays fast.
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dlmap.diffusion.specs import BACKBONE_SPECS, WEIGHT_FOLDER_FIELDS
-from dlmap.errors import InputError
+from dlmap.errors import InputError, check_choice
+from dlmap.inversion.config import InversionConfig
 
 MODES = ("latent-map", "latent-direct", "pixel-map", "pixel-direct")  # dlmap.enhance.solver
-BIJECTIONS = ("edict", "bdia", "belm")  # exact latent <-> noise maps (dlmap.inversion)
-ENDS = ("final-alpha", "alpha-one")  # where BDIA's and O-BELM's chain ends (bijections.py)
-ORDERS = ("alternating", "fixed")  # EDICT's step order (dlmap.inversion.edict)
 GRADIENTS = ("recompute", "reversible", "autograd")  # how gradients pass through h
 BACKBONES = tuple(BACKBONE_SPECS)  # one BackboneSpec each (dlmap.diffusion.specs)
 ENCODES = ("sample", "mean")  # the VAE posterior: a seeded sample (the authors') or its mean
@@ -30,16 +30,6 @@ D2_EMBEDDINGS = ("clip", "handcrafted")  # Eq. 18's D2 embeddings
 RANK_RESAMPLES = 500  # bootstrap resamples of subjects for Eq. 19's intervals (pwcmp's example)
 
 #: Stable Diffusion 2's noise schedule (scheduler/scheduler_config.json of SD2-base).
-SD2_SCHEDULER = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "set_alpha_to_one": False,
-    "clip_sample": False,
-    "prediction_type": "epsilon",
-}
-
 XI1, XI2 = 1.0, 0.0  # maximum and minimum of the calibrated score as printed (Sec. IV)
 STOP_FRACTION = 0.9  # the authors' MAP script stops once the calibrated score reaches 90/100
 
@@ -80,11 +70,6 @@ def score_scale(name: str) -> ScoreScale:
     return SCORE_SCALES[name]
 
 
-def _choice(what: str, value, allowed: tuple) -> None:
-    if value not in allowed:
-        raise InputError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
-
-
 @dataclass(frozen=True)
 class SolverConfig:
     """Alg. 1's settings; defaults are the paper's (Sec. IV-A) and the authors' code's."""
@@ -104,7 +89,7 @@ class SolverConfig:
     stop_score: float | None = None  # on the score scale; None: 90% of xi1 (authors': 90)
 
     def __post_init__(self):
-        _choice("mode", self.mode, MODES)
+        check_choice("mode", self.mode, MODES)
         if not isinstance(self.iters, int) or self.iters < 0:
             raise InputError(f"iters must be a non-negative integer, got {self.iters!r}")
         if not self.lam >= 0:
@@ -115,7 +100,7 @@ class SolverConfig:
             raise InputError(f"momentum rho must lie in [0, 1), got {self.momentum!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise InputError(f"grad_clip must be > 0 or None (off), got {self.grad_clip!r}")
-        _choice("gradient", self.gradient, GRADIENTS)
+        check_choice("gradient", self.gradient, GRADIENTS)
         if not isinstance(self.downsampling, int) or self.downsampling < 1:
             raise InputError(
                 f"downsampling s must be a positive integer, got {self.downsampling!r}"
@@ -143,55 +128,6 @@ class SolverConfig:
 
 
 @dataclass(frozen=True)
-class EdictConfig:
-    """EDICT settings. Paper defaults: T = 20, p = 0.93^(50/T) (Sec. IV-A, following EDICT).
-
-    steps_offset: 0 as in the authors' code (950..0 at T = 20); SD2's shipped config: 1.
-    """
-
-    steps: int = 20
-    mix: float | None = None
-    steps_offset: int = 0
-    order: str = "alternating"
-    scheduler: dict = field(default_factory=lambda: dict(SD2_SCHEDULER))
-    bijection: str = "edict"  # or "bdia", "belm": one network call per step (bijections.py)
-    gamma: float = 0.92  # BDIA's gamma (its inverse divides the latent by gamma per step)
-    ends: str = "final-alpha"  # BDIA/O-BELM: where the chain ends (dlmap.inversion.bijections)
-
-    def __post_init__(self):
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise InputError(f"EDICT steps must be a positive integer, got {self.steps!r}")
-        n_train = self.scheduler.get("num_train_timesteps", 1000)
-        if self.steps > n_train:
-            raise InputError(f"EDICT steps {self.steps} exceed the {n_train} training timesteps")
-        if self.mix is not None and not 0.0 < self.mix <= 1.0:
-            raise InputError(f"EDICT mixing p must lie in (0, 1], got {self.mix!r}")
-        if self.order not in ORDERS:
-            raise InputError(f"EDICT order must be one of {ORDERS}, got {self.order!r}")
-        stride = n_train // self.steps
-        if not 0 <= self.steps_offset < stride:
-            raise InputError(
-                f"steps_offset must lie in [0, {stride}) for {self.steps} steps "
-                f"(timesteps would leave 0..{n_train - 1}), got {self.steps_offset!r}"
-            )
-        if self.bijection not in BIJECTIONS:
-            raise InputError(f"bijection must be one of {BIJECTIONS}, got {self.bijection!r}")
-        if not isinstance(self.gamma, (int, float)) or not 0.0 < self.gamma <= 1.0:
-            raise InputError(f"BDIA's gamma must lie in (0, 1], got {self.gamma!r}")
-        if self.ends not in ENDS:
-            raise InputError(f"ends must be one of {ENDS}, got {self.ends!r}")
-        if self.bijection != "edict" and self.steps < 3:
-            # the one rule for it: two DDIM intervals of non-zero length for the two-step
-            # recurrence, whichever way the chain ends (dlmap.inversion.bijections)
-            raise InputError(f"{self.bijection} needs at least 3 steps, got {self.steps!r}")
-
-    @property
-    def mixing(self) -> float:
-        """p of Eqs. 10-11; 0.93^(50/T) unless set (EDICT's choice, paper Sec. IV-A)."""
-        return self.mix if self.mix is not None else 0.93 ** (50 / self.steps)
-
-
-@dataclass(frozen=True)
 class BackboneSettings:
     """Which backbone, on what device and in which precision, and how images are encoded
     (``dlmap.diffusion.build.load_backbone`` builds it)."""
@@ -216,11 +152,11 @@ class BackboneSettings:
     vae_slicing: bool = False  # encode and decode a batch one image at a time
 
     def __post_init__(self):
-        _choice("backbone", self.name, BACKBONES)
-        _choice("dtype", self.dtype, DTYPES)
-        _choice("autocast", self.autocast, AUTOCASTS)
-        _choice("encode", self.encode, ENCODES)
-        _choice("weights_dtype", self.weights_dtype, WEIGHTS_DTYPES)
+        check_choice("backbone", self.name, BACKBONES)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("autocast", self.autocast, AUTOCASTS)
+        check_choice("encode", self.encode, ENCODES)
+        check_choice("weights_dtype", self.weights_dtype, WEIGHTS_DTYPES)
         if self.weights_dtype == "bf16" and self.autocast != "bf16":
             raise InputError(
                 f"weights_dtype bf16 needs autocast bf16 (got autocast {self.autocast}): the "
@@ -252,7 +188,7 @@ class RunSettings:
 
     backbone: BackboneSettings = field(default_factory=BackboneSettings)
     solver: SolverConfig = field(default_factory=SolverConfig)
-    inversion: EdictConfig = field(default_factory=EdictConfig)
+    inversion: InversionConfig = field(default_factory=InversionConfig)
     size: int = 512
 
     @classmethod
@@ -283,7 +219,7 @@ class RunSettings:
                 where, SolverConfig, {**config["solver"], **config["prior_settings"][prior]}
             )
         edict = {key: value for key, value in config["edict"].items() if value is not None}
-        inversion = build("edict: ", EdictConfig, edict)
+        inversion = build("edict: ", InversionConfig.from_flat, edict)
         return cls(network, solver, inversion, config["size"])
 
     def to_record(self) -> dict:

@@ -13,6 +13,7 @@ from dlmap.cli.models import NIQE_MODEL_HELP, prior_from_args, prior_options
 from dlmap.diffusion.tiny_vae_store import TrainedVaeError, copy_vae, read_record
 from dlmap.errors import UsageError
 from dlmap.files import check_output_folder
+from dlmap.inversion import config as inversion_config
 from dlmap.weights.cache import CACHE_ENV
 
 TINY_VAE_MINUTES = "about eight minutes"  # training the tiny VAE (dlmap.diffusion.tiny_vae)
@@ -27,7 +28,7 @@ def _positive_int(text: str) -> int:
 
 
 def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
-    defaults_s, defaults_e = settings.SolverConfig(), settings.EdictConfig()
+    defaults_s, defaults_e = settings.SolverConfig(), inversion_config.InversionConfig()
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--prior", default="colorfulness", help="prior name (dlmap priors list)")
     parser.add_argument(
@@ -65,22 +66,22 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
         "--downsampling", type=int, default=defaults_s.downsampling, help="s of Eq. 20"
     )
     parser.add_argument("--mix", type=float, default=None, help="EDICT p (default 0.93^(50/T))")
-    parser.add_argument("--order", default=defaults_e.order, choices=settings.ORDERS)
+    parser.add_argument("--order", default=defaults_e.edict.order, choices=inversion_config.ORDERS)
     parser.add_argument("--steps-offset", type=int, default=defaults_e.steps_offset)
     parser.add_argument(
         "--bijection",
         default=defaults_e.bijection,
-        choices=settings.BIJECTIONS,
+        choices=inversion_config.BIJECTIONS,
         help="the exact noise <-> latent map: edict (the paper's, 2 network calls per step), "
         "bdia or belm (1 call per step; one output image, x)",
     )
     parser.add_argument(
-        "--gamma", type=float, default=defaults_e.gamma, help="BDIA's gamma, in (0, 1]"
+        "--gamma", type=float, default=defaults_e.bdia.gamma, help="BDIA's gamma, in (0, 1]"
     )
     parser.add_argument(
         "--ends",
-        default=defaults_e.ends,
-        choices=settings.ENDS,
+        default=defaults_e.bdia.ends,
+        choices=inversion_config.ENDS,
         help="bdia/belm: where the chain ends: the scheduler's final alpha (dlmap's default) or "
         "alpha = 1 with eps(clean, t = 1) in inversion (BELM's code); docs/diffusion.md",
     )
@@ -184,7 +185,7 @@ def _configs(args) -> settings.RunSettings:
         early_stop=not args.no_early_stop,
         stop_score=args.stop_at,
     )
-    edict_config = settings.EdictConfig(
+    edict_config = inversion_config.InversionConfig.from_flat(
         steps=args.steps,
         mix=args.mix,
         steps_offset=args.steps_offset,

@@ -55,20 +55,22 @@ class NetworkFlops:
     def inversion(self, steps: int = 20, bijection: str = "edict") -> float:
         """One inversion of one image (Alg. 1 line 2), the VAE's encoder included (BDIA and
         O-BELM: one call more, the DDIM step that forms the image-side pair)."""
-        calls, _ = network_calls(steps, bijection)
-        calls += bijection != "edict"
+        calls = _bijection(steps, bijection).inversion_calls
         return self.encode + self.condition + calls * self.eps_forward
 
 
-def network_calls(steps: int, bijection: str = "edict") -> tuple[int, int]:
-    """(network calls of one pass through h, images decoded per problem)."""
-    if bijection == "edict":
-        return 2 * steps, 2
-    from dlmap.inversion.bijections import make_two_step_schedule
-    from dlmap.settings import SD2_SCHEDULER
+def _bijection(steps: int, bijection: str):
+    from dlmap.inversion.bijections import make_bijection
+    from dlmap.inversion.config import InversionConfig
 
-    schedule = make_two_step_schedule(bijection, steps, SD2_SCHEDULER)
-    return schedule.steps - 1, 1
+    return make_bijection(InversionConfig(steps=steps, bijection=bijection))
+
+
+def network_calls(steps: int, bijection: str = "edict") -> tuple[int, int]:
+    """(network calls of one pass through h, images decoded per problem) of the bijection
+    named, on SD2's schedule."""
+    made = _bijection(steps, bijection)
+    return made.calls, made.outputs
 
 
 def count(function, *args) -> float:

@@ -48,9 +48,10 @@ from dlmap.enhance import fidelity
 from dlmap.errors import DlmapError, InputError
 from dlmap.images import quantise
 from dlmap.inversion import bijections
+from dlmap.inversion.config import InversionConfig
 from dlmap.priors.base import Prior
 from dlmap.priors.calibration import calibrate
-from dlmap.settings import EdictConfig, SolverConfig
+from dlmap.settings import SolverConfig
 
 
 class NonFiniteError(DlmapError, FloatingPointError):
@@ -211,7 +212,7 @@ def map_solve(
     priors: Prior | list[Prior],
     images: torch.Tensor,
     config: SolverConfig = SolverConfig(),
-    edict_config: EdictConfig = EdictConfig(),
+    edict_config: InversionConfig = InversionConfig(),
     seeds: list[int] | None = None,
     quiet: bool = False,
     description: str = "MAP",
@@ -243,7 +244,7 @@ def map_solve(
                 f"VAE's factor {factor} in latent modes"
             )
     x_init = images.detach()
-    settings = {"solver": asdict(config), "edict": asdict(edict_config)}
+    settings = {"solver": asdict(config), "edict": edict_config.to_record()}
     if config.mode.startswith("pixel"):
         result = _pixel_solve(priors, x_init, config, quiet, description)
     else:
@@ -261,7 +262,7 @@ def map_solve(
 
 
 def invert_images(
-    backbone, images: torch.Tensor, edict_config=EdictConfig(), seeds=None, cond=None
+    backbone, images: torch.Tensor, edict_config=InversionConfig(), seeds=None, cond=None
 ):
     """Alg. 1 line 2: encode each image (seeded posterior sample or mean) and invert it with
     EDICT (Eqs. 12-15) to its noise pair (x_T, y_T), each (B, C, h, w), or with the bijection

@@ -52,9 +52,9 @@ from dataclasses import dataclass
 import torch
 
 from dlmap.inversion import reversible
+from dlmap.inversion.config import InversionConfig
 from dlmap.inversion.edict import Edict, schedule_alphas
 from dlmap.inversion.reversible import EpsFn
-from dlmap.settings import EdictConfig
 
 #: the timestep at which BELM's official code evaluates eps on the clean latent (ᾱ = 1)
 CLEAN_END_TIMESTEP = 1
@@ -132,8 +132,8 @@ def make_two_step_schedule(
 ) -> TwoStepSchedule:
     """BDIA or O-BELM (``COEFFICIENTS[name]``) on the DDIM schedule of ``scheduler`` (a
     ``DDIMScheduler`` config; dlmap's SD2 one elsewhere), ending where ``ends`` says (module
-    docstring). The settings are ``EdictConfig``'s, which validates them; what it cannot know
-    is whether the scheduler leaves two intervals of non-zero length, checked here."""
+    docstring). The settings are ``InversionConfig``'s, which validates them (the minimum
+    steps included); ``gamma`` is BDIA's alone."""
     coefficient = COEFFICIENTS[name]
     timesteps, alpha_bar = schedule_alphas(steps, scheduler, steps_offset)
     if ends == "alpha-one":
@@ -145,7 +145,7 @@ def make_two_step_schedule(
         # A = 0): the chain ends at t = 0 instead, whose state is the clean latent.
         alpha_bar = alpha_bar[:-1]
     steps = len(alpha_bar) - 1
-    if steps < 2:  # EdictConfig's rule (at least 3 steps) keeps every user's schedule above
+    if steps < 2:  # InversionConfig's rule (at least 3 steps) keeps every user's schedule above
         raise ValueError(f"{name}: a two-step chain needs 2 intervals, this schedule has {steps}")
     sqrt_alpha = [math.sqrt(a) for a in alpha_bar]
     sigma = [math.sqrt((1 - a) / a) for a in alpha_bar]
@@ -244,16 +244,32 @@ class TwoStep:
     name = ""
     outputs = 1
 
-    def __init__(self, config: EdictConfig):
+    def __init__(self, config: InversionConfig):
         self.config = config
         self.schedule = make_two_step_schedule(
             self.name,
             config.steps,
             config.scheduler,
-            config.gamma,
-            config.steps_offset,
-            config.ends,
+            steps_offset=config.steps_offset,
+            **self.options(config),
         )
+
+    @staticmethod
+    def options(config: InversionConfig) -> dict:
+        """The method's own settings from its sub-config: ``make_two_step_schedule``'s
+        keyword arguments."""
+        raise NotImplementedError
+
+    @property
+    def calls(self) -> int:
+        """Network calls of one pass through h: one per step of the chain."""
+        return len(self.schedule)
+
+    @property
+    def inversion_calls(self) -> int:
+        """Network calls of one inversion: the DDIM step that forms the image-side pair, then
+        one pass."""
+        return 1 + self.calls
 
     def invert_latent(self, eps: EpsFn, latent, cond=None):
         """A clean latent -> (s_0, s_1), from (one DDIM inversion step, latent)."""
@@ -267,21 +283,29 @@ class TwoStep:
 
 
 class Bdia(TwoStep):
-    """BDIA (Zhang, Lewis, Kleijn, ECCV 2024), gamma from the config."""
+    """BDIA (Zhang, Lewis, Kleijn, ECCV 2024), configured by ``config.bdia``."""
 
     name = "bdia"
 
+    @staticmethod
+    def options(config: InversionConfig) -> dict:
+        return {"gamma": config.bdia.gamma, "ends": config.bdia.ends}
+
 
 class Belm(TwoStep):
-    """O-BELM (Wang et al., NeurIPS 2024)."""
+    """O-BELM (Wang et al., NeurIPS 2024), configured by ``config.belm``."""
 
     name = "belm"
 
+    @staticmethod
+    def options(config: InversionConfig) -> dict:
+        return {"ends": config.belm.ends}
+
 
 BIJECTIONS = {"edict": Edict, "bdia": Bdia, "belm": Belm}
-"""Each exact inversion the solver can run, by its name in ``EdictConfig.bijection``."""
+"""Each exact inversion the solver can run, by its name in ``InversionConfig.bijection``."""
 
 
-def make_bijection(config: EdictConfig) -> Edict | TwoStep:
+def make_bijection(config: InversionConfig) -> Edict | TwoStep:
     """The bijection ``config.bijection`` names, with its schedule built once."""
     return BIJECTIONS[config.bijection](config)

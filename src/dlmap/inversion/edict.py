@@ -31,8 +31,8 @@ import torch
 from diffusers import DDIMScheduler
 
 from dlmap.inversion import reversible
+from dlmap.inversion.config import InversionConfig
 from dlmap.inversion.reversible import EpsFn
-from dlmap.settings import EdictConfig
 
 
 def schedule_alphas(steps: int, scheduler: dict, steps_offset: int = 0):
@@ -76,7 +76,7 @@ class EdictSchedule:
         return (x, y), (grad_x, grad_y)
 
 
-def make_schedule(config: EdictConfig = EdictConfig()) -> EdictSchedule:
+def make_schedule(config: InversionConfig = InversionConfig()) -> EdictSchedule:
     """DDIM coefficients a_t, b_t (Eq. 4) of each step t_k -> t_{k+1} (the last to the final ᾱ)
     on ``schedule_alphas``, in float64."""
     timesteps, alpha_bar = schedule_alphas(config.steps, config.scheduler, config.steps_offset)
@@ -84,7 +84,9 @@ def make_schedule(config: EdictConfig = EdictConfig()) -> EdictSchedule:
     for alpha_t, alpha_prev in zip(alpha_bar[:-1], alpha_bar[1:], strict=True):
         a.append(math.sqrt(alpha_prev / alpha_t))
         b.append(math.sqrt(1 - alpha_prev) - math.sqrt(alpha_prev * (1 - alpha_t) / alpha_t))
-    swapped = tuple(config.order == "alternating" and k % 2 == 1 for k in range(len(timesteps)))
+    swapped = tuple(
+        config.edict.order == "alternating" and k % 2 == 1 for k in range(len(timesteps))
+    )
     return EdictSchedule(tuple(timesteps), tuple(a), tuple(b), config.mixing, swapped)
 
 
@@ -196,9 +198,19 @@ class Edict:
     name = "edict"
     outputs = 2
 
-    def __init__(self, config: EdictConfig):
+    def __init__(self, config: InversionConfig):
         self.config = config
         self.schedule = make_schedule(config)
+
+    @property
+    def calls(self) -> int:
+        """Network calls of one pass through h: two per step (Eqs. 8-9)."""
+        return 2 * len(self.schedule.timesteps)
+
+    @property
+    def inversion_calls(self) -> int:
+        """Network calls of one inversion (Eqs. 12-15): one pass."""
+        return self.calls
 
     def invert_latent(self, eps: EpsFn, latent, cond=None):
         """A clean latent -> the noise pair (x_T, y_T), from (latent, latent)."""

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from dlmap.settings import SD2_SCHEDULER
+from dlmap.inversion.config import SD2_SCHEDULER
 
 
 def gaussian_eps(mean, std):

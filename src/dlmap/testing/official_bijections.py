@@ -29,7 +29,7 @@ def reference_alphas(steps: int, steps_offset: int, ends: str):
     otherwise ldm's last ᾱ, alphas_cumprod[0], unless the timesteps already end at t = 0."""
     from diffusers import DDIMScheduler
 
-    from dlmap.settings import SD2_SCHEDULER
+    from dlmap.inversion.config import SD2_SCHEDULER
 
     scheduler = DDIMScheduler(**{**SD2_SCHEDULER, "steps_offset": steps_offset})
     scheduler.set_timesteps(steps)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from dlmap.diffusion import dape
-from dlmap.settings import SD2_SCHEDULER
+from dlmap.inversion.config import SD2_SCHEDULER
 from dlmap.weights.folders import RANDOM_WEIGHTS_MARK
 
 #: SD2-base's unet/config.json (stabilityai/stable-diffusion-2-base).

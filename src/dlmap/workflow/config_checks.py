@@ -9,6 +9,7 @@ import math
 
 from dlmap import settings
 from dlmap.errors import InputError
+from dlmap.inversion import config as inversion_config
 from dlmap.settings import RunSettings, config_key
 from dlmap.workflow.budget import GpuCosts
 
@@ -29,9 +30,9 @@ SCHEMA_ENUMS = {
     "definitions.solver.properties.mode": settings.MODES,
     "definitions.solver.properties.gradient": settings.GRADIENTS,
     "definitions.solver.properties.score_scale": tuple(settings.SCORE_SCALES),
-    "properties.edict.properties.order": settings.ORDERS,
-    "properties.edict.properties.bijection": settings.BIJECTIONS,
-    "properties.edict.properties.ends": settings.ENDS,
+    "properties.edict.properties.order": inversion_config.ORDERS,
+    "properties.edict.properties.bijection": inversion_config.BIJECTIONS,
+    "properties.edict.properties.ends": inversion_config.ENDS,
     "properties.backbone": settings.BACKBONES,
     "properties.encode": settings.ENCODES,
     "properties.dtype": settings.DTYPES,
@@ -40,13 +41,20 @@ SCHEMA_ENUMS = {
     "properties.selection.properties.d1": settings.D1_METRICS,
     "properties.selection.properties.d2": settings.D2_EMBEDDINGS,
     "properties.ablations.properties.bijections.items": tuple(
-        name for name in settings.BIJECTIONS if name != "edict"
+        name for name in inversion_config.BIJECTIONS if name != "edict"
     ),
 }
-#: every schema section that is one settings dataclass: its keys are the class's fields
+#: every schema section that is one settings class, and the keys it must have: the solver's
+#: fields, the inversion's flat form (its scheduler is not configurable)
 SCHEMA_SECTIONS = {
-    "definitions.solver.properties": (settings.SolverConfig, ()),
-    "properties.edict.properties": (settings.EdictConfig, ("scheduler",)),
+    "definitions.solver.properties": (
+        "SolverConfig",
+        tuple(f.name for f in dataclasses.fields(settings.SolverConfig)),
+    ),
+    "properties.edict.properties": (
+        "InversionConfig.FLAT_KEYS",
+        tuple(key for key in inversion_config.InversionConfig.FLAT_KEYS if key != "scheduler"),
+    ),
 }
 MEMORY_SWITCHES = ("weights_dtype", "checkpoint_blocks", "vae_slicing")
 
@@ -70,16 +78,15 @@ def schema_disagreements(schema: dict) -> list[str]:
             found.append(
                 f"{path}: enum {at(path).get('enum')} but dlmap.settings has {list(allowed)}"
             )
-    for path, (cls, internal) in SCHEMA_SECTIONS.items():
-        fields = {f.name for f in dataclasses.fields(cls)} - set(internal)
-        if set(at(path)) != fields:
-            found.append(f"{path}: keys {sorted(at(path))} but {cls.__name__} has {sorted(fields)}")
+    for path, (owner, keys) in SCHEMA_SECTIONS.items():
+        if set(at(path)) != set(keys):
+            found.append(f"{path}: keys {sorted(at(path))} but {owner} has {sorted(keys)}")
     memory = set(at("properties.memory.properties"))
     backbone = {f.name for f in dataclasses.fields(settings.BackboneSettings)}
     if memory != set(MEMORY_SWITCHES) or not memory <= backbone:
         found.append(f"properties.memory.properties: keys {sorted(memory)}, not {MEMORY_SWITCHES}")
     steps = at("properties.edict.properties.steps")
-    most = settings.SD2_SCHEDULER["num_train_timesteps"]
+    most = inversion_config.SD2_SCHEDULER["num_train_timesteps"]
     if steps.get("maximum") != most:
         found.append(
             f"properties.edict.properties.steps: maximum {steps.get('maximum')}, not {most}"

@@ -19,11 +19,13 @@ from dlmap.diffusion.build import load_backbone
 from dlmap.enhance import solver
 from dlmap.enhance.pipeline import enhance_files
 from dlmap.files import atomic_path, sha256_file
+from dlmap.inversion.config import InversionConfig
 from dlmap.priors import registry as priors
 from dlmap.priors.calibration import apply_fit, read_fit
-from dlmap.settings import BackboneSettings, EdictConfig, RunSettings, SolverConfig
+from dlmap.settings import BackboneSettings, RunSettings, SolverConfig
 
-EDICT_KEYS = ("steps", "mix", "order", "steps_offset", "bijection", "gamma", "ends")
+#: the inversion settings an inversion file stores: the flat form, less the scheduler (SD2's)
+INVERSION_KEYS = tuple(key for key in InversionConfig.FLAT_KEYS if key != "scheduler")
 
 
 def run_settings(
@@ -35,7 +37,9 @@ def run_settings(
     return RunSettings(
         backbone=BackboneSettings(**backbone, **(memory or {})),
         solver=SolverConfig(**{k: v for k, v in solver.items() if k in fields}),
-        inversion=EdictConfig(**{k: edict[k] for k in EDICT_KEYS if edict.get(k) is not None}),
+        inversion=InversionConfig.from_flat(
+            **{key: edict[key] for key in INVERSION_KEYS if edict.get(key) is not None}
+        ),
         size=size,
     )
 
@@ -73,7 +77,7 @@ def invert_chunk(
             "weights_dtype": network.weights_dtype,
             "encode": network.encode,
             "vae": network.vae,
-            "edict": {key: getattr(config, key) for key in EDICT_KEYS},
+            "edict": {key: config.to_record()[key] for key in INVERSION_KEYS},
             "size": size,
             "seed": seed,
             "reduced": backbone.reduced,
