@@ -14,6 +14,7 @@ from dlmap.files import sha256_file
 from dlmap.msliqe.model import MSLIQE, TINY_CLIP, MSLIQEConfig, MSLIQEPrior
 from dlmap.priors import calibration
 from dlmap.priors import registry as priors
+from dlmap.priors.specs import PRIOR_SPECS
 from dlmap.weights import cache as weights
 
 TINY = MSLIQEConfig(clip=TINY_CLIP)
@@ -105,4 +106,13 @@ def test_every_shipped_constant_set_names_its_checkpoint():
     assert not MSLIQEPrior.info.calibration_fitted
     assert "not published" in MSLIQEPrior.info.calibration_source
     documented = (Path(__file__).parents[1] / "docs" / "priors.md").read_text()
-    assert "\n".join(calibration.constants_table()) in documented.split("Whose constants")[1]
+    assert "\n".join(calibration.constants_table()) in documented.split("Whose constants")[1], (
+        "docs/priors.md's constants table is out of date: paste `dlmap priors constants` there"
+    )
+
+
+def test_priors_constants_prints_the_table_the_docs_embed(capsys):
+    assert cli.main(["priors", "constants"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed == calibration.constants_table()
+    assert len(printed) == 2 + len(PRIOR_SPECS)  # header, rule, one row per spec

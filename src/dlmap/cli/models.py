@@ -158,11 +158,18 @@ def score_command(args) -> int:
 
 def priors_command(args) -> int:
     """``priors list``: one row per registered prior, from its metadata (nothing is built);
-    ``priors table``: Table I's first three columns, printed and optionally saved as CSV."""
+    ``priors table``: Table I's first three columns, printed and optionally saved as CSV;
+    ``priors constants``: each prior's Eq. 21 constants and whose they are, as Markdown (the
+    table docs/priors.md shows)."""
     from dlmap.priors import registry as priors
 
     if args.priors_command == "table":
         return _table_one(args)
+    if args.priors_command == "constants":
+        from dlmap.priors.calibration import constants_table
+
+        print("\n".join(constants_table()))
+        return 0
     if args.all:
         return _pyiqa_table()
     from dlmap.settings import DEFAULT_SCALE, SCORE_SCALES
@@ -310,6 +317,11 @@ def add_parsers(commands) -> None:
     )
     table = priors_sub.add_parser("table", help="Table I's first three columns, from metadata")
     table.add_argument("--out", type=Path, default=None, help="also write them as CSV")
+    priors_sub.add_parser(
+        "constants",
+        help="each prior's Eq. 21 constants, the checkpoint they were fitted for, and their "
+        "source (Markdown)",
+    )
 
 
 HANDLERS = {
