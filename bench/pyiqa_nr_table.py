@@ -17,6 +17,8 @@ import re
 import sys
 from pathlib import Path
 
+from dlmap.priors import pyiqa_nr
+
 PRIORS = Path(__file__).resolve().parents[1] / "src" / "dlmap" / "priors"
 CLASSES = {
     "differentiable": "differentiable",
@@ -61,19 +63,7 @@ def main() -> None:
     if new:
         sys.exit(f"write the reference and training set of {', '.join(new)} into {table} first")
     usable = {m for m, r in results.items() if CLASSES[r["class"]] == "differentiable"}
-    columns = [
-        "metric",
-        "class",
-        "reason",
-        "alternative",
-        "aesthetic",
-        "training_set",
-        "reference",
-        "licence",
-        "source",
-        "params",
-        "min_side",
-    ]
+    columns = list(pyiqa_nr.COLUMNS)
     with open(table, "w", newline="", encoding="utf-8") as handle:
         handle.write(header)
         writer = csv.DictWriter(handle, columns, lineterminator="\n", extrasaction="ignore")

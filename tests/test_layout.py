@@ -10,19 +10,8 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dlmap"
-STAGES = (
-    "diffusion",
-    "enhance",
-    "priors",
-    "msliqe",
-    "data",
-    "compare",
-    "experiment",
-    "figures",
-    "weights",
-    "cli",
-    "testing",
-)
+#: every folder of the package is a stage (or cli/testing): no list to keep in step
+STAGES = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__")
 
 
 def modules() -> dict[str, Path]:
