@@ -11,6 +11,7 @@ lacks is refused: its reference and training set must be written first.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import re
@@ -53,7 +54,9 @@ def clean(text: str) -> str:
 
 
 def main() -> None:
-    probe = json.loads(Path(sys.argv[1]).read_text())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("probe", type=Path, help="the JSON bench/pyiqa_zoo_probe.py wrote")
+    probe = json.loads(parser.parse_args().probe.read_text())
     results = probe["metrics"]
     table = PRIORS / "pyiqa_nr.csv"
     with open(table, newline="", encoding="utf-8") as handle:
