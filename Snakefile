@@ -3,8 +3,13 @@
 #   snakemake --profile slurm                                           (the paper, config.yaml)
 # A --configfile replaces config.yaml wholesale (presets are complete), and every config is
 # validated against workflow/schemas/config.schema.yaml before any job runs.
+from pathlib import Path
+
+import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from dlmap.workflow.config_checks import validate_config
 
 min_version("9.0")
 
@@ -19,7 +24,14 @@ if isinstance(config.get("edict"), dict) and "encode" in config["edict"]:
         "config: edict.encode has moved: encode is a backbone setting; write it at the top "
         "level, beside backbone (encode: sample or mean)"
     )
-validate(config, "workflow/schemas/config.schema.yaml")
+# The schema, its first error in one line naming the key (snakemake's validate() would print
+# the whole schema and config after it).
+try:
+    validate_config(
+        config, yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text())
+    )
+except ValueError as error:
+    raise WorkflowError(str(error)) from None
 
 report: "workflow/report/workflow.rst"
 

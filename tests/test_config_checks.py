@@ -17,13 +17,12 @@ from helpers import FUZZ
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 from dlmap.cli.main import build_parser
 from dlmap.data.sources import SETS
 from dlmap.errors import DlmapError, InputError
 from dlmap.workflow import budget, chunks
-from dlmap.workflow.config_checks import check_workflow_config
+from dlmap.workflow.config_checks import check_workflow_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,11 +68,11 @@ def msliqe_epochs(config: dict) -> int:
 
 def workflow_checks(config: dict) -> dict:
     """What the workflow runs on its config before any job: the Snakefile's check and
-    validate() (snakemake's own), common.smk's check_workflow_config and the values it
+    validate_config (the schema, in one line), common.smk's check_workflow_config and the values it
     derives at parse time, and each GPU rule's requests (as its resources ask, on the first
     and a third attempt). Returns the requests."""
     snakefile_precheck(config)
-    validate(config, str(SCHEMA_PATH))
+    validate_config(config, SCHEMA)
     check_workflow_config(config, SCHEMA)
     ids = chunks.image_ids(config["images"]["count"])
     chunk_lists = chunks.chunks(config["images"]["count"], config["chunk_size"])
@@ -250,17 +249,16 @@ def test_a_mutated_config_passes_or_fails_in_one_line_naming_the_key(case):
     config, changed = case
     try:
         requests = workflow_checks(config)
-    except WorkflowError as error:  # snakemake's validate(), the Snakefile's, msliqe.options
-        cause = error.__context__
-        if isinstance(cause, jsonschema.ValidationError):
-            assert schema_error_is_about(cause, changed), (cause.message, changed)
-        else:
-            assert "\n" not in str(error) and names_a_changed_key(str(error), changed), error
+    except WorkflowError as error:  # the Snakefile's precheck, msliqe.options
+        assert "\n" not in str(error) and names_a_changed_key(str(error), changed), error
         return
-    except InputError as error:  # check_workflow_config and the formulas
+    except InputError as error:  # the schema, check_workflow_config and the formulas
         message = str(error)
         assert "\n" not in message and message.startswith("config: "), message
-        assert names_a_changed_key(message, changed), (message, changed)
+        if isinstance(error.__cause__, jsonschema.ValidationError):
+            assert schema_error_is_about(error.__cause__, changed), (message, changed)
+        else:
+            assert names_a_changed_key(message, changed), (message, changed)
         return
     for name, value in requests.items():
         assert math.isfinite(value) and value > 0, (name, value)
@@ -295,6 +293,24 @@ def test_the_presets_pass_every_check(name):
         ({"edict.steps_offset": 300}, "edict: steps_offset must lie in"),
         ({"memory.weights_dtype": "bf16"}, "weights_dtype bf16 needs autocast bf16"),
         ({"prior_settings.a\nb": {"lam": math.nan}}, "prior_settings.'a\\nb'.lam"),
+        ({"priors": ["niqe", "sharpnes"]}, "priors: unknown prior 'sharpnes'"),
+        ({"priors": ["niqe", "sharpnes"]}, "did you mean 'sharpness'"),
+        ({"prior_settings.sharpnes": {"lam": 0.2}}, "prior_settings.sharpnes: unknown prior"),
+        ({"prior_settings.musiq": {"lam": 0.2}}, "prior_settings.musiq: 'musiq' is none of"),
+        ({"calibration.priors": ["niqe", "dbcn"]}, "calibration.priors: unknown prior 'dbcn'"),
+        ({"post_enhancement.prior": "ms-liq"}, "post_enhancement.prior: unknown prior"),
+        ({"ablations.prior": "sharp"}, "ablations.prior: unknown prior 'sharp'"),
+        ({"priors": ["niqe", "pyiqa:fid"]}, "priors: pyiqa:fid cannot be a prior"),
+        (
+            {"comparisons.models.enhancers": ["niqe", "sharpnes"]},
+            "comparisons.models.enhancers: 'sharpnes' is neither in priors nor a key of external; "
+            "did you mean 'sharpness'?",
+        ),
+        (
+            {"edict.steps": 2},
+            "ablations.bijections: bdia needs at least 3 steps, got 2 (edict.steps is 2)",
+        ),
+        ({"ablations.lambdas": [0.1], "ablations.pixel_lam": None}, None),
     ],
 )
 def test_what_the_schema_cannot_say_is_refused_in_one_line_naming_the_key(change, message):
@@ -302,6 +318,9 @@ def test_what_the_schema_cannot_say_is_refused_in_one_line_naming_the_key(change
     for key, value in change.items():
         *parents, last = key.split(".")
         at(config, parents)[last] = value
+    if message is None:  # a change every check accepts
+        check_workflow_config(config, SCHEMA)
+        return
     with pytest.raises(InputError) as raised:
         check_workflow_config(config, SCHEMA)
     assert message in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
@@ -337,9 +356,10 @@ def test_the_schema_bounds_what_would_overflow_and_requires_what_is_read(key, va
         del target[last]
     else:
         target[last] = value
-    with pytest.raises(WorkflowError) as raised:
-        validate(config, str(SCHEMA_PATH))
-    assert schema_error_is_about(raised.value.__context__, [tuple(key.split("."))])
+    with pytest.raises(InputError) as raised:
+        validate_config(config, SCHEMA)
+    assert schema_error_is_about(raised.value.__cause__, [tuple(key.split("."))])
+    assert str(raised.value).startswith("config: ") and "\n" not in str(raised.value)
 
 
 def test_the_request_formulas_refuse_what_overflows_in_one_line():
@@ -363,4 +383,4 @@ def test_the_snakefile_precheck_survives_an_edict_that_is_not_a_mapping(edict):
     config = {**copy.deepcopy(BASES["presets/demo.yaml"]), "edict": edict}
     with pytest.raises((WorkflowError, DlmapError)):
         snakefile_precheck(config)
-        validate(config, str(SCHEMA_PATH))
+        validate_config(config, SCHEMA)

@@ -122,6 +122,8 @@ def test_on_a_login_node_the_gpu_partitions_walltime_is_held_against_the_config(
     [
         ({"priros": ["niqe"]}, "priros"),
         ({"chunk_size": 6.0}, "chunk_size"),
+        ({"size": 8}, "config: size: 8 is less than the minimum of"),
+        ({"priors": ["niqe", "sharpnes"]}, "did you mean 'sharpness'"),
         ({"slurm": {"max_runtime_minutes": 150}}, "enhance_chunk job asks for 278 minutes"),
     ],
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = {  # name -> (module with add_parsers(commands) and HANDLERS, one-line help)
@@ -34,6 +35,9 @@ COMMANDS = {  # name -> (module with add_parsers(commands) and HANDLERS, one-lin
     "doctor": ("dlmap.cli.doctor", "can this machine or cluster run a workflow configuration?"),
 }
 DESCRIPTION = "NR-IQA models as image priors: MAP estimation in diffusion latents"
+
+EXIT_SIGINT = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+EXIT_SIGPIPE = 141  # 128 + SIGPIPE, what Unix tools exit with when their reader left
 
 
 class Parser(argparse.ArgumentParser):
@@ -80,6 +84,24 @@ def main(argv: list[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"dlmap: error: {message}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's code for SIGINT
+        print(f"dlmap: {args.command} interrupted", file=sys.stderr)
+        return EXIT_SIGINT
+    except BrokenPipeError:  # the reader left (`dlmap score ... | head`): stop quietly
+        _detach_stdout()
+        return EXIT_SIGPIPE
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush at exit writes into
+    it instead of raising BrokenPipeError again on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (a test's capture)
+        pass
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ build accepted by its class, so that a typo fails at once in one line naming the
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 
 from dlmap import settings
@@ -140,28 +141,77 @@ def check_workflow_config(config: dict, schema: dict) -> None:
     if config["ranking"]["bootstrap"] == 1:
         raise InputError("config: ranking.bootstrap: must be 0 (no intervals) or at least 2")
     _check_datasets(config)
-    _check_pyiqa_priors(config)
+    _check_prior_names(config)
+    _check_comparisons(config)
     _check_settings(config)
 
 
-def _check_pyiqa_priors(config: dict) -> None:
-    """Every ``pyiqa:NAME`` prior named is one that can be a prior (the classification table
-    of ``dlmap.priors.pyiqa_nr``); pyiqa's code is imported only when one is named."""
-    named = [
-        ("priors", config["priors"]),
-        ("calibration.priors", config["calibration"]["priors"]),
-        ("post_enhancement.prior", [config["post_enhancement"]["prior"]]),
-        ("ablations.prior", [config["ablations"]["prior"]]),
-    ]
-    for key, names in named:
-        for name in names:
-            if isinstance(name, str) and name.startswith("pyiqa:"):
-                from dlmap.priors import registry
+def validate_config(config: dict, schema: dict) -> None:
+    """The workflow's JSON schema applied to ``config`` (what ``snakemake.utils.validate``
+    does, without its dump of the schema and the config): the most relevant error, in one
+    line naming the key, as ``InputError`` (its ``__cause__``: jsonschema's full error)."""
+    from jsonschema import exceptions, validators
 
-                try:
-                    registry.prior_info(name)
-                except InputError as error:
-                    raise InputError(f"config: {key}: {error}") from None
+    validator = validators.validator_for(schema)(schema)
+    error = exceptions.best_match(validator.iter_errors(config))
+    if error is None:
+        return
+    where = ".".join(config_key(part) for part in error.absolute_path) or "(top level)"
+    message = " ".join(error.message.split())
+    if len(message) > 200:
+        message = message[:197] + "..."
+    raise InputError(f"config: {where}: {message}") from error
+
+
+def _prior_names(config: dict) -> list[tuple[str, str]]:
+    """(where in the config, prior name) for every prior the config names."""
+    named = [("priors", name) for name in config["priors"]]
+    named += [(f"prior_settings.{config_key(name)}", name) for name in config["prior_settings"]]
+    named += [("calibration.priors", name) for name in config["calibration"]["priors"]]
+    named += [("post_enhancement.prior", config["post_enhancement"]["prior"])]
+    named += [("ablations.prior", config["ablations"]["prior"])]
+    return named
+
+
+def _check_prior_names(config: dict) -> None:
+    """Every prior named anywhere resolves (a built-in from its spec without importing
+    torch; others, ``pyiqa:NAME`` included, through the registry, which says "did you mean"),
+    and every ``prior_settings`` key is a prior that runs, so its settings apply."""
+    from dlmap.priors.specs import PRIOR_SPECS
+
+    for key, name in _prior_names(config):
+        if name in PRIOR_SPECS:
+            continue
+        from dlmap.priors import registry
+
+        try:
+            registry.prior_factory(name)
+        except (InputError, registry.UnknownPriorError) as error:
+            raise InputError(f"config: {key}: {error}") from None
+    running = [*config["priors"], config["post_enhancement"]["prior"], config["ablations"]["prior"]]
+    for name in config["prior_settings"]:
+        if name not in running:
+            close = difflib.get_close_matches(name, running, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InputError(
+                f"config: prior_settings.{config_key(name)}: {name!r} is none of the priors "
+                f"that run (priors, post_enhancement.prior, ablations.prior), so these "
+                f"settings would never apply{hint}"
+            )
+
+
+def _check_comparisons(config: dict) -> None:
+    """Each comparison's enhancers are priors the run enhances with or external enhancers."""
+    known = [*config["priors"], *config["external"]]
+    for name, comparison in config["comparisons"].items():
+        for enhancer in comparison["enhancers"]:
+            if enhancer not in known:
+                close = difflib.get_close_matches(enhancer, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise InputError(
+                    f"config: comparisons.{config_key(name)}.enhancers: {enhancer!r} is neither "
+                    f"in priors nor a key of external{hint}"
+                )
 
 
 def _check_datasets(config: dict) -> None:
@@ -232,10 +282,34 @@ def _shown(value, limit: int = 60) -> str:
 
 def _check_settings(config: dict) -> None:
     """Every setting a job builds from the config, accepted by its class: each prior's run
-    (``RunSettings.from_config``) and the GPU cost constants."""
+    (``RunSettings.from_config``), each ablation run as its job builds it (its solver
+    overrides, backbone and bijection over the ablation prior's run), the post-enhancement
+    run, and the GPU cost constants."""
     RunSettings.from_config(config)
     for prior in config["prior_settings"]:
         RunSettings.from_config(config, prior)
+    RunSettings.from_config(config, config["post_enhancement"]["prior"])
+    from dlmap.workflow.plan import ablation_variants
+
+    prior = config["ablations"]["prior"]
+    for variant, changes in ablation_variants(config).items():
+        run = RunSettings.from_config(config, prior, backbone=changes.get("backbone"))
+        solver = {k: v for k, v in changes.items() if k not in ("backbone", "bijection")}
+        try:
+            dataclasses.replace(run.solver, **solver)
+        except InputError as error:
+            raise InputError(f"config: ablations: the {variant} run: {error}") from None
+        if "bijection" in changes:
+            flat = {k: v for k, v in config["edict"].items() if v is not None}
+            try:
+                inversion_config.InversionConfig.from_flat(
+                    **{**flat, "bijection": changes["bijection"]}
+                )
+            except InputError as error:
+                raise InputError(
+                    f"config: ablations.bijections: {error} (edict.steps is "
+                    f"{config['edict'].get('steps')})"
+                ) from None
     try:
         GpuCosts(**config["gpu_costs"])
     except InputError as error:

@@ -36,11 +36,10 @@ class Row:
 def load_config(path: Path) -> tuple[dict | None, list[Row]]:
     """The configuration, checked as the workflow checks it (its schema, then what a schema
     cannot say); a bad file is one BLOCKING row naming the key."""
-    import jsonschema
     import yaml
 
     from dlmap.workflow import plan
-    from dlmap.workflow.config_checks import check_workflow_config
+    from dlmap.workflow.config_checks import check_workflow_config, validate_config
 
     try:
         config = yaml.safe_load(Path(path).read_text())
@@ -52,13 +51,9 @@ def load_config(path: Path) -> tuple[dict | None, list[Row]]:
         return None, [Row("config", str(path), BLOCKING, "not a mapping of settings")]
     try:
         schema = yaml.safe_load(schema_path.read_text())
-        jsonschema.validate(config, schema)
+        validate_config(config, schema)
         check_workflow_config(config, schema)
         plan.check_walltime(config)
-    except jsonschema.ValidationError as error:
-        where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
-        message = " ".join(error.message.split())[:200]
-        return None, [Row("config", str(path), BLOCKING, f"{where}: {message}")]
     except (OSError, ValueError, KeyError, TypeError) as error:
         return None, [Row("config", str(path), BLOCKING, " ".join(str(error).split())[:300])]
     return config, [Row("config", str(path), OK, "valid (the workflow's schema and checks)")]
