@@ -158,3 +158,22 @@ def test_a_backbone_missing_several_sets_names_them_all_at_once(tmp_path):
     assert "\n" not in message
     for name in ("sd2-base", "seesr", "ram-swin-large", "dape"):
         assert str(tmp_path / name) in message
+
+
+def test_fetch_sets_a_damaged_file_aside_and_brings_the_recorded_one_again(
+    tmp_path, monkeypatch, capsys
+):
+    (file,) = catalogue.get("musiq").files()
+    target = tmp_path / file.path
+    with FakeHost() as host:
+        monkeypatch.setenv("HF_ENDPOINT", host.url)
+        host.routes[file.url.removeprefix(sources.HUB)] = ("lfs", b"musiq weights", None)
+        assert catalogue.get("musiq").fetch(cache=tmp_path, progress=False).ok
+        target.write_bytes(b"musiq")  # truncated
+        capsys.readouterr()
+        result = catalogue.get("musiq").fetch(cache=tmp_path, progress=False)
+    assert result.state == fetching.FETCHED, result
+    assert target.read_bytes() == b"musiq weights"
+    assert (tmp_path / f"{file.path}.bad").read_bytes() == b"musiq"
+    assert f"{target} is damaged" in capsys.readouterr().err
+    assert catalogue.get("musiq").check(tmp_path, full=True).startswith("present")

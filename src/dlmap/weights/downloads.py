@@ -108,6 +108,21 @@ class FileSet:
             published += file.published_sha256() is not None
         return published
 
+    def set_aside_damaged(self, cache=None) -> list[Path]:
+        """Each present file that fails its check (a size or sha256 other than the one
+        recorded at first placement, or than its URL publishes) moved aside to ``NAME.bad``,
+        so that a fetch replaces it; its manifest record stays, so the replacement must be
+        the same file. Returns the files set aside."""
+        aside = []
+        for file, path in self.present_paths(cache):
+            try:
+                recorded = weights.verify_files([path], cache)
+                check_published(file, recorded[str(path.resolve())])
+            except weights.ChecksumError as error:
+                weights.set_aside(path, error)
+                aside.append(path)
+        return aside
+
     def require(self, cache=None, full: bool = False) -> int:
         """Every file present (else one ``WeightsMissingError`` naming the files, their URLs,
         the folder and the fetch command) and verified (``verify``)."""
@@ -140,6 +155,7 @@ class FileSet:
         failure: returns what happened (``FetchResult``)."""
         from dlmap.weights.fetching import fetch_files
 
+        self.set_aside_damaged(cache)
         if not self.missing_files(cache):
             self.verify(cache)
             return FetchResult(self.name, PRESENT)
