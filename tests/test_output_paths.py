@@ -58,10 +58,11 @@ def test_enhance_checks_out_before_loading_any_model(tmp_path, bad_out, monkeypa
 
 
 def test_demo_checks_out_before_training_the_vae(bad_out, monkeypatch, capsys):
+    from dlmap.cli import enhance as enhance_command
     from dlmap.diffusion import tiny_vae
 
     monkeypatch.setattr(tiny_vae, "cached_vae", _no_work)
-    monkeypatch.setattr(tiny_vae, "read_record", _no_work)
+    monkeypatch.setattr(enhance_command, "verify_vae", _no_work)
     out, named = bad_out
     code, _, err = run_cli(["demo", "--out", out, "--iters", "1", "--quiet"], capsys)
     _assert_one_line(code, err, named)

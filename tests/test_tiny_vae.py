@@ -21,6 +21,7 @@ from dlmap.diffusion.tiny_vae_store import (
     TrainedVaeError,
     VaeTraining,
     factor_of,
+    file_digests,
 )
 from dlmap.enhance.solver import map_solve
 from dlmap.images import quantise
@@ -166,9 +167,36 @@ def test_folders_that_are_not_a_trained_vae_are_refused_naming_the_problem(tmp_p
     AutoencoderKL(**TINY_VAE).save_pretrained(folder)
     config = json.loads((quick_vae[0] / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps(config))
-    (folder / "training.json").write_text((quick_vae[0] / "training.json").read_text())
+    record = json.loads((quick_vae[0] / "training.json").read_text())
+    (folder / "training.json").write_text(json.dumps(record))
+    with pytest.raises(TrainedVaeError, match="changed since training"):  # its digests differ
+        tiny_vae.load_trained_vae(folder)
+    record["files"] = file_digests(folder)
+    (folder / "training.json").write_text(json.dumps(record))
     with pytest.raises(WeightKeyError, match="AutoencoderKL weights in"):
         tiny_vae.load_trained_vae(folder)
+
+
+def test_a_damaged_cached_vae_is_trained_again_and_a_killed_trainings_folder_removed(
+    tmp_path, capsys
+):
+    folder, record = tiny_vae.cached_vae(QUICK, cache=tmp_path, quiet=True)
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    good = weights.read_bytes()
+    check = ["weights", "check", "--backbone", "tiny-seesr", "--cache", str(tmp_path)]
+    assert main(check) == 0 and f"tiny-vae/{folder.name}: trained" in capsys.readouterr().out
+    weights.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(TrainedVaeError, match="changed since training"):
+        tiny_vae.load_trained_vae(folder)
+    assert main(check) == 1 and f"tiny-vae/{folder.name}: CHANGED" in capsys.readouterr().out
+    killed = folder.with_name(f".{folder.name}.999999999.part")  # a PID no process has
+    killed.mkdir()
+    capsys.readouterr()
+    again, fresh = tiny_vae.cached_vae(QUICK, cache=tmp_path, quiet=True)
+    assert again == folder and "training the cached VAE again" in capsys.readouterr().err
+    assert weights.read_bytes() == good  # the same settings train the same weights
+    assert fresh["files"] == record["files"] and not killed.exists()
+    tiny_vae.load_trained_vae(folder)
 
 
 def test_a_vae_for_a_real_backbone_is_refused(quick_vae):

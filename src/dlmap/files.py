@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import os
+import shutil
 import stat
 import uuid
 from pathlib import Path
@@ -121,3 +122,41 @@ def csv_text(rows, columns=None, **options) -> str:
 def write_rows(rows, path: str | os.PathLike, columns=None, **options) -> None:
     """``csv_text`` of the rows, written atomically to ``path`` (the one CSV writer)."""
     write_text_atomic(csv_text(rows, columns, **options), path)
+
+
+# --- work in progress beside its target: .NAME.PID.part ---------------------------------------
+
+
+def partial_path(target: str | os.PathLike) -> Path:
+    """Where this process writes ``target`` before renaming it into place: a hidden
+    ``.NAME.PID.part`` beside it, after removing the ones of processes that were killed
+    (``remove_stale_parts``), so that a kill leaves nothing behind for long."""
+    target = Path(target)
+    remove_stale_parts(target)
+    return target.with_name(f".{target.name}.{os.getpid()}.part")
+
+
+def remove_stale_parts(target: str | os.PathLike) -> list[Path]:
+    """Remove the ``.NAME.PID.part`` files or folders of ``target`` whose process is gone
+    (one on this machine: a part being written by another host's process with the same
+    PID would be left alone only by chance, so give each host its own cache folder)."""
+    target, removed = Path(target), []
+    for part in target.parent.glob(f".{target.name}.*.part"):
+        pid = part.name[len(target.name) + 2 : -len(".part")]
+        if pid.isdigit() and not _alive(int(pid)):
+            if part.is_dir() and not part.is_symlink():
+                shutil.rmtree(part, ignore_errors=True)
+            else:
+                part.unlink(missing_ok=True)
+            removed.append(part)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

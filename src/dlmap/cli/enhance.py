@@ -10,7 +10,7 @@ from pathlib import Path
 from dlmap import settings
 from dlmap.cli.main import add_command
 from dlmap.cli.models import NIQE_MODEL_HELP, prior_from_args, prior_options
-from dlmap.diffusion.tiny_vae_store import TrainedVaeError, copy_vae, read_record
+from dlmap.diffusion.tiny_vae_store import TrainedVaeError, copy_vae, verify_vae
 from dlmap.errors import UsageError
 from dlmap.files import check_output_folder
 from dlmap.inversion import config as inversion_config
@@ -225,10 +225,10 @@ def _configs(args) -> settings.RunSettings:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
     if args.vae is not None:
-        from dlmap.diffusion.tiny_vae_store import TrainedVaeError, read_record
+        from dlmap.diffusion.tiny_vae_store import TrainedVaeError, verify_vae
 
         try:
-            read_record(args.vae)
+            verify_vae(args.vae)
         except TrainedVaeError as error:
             raise UsageError(f"--vae {error}") from error
     return settings.RunSettings(backbone, solver_config, edict_config, args.size)
@@ -328,7 +328,7 @@ def demo(args) -> int:
     if vae is None:
         vae = args.out / "vae"
         try:
-            record = read_record(vae)
+            record = verify_vae(vae)
             print(f"dlmap demo: reusing the trained tiny VAE in {vae}")
         except TrainedVaeError:
             key = tiny_vae.training_key()
@@ -340,7 +340,7 @@ def demo(args) -> int:
             copy_vae(cached, vae)
     else:
         try:
-            record = read_record(vae)
+            record = verify_vae(vae)
         except TrainedVaeError as error:
             raise UsageError(f"--vae {error}") from error
     mean = record["mean"]

@@ -40,9 +40,30 @@ def weights_command(args) -> int:
         print_fetch_table(results)
         return int(not all(result.ok for result in results))
     rows = catalogue.check_all(asked, args.cache)
+    tiny = (args.backbone or "").startswith("tiny")
+    if tiny or (not args.names and args.backbone is None):  # the trained VAEs as well
+        rows += trained_vae_rows(args.cache)
     for name, state, message in rows:
         print(f"{name}: {message}" if state == "present" else f"{name}: {state}: {message}")
     return int(any(state in ("MISSING", "CHANGED") for _, state, _ in rows))
+
+
+def trained_vae_rows(cache=None) -> list[tuple[str, str, str]]:
+    """A ``weights check`` row for each tiny VAE trained into the cache: its files against
+    the sha256 its ``training.json`` recorded (``dlmap train-vae`` trains a damaged one
+    again)."""
+    from dlmap.diffusion.tiny_vae_store import TrainedVaeError, verify_vae
+
+    rows = []
+    for folder in sorted((weights.cache_dir(cache) / "tiny-vae").glob("[!.]*")):
+        name = f"tiny-vae/{folder.name}"
+        try:
+            verify_vae(folder)
+        except TrainedVaeError as error:
+            rows.append((name, "CHANGED", f"{error}; `dlmap train-vae` trains it again"))
+        else:
+            rows.append((name, "present", f"trained tiny VAE in {folder} (sha256 verified)"))
+    return rows
 
 
 def print_fetch_table(results) -> None:

