@@ -1,4 +1,4 @@
-"""The errors dlmap raises on purpose, and the exit code each maps to (kept free of imports).
+"""The errors dlmap raises on purpose, and the exit code each maps to (importing only os).
 
 Every dlmap error subclasses ``DlmapError`` (and, for callers that catch them so, the builtin
 error it always was: ``ValueError`` for bad input, ``RuntimeError`` for a failure). The
@@ -6,6 +6,8 @@ command line maps a ``DlmapError`` to its ``exit_code`` in one place
 (``dlmap.cli.main.main``); any other exception is a bug and is shown with its traceback,
 never reported as bad usage.
 """
+
+import os
 
 
 class DlmapError(Exception):
@@ -24,6 +26,17 @@ class InputError(DlmapError, ValueError):
     """A bad input file or value handed to the library (exit code 2 on the command line)."""
 
     exit_code = 2
+
+
+class OutputError(DlmapError, OSError):
+    """A result could not be written (a full disk, a lost mount): one line naming the path
+    and the system's words for why (exit code 1, a run-time failure)."""
+
+
+def output_error(path, error: OSError) -> OutputError:
+    """``OutputError`` for ``error`` met while writing ``path``."""
+    words = os.strerror(error.errno) if error.errno else " ".join(str(error).split())
+    return OutputError(f"cannot write {path}: {words}")
 
 
 class MissingInputError(InputError, FileNotFoundError):

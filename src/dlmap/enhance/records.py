@@ -13,6 +13,7 @@ import torch
 
 import dlmap
 from dlmap import images
+from dlmap.errors import output_error
 from dlmap.files import (
     sha256_file,
     write_bytes_atomic,
@@ -47,12 +48,25 @@ def write_enhanced(
     extra: dict | None = None,
 ) -> dict:
     """Write problem ``index`` of a ``SolveResult`` for input ``source`` into ``out``
-    (atomically, the JSON last, so a complete JSON means complete outputs); returns the
-    record. ``settings`` joins the solver's configuration; ``extra`` adds top-level keys."""
+    (each file atomically, the JSON last, so a complete JSON means complete outputs); returns
+    the record. If a file cannot be written (a full disk), the image's files written so far
+    are removed and ``OutputError`` names the path: an image is written whole or not at all.
+    ``settings`` joins the solver's configuration; ``extra`` adds top-level keys."""
     outputs = output_paths(out, Path(source).stem)
-    images.save_png_atomic(result.x[index], outputs["x"])
+    written = []
+
+    def write(key: str, writer) -> None:
+        try:
+            writer(outputs[key])
+        except OSError as error:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise output_error(outputs[key], error) from None
+        written.append(outputs[key])
+
+    write("x", lambda path: images.save_png_atomic(result.x[index], path))
     if result.y is not None:
-        images.save_png_atomic(result.y[index], outputs["y"])
+        write("y", lambda path: images.save_png_atomic(result.y[index], path))
     reduced = bool(backbone is not None and backbone.reduced)
     history = [select_problem(step, index) for step in result.history]
     scale = score_scale(result.config.get("solver", {}).get("score_scale", DEFAULT_SCALE))
@@ -91,6 +105,6 @@ def write_enhanced(
 
         title = f"{Path(source).name}: {prior.info.display_name}"
         figure = figures.plot_history(record, title=title, reduced=reduced)
-        write_bytes_atomic(outputs["plot"], figures.figure_png_bytes(figure))
-    write_text_atomic(json.dumps(record, indent=2) + "\n", outputs["json"])
+        write("plot", lambda path: write_bytes_atomic(path, figures.figure_png_bytes(figure)))
+    write("json", lambda path: write_text_atomic(json.dumps(record, indent=2) + "\n", path))
     return record
