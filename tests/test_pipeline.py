@@ -4,11 +4,12 @@ import json
 
 import pytest
 import torch
-from helpers import photo
+from helpers import photo, photo_png
 
 from dlmap import images
 from dlmap.diffusion import build
 from dlmap.enhance import pipeline, solver
+from dlmap.files import sha256_file
 from dlmap.inversion.config import InversionConfig
 from dlmap.priors.registry import create_prior
 from dlmap.settings import SolverConfig
@@ -125,3 +126,32 @@ def test_the_workflow_calibration_replaces_the_shipped_constants(tmp_path):
     prior = jobs.build_prior("sharpness", calibration=tmp_path / "fit.json")
     assert (prior.info.xi3, prior.info.xi4) == (1.5, 0.25)
     assert "fitted by the workflow" in prior.info.calibration_source
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten", "not an inversion"])
+def test_a_damaged_inversion_is_named_and_removed_so_the_next_run_makes_it_again(tmp_path, damage):
+    from dlmap.enhance import pipeline
+    from dlmap.errors import InputError
+
+    image = photo_png(tmp_path, "coffee", size=32)
+    state = {
+        "ids": ["coffee"],
+        "input_sha256": [sha256_file(image)],
+        "x_T": torch.zeros(1, 4, 4, 4),
+        "y_T": torch.zeros(1, 4, 4, 4),
+    }
+    path = tmp_path / "c000.pt"
+    torch.save(state, path)
+    assert pipeline.load_inversion(path, [image])[0].shape == (1, 4, 4, 4)
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "overwritten":
+        path.write_bytes(b"\0" * len(data))
+    else:
+        torch.save({"ids": ["coffee"]}, path)
+    with pytest.raises(InputError) as raised:
+        pipeline.load_inversion(path, [image])
+    message = str(raised.value)
+    assert message.startswith(f"{path}: a damaged inversion") and "\n" not in message
+    assert "run the workflow again" in message and not path.exists()

@@ -620,3 +620,25 @@ def test_the_drawn_rule_graph_is_the_paper_configurations(tmp_path):
         "the workflow's rules changed: redraw docs/rulegraph.dot and .svg (docs/workflow.md)"
     )
     assert (ROOT / "docs" / "rulegraph.svg").read_text().lstrip().startswith("<?xml")
+
+
+@pytest.mark.parametrize(
+    "raised, last_line",
+    [
+        ("InputError('c000.pt: a damaged inversion; run again')", "dlmap: error: c000.pt: a"),
+        ("ValueError('a bug')", "ValueError: a bug"),
+    ],
+)
+def test_a_jobs_dlmap_error_is_its_logs_last_line_and_a_bug_keeps_its_traceback(
+    raised, last_line
+):
+    script = (
+        "import sys; sys.path.insert(0, 'workflow/scripts'); import _job; "
+        "sys.excepthook = _job._one_line_for_dlmap_errors; "
+        f"from dlmap.errors import InputError; raise {raised}"
+    )
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert lines[-1].startswith(last_line)
+    assert ("Traceback" in run.stderr) == raised.startswith("ValueError")

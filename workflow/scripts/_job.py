@@ -70,10 +70,22 @@ def job(namespace: dict):
     if result.log and "snakemake" in namespace:  # everything, tracebacks included, to the log
         stream = open(result.log[0], "a", buffering=1)  # noqa: SIM115 (open for the job's life)
         sys.stdout = sys.stderr = stream
+    sys.excepthook = _one_line_for_dlmap_errors
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if "torch" in sys.modules:  # the rule's threads, not every core for every parallel job
         sys.modules["torch"].set_num_threads(max(1, int(result.threads)))
     return result
+
+
+def _one_line_for_dlmap_errors(kind, error, trace):
+    """A job's dlmap error (a damaged input named, what to do) as its log's one last line;
+    anything else is a bug and keeps its traceback."""
+    from dlmap.errors import DlmapError
+
+    if isinstance(error, DlmapError):
+        print(f"dlmap: error: {error}", file=sys.stderr)
+        return
+    sys.__excepthook__(kind, error, trace)
 
 
 @contextlib.contextmanager

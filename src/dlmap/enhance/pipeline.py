@@ -16,18 +16,20 @@ from tqdm.auto import tqdm
 from dlmap import images
 from dlmap.diffusion import backbones
 from dlmap.enhance import records, solver
-from dlmap.errors import InputError
+from dlmap.errors import InputError, MissingInputError
 from dlmap.files import sha256_file
 from dlmap.settings import RunSettings
 
 
 def load_inversion(path, sources: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
     """The stored noise pairs of ``sources`` (matched by id, checked by hash) from one
-    inversion file or a list of them (chunks)."""
+    inversion file or a list of them (chunks). A file that cannot be read (truncated,
+    overwritten) is removed, so that the workflow's next run makes it again, and the error
+    says so in one line naming it."""
     paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
     where = {}
     for file in paths:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        state = _read_inversion(file)
         for index, name in enumerate(state["ids"]):
             where[name] = (file, state, index)
     x_rows, y_rows = [], []
@@ -42,6 +44,26 @@ def load_inversion(path, sources: list[Path]) -> tuple[torch.Tensor, torch.Tenso
         x_rows.append(state["x_T"][index])
         y_rows.append(state["y_T"][index])
     return torch.stack(x_rows), torch.stack(y_rows)
+
+
+INVERSION_KEYS = ("ids", "input_sha256", "x_T", "y_T")
+
+
+def _read_inversion(file: Path) -> dict:
+    if not file.is_file():
+        raise MissingInputError(f"{file}: no such inversion file")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not all(key in state for key in INVERSION_KEYS):
+            raise ValueError(f"not a dlmap inversion (needs {', '.join(INVERSION_KEYS)})")
+    except Exception as error:  # noqa: BLE001 - whatever torch says of a damaged file
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        file.unlink(missing_ok=True)
+        raise InputError(
+            f"{file}: a damaged inversion ({reason}); removed it: run the workflow again and "
+            "it makes the inversion anew"
+        ) from None
+    return state
 
 
 @dataclass
