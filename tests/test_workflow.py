@@ -629,9 +629,7 @@ def test_the_drawn_rule_graph_is_the_paper_configurations(tmp_path):
         ("ValueError('a bug')", "ValueError: a bug"),
     ],
 )
-def test_a_jobs_dlmap_error_is_its_logs_last_line_and_a_bug_keeps_its_traceback(
-    raised, last_line
-):
+def test_a_jobs_dlmap_error_is_its_logs_last_line_and_a_bug_keeps_its_traceback(raised, last_line):
     script = (
         "import sys; sys.path.insert(0, 'workflow/scripts'); import _job; "
         "sys.excepthook = _job._one_line_for_dlmap_errors; "
