@@ -189,6 +189,7 @@ def run_stages(cache: Path, image: Path, out: Path, args) -> dict:
 def run_jobs(cache: Path, image: Path, out: Path, args) -> dict:
     """The workflow's invert_chunk and enhance_chunk on a one-image chunk."""
     from dlmap.priors.registry import create_prior
+    from dlmap.settings import RunSettings
     from dlmap.workflow import jobs
 
     backbone = {
@@ -201,7 +202,9 @@ def run_jobs(cache: Path, image: Path, out: Path, args) -> dict:
     }
     memory = {"checkpoint_blocks": args.checkpoint_blocks, "vae_slicing": args.vae_slicing}
     solver = {"iters": args.iters, "early_stop": False}
-    settings = jobs.run_settings(backbone, solver, {"steps": args.steps}, args.size, memory)
+    settings = RunSettings.from_job_params(
+        backbone, solver, {"steps": args.steps}, args.size, memory
+    )
     times = {}
     began = time.perf_counter()
     jobs.invert_chunk([image], settings, 0, out / "c000.pt", 1)

@@ -17,7 +17,7 @@ from collections import defaultdict
 
 from diffusers import UNet2DConditionModel
 
-from dlmap.diffusion.backbones import load_strict
+from dlmap.diffusion.loading import load_strict
 from dlmap.diffusion.seesr import SEESR_UNET_EXTRA_KEYS
 from dlmap.weights import cache as weights
 from dlmap.weights import catalogue

@@ -21,7 +21,8 @@ from snakemake.exceptions import WorkflowError
 from dlmap.cli.main import build_parser
 from dlmap.data.sources import SETS
 from dlmap.errors import DlmapError, InputError
-from dlmap.workflow import budget, chunks
+from dlmap.settings import RESULT_NEUTRAL_SWITCHES, RunSettings
+from dlmap.workflow import budget, chunks, plan
 from dlmap.workflow.config_checks import check_workflow_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +65,28 @@ def msliqe_epochs(config: dict) -> int:
     if not 1 <= epochs <= MAX_EPOCHS:
         raise WorkflowError(f"config: msliqe.options: --epochs {epochs}") from None
     return epochs
+
+
+def job_checks(config: dict) -> None:
+    """Each GPU job's own argument check, as its script runs it
+    (``RunSettings.from_job_params``) on the params its rule passes (``plan``'s): the
+    inversions, each prior's chunks, post-enhancement and every ablation run."""
+    backbone = config["backbone"]
+    memory = {k: config["memory"][k] for k in RESULT_NEUTRAL_SWITCHES}
+    runs = [(backbone, {}, plan.edict_values(config))]
+    for prior in [*config["priors"], config["post_enhancement"]["prior"]]:
+        runs.append((backbone, plan.prior_solver(config, prior), plan.edict_values(config)))
+    for variant, changes in plan.ablation_variants(config).items():
+        runs.append(
+            (
+                changes.get("backbone", backbone),
+                plan.ablation_solver(config, variant),
+                plan.ablation_edict(config, variant),
+            )
+        )
+    for name, solver, edict in runs:
+        params = RunSettings.from_config(config, backbone=name).backbone.job_params()
+        RunSettings.from_job_params(params, solver, edict, config["size"], memory)
 
 
 def workflow_checks(config: dict) -> dict:
@@ -245,6 +268,15 @@ def schema_error_is_about(error: jsonschema.ValidationError, changed) -> bool:
         [("msliqe", "options")],
     )
 )
+@example(  # accepted once, then dying in the 19th of 50 jobs
+    case=(
+        {
+            **copy.deepcopy(BASES["presets/demo.yaml"]),
+            "edict": {**BASES["presets/demo.yaml"]["edict"], "steps": 2},
+        },
+        [("edict", "steps")],
+    )
+)
 def test_a_mutated_config_passes_or_fails_in_one_line_naming_the_key(case):
     config, changed = case
     try:
@@ -260,6 +292,7 @@ def test_a_mutated_config_passes_or_fails_in_one_line_naming_the_key(case):
         else:
             assert names_a_changed_key(message, changed), (message, changed)
         return
+    job_checks(config)  # what passes the checks passes every job's own
     for name, value in requests.items():
         assert math.isfinite(value) and value > 0, (name, value)
         assert name == "gpu_gib" or isinstance(value, int), (name, value)
@@ -296,19 +329,21 @@ def test_the_presets_pass_every_check(name):
         ({"priors": ["niqe", "sharpnes"]}, "priors: unknown prior 'sharpnes'"),
         ({"priors": ["niqe", "sharpnes"]}, "did you mean 'sharpness'"),
         ({"prior_settings.sharpnes": {"lam": 0.2}}, "prior_settings.sharpnes: unknown prior"),
-        ({"prior_settings.musiq": {"lam": 0.2}}, "prior_settings.musiq: 'musiq' is none of"),
+        ({"prior_settings.musiq": {"lam": 0.2}}, None),  # a real prior this run leaves out
+        ({"comparisons.models.enhancers": ["niqe", "musiq"]}, None),  # enhanced for it
+        ({"comparisons.enhancers.enhancers": ["niqe", "unsharpp"]}, "did you mean 'unsharp'?"),
         ({"calibration.priors": ["niqe", "dbcn"]}, "calibration.priors: unknown prior 'dbcn'"),
         ({"post_enhancement.prior": "ms-liq"}, "post_enhancement.prior: unknown prior"),
         ({"ablations.prior": "sharp"}, "ablations.prior: unknown prior 'sharp'"),
         ({"priors": ["niqe", "pyiqa:fid"]}, "priors: pyiqa:fid cannot be a prior"),
         (
             {"comparisons.models.enhancers": ["niqe", "sharpnes"]},
-            "comparisons.models.enhancers: 'sharpnes' is neither in priors nor a key of external; "
-            "did you mean 'sharpness'?",
+            "comparisons.models.enhancers: 'sharpnes' is neither a prior nor a key of "
+            "external; did you mean 'sharpness'?",
         ),
         (
             {"edict.steps": 2},
-            "ablations.bijections: bdia needs at least 3 steps, got 2 (edict.steps is 2)",
+            "config: ablations.bijections: bdia needs at least 3 steps, got 2 (edict.steps is 2)",
         ),
         ({"ablations.lambdas": [0.1], "ablations.pixel_lam": None}, None),
     ],

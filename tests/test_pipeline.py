@@ -12,7 +12,7 @@ from dlmap.enhance import pipeline, solver
 from dlmap.files import sha256_file
 from dlmap.inversion.config import InversionConfig
 from dlmap.priors.registry import create_prior
-from dlmap.settings import SolverConfig
+from dlmap.settings import RunSettings, SolverConfig
 from dlmap.workflow import chunks, jobs
 
 
@@ -75,7 +75,7 @@ def chunk(tmp_path_factory):
 TINY = {"name": "tiny-seesr", "device": "cpu"}
 EDICT = {"steps": 3}
 SOLVER = {"iters": 2, "seed": 4}
-RUN = jobs.run_settings(TINY, SOLVER, EDICT, 64)
+RUN = RunSettings.from_job_params(TINY, SOLVER, EDICT, 64)
 
 
 def test_a_chunk_job_from_the_stored_inversion_equals_a_solve_of_its_own(chunk, tmp_path):

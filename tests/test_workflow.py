@@ -386,6 +386,7 @@ SMALL = {
     "batch_size": 1,
     "images.count": 2,
     "edict.steps": 2,
+    "ablations.bijections": [],  # BDIA and O-BELM need 3 steps (refused up front)
     "solver.iters": 1,
     "priors": ["niqe", "sharpness", "colorfulness"],
     "niqe_model": "fitted",

@@ -23,6 +23,9 @@ BACKBONES = tuple(BACKBONE_SPECS)  # one BackboneSpec each (dlmap.diffusion.spec
 ENCODES = ("sample", "mean")  # the VAE posterior: a seeded sample (the authors') or its mean
 DTYPES = ("float32", "float64")
 AUTOCASTS = ("none", "bf16", "fp16")
+#: the memory switches that change no result: jobs read them from the config, not their
+#: params, so that switching them on for a smaller GPU reruns nothing
+RESULT_NEUTRAL_SWITCHES = ("checkpoint_blocks", "vae_slicing")
 WEIGHTS_DTYPES = ("same", "bf16")  # the frozen networks' parameters: as dtype, or bfloat16
 DEFAULT_DOWNSAMPLING = 4  # s of Eq. 20 (dlmap.enhance.fidelity says why)
 D1_METRICS = ("lpips", "dists", "ms-ssim")  # Eq. 18's D1 (dlmap.compare.distances)
@@ -221,6 +224,24 @@ class RunSettings:
         edict = {key: value for key, value in config["edict"].items() if value is not None}
         inversion = build("edict: ", InversionConfig.from_flat, edict)
         return cls(network, solver, inversion, config["size"])
+
+    @classmethod
+    def from_job_params(
+        cls, backbone: dict, solver: dict, edict: dict, size: int, memory: dict | None = None
+    ) -> RunSettings:
+        """A GPU job's settings from its params (the config's blocks as the workflow's rules
+        pass them: ``BackboneSettings.job_params()``, the solver's and the inversion's flat
+        settings) and ``memory``, the switches that change no result, read from the config.
+        The job scripts call it, and the config checks call it for every job before any
+        runs, so that a job never refuses what the checks let through."""
+        return cls(
+            backbone=BackboneSettings(**backbone, **(memory or {})),
+            solver=SolverConfig(**solver),
+            inversion=InversionConfig.from_flat(
+                **{key: value for key, value in edict.items() if value is not None}
+            ),
+            size=size,
+        )
 
     def to_record(self) -> dict:
         """What every image's record says of the run beyond the solver's and the inversion's

@@ -142,11 +142,11 @@ def all_image_dirs():
 
 def prior_solver(prior):
     """The solver settings of one prior: the shared ones, then its own overrides."""
-    return {**config["solver"], **config["prior_settings"].get(prior, {})}
+    return plan.prior_solver(config, prior)
 
 
 def edict_values():
-    return dict(config["edict"])
+    return plan.edict_values(config)
 
 
 def tiny_vae_dir(backbone):
@@ -281,10 +281,7 @@ def ablation_variants():
 # (enhance.smk)
 def ablation_edict(variant):
     """The EDICT settings of an ablation variant: the config's, with its bijection if any."""
-    values = edict_values()
-    if "bijection" in ablation_variants()[variant]:
-        values["bijection"] = ablation_variants()[variant]["bijection"]
-    return values
+    return plan.ablation_edict(config, variant)
 
 
 # (enhance.smk)

@@ -102,11 +102,7 @@ rule enhance_ablation:
         prior=config["ablations"]["prior"],
         prior_options=prior_options(config["ablations"]["prior"]),
         ids=ABLATION_IDS,
-        solver=lambda wildcards: {
-            **prior_solver(config["ablations"]["prior"]),
-            **{k: v for k, v in ablation_variants()[wildcards.variant].items()
-               if k not in ("backbone", "bijection")},
-        },
+        solver=lambda wildcards: plan.ablation_solver(config, wildcards.variant),
         backbone=lambda wildcards: backbone_settings(
             ablation_variants()[wildcards.variant].get("backbone")
         ),

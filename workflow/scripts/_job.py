@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-RESULT_NEUTRAL_SWITCHES = ("checkpoint_blocks", "vae_slicing")  # config.yaml's memory block
+from dlmap.settings import RESULT_NEUTRAL_SWITCHES  # config.yaml's memory block
 
 
 def _plain(value):

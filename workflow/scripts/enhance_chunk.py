@@ -7,6 +7,7 @@ from pathlib import Path
 
 from _job import job
 
+from dlmap.settings import RunSettings
 from dlmap.workflow import jobs
 
 smk = job(globals())
@@ -27,7 +28,9 @@ prior = jobs.build_prior(
 )
 inversion = getattr(smk.input, "inversion", None) or None
 params = smk.params
-settings = jobs.run_settings(params.backbone, params.solver, params.edict, params.size, smk.memory)
+settings = RunSettings.from_job_params(
+    params.backbone, params.solver, params.edict, params.size, smk.memory
+)
 records = jobs.enhance_chunk(
     paths,
     Path(smk.output[0]),

@@ -5,12 +5,13 @@ from pathlib import Path
 
 from _job import benchmark, job
 
+from dlmap.settings import RunSettings
 from dlmap.workflow import jobs
 
 smk = job(globals())
 paths = sorted(Path(smk.input.images).glob("*.png"))
 params = smk.params
-settings = jobs.run_settings(params.backbone, {}, params.edict, params.size, smk.memory)
+settings = RunSettings.from_job_params(params.backbone, {}, params.edict, params.size, smk.memory)
 with benchmark(smk):  # cached between workflows: no `benchmark:` directive allowed
     jobs.invert_chunk(
         paths, settings, params.seed, Path(smk.output[0]), batch_size=params.batch_size

@@ -175,8 +175,9 @@ def _prior_names(config: dict) -> list[tuple[str, str]]:
 
 def _check_prior_names(config: dict) -> None:
     """Every prior named anywhere resolves (a built-in from its spec without importing
-    torch; others, ``pyiqa:NAME`` included, through the registry, which says "did you mean"),
-    and every ``prior_settings`` key is a prior that runs, so its settings apply."""
+    torch; others, ``pyiqa:NAME`` included, through the registry, which says "did you
+    mean"): a misspelt ``prior_settings`` key is refused instead of never applying. (A key
+    of a real prior that this run leaves out is kept: its settings wait for it.)"""
     from dlmap.priors.specs import PRIOR_SPECS
 
     for key, name in _prior_names(config):
@@ -188,30 +189,32 @@ def _check_prior_names(config: dict) -> None:
             registry.prior_factory(name)
         except (InputError, registry.UnknownPriorError) as error:
             raise InputError(f"config: {key}: {error}") from None
-    running = [*config["priors"], config["post_enhancement"]["prior"], config["ablations"]["prior"]]
-    for name in config["prior_settings"]:
-        if name not in running:
-            close = difflib.get_close_matches(name, running, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise InputError(
-                f"config: prior_settings.{config_key(name)}: {name!r} is none of the priors "
-                f"that run (priors, post_enhancement.prior, ablations.prior), so these "
-                f"settings would never apply{hint}"
-            )
 
 
 def _check_comparisons(config: dict) -> None:
-    """Each comparison's enhancers are priors the run enhances with or external enhancers."""
-    known = [*config["priors"], *config["external"]]
+    """Each comparison's enhancers are external enhancers or priors (any prior: the workflow
+    enhances with it for the comparison even when ``priors`` leaves it out)."""
+    from dlmap.priors.specs import PRIOR_SPECS
+
     for name, comparison in config["comparisons"].items():
         for enhancer in comparison["enhancers"]:
-            if enhancer not in known:
-                close = difflib.get_close_matches(enhancer, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise InputError(
-                    f"config: comparisons.{config_key(name)}.enhancers: {enhancer!r} is neither "
-                    f"in priors nor a key of external{hint}"
-                )
+            if enhancer in config["external"] or enhancer in PRIOR_SPECS:
+                continue
+            if enhancer.startswith("pyiqa:") or enhancer in _registered_priors():
+                continue
+            known = [*config["external"], *PRIOR_SPECS]
+            close = difflib.get_close_matches(enhancer, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InputError(
+                f"config: comparisons.{config_key(name)}.enhancers: {enhancer!r} is neither a "
+                f"prior nor a key of external{hint}"
+            )
+
+
+def _registered_priors() -> list[str]:
+    from dlmap.priors import registry
+
+    return registry.available_priors()
 
 
 def _check_datasets(config: dict) -> None:
@@ -282,35 +285,47 @@ def _shown(value, limit: int = 60) -> str:
 
 def _check_settings(config: dict) -> None:
     """Every setting a job builds from the config, accepted by its class: each prior's run
-    (``RunSettings.from_config``), each ablation run as its job builds it (its solver
-    overrides, backbone and bijection over the ablation prior's run), the post-enhancement
-    run, and the GPU cost constants."""
+    (``RunSettings.from_config``, whose errors name the prior's key), then every GPU job's
+    settings exactly as its script builds them from its params (``plan``'s, which the
+    rules pass; ``RunSettings.from_job_params``, which the scripts call): each prior's and
+    the post-enhancement's chunks, the inversions, and each ablation run; and the GPU cost
+    constants."""
+    from dlmap.workflow import plan
+
     RunSettings.from_config(config)
     for prior in config["prior_settings"]:
         RunSettings.from_config(config, prior)
-    RunSettings.from_config(config, config["post_enhancement"]["prior"])
-    from dlmap.workflow.plan import ablation_variants
-
-    prior = config["ablations"]["prior"]
-    for variant, changes in ablation_variants(config).items():
-        run = RunSettings.from_config(config, prior, backbone=changes.get("backbone"))
-        solver = {k: v for k, v in changes.items() if k not in ("backbone", "bijection")}
+    for where, backbone, solver, edict in _job_params(config, plan):
+        params = RunSettings.from_config(config, backbone=backbone).backbone.job_params()
         try:
-            dataclasses.replace(run.solver, **solver)
+            memory = {k: config["memory"][k] for k in settings.RESULT_NEUTRAL_SWITCHES}
+            RunSettings.from_job_params(params, solver, edict, config["size"], memory)
         except InputError as error:
-            raise InputError(f"config: ablations: the {variant} run: {error}") from None
-        if "bijection" in changes:
-            flat = {k: v for k, v in config["edict"].items() if v is not None}
-            try:
-                inversion_config.InversionConfig.from_flat(
-                    **{**flat, "bijection": changes["bijection"]}
-                )
-            except InputError as error:
-                raise InputError(
-                    f"config: ablations.bijections: {error} (edict.steps is "
-                    f"{config['edict'].get('steps')})"
-                ) from None
+            steps = f" (edict.steps is {edict.get('steps')})" if "steps" in str(error) else ""
+            raise InputError(f"config: {where}: {error}{steps}") from None
     try:
         GpuCosts(**config["gpu_costs"])
     except InputError as error:
         raise InputError(f"config: {error}") from None
+
+
+def _job_params(config: dict, plan) -> list[tuple[str, str, dict, dict]]:
+    """(where in the config, backbone, solver, inversion settings) of each kind of GPU job."""
+    backbone, edict = config["backbone"], plan.edict_values(config)
+    jobs = [("edict (the inversions)", backbone, {}, edict)]
+    for key, prior in [
+        *((f"priors ({prior})", prior) for prior in config["priors"]),
+        ("post_enhancement.prior", config["post_enhancement"]["prior"]),
+    ]:
+        jobs.append((key, backbone, plan.prior_solver(config, prior), edict))
+    for variant, changes in plan.ablation_variants(config).items():
+        key = "ablations.bijections" if "bijection" in changes else f"ablations ({variant} run)"
+        jobs.append(
+            (
+                key,
+                changes.get("backbone", backbone),
+                plan.ablation_solver(config, variant),
+                plan.ablation_edict(config, variant),
+            )
+        )
+    return jobs

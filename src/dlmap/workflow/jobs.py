@@ -22,26 +22,10 @@ from dlmap.files import atomic_path, sha256_file
 from dlmap.inversion.config import InversionConfig
 from dlmap.priors import registry as priors
 from dlmap.priors.calibration import apply_fit, read_fit
-from dlmap.settings import BackboneSettings, RunSettings, SolverConfig
+from dlmap.settings import RunSettings
 
 #: the inversion settings an inversion file stores: the flat form, less the scheduler (SD2's)
 INVERSION_KEYS = tuple(key for key in InversionConfig.FLAT_KEYS if key != "scheduler")
-
-
-def run_settings(
-    backbone: dict, solver: dict, edict: dict, size: int, memory: dict | None = None
-) -> RunSettings:
-    """A job's params (the config's blocks as the rules pass them) as one ``RunSettings``;
-    ``memory``: the switches that change no result, read from the config, not params."""
-    fields = SolverConfig.__dataclass_fields__
-    return RunSettings(
-        backbone=BackboneSettings(**backbone, **(memory or {})),
-        solver=SolverConfig(**{k: v for k, v in solver.items() if k in fields}),
-        inversion=InversionConfig.from_flat(
-            **{key: edict[key] for key in INVERSION_KEYS if edict.get(key) is not None}
-        ),
-        size=size,
-    )
 
 
 def load_batch(paths: list[Path], size: int, device: str, dtype: str) -> torch.Tensor:

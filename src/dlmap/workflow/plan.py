@@ -48,6 +48,30 @@ def ablation_variants(config: dict) -> dict[str, dict]:
     return variants
 
 
+def edict_values(config: dict) -> dict:
+    """The inversion settings every job is given: the config's ``edict`` section."""
+    return dict(config["edict"])
+
+
+def prior_solver(config: dict, prior: str) -> dict:
+    """The solver settings of one prior's jobs: the shared ones, then its own overrides."""
+    return {**config["solver"], **config["prior_settings"].get(prior, {})}
+
+
+def ablation_solver(config: dict, variant: str) -> dict:
+    """The solver settings of an ablation run: the ablation prior's, with the run's changes."""
+    changes = ablation_variants(config)[variant]
+    solver = prior_solver(config, config["ablations"]["prior"])
+    return {**solver, **{k: v for k, v in changes.items() if k not in ("backbone", "bijection")}}
+
+
+def ablation_edict(config: dict, variant: str) -> dict:
+    """The inversion settings of an ablation run: the config's, with its bijection if any."""
+    changes = ablation_variants(config)[variant]
+    bijection = {"bijection": changes["bijection"]} if "bijection" in changes else {}
+    return {**edict_values(config), **bijection}
+
+
 def latent_variants(config: dict) -> list[str]:
     """The ablation runs in diffusion latents: each inverts and solves on the backbone (the
     pixel-space ones cost next to nothing)."""
