@@ -97,15 +97,16 @@ def schema_disagreements(schema: dict) -> list[str]:
 
 def check_workflow_config(config: dict, schema: dict) -> None:
     """The workflow's checks of a config beyond its JSON schema (``schema``: the loaded
-    workflow/schemas/config.schema.yaml, which ``snakemake.utils.validate`` has applied
-    first), run by workflow/rules/common.smk before any job: integers written as integers
-    (6, not 6.0) and every number finite; at most ``MAX_CHUNKS`` chunks of test images;
-    ``external`` folders with no braces but ``{out}``; each comparison's anchor among its
-    enhancers; post-enhancement bases among ``external``; data sets that exist;
-    ``ranking.bootstrap`` 0 or at least 2; and every setting a job builds from the config
-    accepted by its class (``RunSettings`` for each prior, ``GpuCosts``); first, the schema
-    itself agrees with ``dlmap.settings`` (``schema_disagreements``). Raises ``InputError``,
-    one line: "config: KEY: why"."""
+    workflow/schemas/config.schema.yaml, which ``validate_config`` has applied first), run by
+    workflow/rules/common.smk (and ``dlmap doctor``) before any job. First, the schema itself
+    agrees with ``dlmap.settings`` (``schema_disagreements``). Then: integers written as
+    integers (6, not 6.0) and every number finite; at most ``MAX_CHUNKS`` chunks of test
+    images; ``external`` folders with no braces but ``{out}``; each comparison's anchor among
+    its enhancers; post-enhancement bases among ``external``; ``ranking.bootstrap`` 0 or at
+    least 2; data sets that exist; every prior named anywhere, and every comparison's
+    enhancer, resolved ("did you mean"); and every GPU job's settings accepted by the function
+    its script calls, and the GPU cost constants. Raises ``InputError``, one line:
+    "config: KEY: why"."""
     drift = schema_disagreements(schema)
     if drift:
         raise InputError(f"the workflow's schema disagrees with dlmap.settings: {drift[0]}")
