@@ -332,6 +332,10 @@ def test_the_presets_pass_every_check(name):
         ({"prior_settings.musiq": {"lam": 0.2}}, None),  # a real prior this run leaves out
         ({"comparisons.models.enhancers": ["niqe", "musiq"]}, None),  # enhanced for it
         ({"comparisons.enhancers.enhancers": ["niqe", "unsharpp"]}, "did you mean 'unsharp'?"),
+        (
+            {"comparisons.models.enhancers": ["niqe", "pyiqa:fid"]},
+            "comparisons.models.enhancers: pyiqa:fid cannot be a prior",
+        ),
         ({"calibration.priors": ["niqe", "dbcn"]}, "calibration.priors: unknown prior 'dbcn'"),
         ({"post_enhancement.prior": "ms-liq"}, "post_enhancement.prior: unknown prior"),
         ({"ablations.prior": "sharp"}, "ablations.prior: unknown prior 'sharp'"),

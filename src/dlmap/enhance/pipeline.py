@@ -46,7 +46,8 @@ def load_inversion(path, sources: list[Path]) -> tuple[torch.Tensor, torch.Tenso
     return torch.stack(x_rows), torch.stack(y_rows)
 
 
-INVERSION_KEYS = ("ids", "input_sha256", "x_T", "y_T")
+#: what an inversion file (``dlmap.workflow.jobs.invert_chunk``) holds, that this reads
+STORED_FIELDS = ("ids", "input_sha256", "x_T", "y_T")
 
 
 def _read_inversion(file: Path) -> dict:
@@ -54,8 +55,8 @@ def _read_inversion(file: Path) -> dict:
         raise MissingInputError(f"{file}: no such inversion file")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or not all(key in state for key in INVERSION_KEYS):
-            raise ValueError(f"not a dlmap inversion (needs {', '.join(INVERSION_KEYS)})")
+        if not isinstance(state, dict) or not all(key in state for key in STORED_FIELDS):
+            raise ValueError(f"not a dlmap inversion (needs {', '.join(STORED_FIELDS)})")
     except Exception as error:  # noqa: BLE001 - whatever torch says of a damaged file
         reason = " ".join(str(error).split())[:200] or type(error).__name__
         file.unlink(missing_ok=True)

@@ -174,48 +174,54 @@ def _prior_names(config: dict) -> list[tuple[str, str]]:
     return named
 
 
-def _check_prior_names(config: dict) -> None:
-    """Every prior named anywhere resolves (a built-in from its spec without importing
-    torch; others, ``pyiqa:NAME`` included, through the registry, which says "did you
-    mean"): a misspelt ``prior_settings`` key is refused instead of never applying. (A key
-    of a real prior that this run leaves out is kept: its settings wait for it.)"""
+def _prior_error(name: str) -> str | None:
+    """Why ``name`` is no prior (the registry's words, with its "did you mean"), or None: a
+    built-in resolves from its spec without importing torch, any other name (``pyiqa:NAME``
+    included) through the registry."""
     from dlmap.priors.specs import PRIOR_SPECS
 
-    for key, name in _prior_names(config):
-        if name in PRIOR_SPECS:
-            continue
-        from dlmap.priors import registry
+    if name in PRIOR_SPECS:
+        return None
+    from dlmap.priors import registry
 
-        try:
-            registry.prior_factory(name)
-        except (InputError, registry.UnknownPriorError) as error:
-            raise InputError(f"config: {key}: {error}") from None
+    try:
+        registry.prior_factory(name)
+    except (InputError, registry.UnknownPriorError) as error:
+        return str(error)
+    return None
+
+
+def _check_prior_names(config: dict) -> None:
+    """Every prior named anywhere resolves (``_prior_error``): a misspelt ``prior_settings``
+    key is refused instead of never applying. (A key of a real prior that this run leaves
+    out is kept: its settings wait for it.)"""
+    for key, name in _prior_names(config):
+        error = _prior_error(name)
+        if error is not None:
+            raise InputError(f"config: {key}: {error}")
 
 
 def _check_comparisons(config: dict) -> None:
     """Each comparison's enhancers are external enhancers or priors (any prior: the workflow
-    enhances with it for the comparison even when ``priors`` leaves it out)."""
+    enhances with it for the comparison even when ``priors`` leaves it out); a name that is
+    neither gets a "did you mean" over both."""
     from dlmap.priors.specs import PRIOR_SPECS
 
     for name, comparison in config["comparisons"].items():
         for enhancer in comparison["enhancers"]:
-            if enhancer in config["external"] or enhancer in PRIOR_SPECS:
+            if enhancer in config["external"]:
                 continue
-            if enhancer.startswith("pyiqa:") or enhancer in _registered_priors():
+            error = _prior_error(enhancer)
+            if error is None:
                 continue
-            known = [*config["external"], *PRIOR_SPECS]
-            close = difflib.get_close_matches(enhancer, known, n=1)
+            where = f"config: comparisons.{config_key(name)}.enhancers"
+            if enhancer.startswith("pyiqa:"):  # the registry's reason names the metric
+                raise InputError(f"{where}: {error}")
+            close = difflib.get_close_matches(enhancer, [*config["external"], *PRIOR_SPECS], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise InputError(
-                f"config: comparisons.{config_key(name)}.enhancers: {enhancer!r} is neither a "
-                f"prior nor a key of external{hint}"
+                f"{where}: {enhancer!r} is neither a prior nor a key of external{hint}"
             )
-
-
-def _registered_priors() -> list[str]:
-    from dlmap.priors import registry
-
-    return registry.available_priors()
 
 
 def _check_datasets(config: dict) -> None:
