@@ -25,13 +25,14 @@ if isinstance(config.get("edict"), dict) and "encode" in config["edict"]:
         "level, beside backbone (encode: sample or mean)"
     )
 # The schema, its first error in one line naming the key (snakemake's validate() would print
-# the whole schema and config after it).
+# the whole schema and config after it); under --verbose, jsonschema's whole error follows.
+SCHEMA = Path(workflow.basedir, "workflow/schemas/config.schema.yaml")
 try:
-    validate_config(
-        config, yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text())
-    )
+    validate_config(config, yaml.safe_load(SCHEMA.read_text()))
 except ValueError as error:
-    raise WorkflowError(str(error)) from None
+    verbose = getattr(workflow.output_settings, "verbose", False)
+    detail = f"\n\n{error.__cause__}" if verbose and error.__cause__ else ""
+    raise WorkflowError(f"{error}{detail}") from None
 
 report: "workflow/report/workflow.rst"
 

@@ -67,6 +67,7 @@ def test_bad_inputs_exit_2_with_one_line_each_and_write_nothing_for_them(
     for name in ("missing.png", "notes.png", "empty.jpg"):
         assert sum(name in line for line in lines) == 1
     assert sorted(p.name for p in out.iterdir()) == [
+        "SHA256SUMS",  # the digests of the three others
         "astronaut.json",
         "astronaut.x.png",
         "astronaut.y.png",
@@ -160,7 +161,11 @@ def test_pixel_mode_writes_only_x(tmp_path, good_png, capsys):
     out = tmp_path / "out"
     code, err = run(["enhance", good_png, "--out", out, *FAST, "--mode", "pixel-direct"], capsys)
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["astronaut.json", "astronaut.x.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "SHA256SUMS",
+        "astronaut.json",
+        "astronaut.x.png",
+    ]
     assert json.loads((out / "astronaut.json").read_text())["backbone"] is None
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import photo, photo_png
 
-from dlmap import images
+from dlmap import files, images
 from dlmap.diffusion import build
 from dlmap.enhance import pipeline, solver
 from dlmap.files import sha256_file
@@ -100,6 +100,9 @@ def test_a_chunk_job_from_the_stored_inversion_equals_a_solve_of_its_own(chunk, 
         assert torch.equal(ours, reference.float())
         record = json.loads((tmp_path / "out" / f"{path.stem}.json").read_text())
         assert record["final"]["x"]["score"] == pytest.approx(alone.final["x"]["score"][index])
+    listed = files.read_manifest(tmp_path / "out")  # every file written, with its digest
+    assert sorted(listed) == sorted(p.name for p in (tmp_path / "out").glob("0*"))
+    assert files.manifest_problems(tmp_path / "out") == []
 
 
 def test_an_inversion_of_another_image_is_refused(chunk, tmp_path):

@@ -205,6 +205,16 @@ def test_a_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, mess
     assert not (tmp_path / "results").exists()
 
 
+def test_a_schema_error_shows_jsonschemas_whole_account_under_verbose_only(tmp_path):
+    config = str(write_config(tmp_path, {"solver.lam": -0.01}))
+    plain = snakemake("-n", "--configfile", config, check=False, cwd=tmp_path)
+    verbose = snakemake("-n", "--verbose", "--configfile", config, check=False, cwd=tmp_path)
+    assert plain.returncode != 0 and verbose.returncode != 0
+    account = "Failed validating 'minimum' in schema['properties']['solver']"
+    assert account not in plain.stdout + plain.stderr
+    assert account in verbose.stdout + verbose.stderr
+
+
 def gpu_rules() -> set[str]:
     """The rules that declare the `gpu` resource."""
     names = set()
@@ -641,3 +651,33 @@ def test_a_jobs_dlmap_error_is_its_logs_last_line_and_a_bug_keeps_its_traceback(
     lines = run.stderr.strip().splitlines()
     assert lines[-1].startswith(last_line)
     assert ("Traceback" in run.stderr) == raised.startswith("ValueError")
+
+
+def test_a_png_damaged_inside_a_finished_folder_is_named_removed_and_made_again(tmp_path):
+    """The consumer (external_inputs) finds the truncated image by its folder's SHA256SUMS:
+    one line in its log, the folder removed, and the next run makes it again."""
+    config = str(write_config(tmp_path, {"images.count": 2, "chunk_size": 1, "size": 64}))
+    target = "results/demo/external-inputs"
+    snakemake(target, "--cores", "2", "--configfile", config, cwd=tmp_path)
+    folder = tmp_path / "results" / "demo" / "images" / "c000"
+    image = folder / "0000.png"
+    image.write_bytes(image.read_bytes()[:500])
+    shutil.rmtree(tmp_path / target)  # a consumer that runs after the damage
+    failed = snakemake(target, "--cores", "2", "--configfile", config, check=False, cwd=tmp_path)
+    assert failed.returncode != 0
+    log = (tmp_path / "results" / "demo" / "logs" / "external_inputs.log").read_text()
+    assert log.strip().splitlines()[-1] == (
+        "dlmap: error: results/demo/images/c000/0000.png: changed since it was written (sha256 "
+        "differs from SHA256SUMS); removed results/demo/images/c000: run the workflow again "
+        "and it makes the folder anew"
+    )
+    assert not folder.exists()
+    again = snakemake(target, "--cores", "2", "--configfile", config, cwd=tmp_path)
+    assert "rule prepare_images" in again.stdout + again.stderr
+    assert files_sound(folder) and files_sound(tmp_path / target)
+
+
+def files_sound(folder: Path) -> bool:
+    from dlmap.files import manifest_problems
+
+    return manifest_problems(folder) == []

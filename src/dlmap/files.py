@@ -160,3 +160,100 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+# --- a folder's digests: SHA256SUMS, in the format `sha256sum -c` reads -------------------------
+
+MANIFEST = "SHA256SUMS"
+"""The digest manifest of a finished output folder: one ``HEX  NAME`` line per file (NAME
+relative to the folder, "/"-separated), so ``cd FOLDER && sha256sum -c SHA256SUMS`` checks it
+too."""
+
+
+def folder_files(folder: str | os.PathLike) -> list[str]:
+    """Every regular file under ``folder`` (relative, "/"-separated, sorted), without the
+    manifest, the hidden ``.NAME.*.tmp``/``.part`` of a writer at work or killed, and names
+    a manifest line cannot hold (a line break or a backslash in them)."""
+    folder = Path(folder)
+    names = (path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    return sorted(name for name in names if name != MANIFEST and _listable(name))
+
+
+def _listable(name: str) -> bool:
+    """Whether a manifest may list ``name``: one line, no backslash, and no part of it the
+    hidden work of a writer (``.NAME.*.tmp``, ``.NAME.*.part``)."""
+    parts = name.split("/")
+    at_work = any(p.startswith(".") and p.endswith((".tmp", ".part")) for p in parts)
+    return name.splitlines() == [name] and "\\" not in name and not at_work
+
+
+def write_manifest(folder: str | os.PathLike, names=None) -> Path:
+    """Write ``folder/SHA256SUMS`` (atomically): the digests of ``names`` (default every file,
+    ``folder_files``). Given ``names``, the entries of other files that still exist are kept,
+    so that a command adding files to a folder updates its manifest."""
+    folder = Path(folder)
+    entries = {}
+    if names is not None:
+        try:
+            entries = {n: d for n, d in read_manifest(folder).items() if (folder / n).is_file()}
+        except InputError:  # an unreadable manifest is replaced by the files' digests
+            entries = {}
+    for name in folder_files(folder) if names is None else names:
+        if _listable(Path(name).as_posix()):
+            entries[Path(name).as_posix()] = sha256_file(folder / name)
+    lines = "".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items()))
+    write_text_atomic(lines, folder / MANIFEST)
+    return folder / MANIFEST
+
+
+def read_manifest(folder: str | os.PathLike) -> dict[str, str]:
+    """``{name: sha256}`` from ``folder/SHA256SUMS`` ({} when there is none); raises
+    ``InputError`` naming the line that is not ``HEX  NAME`` with a name inside the folder."""
+    path = Path(folder) / MANIFEST
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: unreadable ({error})") from None
+    entries = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        digest, mode, name = line[:64], line[64:66], line[66:]  # mode " *": binary
+        if (
+            len(digest) != 64
+            or any(c not in "0123456789abcdef" for c in digest)
+            or mode not in ("  ", " *")
+            or not name
+            or name.startswith("/")
+            or ".." in name.split("/")
+            or "\\" in name
+            or name in entries
+        ):
+            raise InputError(f"{path}: line {number} is not 'SHA256  NAME' of a file inside")
+        entries[name] = digest
+    if text and not text.endswith("\n"):
+        raise InputError(f"{path}: cut short (its last line has no end)")
+    return entries
+
+
+def manifest_problems(folder: str | os.PathLike) -> list[tuple[Path, str]] | None:
+    """None when ``folder`` has no manifest; else one ``(path, what is wrong)`` per listed file
+    that is missing or whose digest changed since it was written ([] when all are whole). An
+    unreadable manifest is a problem of its own (its path, the reason)."""
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file():
+        return None
+    try:
+        entries = read_manifest(folder)
+    except InputError as error:
+        return [(folder / MANIFEST, str(error).removeprefix(f"{folder / MANIFEST}: "))]
+    problems = []
+    for name, digest in entries.items():
+        path = folder / name
+        if not path.is_file():
+            problems.append((path, "missing"))
+        elif sha256_file(path) != digest:
+            problems.append(
+                (path, f"changed since it was written (sha256 differs from {MANIFEST})")
+            )
+    return problems

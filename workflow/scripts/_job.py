@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -72,9 +73,67 @@ def job(namespace: dict):
         sys.stdout = sys.stderr = stream
     sys.excepthook = _one_line_for_dlmap_errors
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    _check_inputs(result.input, result.log)
     if "torch" in sys.modules:  # the rule's threads, not every core for every parallel job
         sys.modules["torch"].set_num_threads(max(1, int(result.threads)))
     return result
+
+
+def _flat(items):
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            yield from _flat(item)
+        else:
+            yield item
+
+
+def _check_inputs(inputs, log) -> None:
+    """Verify the job's inputs before it reads them: every input folder that carries a
+    SHA256SUMS (``seal_outputs`` wrote it) against its digests, every input file of a format
+    ``dlmap.workflow.results_check`` reads (.pt, .png, .json, .csv, .sqlite, ...) by its
+    format. A damaged input is named in one line and, when the workflow made it (it lies in
+    the job's output folder, beside ``logs/``), removed, so that the next run makes it anew."""
+    from dlmap.errors import InputError
+    from dlmap.files import manifest_problems
+    from dlmap.workflow.results_check import format_problem
+
+    out = _out_folder(log)
+    for item in map(Path, _flat(inputs)):
+        if item.is_dir():
+            problems = manifest_problems(item) or []
+        else:
+            reason = format_problem(item) if item.is_file() else None
+            problems = [(item, f"damaged ({reason})")] if reason else []
+        if not problems:
+            continue
+        path, reason = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        if out is None or out not in item.resolve().parents:
+            todo = "replace it, then run the workflow again"
+        elif item.is_dir():
+            shutil.rmtree(item, ignore_errors=True)
+            todo = f"removed {item}: run the workflow again and it makes the folder anew"
+        else:
+            item.unlink(missing_ok=True)
+            todo = "removed it: run the workflow again and it makes it anew"
+        raise InputError(f"{path}: {reason}{more}; {todo}")
+
+
+def _out_folder(log) -> Path | None:
+    """The workflow's output folder: the one that holds the job's ``logs/`` (None for a job
+    without a log)."""
+    parents = Path(log[0]).resolve().parents if log else ()
+    return next((folder.parent for folder in parents if folder.name == "logs"), None)
+
+
+def seal_outputs(smk) -> None:
+    """Write SHA256SUMS into every folder the job made (its last step, once the folder is
+    whole): the jobs that read the folder, and ``dlmap check-results``, verify it."""
+    from dlmap.files import write_manifest
+
+    for folder in map(Path, _flat(smk.output)):
+        if folder.is_dir():
+            write_manifest(folder)
 
 
 def _one_line_for_dlmap_errors(kind, error, trace):

@@ -4,7 +4,7 @@ workflow's size, copied into the results so the study serves and hashes them."""
 import shutil
 from pathlib import Path
 
-from _job import job
+from _job import job, seal_outputs
 
 from dlmap import images
 
@@ -42,4 +42,5 @@ for image_id in smk.params.ids:
         images.save_png_atomic(
             images.load_image(found[image_id], size=None), out / f"{image_id}.png"
         )
+seal_outputs(smk)
 print(f"{smk.wildcards.enhancer}: {len(smk.params.ids)} images from {source} -> {out}")

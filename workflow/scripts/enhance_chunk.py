@@ -5,7 +5,7 @@ stored inversions when the rule has them."""
 import logging
 from pathlib import Path
 
-from _job import job
+from _job import job, seal_outputs
 
 from dlmap.settings import RunSettings
 from dlmap.workflow import jobs
@@ -57,4 +57,5 @@ for record in records:
         100 * max(shares),
         stop.get("iteration") if stop.get("applied") else stop.get("reason"),
     )
+seal_outputs(smk)
 print(f"{smk.params.prior}: {len(records)} images -> {smk.output[0]}")

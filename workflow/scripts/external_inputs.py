@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from _job import job
+from _job import job, seal_outputs
 
 smk = job(globals())
 out = Path(smk.output.folder)
@@ -41,4 +41,5 @@ lines = [
 ]
 lines += [f"  {name:<14} -> {folder}" for name, folder in smk.params.external.items()]
 (out / "README.txt").write_text("\n".join(lines) + "\n")
+seal_outputs(smk)
 print(f"{len(rows)} inputs for {len(smk.params.external)} external enhancers -> {out}")

@@ -4,7 +4,7 @@ or any image changed since the study was built; its counts are copied for the ra
 import shutil
 from pathlib import Path
 
-from _job import job
+from _job import job, seal_outputs
 
 from dlmap.experiment import export, study
 
@@ -21,4 +21,5 @@ except study.StudyError as error:
     ) from None
 shutil.copyfile(source / "counts.csv", smk.output.counts)
 shutil.copytree(source / "subjects", smk.output.subjects)
+seal_outputs(smk)
 print(f"{len(summary['subjects'])} subjects, {summary['counted_answers']} answers from {source}")

@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from _job import job
+from _job import job, seal_outputs
 
 smk = job(globals())
 out = Path(smk.output[0])
@@ -40,4 +40,5 @@ else:
         testset.preprocess(selected[image_id]["image"], out / f"{image_id}.png", smk.params.size)
     rows = [selected[i] for i in ids]
     (out / "provenance.json").write_text(json.dumps({"images": rows}, indent=2) + "\n")
+seal_outputs(smk)
 print(f"{len(ids)} test images -> {out}")

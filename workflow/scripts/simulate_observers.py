@@ -4,7 +4,7 @@ each output's fidelity to the pristine reference; every file says "simulated".""
 import csv
 from pathlib import Path
 
-from _job import job
+from _job import job, seal_outputs
 
 from dlmap.compare import observers
 
@@ -37,4 +37,5 @@ settings = {
     "workflow": smk.params.stamp,
 }
 observers.write_study(counts, conditions, out, settings)
+seal_outputs(smk)
 print(f"SIMULATED {smk.params.subjects} observers x {len(trials)} trials -> {out}")

@@ -33,6 +33,7 @@ COMMANDS = {  # name -> (module with add_parsers(commands) and HANDLERS, one-lin
     "report": ("dlmap.cli.compare", "ranking figure and tables, Table I's ranks"),
     "experiment": ("dlmap.cli.experiment", "the 2AFC experiment: create, serve, export counts"),
     "doctor": ("dlmap.cli.doctor", "can this machine or cluster run a workflow configuration?"),
+    "check-results": ("dlmap.cli.doctor", "verify a results folder and list what to make again"),
 }
 DESCRIPTION = "NR-IQA models as image priors: MAP estimation in diffusion latents"
 

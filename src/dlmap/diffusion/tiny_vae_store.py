@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlmap.errors import InputError
-from dlmap.files import partial_path, sha256_file
+from dlmap.files import partial_path, sha256_file, write_manifest
 
 KIND = "dlmap tiny VAE"
 """``training.json``'s ``kind``: what ``load_trained_vae`` accepts."""
@@ -91,13 +91,15 @@ def file_digests(folder: str | Path) -> dict[str, str]:
 
 
 def copy_vae(source: str | Path, out: str | Path) -> None:
-    """Copy a trained VAE folder to ``out`` (whole or not at all), after checking it."""
+    """Copy a trained VAE folder to ``out`` (whole or not at all), after checking it, with a
+    SHA256SUMS of its files (``files.write_manifest``)."""
     out = Path(out)
     verify_vae(source)
     partial = partial_path(out)
     shutil.rmtree(partial, ignore_errors=True)
     try:
         shutil.copytree(source, partial)
+        write_manifest(partial)  # what a workflow job that reads ``out`` verifies first
         shutil.rmtree(out, ignore_errors=True)
         partial.replace(out)
     finally:

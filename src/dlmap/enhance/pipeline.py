@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from dlmap import images
 from dlmap.diffusion import backbones
 from dlmap.enhance import records, solver
-from dlmap.errors import InputError, MissingInputError
-from dlmap.files import sha256_file
+from dlmap.errors import InputError, MissingInputError, output_error
+from dlmap.files import MANIFEST, sha256_file, write_manifest
 from dlmap.settings import RunSettings
 
 
@@ -92,7 +92,8 @@ def enhance_files(
 ) -> EnhanceRun:
     """The one enhancement path of ``dlmap enhance`` and the workflow: image files in
     batches through Alg. 1 (``solver.map_solve``), NAME.x.png, NAME.y.png and NAME.json per
-    image into ``out`` (``records.write_enhanced``).
+    image into ``out`` (``records.write_enhanced``), and their digests into ``out``'s
+    SHA256SUMS after each batch (``files.write_manifest``).
 
     ``settings``: the run's solver, inversion, size and backbone settings (recorded with every
     image, ``RunSettings.to_record``); ``backbone``: the networks they describe, loaded (None
@@ -156,4 +157,11 @@ def enhance_files(
                     extra=extra,
                 )
             )
+        written = [
+            name for record in run.records[-len(part) :] for name in record["outputs"].values()
+        ]
+        try:  # the folder's SHA256SUMS, which the workflow and check-results verify
+            write_manifest(out, written)
+        except OSError as error:
+            raise output_error(out / MANIFEST, error) from None
     return run
