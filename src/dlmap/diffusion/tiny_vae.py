@@ -353,10 +353,10 @@ def cached_vae(
 
     folder = cache_dir(cache) / "tiny-vae" / training_key(config)
     try:
-        return folder, verify_vae(folder)
+        return folder, verify_vae(folder, todo="training the cached VAE again")
     except TrainedVaeError as error:
         if folder.exists():  # unfinished (no training.json) or damaged: trained again
-            print(f"dlmap: {error}; training the cached VAE again", file=sys.stderr)
+            print(f"dlmap: {error}", file=sys.stderr)
     shutil.rmtree(folder, ignore_errors=True)
     partial = _partial(folder)
     try:

@@ -132,25 +132,25 @@ def read_record(folder: str | Path) -> dict:
     return record
 
 
-def verify_vae(folder: str | Path) -> dict:
+def verify_vae(folder: str | Path, todo: str | None = None) -> dict:
     """``read_record``, and every file whose sha256 the record holds unchanged since
-    training; a damaged folder raises ``TrainedVaeError`` naming the file. Returns the
-    record."""
+    training; a damaged folder raises ``TrainedVaeError`` naming the file and ``todo`` (what
+    to do; default: train it again into this folder). Returns the record."""
     folder = Path(folder)
+    todo = todo or f"train it again: dlmap train-vae --out {folder}"
     record = read_record(folder)
     recorded = record.get("files")
     if not isinstance(recorded, dict) or set(recorded) != set(VERIFIED_FILES):
         raise TrainedVaeError(
             f"{folder}/training.json: records no sha256 of {', '.join(VERIFIED_FILES)} "
-            f"(written before dlmap 0.3?); train it again: dlmap train-vae --out {folder}"
+            f"(written before dlmap 0.3?); {todo}"
         )
     for name, digest in recorded.items():
         path = folder / name
         if not path.is_file():
-            raise TrainedVaeError(f"{path}: missing; train it again: dlmap train-vae")
+            raise TrainedVaeError(f"{path}: missing; {todo}")
         if sha256_file(path) != digest:
             raise TrainedVaeError(
-                f"{path}: changed since training (sha256 differs from training.json's); "
-                "train it again: dlmap train-vae"
+                f"{path}: changed since training (sha256 differs from training.json's); {todo}"
             )
     return record
