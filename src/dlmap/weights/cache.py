@@ -26,7 +26,12 @@ class WeightKeyError(DlmapError, RuntimeError):
 
 
 class ChecksumError(DlmapError, RuntimeError):
-    """A weight file differs from the one whose sha256 was recorded at first placement."""
+    """A weight file differs from the one whose sha256 was recorded at first placement
+    (``what``: what is wrong, without the file's name and what to do)."""
+
+    def __init__(self, message: str, what: str | None = None) -> None:
+        super().__init__(message)
+        self.what = what or message
 
 
 def cache_dir(cache: str | os.PathLike | None = None) -> Path:
@@ -58,7 +63,7 @@ def verify_files(paths: list[Path], cache=None, full: bool = False) -> dict[str,
         key, stat = str(path.resolve()), path.stat()
         record = records.get(key)
         if record is not None and record["size"] != stat.st_size:
-            raise ChecksumError(_changed(path, record, f"size {stat.st_size}", manifest_path))
+            raise _changed(path, record, f"size {stat.st_size}", manifest_path)
         if record is not None and record["mtime_ns"] == stat.st_mtime_ns and not full:
             digests[key] = record["sha256"]
         else:
@@ -70,7 +75,7 @@ def verify_files(paths: list[Path], cache=None, full: bool = False) -> dict[str,
         for path, key, stat, record in to_hash:
             digest = sha256_file(path, progress=bar)
             if record is not None and digest != record["sha256"]:
-                raise ChecksumError(_changed(path, record, f"sha256 {digest}", manifest_path))
+                raise _changed(path, record, f"sha256 {digest}", manifest_path)
             digests[key] = digest
             entry = {
                 **(record or {}),  # keeps where the file came from (``record``)
@@ -119,11 +124,15 @@ def record(path: Path, digest: str, cache=None, **provenance: str) -> None:
     _write_manifest(records, manifest_path)
 
 
-def _changed(path: Path, record: dict, now: str, manifest: Path) -> str:
-    return (
-        f"{path} changed since its first placement (recorded size {record['size']}, sha256 "
-        f"{record['sha256']}; now {now}). Restore the original file, or delete its entry "
-        f"in {manifest} if the replacement is deliberate"
+def _changed(path: Path, record: dict, now: str, manifest: Path) -> ChecksumError:
+    what = (
+        f"changed since its first placement (recorded size {record['size']}, sha256 "
+        f"{record['sha256']}; now {now})"
+    )
+    return ChecksumError(
+        f"{path} {what}: `dlmap weights fetch` sets it aside and places the recorded file "
+        f"again, or delete its entry in {manifest} if the replacement is deliberate",
+        what,
     )
 
 
@@ -133,6 +142,6 @@ def set_aside(path: Path, reason) -> Path:
     the bad one stays for inspection. Returns where it went."""
     bad = Path(path).with_name(Path(path).name + ".bad")
     os.replace(path, bad)
-    reason = " ".join(str(reason).split())
+    reason = " ".join(str(getattr(reason, "what", reason)).split())
     print(f"dlmap: {path} is damaged ({reason}); kept aside as {bad}", file=sys.stderr)
     return bad
