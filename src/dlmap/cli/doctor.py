@@ -44,8 +44,7 @@ def check_results_command(args) -> int:
     removed them (then the next workflow run rebuilds them)."""
     import time
 
-    from tqdm.auto import tqdm
-
+    from dlmap import progress
     from dlmap.errors import InputError
     from dlmap.workflow import results_check
 
@@ -53,7 +52,7 @@ def check_results_command(args) -> int:
     if not root.is_dir():
         raise InputError(f"{root}: no such folder")
     started = time.perf_counter()
-    with tqdm(unit="B", unit_scale=True, desc="checking", disable=args.quiet or None) as bar:
+    with progress.bar(quiet=args.quiet, unit="B", unit_scale=True, desc="checking") as bar:
         found = results_check.check_results(root, progress=bar)
     seconds = time.perf_counter() - started
     print(
@@ -111,7 +110,6 @@ def add_parsers(commands) -> None:
         help="remove the damaged outputs and the leftovers, so that the next workflow run "
         "makes them anew (not while a run is writing there)",
     )
-    check.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 HANDLERS = {"doctor": doctor_command, "check-results": check_results_command}

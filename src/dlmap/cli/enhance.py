@@ -135,7 +135,6 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
         help="tiny backbones: a VAE trained by `dlmap train-vae` instead of the random one",
     )
     parser.add_argument("--cache", default=None, help=f"weights folder (${CACHE_ENV})")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
         "--plot", action="store_true", help="also write NAME.history.png (loss, score, fidelity)"
     )
@@ -157,7 +156,6 @@ def add_parsers(commands) -> None:
         help="a trained tiny VAE to use (default: train one into OUT/vae, or reuse it there)",
     )
     demo.add_argument("--cache", default=None, help=f"weights folder (${CACHE_ENV})")
-    demo.add_argument("--quiet", action="store_true")
 
 
 def _configs(args) -> settings.RunSettings:

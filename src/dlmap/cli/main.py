@@ -1,7 +1,10 @@
 """The ``dlmap`` command line.
 
 Exit codes: 0 success; 1 a run-time failure (missing weights or data, a solve that diverged);
-2 bad usage or a bad input (one line on stderr per problem; nothing written for that input).
+2 bad usage or a bad input (one line on stderr per problem; nothing written for that input);
+130 Ctrl-C; 141 the reader of stdout left. Every command takes ``-q/--quiet`` (no progress
+bars) and ``-v/--verbose`` (bars even into a log, and an error's traceback); by default a
+bar is drawn only on a terminal (``dlmap.progress``).
 
 ``COMMANDS`` names every command, the module that implements it and its one-line help. Only
 the module of the command asked for is imported (``dlmap --help`` imports none), and each
@@ -15,6 +18,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 COMMANDS = {  # name -> (module with add_parsers(commands) and HANDLERS, one-line help)
     "enhance": ("dlmap.cli.enhance", "enhance images by MAP in diffusion latents"),
@@ -45,7 +49,9 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (the default prints the whole usage first)."""
 
     def error(self, message: str):
-        self.exit(2, f"dlmap: error: {self.prog}: {message} (see {self.prog} --help)\n")
+        command = self.prog.removeprefix("dlmap").strip()  # "" for dlmap itself
+        where = f"{command}: " if command else ""
+        self.exit(2, f"dlmap: error: {where}{message} (see {self.prog} --help)\n")
 
 
 def add_command(commands, name: str, **kwargs) -> argparse.ArgumentParser:
@@ -64,10 +70,40 @@ def build_parser(command: str | None = None):
     if command in COMMANDS:
         module = importlib.import_module(COMMANDS[command][0])
         module.add_parsers(commands)
+        for leaf in _leaf_parsers(parser):
+            add_verbosity(leaf)
         return parser, module.HANDLERS
     for name, (_, text) in COMMANDS.items():
         commands.add_parser(name, help=text, add_help=False)
     return parser, {}
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser):
+    """The parsers that run a command: those without sub-commands of their own."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not nested:
+        yield parser
+    for action in nested:
+        for child in dict.fromkeys(action.choices.values()):
+            yield from _leaf_parsers(child)
+
+
+def add_verbosity(parser: argparse.ArgumentParser) -> None:
+    """``-q/--quiet`` and ``-v/--verbose``, the same on every command (``main`` applies them
+    through ``dlmap.progress.show``)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bars, and no summary a command prints when all went well",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="progress bars even into a file or pipe, and an error's traceback",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,9 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command not in handlers:  # only when the listing parser accepted a name
         parser.error(f"argument COMMAND: {args.command!r} could not be built")
+    from dlmap import progress
+
+    before = progress.SHOWN  # restored after the command (a caller's own choice stays)
+    progress.show(False if args.quiet else True if args.verbose else None)
     try:
         return handlers[args.command](args)
     except DlmapError as error:  # anything else is a bug: its traceback is shown
+        if args.verbose:
+            traceback.print_exc()
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"dlmap: error: {message}", file=sys.stderr)
         return error.exit_code
@@ -91,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader left (`dlmap score ... | head`): stop quietly
         _detach_stdout()
         return EXIT_SIGPIPE
+    finally:
+        progress.show(before)
 
 
 def _detach_stdout() -> None:

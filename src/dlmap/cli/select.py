@@ -49,7 +49,6 @@ def add_select_parser(commands) -> argparse.ArgumentParser:
     select.add_argument(
         "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)"
     )
-    select.add_argument("--quiet", action="store_true", help="no progress bar")
     select.add_argument(
         "--out", required=True, type=Path, help="CSV of the pairs; settings go to OUT.json"
     )

@@ -97,7 +97,6 @@ def add_train_parsers(commands) -> None:
         "--install", action="store_true", help="copy the result to where `ms-liqe` loads it"
     )
     train.add_argument("--cache", default=None, help="weights folder ($DLMAP_CACHE)")
-    train.add_argument("--quiet", action="store_true")
 
     evaluate = add_command(commands, "evaluate")
     evaluate.add_argument("--prior", required=True, help="a registered prior (dlmap priors list)")
@@ -120,7 +119,6 @@ def add_train_parsers(commands) -> None:
     )
     evaluate.add_argument("--checkpoint", default=None, help="weights for ms-liqe")
     evaluate.add_argument("--cache", default=None)
-    evaluate.add_argument("--quiet", action="store_true")
 
     from dlmap.diffusion.tiny_vae_store import VaeTraining
 
@@ -139,7 +137,6 @@ def add_train_parsers(commands) -> None:
         action="store_true",
         help="train anew, neither reusing nor storing <cache>/tiny-vae/KEY",
     )
-    vae.add_argument("--quiet", action="store_true")
 
 
 def _clip_config(args):

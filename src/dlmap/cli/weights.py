@@ -27,9 +27,10 @@ def _asked_weights(args) -> list[str]:
 
 def weights_command(args) -> int:
     """``fetch``: try every asked set's sources in order, going on past failures, and end with
-    one table (exit 1 while anything asked for is missing). ``check``: presence and full sha256
-    verification of every set (exit 1 if one that is needed is missing, or any file changed);
-    needed: the sets named or ``--backbone``'s, else everything the paper needs."""
+    one table (exit 1 while anything asked for is missing; under ``--quiet``, the table only
+    then). ``check``: presence and full sha256 verification of every set (exit 1 if one that
+    is needed is missing, or any file changed); needed: the sets named or ``--backbone``'s,
+    else everything the paper needs."""
     from dlmap.weights import catalogue, sources
 
     asked = _asked_weights(args)
@@ -37,8 +38,10 @@ def weights_command(args) -> int:
         sources.timeout()  # a bad $DLMAP_DOWNLOAD_TIMEOUT fails before any download
         mirrors = sources.mirrors(args.mirror)
         results = catalogue.fetch_sets(asked, args.cache, mirrors, progress=not args.quiet)
-        print_fetch_table(results)
-        return int(not all(result.ok for result in results))
+        ok = all(result.ok for result in results)
+        if not (ok and args.quiet):  # --quiet: the table only when something needs doing
+            print_fetch_table(results)
+        return int(not ok)
     rows = catalogue.check_all(asked, args.cache)
     tiny = (args.backbone or "").startswith("tiny")
     if tiny or (not args.names and args.backbone is None):  # the trained VAEs as well
@@ -101,7 +104,6 @@ def add_parsers(commands) -> None:
         help="a copy of a dlmap cache (http(s) URL or folder) to try before the public sources "
         "(repeatable; also $DLMAP_WEIGHTS_MIRRORS); $HF_ENDPOINT replaces huggingface.co",
     )
-    fetch.add_argument("--quiet", action="store_true", help="no progress bars")
     check = weights_sub.add_parser(
         "check", help="report which weights are present and verify their sha256"
     )

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from dlmap import images
 from dlmap.errors import InputError
 from dlmap.files import write_rows, write_text_atomic
+from dlmap.progress import bar as progress_bar
 
 ORIGINAL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 CSV_COLUMNS = ("enhancer_i", "enhancer_j", "image", "order", "d1", "d2", "objective")
@@ -204,7 +204,7 @@ def distance_tables(
     enhancers, pairs = list(candidates.enhancers), candidates.pairs
     d1 = np.zeros((len(pairs), len(candidates.names)))
     embeddings = []
-    for index, name in enumerate(tqdm(candidates.names, desc="features", disable=not progress)):
+    for index, name in enumerate(progress_bar(candidates.names, not progress, desc="features")):
         outputs = [_read(candidates.files[e][name], size) for e in enhancers]
         shapes = {tuple(out.shape[-2:]) for out in outputs}
         if len(shapes) > 1:

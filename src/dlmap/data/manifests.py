@@ -43,8 +43,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from dlmap import progress
 from dlmap.data import readers, sources
 from dlmap.data.sources import DatasetError, DatasetMissingError
 from dlmap.errors import InputError
@@ -182,7 +181,7 @@ def spaq_resized(entries: list[Entry], root=None, short_side: int = 512) -> list
     todo = [(base / e.image, t) for e, t in zip(entries, targets, strict=True) if not t.is_file()]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         jobs = pool.map(lambda job: _resize_shorter_side(*job, short_side), todo)
-        for _ in tqdm(jobs, total=len(todo), desc="SPAQ resize", disable=len(todo) < 100):
+        for _ in progress.bar(jobs, len(todo) < 100, total=len(todo), desc="SPAQ resize"):
             pass
     return [
         replace(entry, image=target.relative_to(base).as_posix())

@@ -48,8 +48,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from dlmap import progress
 from dlmap.diffusion import tiny_vae_store
 from dlmap.diffusion.tiny_vae_store import (
     KIND,
@@ -238,7 +238,7 @@ def _train(config: VaeTraining, quiet: bool):
     optimiser = torch.optim.Adam(vae.parameters(), lr=config.lr)
     history = []
     began = time.perf_counter()
-    for step in tqdm(range(config.steps), desc="tiny VAE", unit="step", disable=quiet):
+    for step in progress.bar(range(config.steps), quiet, desc="tiny VAE", unit="step"):
         for group in optimiser.param_groups:
             group["lr"] = _learning_rate(config, step)
         batch = _crops(levels, config.batch_size, config.crop, rng, config.colour) * 2 - 1

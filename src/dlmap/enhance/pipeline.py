@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from dlmap import images
+from dlmap import images, progress
 from dlmap.diffusion import backbones
 from dlmap.enhance import records, solver
 from dlmap.errors import InputError, MissingInputError, output_error
@@ -115,7 +114,7 @@ def enhance_files(
             run.bad_inputs.append((path, str(error)))
     out.mkdir(parents=True, exist_ok=True)
     starts = range(0, len(loaded), batch_size)
-    for start in tqdm(starts, desc="batches", unit="batch", disable=quiet or len(starts) < 2):
+    for start in progress.bar(starts, quiet or len(starts) < 2, desc="batches", unit="batch"):
         chunk = loaded[start : start + batch_size]
         part = [path for path, _ in chunk]
         batch = torch.stack([image for _, image in chunk]).to(device=device, dtype=dtype)

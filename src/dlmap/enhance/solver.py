@@ -42,8 +42,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
+from dlmap import progress
 from dlmap.enhance import fidelity
 from dlmap.errors import DlmapError, InputError
 from dlmap.images import quantise
@@ -295,7 +295,7 @@ def _latent_solve(
     applies = torch.tensor(stops["applied"], device=x_init.device)
     active = torch.ones(batch, dtype=torch.bool, device=x_init.device)
     history = []
-    bar = tqdm(range(config.iters), desc=description, disable=quiet, leave=False)
+    bar = progress.bar(range(config.iters), quiet, desc=description, leave=False)
     for iteration in bar:
         noise = torch.cat([first, second]).requires_grad_(True)
         latents = bijection.denoise(  # Alg. 1 line 4
@@ -357,7 +357,7 @@ def _pixel_solve(priors, x_init, config, quiet, description):
     optimizer = torch.optim.Adam([pixels], lr=config.pixel_lr)
     active = torch.ones(x_init.shape[0], dtype=torch.bool)
     history = []
-    bar = tqdm(range(config.iters), desc=description, disable=quiet, leave=False)
+    bar = progress.bar(range(config.iters), quiet, desc=description, leave=False)
     for iteration in bar:
         loss, score, raw, fid, grad, grad_fid, grad_prior = term_gradients(
             pixels, x_init, priors, config

@@ -43,8 +43,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from dlmap import progress
 from dlmap.data.manifests import Entry, read_manifest_resolved
 from dlmap.errors import InputError
 from dlmap.msliqe.model import MSLIQE, MSLIQEConfig, config_from_dict
@@ -241,7 +241,7 @@ def train(
     for epoch in range(start, end):
         loader = _epoch_loader(training, config, epoch)
         losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=quiet)
+        bar = progress.bar(loader, quiet, desc=f"epoch {epoch + 1}/{config.epochs}")
         for batch in bar:
             tau = log_tau.exp()
             if config.pairing == "per-dataset":

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from dlmap import progress
 from dlmap.errors import InputError
 
 
@@ -115,7 +115,7 @@ def score_images(prior, paths, size: int | None = None, quiet: bool = False) -> 
 
     device = next((p.device for p in prior.parameters()), torch.device("cpu"))
     scores = []
-    for path in tqdm(paths, desc="scoring", unit="image", disable=quiet):
+    for path in progress.bar(paths, quiet, desc="scoring", unit="image"):
         image = load_image(path, size)[None].float().to(device)
         scores.append(float(prior(image).reshape(-1)[0]))
     return scores

@@ -9,8 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from dlmap import progress
 from dlmap.errors import DlmapError
 from dlmap.files import sha256_file, write_text_atomic
 
@@ -69,8 +68,8 @@ def verify_files(paths: list[Path], cache=None, full: bool = False) -> dict[str,
         else:
             to_hash.append((path, key, stat, record))
     total = sum(stat.st_size for _, _, stat, _ in to_hash)
-    with tqdm(
-        total=total, unit="B", unit_scale=True, desc="sha256", disable=total < 1 << 28
+    with progress.bar(
+        quiet=total < 1 << 28, total=total, unit="B", unit_scale=True, desc="sha256"
     ) as bar:
         for path, key, stat, record in to_hash:
             digest = sha256_file(path, progress=bar)

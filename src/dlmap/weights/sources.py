@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
+from dlmap import progress as bars
 from dlmap.errors import DlmapError, UsageError
 from dlmap.files import partial_path
 from dlmap.weights.cache import ChecksumError
@@ -266,7 +267,6 @@ def download(
     Returns (sha256, the sha256 the host published or None). Raises ``DownloadError`` (one
     line) or ``ChecksumError`` (both digests named); the partial file is always removed.
     """
-    from tqdm.auto import tqdm
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -297,12 +297,12 @@ def download(
         with (
             stream,
             open(partial, "wb") as handle,
-            tqdm(
+            bars.bar(
+                quiet=not progress or (announced or 0) < 1 << 24,
                 total=announced,
                 unit="B",
                 unit_scale=True,
                 desc=target.name,
-                disable=not progress or (announced or 0) < 1 << 24,
                 leave=False,
             ) as bar,
         ):
