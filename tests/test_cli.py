@@ -71,6 +71,7 @@ def test_bad_inputs_exit_2_with_one_line_each_and_write_nothing_for_them(
         "astronaut.json",
         "astronaut.x.png",
         "astronaut.y.png",
+        "summary.csv",  # one row per image
     ]
 
 
@@ -165,6 +166,7 @@ def test_pixel_mode_writes_only_x(tmp_path, good_png, capsys):
         "SHA256SUMS",
         "astronaut.json",
         "astronaut.x.png",
+        "summary.csv",
     ]
     assert json.loads((out / "astronaut.json").read_text())["backbone"] is None
 

@@ -1,5 +1,6 @@
 """The workflow's job functions: chunks, digests, stored inversions and chunk enhancement."""
 
+import csv
 import json
 
 import pytest
@@ -8,7 +9,7 @@ from helpers import photo, photo_png
 
 from dlmap import files, images
 from dlmap.diffusion import build
-from dlmap.enhance import pipeline, solver
+from dlmap.enhance import pipeline, records, solver
 from dlmap.files import sha256_file
 from dlmap.inversion.config import InversionConfig
 from dlmap.priors.registry import create_prior
@@ -100,9 +101,47 @@ def test_a_chunk_job_from_the_stored_inversion_equals_a_solve_of_its_own(chunk, 
         assert torch.equal(ours, reference.float())
         record = json.loads((tmp_path / "out" / f"{path.stem}.json").read_text())
         assert record["final"]["x"]["score"] == pytest.approx(alone.final["x"]["score"][index])
+    with open(tmp_path / "out" / "summary.csv", newline="") as handle:
+        summary = list(csv.DictReader(handle))  # one row per image, from its record
+    assert [row["output"] for row in summary] == [f"{p.stem}.x.png" for p in chunk]
+    for row, record in zip(summary, written, strict=True):
+        assert list(row) == list(records.SUMMARY_COLUMNS) and row["prior"] == "sharpness"
+        assert float(row["final_score"]) == pytest.approx(record["final"]["x"]["score"])
+        assert float(row["initial_raw_score"]) == pytest.approx(record["history"][0]["raw_score"])
+        assert int(row["iterations"]) == SOLVER["iters"] and row["early_stop"] == ""
     listed = files.read_manifest(tmp_path / "out")  # every file written, with its digest
-    assert sorted(listed) == sorted(p.name for p in (tmp_path / "out").glob("0*"))
+    expected = [p.name for p in (tmp_path / "out").glob("0*")] + ["summary.csv"]
+    assert sorted(listed) == sorted(expected)
     assert files.manifest_problems(tmp_path / "out") == []
+
+
+def summary_record(name: str, score: float) -> dict:
+    return {
+        "input": f"in/{name}.png",
+        "outputs": {"x": f"{name}.x.png"},
+        "prior": {"name": "sharpness"},
+        "config": {"solver": {"lam": 0.01}},
+        "history": [{"score": 1.0, "raw_score": 2.0, "active": True}],
+        "final": {"x": {"score": score, "raw_score": 3.0, "fidelity": 0.5}},
+        "early_stop": {"applied": True, "iteration": 0},
+        "seconds": 1.23456,
+    }
+
+
+def test_a_second_run_into_the_folder_adds_its_rows_and_replaces_its_images_rows(tmp_path):
+    records.write_summary(tmp_path, [summary_record("a", 10.0), summary_record("b", 20.0)])
+    records.write_summary(tmp_path, [summary_record("b", 30.0), summary_record("c", 40.0)])
+    with open(tmp_path / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["output"], r["final_score"]) for r in rows] == [
+        ("a.x.png", "10.0"),
+        ("b.x.png", "30.0"),
+        ("c.x.png", "40.0"),
+    ]
+    assert rows[0]["early_stop"] == "0" and rows[0]["seconds"] == "1.235"
+    (tmp_path / "summary.csv").write_bytes(b"\xff\xfe not a table")  # damaged: written anew
+    records.write_summary(tmp_path, [summary_record("d", 1.0)])
+    assert (tmp_path / "summary.csv").read_text().count("\n") == 2
 
 
 def test_an_inversion_of_another_image_is_refused(chunk, tmp_path):

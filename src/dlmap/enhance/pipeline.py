@@ -91,8 +91,9 @@ def enhance_files(
 ) -> EnhanceRun:
     """The one enhancement path of ``dlmap enhance`` and the workflow: image files in
     batches through Alg. 1 (``solver.map_solve``), NAME.x.png, NAME.y.png and NAME.json per
-    image into ``out`` (``records.write_enhanced``), and their digests into ``out``'s
-    SHA256SUMS after each batch (``files.write_manifest``).
+    image into ``out`` (``records.write_enhanced``), and after each batch, their rows into
+    ``out/summary.csv`` (``records.write_summary``) and their digests into ``out``'s
+    SHA256SUMS (``files.write_manifest``).
 
     ``settings``: the run's solver, inversion, size and backbone settings (recorded with every
     image, ``RunSettings.to_record``); ``backbone``: the networks they describe, loaded (None
@@ -156,11 +157,11 @@ def enhance_files(
                     extra=extra,
                 )
             )
-        written = [
-            name for record in run.records[-len(part) :] for name in record["outputs"].values()
-        ]
+        batch_records = run.records[-len(part) :]
+        summary = records.write_summary(out, batch_records)  # one row per image
+        written = [name for record in batch_records for name in record["outputs"].values()]
         try:  # the folder's SHA256SUMS, which the workflow and check-results verify
-            write_manifest(out, written)
+            write_manifest(out, [*written, summary.name])
         except OSError as error:
             raise output_error(out / MANIFEST, error) from None
     return run

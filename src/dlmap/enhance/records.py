@@ -1,9 +1,11 @@
 """What an enhancement writes per input: NAME.x.png, NAME.y.png (the EDICT pair x*, y* of
 Alg. 1 line 13), NAME.json (trajectory, final scores, configuration, provenance) and,
-optionally, NAME.history.png. Shared by ``dlmap enhance`` and the workflow's chunk jobs."""
+optionally, NAME.history.png; and per folder, summary.csv (one row per image). Shared by
+``dlmap enhance`` and the workflow's chunk jobs."""
 
 from __future__ import annotations
 
+import csv
 import json
 import platform
 from dataclasses import asdict
@@ -17,6 +19,7 @@ from dlmap.errors import output_error
 from dlmap.files import (
     sha256_file,
     write_bytes_atomic,
+    write_rows,
     write_text_atomic,
 )
 from dlmap.settings import DEFAULT_SCALE, score_scale
@@ -108,3 +111,63 @@ def write_enhanced(
         write("plot", lambda path: write_bytes_atomic(path, figures.figure_png_bytes(figure)))
     write("json", lambda path: write_text_atomic(json.dumps(record, indent=2) + "\n", path))
     return record
+
+
+SUMMARY = "summary.csv"
+SUMMARY_COLUMNS = (
+    "input",
+    "output",
+    "prior",
+    "lam",
+    "initial_score",
+    "initial_raw_score",
+    "final_score",
+    "final_raw_score",
+    "final_fidelity",
+    "iterations",
+    "early_stop",
+    "seconds",
+)
+
+
+def summary_row(record: dict) -> dict:
+    """One image's line of ``summary.csv`` from its record: the input and x*'s file, the
+    calibrated (Eq. 21, on the record's score scale) and raw scores before the first update and
+    of x* as written, x*'s fidelity D0, the iterations it was solved for, the iteration early
+    stopping fired at (empty: it did not), and the solve's seconds per image."""
+    history, final = record["history"], record["final"]["x"]
+    stop = record.get("early_stop") or {}
+    return {
+        "input": record["input"],
+        "output": record["outputs"]["x"],
+        "prior": record["prior"]["name"],
+        "lam": record["config"]["solver"]["lam"],
+        "initial_score": history[0]["score"] if history else "",
+        "initial_raw_score": history[0]["raw_score"] if history else "",
+        "final_score": final["score"],
+        "final_raw_score": final["raw_score"],
+        "final_fidelity": final["fidelity"],
+        "iterations": sum(1 for step in history if step.get("active", True)),
+        "early_stop": stop.get("iteration") if stop.get("applied") else "",
+        "seconds": round(record["seconds"], 3),
+    }
+
+
+def write_summary(out: Path, records: list[dict]) -> Path:
+    """Add the records' rows to ``out/summary.csv`` (atomically): a row of an earlier run for
+    another x* stays, one for the same x* is replaced; rows are sorted by output. Raises
+    ``OutputError`` naming the file when it cannot be written."""
+    path = Path(out) / SUMMARY
+    rows = {}
+    try:  # an unreadable summary is written anew (the records JSON hold the same numbers)
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = {row["output"]: row for row in csv.DictReader(handle) if row.get("output")}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        rows = {}
+    rows.update({row["output"]: row for row in map(summary_row, records)})
+    try:
+        ordered = [rows[name] for name in sorted(rows)]
+        write_rows(ordered, path, SUMMARY_COLUMNS, restval="", extrasaction="ignore")
+    except OSError as error:
+        raise output_error(path, error) from None
+    return path
