@@ -103,3 +103,15 @@ def test_verbose_adds_the_traceback_of_an_error(tmp_path, capsys):
         == verbose.splitlines()[-1]
         == (f"dlmap: error: {missing}: no such folder")
     )
+
+
+def test_score_takes_a_folder_and_a_pattern_as_pyiqa_does(tmp_path, capsys):
+    from helpers import photo_png
+
+    files = [photo_png(tmp_path, name, size=32) for name in ("coffee", "astronaut")]
+    assert cli.main(["score", *map(str, files), "--prior", "sharpness"]) == 0
+    one_by_one = capsys.readouterr().out
+    assert cli.main(["score", str(tmp_path), "--prior", "sharpness"]) == 0
+    assert sorted(capsys.readouterr().out.splitlines()) == sorted(one_by_one.splitlines())
+    assert cli.main(["score", str(tmp_path / "c*.png"), "--prior", "sharpness"]) == 0
+    assert capsys.readouterr().out.count("\n") == 1

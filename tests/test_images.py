@@ -371,3 +371,22 @@ def test_write_text_atomic_writes_utf8_text(tmp_path):
     write_text_atomic('{"name": "café"}\n', tmp_path / "r.json")
     assert (tmp_path / "r.json").read_bytes() == '{"name": "café"}\n'.encode()
     assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_folders_and_patterns_stand_for_their_images(tmp_path):
+    from dlmap.errors import InputError
+    from dlmap.images import expand_paths
+
+    for name in ("b.png", "a.JPG", "c.webp", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.png").write_bytes(b"x")
+    folder = [tmp_path / "a.JPG", tmp_path / "b.png", tmp_path / "c.webp"]
+    assert expand_paths([tmp_path]) == folder  # sorted, no subfolder, no text file
+    assert expand_paths([str(tmp_path / "*.png"), tmp_path / "b.png"]) == [tmp_path / "b.png"]
+    assert expand_paths([tmp_path / "missing.png"]) == [tmp_path / "missing.png"]  # read later
+    with pytest.raises(InputError, match=r"sub\*\.jpg: no file matches this pattern"):
+        expand_paths([tmp_path / "sub*.jpg"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: a folder with no image"):
+        expand_paths([tmp_path / "empty"])

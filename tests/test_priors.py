@@ -171,3 +171,31 @@ def test_every_prior_publishes_its_metadata_without_weights(name):
     assert info.name == name and info.display_name and info.xi4 != 0
     with pytest.raises(priors.UnknownPriorError, match="did you mean 'niqe'"):
         priors.prior_info("niqee")
+
+
+def test_a_prior_takes_a_path_a_pil_image_an_array_or_a_list_as_pyiqa_metrics_do(tmp_path):
+    import numpy as np
+    from helpers import photo_png
+    from PIL import Image
+
+    from dlmap import images
+    from dlmap.errors import InputError
+
+    path = photo_png(tmp_path, "coffee", size=48)
+    prior = priors.create_prior("sharpness")
+    tensor = images.load_image(path, size=None)
+    expected = prior(tensor[None])
+    pixels = np.asarray(Image.open(path))
+    for given in (path, str(path), Image.open(path), pixels, pixels / 255.0, tensor):
+        assert torch.equal(prior(given), expected), type(given)
+    assert prior([path, pixels]).shape == (2,)
+    rgba = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
+    assert torch.equal(prior(rgba), expected)  # opaque alpha: the same image
+    with pytest.raises(InputError, match="images of different sizes"):
+        prior([path, pixels[:8, :8]])
+    with pytest.raises(InputError, match="cannot read a int as an image"):
+        prior(3)
+    with pytest.raises(InputError, match=r"finite values in \[0, 1\]"):
+        prior(pixels * 2.0)
+    with pytest.raises(InputError, match="no such file"):
+        prior(tmp_path / "missing.png")

@@ -16,11 +16,13 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import glob
 import io
 import math
 import os
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -202,6 +204,69 @@ def load_image(
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
+def as_tensor(image) -> torch.Tensor:
+    """One image as a float32 (3, H, W) tensor in [0, 1], from what a user has at hand, as
+    pyiqa's metrics take it: a path (read as ``read_image`` reads files: EXIF orientation,
+    ICC profile, alpha over white), a PIL image, an (H, W), (H, W, 3) or (H, W, 4) array
+    (uint8 or uint16 counts, or floats in [0, 1]), or a (3, H, W) tensor (returned as is).
+    Anything else raises ``InputError`` saying what was given."""
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise InputError(
+                f"expected an image tensor of shape (3, H, W), got {tuple(image.shape)}"
+            )
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image, size=None)
+    if isinstance(image, Image.Image):
+        array = _to_rgb(ImageOps.exif_transpose(image), "a PIL image")
+    elif isinstance(image, np.ndarray):
+        array = _array_to_rgb(image)
+    else:
+        raise InputError(
+            f"cannot read a {type(image).__name__} as an image (give a path, a PIL image, an "
+            "array or a tensor)"
+        )
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    """An (H, W[, 3 or 4]) array as float32 (H, W, 3) in [0, 1] (alpha over white)."""
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise InputError(f"expected an (H, W), (H, W, 3) or (H, W, 4) array, got {array.shape}")
+    if array.dtype in (np.uint8, np.uint16):
+        values = array.astype(np.float32) / np.iinfo(array.dtype).max
+    elif np.issubdtype(array.dtype, np.floating):
+        values = array.astype(np.float32)
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+            raise InputError("a float image array must hold finite values in [0, 1]")
+    else:
+        raise InputError(f"an image array must be uint8, uint16 or float, not {array.dtype}")
+    if values.shape[2] == 4:
+        alpha = values[..., 3:]
+        values = values[..., :3] * alpha + (1.0 - alpha)
+    return np.repeat(values, 3, axis=2) if values.shape[2] == 1 else values
+
+
+def as_batch(images) -> torch.Tensor:
+    """A (B, 3, H, W) batch from a batch tensor (returned as is), one image, or a list of
+    images (each as ``as_tensor`` takes it; all of one size, else ``InputError``)."""
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        return images
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
+    tensors = [as_tensor(item) for item in items]
+    if not tensors:
+        raise InputError("no image given")
+    if len({tuple(t.shape) for t in tensors}) > 1:
+        sizes = ", ".join(sorted({f"{t.shape[2]}x{t.shape[1]}" for t in tensors}))
+        raise InputError(
+            f"images of different sizes ({sizes}) make no batch: give them one at a time"
+        )
+    return torch.stack(tensors)
+
+
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """Convert a float (3, H, W) tensor in [0, 1] to a (H, W, 3) uint8 array.
 
@@ -234,3 +299,34 @@ def save_png_atomic(image: torch.Tensor, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     Image.fromarray(to_uint8(image)).save(buf, format="PNG")
     write_bytes_atomic(path, buf.getvalue())
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+"""The files a folder argument stands for (``expand_paths``), compared case-insensitively."""
+
+
+def expand_paths(arguments) -> list[Path]:
+    """Image paths from command-line arguments, as ``pyiqa -t`` takes them: a folder stands
+    for its image files (``IMAGE_SUFFIXES``, not its subfolders), a pattern that names no
+    file (``*``, ``?``, ``[``) for its sorted matches, anything else for itself (a missing
+    file is reported when it is read). A folder without images or a pattern that matches
+    nothing raises ``InputError`` naming it."""
+    paths: list[Path] = []
+    for argument in map(Path, arguments):
+        if argument.is_dir():
+            found = sorted(
+                p for p in argument.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
+            if not found:
+                raise InputError(
+                    f"{argument}: a folder with no image ({', '.join(IMAGE_SUFFIXES)})"
+                )
+            paths += found
+        elif not argument.exists() and glob.has_magic(str(argument)):
+            found = sorted(Path(p) for p in glob.glob(str(argument)) if Path(p).is_file())
+            if not found:
+                raise InputError(f"{argument}: no file matches this pattern")
+            paths += found
+        else:
+            paths.append(argument)
+    return list(dict.fromkeys(paths))

@@ -143,7 +143,13 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
 def add_parsers(commands) -> None:
     """The ``enhance`` and ``demo`` commands' parsers."""
     enhance = add_command(commands, "enhance")
-    enhance.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    enhance.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="image files, folders (their images) or quoted patterns such as 'shots/*.jpg'",
+    )
     _add_enhance_options(enhance)
 
     demo = add_command(commands, "demo")
@@ -252,10 +258,12 @@ def _require_weights(args, backbone_settings) -> None:
 def enhance(args) -> int:
     """``dlmap enhance``: ``pipeline.enhance_files`` on the inputs; bad inputs and diverged
     solves are reported (exit 2 and 1) while the other inputs are still processed."""
+    from dlmap import images
     from dlmap.diffusion import build
     from dlmap.enhance import pipeline
 
     run_settings = _configs(args)
+    args.inputs = images.expand_paths(args.inputs)  # folders and patterns: their images
     stems: dict[str, Path] = {}
     for path in args.inputs:
         if path.stem in stems and stems[path.stem] != path:

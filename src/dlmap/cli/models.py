@@ -103,9 +103,10 @@ def score_command(args) -> int:
             raise UsageError(f"--size: {error}") from error
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
+    paths = images.expand_paths(args.images)  # folders and patterns: their images
     prior = prior_from_args(args).to(device=args.device)
     info, rows, failed = prior.info, [], 0
-    for path in args.images:
+    for path in paths:
         try:
             image = images.load_image(path, size=args.size)[None].to(args.device)
         except images.ImageError as error:
@@ -286,7 +287,13 @@ def add_parsers(commands) -> None:
     )
 
     score = add_command(commands, "score")
-    score.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    score.add_argument(
+        "images",
+        nargs="+",
+        type=Path,
+        metavar="IMAGE",
+        help="image files, folders (their images) or quoted patterns such as 'shots/*.jpg'",
+    )
     score.add_argument("--prior", required=True, help="prior name (dlmap priors list)")
     score.add_argument(
         "--prior-file", type=Path, help="YAML file registering your priors (name: module:factory)"

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 
 from dlmap.errors import InputError
+from dlmap.images import as_batch
 from dlmap.priors.calibration import calibrate
 from dlmap.priors.specs import PriorInfo
 from dlmap.settings import DEFAULT_SCALE, score_scale
@@ -18,9 +19,23 @@ REGISTERED: dict[str, Callable[..., Prior]] = {}
 
 
 class Prior(torch.nn.Module):
-    """Base class: subclasses set ``info`` and implement ``forward(images) -> (B,)``."""
+    """Base class: subclasses set ``info`` and implement ``forward(images) -> (B,)``.
+
+    Called, a prior takes a (B, 3, H, W) tensor in [0, 1] as it is (gradients flow), and,
+    as pyiqa's metrics do, a (3, H, W) tensor, a path, a PIL image, an array or a list of
+    them (``images.as_batch``; read onto the prior's device and dtype)."""
 
     info: PriorInfo
+
+    def __call__(self, images, *args, **kwargs):
+        if not (isinstance(images, torch.Tensor) and images.ndim == 4):
+            batch = as_batch(images)
+            if not isinstance(images, torch.Tensor):  # read here: onto the prior's device
+                weight = next(iter(self.parameters()), None)
+                if weight is not None:
+                    batch = batch.to(device=weight.device, dtype=weight.dtype)
+            images = batch
+        return super().__call__(images, *args, **kwargs)
 
     @property
     def name(self) -> str:
