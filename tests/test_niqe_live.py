@@ -294,3 +294,17 @@ def test_weights_fetch_quiet_prints_nothing_when_all_went_well(
     (tmp_path / "cache" / niqe_live.MODEL_FILE).unlink()
     assert cli.main([*run, "--quiet"]) == 1  # something to do: the table, even so
     assert "niqe" in capsys.readouterr().out
+
+
+def test_create_prior_downloads_its_own_weights_only_when_asked(as_live, tmp_path, monkeypatch):
+    from dlmap.priors.registry import create_prior
+    from dlmap.weights.cache import WeightsMissingError
+
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(niqe_live, "SOURCES", ())  # no source works
+    with pytest.raises(WeightsMissingError, match="prior 'niqe': its weights could not be fetched"):
+        create_prior("niqe", cache=cache, download=True, model="live")
+    monkeypatch.setattr(niqe_live, "SOURCES", (("hub", lambda _: (*random_model(), "a source")),))
+    prior = create_prior("niqe", cache=cache, download=True, model="live")
+    assert prior.official and (cache / niqe_live.MODEL_FILE).is_file()
+    assert create_prior("sharpness", cache=cache, download=True).name == "sharpness"  # no set

@@ -169,13 +169,18 @@ def table_one_columns(names=PAPER_PRIORS) -> list[dict]:
     return rows
 
 
-def create_prior(name: str, cache=None, **kwargs) -> Prior:
+def create_prior(name: str, cache=None, download: bool = False, **kwargs) -> Prior:
     """Build the registered prior ``name`` with frozen weights in eval mode.
 
     ``cache``: the weights folder (``dlmap.weights.cache.cache_dir``), passed to priors that read
-    weights (their factories take a ``cache`` argument); others ignore it.
+    weights (their factories take a ``cache`` argument); others ignore it. ``download``
+    (opt-in): first fetch the prior's weight set into that folder and verify it, as
+    ``dlmap weights fetch NAME`` does (``fetch_weights``); without it, missing weights raise
+    an error naming that command.
     """
     factory = prior_factory(name)
+    if download:
+        fetch_weights(name, cache)
     if cache is not None and "cache" in inspect.signature(factory).parameters:
         kwargs["cache"] = cache
     prior = factory(**kwargs)
@@ -186,3 +191,21 @@ def create_prior(name: str, cache=None, **kwargs) -> Prior:
         prior.info = apply_fit(prior.info, fitted)
     prior.requires_grad_(False)
     return prior.eval()
+
+
+def fetch_weights(name: str, cache=None) -> None:
+    """Fetch and verify the weight set of prior ``name`` (the catalogue's set of that name;
+    a prior without one, such as a statistics prior, needs nothing). A set that could not be
+    fetched raises ``WeightsMissingError`` with what to do and each source's failure."""
+    from dlmap.weights import catalogue
+    from dlmap.weights.cache import WeightsMissingError
+
+    if not catalogue.has(name):
+        return
+    (result,) = catalogue.fetch_sets([name], cache)
+    if not result.ok:
+        tried = "; ".join(f"{a.source}: {a.error}" for a in result.attempts)
+        raise WeightsMissingError(
+            f"prior {name!r}: its weights could not be fetched ({result.state}): "
+            f"{result.todo}" + (f" [{tried}]" if tried else "")
+        )
