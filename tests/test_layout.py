@@ -165,7 +165,7 @@ def test_the_public_api_is_re_exported_lazily_from_dlmap():
         "from dlmap import images, settings  # submodules still import by name\n"
         "print(light, len(names), all(v is not None for v in values), settings.MODES[0])"
     )
-    assert loaded.split() == ["True", "15", "True", "latent-map"]
+    assert loaded.split() == ["True", "16", "True", "latent-map"]
     import dlmap
 
     assert dlmap.create_prior is __import__("dlmap.priors.registry").priors.registry.create_prior

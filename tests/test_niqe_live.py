@@ -302,7 +302,9 @@ def test_create_prior_downloads_its_own_weights_only_when_asked(as_live, tmp_pat
 
     cache = tmp_path / "cache"
     monkeypatch.setattr(niqe_live, "SOURCES", ())  # no source works
-    with pytest.raises(WeightsMissingError, match="prior 'niqe': its weights could not be fetched"):
+    with pytest.raises(
+        WeightsMissingError, match="prior 'niqe': weights 'niqe' could not be fetched"
+    ):
         create_prior("niqe", cache=cache, download=True, model="live")
     monkeypatch.setattr(niqe_live, "SOURCES", (("hub", lambda _: (*random_model(), "a source")),))
     prior = create_prior("niqe", cache=cache, download=True, model="live")

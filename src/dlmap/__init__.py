@@ -20,6 +20,7 @@ _EXPORTS = {  # name -> module that defines it
     "BackboneSettings": "dlmap.settings",
     "map_solve": "dlmap.enhance.solver",
     "enhance_files": "dlmap.enhance.pipeline",
+    "DiffusionMAP": "dlmap.enhance.diffusion_map",
     "load_backbone": "dlmap.diffusion.build",
     "tiny_backbone": "dlmap.diffusion.tiny",
     "Prior": "dlmap.priors.base",

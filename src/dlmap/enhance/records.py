@@ -70,39 +70,24 @@ def write_enhanced(
     write("x", lambda path: images.save_png_atomic(result.x[index], path))
     if result.y is not None:
         write("y", lambda path: images.save_png_atomic(result.y[index], path))
-    reduced = bool(backbone is not None and backbone.reduced)
-    history = [select_problem(step, index) for step in result.history]
-    scale = score_scale(result.config.get("solver", {}).get("score_scale", DEFAULT_SCALE))
-    record = {
-        "input": str(source),
-        "input_sha256": sha256_file(source),
-        "outputs": {
-            key: path.name
-            for key, path in outputs.items()
-            if (key != "y" or result.y is not None) and (key != "plot" or plot)
-        },
-        "reduced": reduced,
-        **(
-            {"random_weights": backbone.random_weights}
-            if getattr(backbone, "random_weights", None)
-            else {}
-        ),
-        "backbone": backbone.name if backbone is not None else None,
-        "weights": backbone.provenance if backbone is not None else {},
-        "prior": asdict(prior.info),
-        "config": {**result.config, **settings},
-        "score_scale": scale.as_dict(),  # every calibrated "score" below is on this scale
-        "history": [step for step in history if step.get("active", True)],
-        "final": select_problem(result.final, index),
-        "early_stop": select_problem(result.early_stop, index) if result.early_stop else None,
-        "seconds": seconds,
-        "versions": {
-            "dlmap": dlmap.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        **(extra or {}),
+    names = {
+        key: path.name
+        for key, path in outputs.items()
+        if (key != "y" or result.y is not None) and (key != "plot" or plot)
     }
+    record = build_record(
+        result,
+        index,
+        prior,
+        backbone,
+        seconds,
+        settings,
+        str(source),
+        sha256_file(source),
+        names,
+        extra,
+    )
+    reduced = record["reduced"]
     if plot:
         from dlmap.figures import plots as figures
 
@@ -171,3 +156,51 @@ def write_summary(out: Path, records: list[dict]) -> Path:
     except OSError as error:
         raise output_error(path, error) from None
     return path
+
+
+def build_record(
+    result,
+    index: int,
+    prior,
+    backbone,
+    seconds: float,
+    settings: dict,
+    source: str | None,
+    input_sha256: str,
+    outputs: dict | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """The record of problem ``index`` of a ``SolveResult`` (what NAME.json holds): the input
+    (``source``: its path, None for an image in memory) and its sha256, the files written
+    (``outputs``), backbone and weights, prior, configuration (``settings`` joins the solver's),
+    score scale, trajectory, final scores, early stop, seconds and versions; ``extra`` adds
+    top-level keys."""
+    reduced = bool(backbone is not None and backbone.reduced)
+    history = [select_problem(step, index) for step in result.history]
+    scale = score_scale(result.config.get("solver", {}).get("score_scale", DEFAULT_SCALE))
+    return {
+        "input": source,
+        "input_sha256": input_sha256,
+        "outputs": outputs or {},
+        "reduced": reduced,
+        **(
+            {"random_weights": backbone.random_weights}
+            if getattr(backbone, "random_weights", None)
+            else {}
+        ),
+        "backbone": backbone.name if backbone is not None else None,
+        "weights": backbone.provenance if backbone is not None else {},
+        "prior": asdict(prior.info),
+        "config": {**result.config, **settings},
+        "score_scale": scale.as_dict(),  # every calibrated "score" below is on this scale
+        "history": [step for step in history if step.get("active", True)],
+        "final": select_problem(result.final, index),
+        "early_stop": select_problem(result.early_stop, index) if result.early_stop else None,
+        "seconds": seconds,
+        "versions": {
+            "dlmap": dlmap.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        **(extra or {}),
+    }

@@ -195,17 +195,9 @@ def create_prior(name: str, cache=None, download: bool = False, **kwargs) -> Pri
 
 def fetch_weights(name: str, cache=None) -> None:
     """Fetch and verify the weight set of prior ``name`` (the catalogue's set of that name;
-    a prior without one, such as a statistics prior, needs nothing). A set that could not be
-    fetched raises ``WeightsMissingError`` with what to do and each source's failure."""
+    a prior without one, such as a statistics prior, needs nothing); one that could not be
+    fetched raises ``WeightsMissingError`` (``catalogue.fetch_or_raise``)."""
     from dlmap.weights import catalogue
-    from dlmap.weights.cache import WeightsMissingError
 
-    if not catalogue.has(name):
-        return
-    (result,) = catalogue.fetch_sets([name], cache)
-    if not result.ok:
-        tried = "; ".join(f"{a.source}: {a.error}" for a in result.attempts)
-        raise WeightsMissingError(
-            f"prior {name!r}: its weights could not be fetched ({result.state}): "
-            f"{result.todo}" + (f" [{tried}]" if tried else "")
-        )
+    if catalogue.has(name):
+        catalogue.fetch_or_raise([name], cache, what=f"prior {name!r}")

@@ -214,6 +214,19 @@ def paper_sets() -> list[str]:
     return [*backbone_sets(PAPER_BACKBONE), *files]
 
 
+def fetch_or_raise(names, cache=None, what: str = "weights") -> None:
+    """``fetch_sets`` of ``names`` for a caller that cannot go on without them (a prior or
+    a pipeline built with ``download=True``): a set that is not then in place raises one
+    ``WeightsMissingError`` naming ``what``, the set, what to do and each source's failure."""
+    for result in fetch_sets(names, cache):
+        if not result.ok:
+            tried = "; ".join(f"{a.source}: {a.error}" for a in result.attempts)
+            raise WeightsMissingError(
+                f"{what}: weights {result.name!r} could not be fetched ({result.state}): "
+                f"{result.todo}" + (f" [{tried}]" if tried else "")
+            )
+
+
 def locate(name: str, path: str | os.PathLike | None = None, cache=None) -> Path:
     """The folder of folder set ``name`` (``FolderSet.locate``)."""
     entry = get(name)
