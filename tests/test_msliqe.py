@@ -220,3 +220,33 @@ def test_default_config_is_quickgelu_vit_b_32():
     with torch.no_grad():
         q = model(torch.rand(1, 3, 224, 224))
     assert q.shape == (1,) and 1 <= q.item() <= 5
+
+
+@pytest.mark.parametrize("first", ["dlmap", "pyiqa"])
+def test_pyiqa_builds_ms_liqe_once_dlmap_is_imported(tmp_path, first):
+    """pyiqa.create_metric("ms-liqe", pretrained_model_path=CKPT) scores as dlmap's prior
+    does, whichever of dlmap and pyiqa is imported first (a fresh interpreter each)."""
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+
+    from helpers import photo_png
+
+    torch.manual_seed(0)
+    model = MSLIQE.from_config(TINY)
+    checkpoint = tmp_path / "ms_liqe.pt"
+    config = json.loads(json.dumps(dataclasses.asdict(model.config)))
+    torch.save({"state_dict": model.clip.state_dict(), "config": config}, checkpoint)
+    image = photo_png(tmp_path, "coffee", size=224)
+    ours = create_prior("ms-liqe", checkpoint=checkpoint)(image).item()
+    second = "pyiqa" if first == "dlmap" else "dlmap"
+    script = (
+        f"import {first}, {second}\n"
+        "metric = pyiqa.create_metric('ms-liqe', pretrained_model_path=r'%s', device='cpu')\n"
+        "print('ms-liqe' in pyiqa.list_models(metric_mode='NR'), metric(r'%s').item())"
+    ) % (checkpoint, image)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    listed, score = run.stdout.split()
+    assert listed == "True" and float(score) == pytest.approx(ours, rel=1e-5)

@@ -7,7 +7,9 @@ light: ``from dlmap import map_solve, create_prior, SolverConfig, InversionConfi
 __version__ = "0.2.0"
 
 import importlib as _importlib
+import importlib.util as _importlib_util
 import logging as _logging
+import sys as _sys
 
 # bitsandbytes, which pyiqa installs and dlmap never uses, is imported by diffusers and
 # transformers when present; on CPUs with AVX512-BF16 it logs a warning at import that an
@@ -33,6 +35,42 @@ _EXPORTS = {  # name -> module that defines it
     "DlmapError": "dlmap.errors",
 }
 __all__ = sorted(_EXPORTS)
+
+
+class _AfterImport:
+    """A one-shot import hook: once module ``name`` has been imported, call ``then(module)``.
+    It leaves the import system as soon as ``name`` is looked up, and changes nothing else."""
+
+    def __init__(self, name: str, then):
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        _sys.meta_path.remove(self)
+        spec = _importlib_util.find_spec(fullname)  # as if this hook had not been there
+        if spec is not None and spec.loader is not None:
+            execute = spec.loader.exec_module
+
+            def exec_module(module):
+                execute(module)
+                self.then(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+def _register_ms_liqe_with_pyiqa(_module=None) -> None:
+    # by name, as the exports below: the package root names its parts, never imports them
+    _importlib.import_module("dlmap.msliqe.pyiqa_metric").register()
+
+
+# MS-LIQE in pyiqa's tables (pyiqa.create_metric("ms-liqe", ...)) once dlmap is imported:
+# now if pyiqa is, else right after pyiqa's import; `import dlmap` itself loads neither.
+if "pyiqa" in _sys.modules:
+    _register_ms_liqe_with_pyiqa()
+elif not any(isinstance(f, _AfterImport) for f in _sys.meta_path):
+    _sys.meta_path.insert(0, _AfterImport("pyiqa", _register_ms_liqe_with_pyiqa))
 
 
 def __getattr__(name: str):
