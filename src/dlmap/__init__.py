@@ -10,6 +10,7 @@ import importlib as _importlib
 import importlib.util as _importlib_util
 import logging as _logging
 import sys as _sys
+import warnings as _warnings
 
 # bitsandbytes, which pyiqa installs and dlmap never uses, is imported by diffusers and
 # transformers when present; on CPUs with AVX512-BF16 it logs a warning at import that an
@@ -54,7 +55,10 @@ class _AfterImport:
 
             def exec_module(module):
                 execute(module)
-                self.then(module)
+                try:
+                    self.then(module)
+                except Exception as error:  # noqa: BLE001 - never break the import itself
+                    _warnings.warn(f"dlmap: after importing {fullname}: {error}", stacklevel=2)
 
             spec.loader.exec_module = exec_module
         return spec
