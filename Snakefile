@@ -1,8 +1,9 @@
 # dlmap: the paper as one DAG (see README "The workflow").
 #   snakemake --profile profiles/local --configfile presets/demo.yaml   (demo, CPU, minutes)
 #   snakemake --profile slurm                                           (the paper, config.yaml)
-# A --configfile replaces config.yaml wholesale (presets are complete), and every config is
-# validated against workflow/schemas/config.schema.yaml before any job runs.
+# A --configfile replaces config.yaml (presets are complete files); several are merged in order,
+# key by key, so overrides go after a complete one: --configfile config.yaml mine.yaml. Every
+# config is validated against workflow/schemas/config.schema.yaml before any job runs.
 from pathlib import Path
 
 import yaml

@@ -681,3 +681,14 @@ def files_sound(folder: Path) -> bool:
     from dlmap.files import manifest_problems
 
     return manifest_problems(folder) == []
+
+
+def test_a_file_of_overrides_merges_after_a_complete_one_and_alone_is_refused(tmp_path):
+    overrides = tmp_path / "mine.yaml"
+    overrides.write_text("out: results/mine\nsolver: {lam: 0.02}\n")
+    merged = snakemake("-n", "--configfile", str(DEMO), str(overrides), cwd=tmp_path)
+    text = merged.stdout + merged.stderr
+    assert "results/mine/enhanced/" in text and "results/demo/" not in text
+    alone = snakemake("-n", "--configfile", str(overrides), check=False, cwd=tmp_path)
+    output = alone.stdout + alone.stderr
+    assert alone.returncode != 0 and "a file of overrides goes after a complete one" in output

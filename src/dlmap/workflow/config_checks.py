@@ -161,6 +161,11 @@ def validate_config(config: dict, schema: dict) -> None:
     message = " ".join(error.message.split())
     if len(message) > 200:
         message = message[:197] + "..."
+    if error.validator == "required" and not error.absolute_path:  # a file of overrides alone?
+        message += (
+            "; a file of overrides goes after a complete one, which Snakemake merges it into: "
+            "--configfile config.yaml YOURS.yaml"
+        )
     raise InputError(f"config: {where}: {message}") from error
 
 
