@@ -26,9 +26,9 @@ for _set in weight_sets():
         log:
             f"{LOGS}/fetch_weights/{_set}.log",
         cache: "omit-software"
-        shell:
+        shell:  # its table (the source used) goes to the log
             "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}'"
-            " {params.mirrors} > {log} 2>&1"  # its table (the source used) in the log
+            " {params.mirrors} > {log} 2>&1"
 
 
 _backbones = [config["backbone"], config["ablations"]["vanilla_backbone"]]
@@ -48,9 +48,9 @@ for _folder in sorted({f for b in _backbones for f in backbone_weights(b)}):
         log:
             f"{LOGS}/fetch_weights/{os.path.basename(_folder)}.log",
         cache: "omit-software"
-        shell:
+        shell:  # its table (the source used) goes to the log
             "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}'"
-            " {params.mirrors} > {log} 2>&1"  # its table (the source used) in the log
+            " {params.mirrors} > {log} 2>&1"
 
 
 rule fetch_dataset:
