@@ -35,6 +35,7 @@ except ValueError as error:
     detail = f"\n\n{error.__cause__}" if verbose and error.__cause__ else ""
     raise WorkflowError(f"{error}{detail}") from None
 
+
 report: "workflow/report/workflow.rst"
 
 
@@ -57,9 +58,9 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True
 
 
 # The paper's run in five phases, in this order (README "The paper on a SLURM cluster"): each

@@ -37,13 +37,19 @@ PRIORS = config["priors"]
 DATA = str(data_root(config["data_root"]))
 ABLATION_IDS = IDS[: config["ablations"]["images"]]
 POST_IDS = IDS[: config["post_enhancement"]["images"]]
-ABLATION_FIGURES = ["fig1-pixel-vs-latent", "fig2-lambda-sweep", "fig2-lambda-plot",
-                    "fig7-vanilla-vs-controlnet", "fig8-direct-vs-map"]  # fmt: skip
+ABLATION_FIGURES = [
+    "fig1-pixel-vs-latent",
+    "fig2-lambda-sweep",
+    "fig2-lambda-plot",
+    "fig7-vanilla-vs-controlnet",
+    "fig8-direct-vs-map",
+]
 if config["ablations"].get("bijections"):  # EDICT against the one-call bijections
     ABLATION_FIGURES.append("fig-bijections")
 PAIR_FIGURES = {"models": "fig6-pairs", "msliqe": "fig9-pairs", "enhancers": "fig11-pairs"}
 # External enhancers' folders; "{out}" stands for the output folder (the demo makes its own).
 EXTERNAL = {name: path.format(out=OUT) for name, path in config["external"].items()}
+
 
 def gpus_present():
     """GPUs on this machine (CUDA_VISIBLE_DEVICES if set, else nvidia-smi; 0 without)."""

@@ -8,13 +8,10 @@ rule select_pairs:
         unpack(comparison_inputs),
     output:
         pairs=f"{OUT}/comparison/{{comparison}}/pairs.csv",
-    params:
-        enhancers=lambda wildcards: comparison_enhancers(wildcards.comparison),
-        anchor=lambda wildcards: config["comparisons"][wildcards.comparison].get("anchor"),
-        selection=config["selection"],
-        device=config["device"],
-        cache=config["cache"],
-        stamp=stamp(),
+    log:
+        f"{LOGS}/select_pairs/{{comparison}}.log",
+    benchmark:
+        f"{BENCH}/select_pairs/{{comparison}}.tsv"
     threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
@@ -24,10 +21,13 @@ rule select_pairs:
                 len(IDS), len(comparison_enhancers(wildcards.comparison)), COSTS, attempt
             )
         ),
-    log:
-        f"{LOGS}/select_pairs/{{comparison}}.log",
-    benchmark:
-        f"{BENCH}/select_pairs/{{comparison}}.tsv"
+    params:
+        enhancers=lambda wildcards: comparison_enhancers(wildcards.comparison),
+        anchor=lambda wildcards: config["comparisons"][wildcards.comparison].get("anchor"),
+        selection=config["selection"],
+        device=config["device"],
+        cache=config["cache"],
+        stamp=stamp(),
     script:
         "../scripts/select_pairs.py"
 
@@ -37,12 +37,12 @@ rule build_experiment:
         f"{OUT}/comparison/{{comparison}}/pairs.csv",
     output:
         f"{OUT}/experiment/{{comparison}}.sqlite",
+    log:
+        f"{LOGS}/build_experiment/{{comparison}}.log",
     params:
         training=config["observers"]["training"],
         images=lambda wildcards, output: str(Path(output[0]).parents[1]),
         dlmap=DLMAP,
-    log:
-        f"{LOGS}/build_experiment/{{comparison}}.log",
     shell:
         "{params.dlmap:q} experiment create --pairs {input} --images {params.images} --db {output}"
         " --training {params.training} > {log} 2>&1"
@@ -55,13 +55,13 @@ rule simulate_observers:
     output:
         counts=f"{OUT}/comparison/{{comparison}}/simulated/sim-total.csv",
         subjects=directory(f"{OUT}/comparison/{{comparison}}/simulated/sim-subjects"),
+    log:
+        f"{LOGS}/simulate_observers/{{comparison}}.log",
     params:
         subjects=config["observers"]["subjects"],
         metric=config["observers"]["metric"],
         seed=config["ranking"]["seed"],
         stamp=stamp(),
-    log:
-        f"{LOGS}/simulate_observers/{{comparison}}.log",
     script:
         "../scripts/simulate_observers.py"
 
@@ -73,14 +73,14 @@ rule human_counts:
     output:
         counts=f"{OUT}/comparison/{{comparison}}/human/counts.csv",
         subjects=directory(f"{OUT}/comparison/{{comparison}}/human/subjects"),
+    log:
+        f"{LOGS}/human_counts/{{comparison}}.log",
     params:
         export=lambda wildcards: human_export(wildcards.comparison),
         digest=lambda wildcards: chunks.folder_digest(
             human_export(wildcards.comparison), (".csv", ".json")
         ),
         images=lambda wildcards, input: str(Path(input.study).parents[1]),
-    log:
-        f"{LOGS}/human_counts/{{comparison}}.log",
     script:
         "../scripts/human_counts.py"
 
@@ -90,12 +90,12 @@ rule rank:
         unpack(lambda wildcards: observer_files(wildcards.comparison)),
     output:
         scores=f"{OUT}/comparison/{{comparison}}/scores.csv",
+    log:
+        f"{LOGS}/rank/{{comparison}}.log",
     params:
         bootstrap=config["ranking"]["bootstrap"],
         dlmap=DLMAP,
         seed=config["ranking"]["seed"],
-    log:
-        f"{LOGS}/rank/{{comparison}}.log",
     shell:
         "{params.dlmap:q} rank {input.counts} --per-subject {input.subjects} --bootstrap {params.bootstrap}"
         " --seed {params.seed} --out {output.scores} > {log} 2>&1"
@@ -112,13 +112,13 @@ rule report_ranking:
             labels={"comparison": "{comparison}"},
         ),
         table=f"{OUT}/report/ranking-{{comparison}}.md",
+    log:
+        f"{LOGS}/report_ranking/{{comparison}}.log",
     params:
         title=lambda wildcards: ranking_title(wildcards.comparison),
         prefix=lambda wildcards: f"{OUT}/report/ranking-{wildcards.comparison}",
         reduced="--reduced" if REDUCED else "",
         dlmap=DLMAP,
-    log:
-        f"{LOGS}/report_ranking/{{comparison}}.log",
     shell:
         "{params.dlmap:q} report {input} --out {params.prefix} --title {params.title:q} {params.reduced}"
         " > {log} 2>&1"
@@ -135,13 +135,13 @@ rule table_one:
             category="Table I",
         ),
         markdown=f"{OUT}/report/table1.md",
+    log:
+        f"{LOGS}/table_one.log",
     params:
         prefix=f"{OUT}/report/table1-ranking",
         dataset=config["msliqe"]["evaluate_on"][0],
         reduced="--reduced" if REDUCED else "",
         dlmap=DLMAP,
-    log:
-        f"{LOGS}/table_one.log",
     shell:
         "{params.dlmap:q} report {input.scores} --out {params.prefix} --srcc {input.srcc} {params.reduced}"
         " --dataset {params.dataset} > {log} 2>&1 && cp {params.prefix}.table1.csv {output.table}"
@@ -153,11 +153,11 @@ rule serving_instructions:  # phase `study` ends here: how to serve and export e
         studies=[f"{OUT}/experiment/{c}.sqlite" for c in config["comparisons"]],
     output:
         f"{OUT}/experiment/SERVING.txt",
+    log:
+        f"{LOGS}/serving_instructions.log",
+    localrule: True
     params:
         exports={c: human_export(c) for c in config["comparisons"]},
         training=config["observers"]["training"],
-    localrule: True
-    log:
-        f"{LOGS}/serving_instructions.log",
     script:
         "../scripts/serving_instructions.py"

@@ -17,15 +17,15 @@ for _set in weight_sets():
             f"fetch_weights_{_set.replace('+', 'plus').replace('-', '_').replace(':', '_')}"
         output:
             **{f"file{i}": path for i, path in enumerate(_files)},
+        log:
+            f"{LOGS}/fetch_weights/{_set}.log",
+        cache: "omit-software"
+        localrule: LOCAL_FETCH
         params:
             name=_set,
             cache=lambda wildcards: weights_cache(),  # config-given, not a path of this job's
             mirrors=MIRROR_OPTIONS,
             dlmap=DLMAP,
-        localrule: LOCAL_FETCH
-        log:
-            f"{LOGS}/fetch_weights/{_set}.log",
-        cache: "omit-software"
         shell:  # its table (the source used) goes to the log
             "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}'"
             " {params.mirrors} > {log} 2>&1"
@@ -39,15 +39,15 @@ for _folder in sorted({f for b in _backbones for f in backbone_weights(b)}):
             f"fetch_weights_{os.path.basename(_folder).replace('-', '_')}"
         output:
             directory(_folder),
+        log:
+            f"{LOGS}/fetch_weights/{os.path.basename(_folder)}.log",
+        cache: "omit-software"
+        localrule: LOCAL_FETCH
         params:
             name=os.path.basename(_folder),
             cache=lambda wildcards: weights_cache(),  # config-given, not a path of this job's
             mirrors=MIRROR_OPTIONS,
             dlmap=DLMAP,
-        localrule: LOCAL_FETCH
-        log:
-            f"{LOGS}/fetch_weights/{os.path.basename(_folder)}.log",
-        cache: "omit-software"
         shell:  # its table (the source used) goes to the log
             "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}'"
             " {params.mirrors} > {log} 2>&1"
@@ -56,13 +56,13 @@ for _folder in sorted({f for b in _backbones for f in backbone_weights(b)}):
 rule fetch_dataset:
     output:
         directory(f"{DATA}/{{dataset}}"),
-    params:
-        root=lambda wildcards, output: os.path.dirname(output[0]),
-        dlmap=DLMAP,
-    localrule: LOCAL_FETCH
     log:
         f"{LOGS}/fetch_dataset/{{dataset}}.log",
     cache: "omit-software"
+    localrule: LOCAL_FETCH
+    params:
+        root=lambda wildcards, output: os.path.dirname(output[0]),
+        dlmap=DLMAP,
     shell:
         "{params.dlmap:q} data fetch {wildcards.dataset} --root '{params.root}' > {log} 2>&1"
 
@@ -70,10 +70,10 @@ rule fetch_dataset:
 rule synthetic_iqa:
     output:
         f"{OUT}/data/synthetic/manifest.csv",
-    params:
-        dlmap=DLMAP,
     log:
         f"{LOGS}/synthetic_iqa.log",
+    params:
+        dlmap=DLMAP,
     shell:
         "{params.dlmap:q} data synthetic --out $(dirname {output}) > {log} 2>&1"
 
@@ -83,13 +83,13 @@ rule dataset_manifest:
         manifest_sources,
     output:
         f"{OUT}/data/{{group}}.csv",
-    params:
-        names=lambda wildcards: manifest_datasets(wildcards.group),
-        root=DATA,
-        stamp=stamp(),
     log:
         f"{LOGS}/dataset_manifest/{{group}}.log",
     wildcard_constraints:
         group="train|evaluate|calibration|testpool",
+    params:
+        names=lambda wildcards: manifest_datasets(wildcards.group),
+        root=DATA,
+        stamp=stamp(),
     script:
         "../scripts/dataset_manifest.py"

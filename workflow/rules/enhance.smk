@@ -5,7 +5,6 @@
 # (Sec. V-D).
 
 
-
 rule train_tiny_vae:
     output:
         vae=directory(f"{OUT}/tiny-vae"),
@@ -14,17 +13,17 @@ rule train_tiny_vae:
             caption="../report/tiny-vae.rst",
             category="Tiny VAE (demo)",
         ),
+    log:
+        f"{LOGS}/train_tiny_vae.log",
+    benchmark:
+        f"{BENCH}/train_tiny_vae.tsv"
+    threads: 2  # the training fixes its torch threads at 2 (dlmap.diffusion.tiny_vae_store.VaeTraining)
     params:
         steps=config["tiny_vae"]["steps"],
         seed=config["tiny_vae"]["seed"],
         library=chunks.source_digest((), ("diffusion/tiny_vae",)),
         cache=lambda wildcards: weights_cache(),
         dlmap=DLMAP,
-    threads: 2  # the training fixes its torch threads at 2 (dlmap.diffusion.tiny_vae_store.VaeTraining)
-    log:
-        f"{LOGS}/train_tiny_vae.log",
-    benchmark:
-        f"{BENCH}/train_tiny_vae.tsv"
     shell:  # reuses <cache>/tiny-vae/KEY when the same training already ran (dlmap.diffusion.tiny_vae)
         "{params.dlmap:q} train-vae --out {output.vae} --steps {params.steps}"
         " --seed {params.seed} --cache '{params.cache}' --quiet > {log} 2>&1"
@@ -38,13 +37,10 @@ rule invert_chunk:
         weights=lambda wildcards: backbone_weights(wildcards.backbone),
     output:
         f"{OUT}/inversions/{{backbone}}/c{{chunk}}.pt",
-    params:
-        backbone=lambda wildcards: backbone_settings(wildcards.backbone),
-        edict=edict_values(),
-        size=config["size"],
-        seed=config["solver"]["seed"],
-        batch_size=config["batch_size"],
-        library=chunks.source_digest(),
+    log:
+        f"{LOGS}/invert_chunk/{{backbone}}-c{{chunk}}.log",  # and its timing, written by the
+    # script to BENCH/invert_chunk/ (a rule cached between workflows takes no `benchmark:`)
+    cache: "omit-software"
     threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
@@ -52,10 +48,13 @@ rule invert_chunk:
         runtime=lambda wildcards, attempt: capped(
             budget.invert_job_minutes(len(chunk_ids(wildcards)), COSTS, attempt)
         ),
-    log:
-        f"{LOGS}/invert_chunk/{{backbone}}-c{{chunk}}.log",  # and its timing, written by the
-    # script to BENCH/invert_chunk/ (a rule cached between workflows takes no `benchmark:`)
-    cache: "omit-software"
+    params:
+        backbone=lambda wildcards: backbone_settings(wildcards.backbone),
+        edict=edict_values(),
+        size=config["size"],
+        seed=config["solver"]["seed"],
+        batch_size=config["batch_size"],
+        library=chunks.source_digest(),
     script:
         "../scripts/invert_chunk.py"
 
@@ -67,15 +66,10 @@ rule enhance_chunk:
         inversion=f"{OUT}/inversions/{config['backbone']}/c{{chunk}}.pt",
     output:
         directory(f"{OUT}/enhanced/{{prior}}/c{{chunk}}"),
-    params:
-        prior=lambda wildcards: wildcards.prior,
-        prior_options=lambda wildcards: prior_options(wildcards.prior),
-        solver=lambda wildcards: prior_solver(wildcards.prior),
-        backbone=backbone_settings(),
-        edict=edict_values(),
-        size=config["size"],
-        batch_size=config["batch_size"],
-        stamp=stamp(),
+    log:
+        f"{LOGS}/enhance_chunk/{{prior}}-c{{chunk}}.log",
+    benchmark:
+        f"{BENCH}/enhance_chunk/{{prior}}-c{{chunk}}.tsv"
     threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
@@ -85,10 +79,15 @@ rule enhance_chunk:
                 len(chunk_ids(wildcards)), prior_solver(wildcards.prior)["iters"], COSTS, attempt
             )
         ),
-    log:
-        f"{LOGS}/enhance_chunk/{{prior}}-c{{chunk}}.log",
-    benchmark:
-        f"{BENCH}/enhance_chunk/{{prior}}-c{{chunk}}.tsv"
+    params:
+        prior=lambda wildcards: wildcards.prior,
+        prior_options=lambda wildcards: prior_options(wildcards.prior),
+        solver=lambda wildcards: prior_solver(wildcards.prior),
+        backbone=backbone_settings(),
+        edict=edict_values(),
+        size=config["size"],
+        batch_size=config["batch_size"],
+        stamp=stamp(),
     script:
         "../scripts/enhance_chunk.py"
 
@@ -98,6 +97,22 @@ rule enhance_ablation:
         unpack(ablation_inputs),
     output:
         directory(f"{OUT}/ablations/{{variant}}"),
+    log:
+        f"{LOGS}/enhance_ablation/{{variant}}.log",
+    benchmark:
+        f"{BENCH}/enhance_ablation/{{variant}}.tsv"
+    threads: GPU_THREADS
+    resources:  # README "What the workflow's GPU jobs cost"
+        gpu=GPU,
+        mem_mb=HOST_MB,
+        runtime=lambda wildcards, attempt: capped(
+            budget.enhance_job_minutes(
+                len(ABLATION_IDS),
+                prior_solver(config["ablations"]["prior"])["iters"],
+                COSTS,
+                attempt,
+            )
+        ),
     params:
         prior=config["ablations"]["prior"],
         prior_options=prior_options(config["ablations"]["prior"]),
@@ -110,20 +125,6 @@ rule enhance_ablation:
         size=config["size"],
         batch_size=config["batch_size"],
         stamp=stamp(),
-    threads: GPU_THREADS
-    resources:  # README "What the workflow's GPU jobs cost"
-        gpu=GPU,
-        mem_mb=HOST_MB,
-        runtime=lambda wildcards, attempt: capped(
-            budget.enhance_job_minutes(
-                len(ABLATION_IDS), prior_solver(config["ablations"]["prior"])["iters"], COSTS,
-                attempt,
-            )
-        ),
-    log:
-        f"{LOGS}/enhance_ablation/{{variant}}.log",
-    benchmark:
-        f"{BENCH}/enhance_ablation/{{variant}}.tsv"
     script:
         "../scripts/enhance_chunk.py"
 
@@ -133,13 +134,13 @@ rule external_inputs:  # phase `external_inputs`: what the external enhancers ar
         all_image_dirs(),
     output:
         folder=directory(f"{OUT}/external-inputs"),
+    log:
+        f"{LOGS}/external_inputs.log",
+    localrule: True
     params:
         external=EXTERNAL,
         size=config["size"],
         stamp=stamp(),
-    localrule: True
-    log:
-        f"{LOGS}/external_inputs.log",
     script:
         "../scripts/external_inputs.py"
 
@@ -150,13 +151,13 @@ rule check_external:
         selection=f"{OUT}/external-inputs",  # the test images the outputs must answer
     output:
         directory(f"{OUT}/external/{{enhancer}}"),
+    log:
+        f"{LOGS}/check_external/{{enhancer}}.log",
     params:
         source=lambda wildcards: EXTERNAL[wildcards.enhancer],
         digest=lambda wildcards: chunks.folder_digest(EXTERNAL[wildcards.enhancer]),
         ids=IDS,
         size=config["size"],
-    log:
-        f"{LOGS}/check_external/{{enhancer}}.log",
     script:
         "../scripts/check_external.py"
 
@@ -166,21 +167,41 @@ rule demo_external:
         all_image_dirs(),
     output:
         directory(f"{OUT}/demo-external/{{enhancer}}"),
-    params:
-        stamp=stamp(),
     log:
         f"{LOGS}/demo_external/{{enhancer}}.log",
+    params:
+        stamp=stamp(),
     script:
         "../scripts/demo_external.py"
 
 
 rule post_enhance:
     input:
-        unpack(lambda wildcards: {**prior_inputs(config["post_enhancement"]["prior"]),
-                                  **vae_input(config["backbone"])}),
+        unpack(
+            lambda wildcards: {
+                **prior_inputs(config["post_enhancement"]["prior"]),
+                **vae_input(config["backbone"]),
+            }
+        ),
         base=f"{OUT}/external/{{base}}",
     output:
         directory(f"{OUT}/post/{{base}}"),
+    log:
+        f"{LOGS}/post_enhance/{{base}}.log",
+    benchmark:
+        f"{BENCH}/post_enhance/{{base}}.tsv"
+    threads: GPU_THREADS
+    resources:  # README "What the workflow's GPU jobs cost"
+        gpu=GPU,
+        mem_mb=HOST_MB,
+        runtime=lambda wildcards, attempt: capped(
+            budget.enhance_job_minutes(
+                len(POST_IDS),
+                prior_solver(config["post_enhancement"]["prior"])["iters"],
+                COSTS,
+                attempt,
+            )
+        ),
     params:
         prior=config["post_enhancement"]["prior"],
         prior_options=prior_options(config["post_enhancement"]["prior"]),
@@ -191,19 +212,5 @@ rule post_enhance:
         size=config["size"],
         batch_size=config["batch_size"],
         stamp=stamp(),
-    threads: GPU_THREADS
-    resources:  # README "What the workflow's GPU jobs cost"
-        gpu=GPU,
-        mem_mb=HOST_MB,
-        runtime=lambda wildcards, attempt: capped(
-            budget.enhance_job_minutes(
-                len(POST_IDS), prior_solver(config["post_enhancement"]["prior"])["iters"],
-                COSTS, attempt,
-            )
-        ),
-    log:
-        f"{LOGS}/post_enhance/{{base}}.log",
-    benchmark:
-        f"{BENCH}/post_enhance/{{base}}.tsv"
     script:
         "../scripts/enhance_chunk.py"

@@ -14,14 +14,14 @@ rule figure_ablations:
             )
             for name in ABLATION_FIGURES
         ],
+    log:
+        f"{LOGS}/figure_ablations.log",
     params:
         figure="ablations",
         ids=ABLATION_IDS,
         lambdas=config["ablations"]["lambdas"],
         prior=config["ablations"]["prior"],
         stamp=stamp(),
-    log:
-        f"{LOGS}/figure_ablations.log",
     script:
         "../scripts/figures.py"
 
@@ -37,14 +37,14 @@ rule figure_pairs:
             category="Selected pairs (Figs. 6, 9, 11)",
             labels={"comparison": "{comparison}"},
         ),
-    params:
-        figure="pairs",
-        per_pair=config["figures"]["grid_pairs"],
-        stamp=stamp(),
     log:
         f"{LOGS}/figure_pairs/{{figure}}-{{comparison}}.log",
     wildcard_constraints:
         figure=r"fig\d+-pairs|pairs",
+    params:
+        figure="pairs",
+        per_pair=config["figures"]["grid_pairs"],
+        stamp=stamp(),
     script:
         "../scripts/figures.py"
 
@@ -59,12 +59,12 @@ rule figure_votes:
             category="Selected pairs (Figs. 6, 9, 11)",
             labels={"comparison": "{comparison}"},
         ),
+    log:
+        f"{LOGS}/figure_votes/{{comparison}}.log",
     params:
         figure="votes",
         anchor=lambda wildcards: config["comparisons"][wildcards.comparison]["anchor"],
         stamp=stamp(),
-    log:
-        f"{LOGS}/figure_votes/{{comparison}}.log",
     script:
         "../scripts/figures.py"
 
@@ -80,13 +80,13 @@ rule figure_post:
             caption="../report/fig12-post-enhancement.rst",
             category="Post-enhancement (Fig. 12)",
         ),
+    log:
+        f"{LOGS}/figure_post.log",
     params:
         figure="post",
         ids=POST_IDS,
         bases=config["post_enhancement"]["bases"],
         stamp=stamp(),
-    log:
-        f"{LOGS}/figure_post.log",
     script:
         "../scripts/figures.py"
 

@@ -7,11 +7,11 @@ rule select_test_images:
         f"{OUT}/data/testpool.csv",
     output:
         f"{OUT}/images/selection.csv",
+    log:
+        f"{LOGS}/select_test_images.log",
     params:
         rules={k: v for k, v in config["images"].items() if k != "photographs"},
         stamp=stamp(),
-    log:
-        f"{LOGS}/select_test_images.log",
     script:
         "../scripts/select_test_images.py"
 
@@ -21,6 +21,8 @@ rule prepare_images:
         prepare_inputs,
     output:
         directory(f"{OUT}/images/c{{chunk}}"),
+    log:
+        f"{LOGS}/prepare_images/c{{chunk}}.log",
     params:
         ids=chunk_ids,
         source=config["images"]["source"],
@@ -28,7 +30,5 @@ rule prepare_images:
         seed=config["images"]["seed"],
         size=config["size"],
         stamp=stamp(),
-    log:
-        f"{LOGS}/prepare_images/c{{chunk}}.log",
     script:
         "../scripts/prepare_images.py"

@@ -8,13 +8,10 @@ rule calibrate_prior:
         manifest=f"{OUT}/data/calibration.csv",
     output:
         f"{OUT}/calibration/{{prior}}.json",
-    params:
-        prior=lambda wildcards: wildcards.prior,
-        prior_options=lambda wildcards: prior_options(wildcards.prior),
-        size=config["calibration"]["size"],
-        device=config["device"],
-        cache=config["cache"],
-        stamp=stamp(),
+    log:
+        f"{LOGS}/calibrate_prior/{{prior}}.log",
+    benchmark:
+        f"{BENCH}/calibrate_prior/{{prior}}.tsv"
     threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
@@ -24,10 +21,13 @@ rule calibrate_prior:
                 dataset_images(config["calibration"]["datasets"]), COSTS, attempt
             )
         ),
-    log:
-        f"{LOGS}/calibrate_prior/{{prior}}.log",
-    benchmark:
-        f"{BENCH}/calibrate_prior/{{prior}}.tsv"
+    params:
+        prior=lambda wildcards: wildcards.prior,
+        prior_options=lambda wildcards: prior_options(wildcards.prior),
+        size=config["calibration"]["size"],
+        device=config["device"],
+        cache=config["cache"],
+        stamp=stamp(),
     script:
         "../scripts/calibrate_prior.py"
 
@@ -39,6 +39,18 @@ rule train_msliqe:  # one job of the chain (dlmap.workflow.budget.train_segments
         previous=msliqe_previous,
     output:
         temp(directory(f"{OUT}/msliqe/epochs-{{start}}-{{end}}")),
+    log:
+        f"{LOGS}/train_msliqe/epochs-{{start}}-{{end}}.log",
+    benchmark:
+        f"{BENCH}/train_msliqe/epochs-{{start}}-{{end}}.tsv"
+    wildcard_constraints:
+        start=r"\d{3}",
+        end=r"\d{3}",
+    threads: GPU_THREADS  # one for the loop, the others load images
+    resources:  # README "What the workflow's GPU jobs cost"; each job within the walltime
+        gpu=GPU,
+        mem_mb=HOST_MB,
+        runtime=msliqe_segment_minutes,
     params:
         options=" ".join(config["msliqe"]["options"]),
         resume=lambda wildcards, input: (
@@ -47,18 +59,6 @@ rule train_msliqe:  # one job of the chain (dlmap.workflow.budget.train_segments
         until=lambda wildcards: msliqe_segment(wildcards)[1],
         cache=lambda wildcards: weights_cache(),
         dlmap=DLMAP,
-    threads: GPU_THREADS  # one for the loop, the others load images
-    resources:  # README "What the workflow's GPU jobs cost"; each job within the walltime
-        gpu=GPU,
-        mem_mb=HOST_MB,
-        runtime=msliqe_segment_minutes,
-    log:
-        f"{LOGS}/train_msliqe/epochs-{{start}}-{{end}}.log",
-    benchmark:
-        f"{BENCH}/train_msliqe/epochs-{{start}}-{{end}}.tsv"
-    wildcard_constraints:
-        start=r"\d{3}",
-        end=r"\d{3}",
     shell:
         "{params.dlmap:q} train-msliqe --manifest {input.manifest} --out {output}"
         " {params.resume} --until-epoch {params.until} --workers $(({threads} - 1))"
@@ -76,9 +76,9 @@ rule msliqe_model:  # the chain's last job holds the trained model and its train
             category="MS-LIQE (Sec. V)",
         ),
         table=f"{OUT}/msliqe/metrics.csv",
-    localrule: True
     log:
         f"{LOGS}/msliqe_model.log",
+    localrule: True
     shell:
         "(cp {input}/ms_liqe.pt {output.checkpoint} && cp {input}/metrics.png {output.metrics}"
         " && cp {input}/metrics.csv {output.table}) 2> {log}"
@@ -90,6 +90,19 @@ rule evaluate_prior:
         manifest=f"{OUT}/data/evaluate.csv",
     output:
         f"{OUT}/srcc/{{prior}}.csv",
+    log:
+        f"{LOGS}/evaluate_prior/{{prior}}.log",
+    benchmark:
+        f"{BENCH}/evaluate_prior/{{prior}}.tsv"
+    threads: GPU_THREADS
+    resources:  # README "What the workflow's GPU jobs cost"
+        gpu=GPU,
+        mem_mb=HOST_MB,
+        runtime=lambda wildcards, attempt: capped(
+            budget.score_job_minutes(
+                dataset_images(config["msliqe"]["evaluate_on"]), COSTS, attempt
+            )
+        ),
     params:
         prior=lambda wildcards: wildcards.prior,
         prior_options=lambda wildcards: prior_options(wildcards.prior),
@@ -97,16 +110,5 @@ rule evaluate_prior:
         size=config["msliqe"]["evaluate_size"],
         device=config["device"],
         cache=config["cache"],
-    threads: GPU_THREADS
-    resources:  # README "What the workflow's GPU jobs cost"
-        gpu=GPU,
-        mem_mb=HOST_MB,
-        runtime=lambda wildcards, attempt: capped(
-            budget.score_job_minutes(dataset_images(config["msliqe"]["evaluate_on"]), COSTS, attempt)
-        ),
-    log:
-        f"{LOGS}/evaluate_prior/{{prior}}.log",
-    benchmark:
-        f"{BENCH}/evaluate_prior/{{prior}}.tsv"
     script:
         "../scripts/evaluate_prior.py"
