@@ -54,7 +54,14 @@ import sys
 import time
 from pathlib import Path
 
-from dlmap.priors.pyiqa_nr import FD_TOLERANCE, NOT_LAUNCHED, NOT_PRIORS, NOTES, classify
+from dlmap.priors.pyiqa_nr import (
+    FD_TOLERANCE,
+    NOT_LAUNCHED,
+    NOT_PRIORS,
+    NOTES,
+    classify,
+    pyiqa_own,
+)
 from dlmap.testing.offline_pyiqa import modules_of
 
 GIB = 2**30
@@ -437,7 +444,7 @@ def main() -> None:
 
     import pyiqa
 
-    every = pyiqa.list_models(metric_mode="NR")
+    every = pyiqa_own(pyiqa.list_models(metric_mode="NR"))
     names = args.metrics.split(",") if args.metrics else every
     unknown = [n for n in names if n not in every]
     if unknown:

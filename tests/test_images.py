@@ -383,7 +383,8 @@ def test_folders_and_patterns_stand_for_their_images(tmp_path):
     (tmp_path / "sub" / "d.png").write_bytes(b"x")
     folder = [tmp_path / "a.JPG", tmp_path / "b.png", tmp_path / "c.webp"]
     assert expand_paths([tmp_path]) == folder  # sorted, no subfolder, no text file
-    assert expand_paths([str(tmp_path / "*.png"), tmp_path / "b.png"]) == [tmp_path / "b.png"]
+    both = [tmp_path / "b.png"] * 2  # a file named twice is scored twice, as given
+    assert expand_paths([str(tmp_path / "*.png"), tmp_path / "b.png"]) == both
     assert expand_paths([tmp_path / "missing.png"]) == [tmp_path / "missing.png"]  # read later
     with pytest.raises(InputError, match=r"sub\*\.jpg: no file matches this pattern"):
         expand_paths([tmp_path / "sub*.jpg"])

@@ -21,7 +21,10 @@ def test_the_table_covers_every_nr_metric_the_installed_pyiqa_lists():
     )
     listed = pyiqa.list_models(metric_mode="NR")
     assert pyiqa_nr.missing_from_table(listed) == []
-    assert sorted(pyiqa_nr.table()) == sorted(listed)  # and nothing pyiqa no longer lists
+    assert sorted(pyiqa_nr.table()) == sorted(pyiqa_nr.pyiqa_own(listed))  # nothing gone
+    from dlmap.msliqe.pyiqa_metric import METRIC
+
+    assert pyiqa_nr.DLMAP_METRICS == (METRIC,)
 
 
 def test_every_row_is_complete_and_every_class_is_explained():

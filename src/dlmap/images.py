@@ -329,4 +329,4 @@ def expand_paths(arguments) -> list[Path]:
             paths += found
         else:
             paths.append(argument)
-    return list(dict.fromkeys(paths))
+    return paths

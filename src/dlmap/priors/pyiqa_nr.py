@@ -134,9 +134,20 @@ def counts() -> dict[str, int]:
     return {kind: sum(row.kind == kind for row in rows) for kind in CLASSES}
 
 
+DLMAP_METRICS = ("ms-liqe",)
+"""What dlmap itself adds to pyiqa's list (``dlmap.msliqe.pyiqa_metric``): not pyiqa's."""
+
+
+def pyiqa_own(listed: list[str]) -> list[str]:
+    """The metrics of ``listed`` (an installed pyiqa's NR list) that pyiqa ships, without
+    those dlmap registered into it (``DLMAP_METRICS``)."""
+    return [name for name in listed if name not in DLMAP_METRICS]
+
+
 def missing_from_table(listed: list[str]) -> list[str]:
-    """The metrics of ``listed`` (an installed pyiqa's NR list) that the table lacks."""
-    return sorted(set(listed) - set(table()))
+    """The metrics pyiqa ships among ``listed`` (an installed pyiqa's NR list) that the
+    table lacks."""
+    return sorted(set(pyiqa_own(listed)) - set(table()))
 
 
 def require_usable(metric: str) -> MetricRow:
