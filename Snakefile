@@ -36,6 +36,11 @@ except ValueError as error:
     raise WorkflowError(f"{error}{detail}") from None
 
 
+# Software: every rule's `conda:` is envs/jobs.yaml (--sdm conda); this image holds the same
+# pins (--sdm apptainer; build it with `apptainer build dlmap.sif envs/dlmap.def`).
+container: config.get("container", "dlmap.sif")
+
+
 report: "workflow/report/workflow.rst"
 
 

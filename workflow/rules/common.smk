@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from snakemake.settings.types import DeploymentMethod
 
 from dlmap.workflow import budget, chunks
 from dlmap.data.sources import SETS, data_root
@@ -24,8 +25,16 @@ try:
 except ValueError as error:
     raise WorkflowError(str(error))
 
-# The `dlmap` command of the environment that runs Snakemake (no PATH needed).
-DLMAP = str(Path(sys.executable).parent / "dlmap")
+# The `dlmap` command of shell rules. Run locally: the one beside the Python that runs
+# Snakemake (no PATH needed). Under --sdm conda or apptainer: the job environment's Python,
+# with this checkout's src/ first on its path (as workflow/scripts/_job.py does for scripts).
+if {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER} & set(
+    workflow.deployment_settings.deployment_method
+):
+    SRC = shlex.quote(str(Path(workflow.basedir, "src")))
+    DLMAP = f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} python -m dlmap"
+else:
+    DLMAP = shlex.quote(str(Path(sys.executable).parent / "dlmap"))
 OUT = config["out"]
 LOGS = f"{OUT}/logs"
 BENCH = f"{OUT}/benchmarks"

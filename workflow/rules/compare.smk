@@ -12,6 +12,8 @@ rule select_pairs:
         f"{LOGS}/select_pairs/{{comparison}}.log",
     benchmark:
         f"{BENCH}/select_pairs/{{comparison}}.tsv"
+    conda:
+        "../../envs/jobs.yaml"
     threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
@@ -39,12 +41,14 @@ rule build_experiment:
         f"{OUT}/experiment/{{comparison}}.sqlite",
     log:
         f"{LOGS}/build_experiment/{{comparison}}.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         training=config["observers"]["training"],
         images=lambda wildcards, output: str(Path(output[0]).parents[1]),
         dlmap=DLMAP,
     shell:
-        "{params.dlmap:q} experiment create --pairs {input} --images {params.images} --db {output}"
+        "{params.dlmap} experiment create --pairs {input} --images {params.images} --db {output}"
         " --training {params.training} > {log} 2>&1"
 
 
@@ -57,6 +61,8 @@ rule simulate_observers:
         subjects=directory(f"{OUT}/comparison/{{comparison}}/simulated/sim-subjects"),
     log:
         f"{LOGS}/simulate_observers/{{comparison}}.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         subjects=config["observers"]["subjects"],
         metric=config["observers"]["metric"],
@@ -75,6 +81,8 @@ rule human_counts:
         subjects=directory(f"{OUT}/comparison/{{comparison}}/human/subjects"),
     log:
         f"{LOGS}/human_counts/{{comparison}}.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         export=lambda wildcards: human_export(wildcards.comparison),
         digest=lambda wildcards: chunks.folder_digest(
@@ -92,12 +100,14 @@ rule rank:
         scores=f"{OUT}/comparison/{{comparison}}/scores.csv",
     log:
         f"{LOGS}/rank/{{comparison}}.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         bootstrap=config["ranking"]["bootstrap"],
         dlmap=DLMAP,
         seed=config["ranking"]["seed"],
     shell:
-        "{params.dlmap:q} rank {input.counts} --per-subject {input.subjects} --bootstrap {params.bootstrap}"
+        "{params.dlmap} rank {input.counts} --per-subject {input.subjects} --bootstrap {params.bootstrap}"
         " --seed {params.seed} --out {output.scores} > {log} 2>&1"
 
 
@@ -114,13 +124,15 @@ rule report_ranking:
         table=f"{OUT}/report/ranking-{{comparison}}.md",
     log:
         f"{LOGS}/report_ranking/{{comparison}}.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         title=lambda wildcards: ranking_title(wildcards.comparison),
         prefix=lambda wildcards: f"{OUT}/report/ranking-{wildcards.comparison}",
         reduced="--reduced" if REDUCED else "",
         dlmap=DLMAP,
     shell:
-        "{params.dlmap:q} report {input} --out {params.prefix} --title {params.title:q} {params.reduced}"
+        "{params.dlmap} report {input} --out {params.prefix} --title {params.title:q} {params.reduced}"
         " > {log} 2>&1"
 
 
@@ -137,13 +149,15 @@ rule table_one:
         markdown=f"{OUT}/report/table1.md",
     log:
         f"{LOGS}/table_one.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         prefix=f"{OUT}/report/table1-ranking",
         dataset=config["msliqe"]["evaluate_on"][0],
         reduced="--reduced" if REDUCED else "",
         dlmap=DLMAP,
     shell:
-        "{params.dlmap:q} report {input.scores} --out {params.prefix} --srcc {input.srcc} {params.reduced}"
+        "{params.dlmap} report {input.scores} --out {params.prefix} --srcc {input.srcc} {params.reduced}"
         " --dataset {params.dataset} > {log} 2>&1 && cp {params.prefix}.table1.csv {output.table}"
         " && cp {params.prefix}.table1.md {output.markdown}"
 
@@ -156,6 +170,8 @@ rule serving_instructions:  # phase `study` ends here: how to serve and export e
     log:
         f"{LOGS}/serving_instructions.log",
     localrule: True
+    conda:
+        "../../envs/jobs.yaml"
     params:
         exports={c: human_export(c) for c in config["comparisons"]},
         training=config["observers"]["training"],

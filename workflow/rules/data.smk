@@ -21,13 +21,15 @@ for _set in weight_sets():
             f"{LOGS}/fetch_weights/{_set}.log",
         cache: "omit-software"
         localrule: LOCAL_FETCH
+        conda:
+            "../../envs/jobs.yaml"
         params:
             name=_set,
             cache=lambda wildcards: weights_cache(),  # config-given, not a path of this job's
             mirrors=MIRROR_OPTIONS,
             dlmap=DLMAP,
         shell:  # its table (the source used) goes to the log
-            "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}'"
+            "{params.dlmap} weights fetch '{params.name}' --cache '{params.cache}'"
             " {params.mirrors} > {log} 2>&1"
 
 
@@ -43,13 +45,15 @@ for _folder in sorted({f for b in _backbones for f in backbone_weights(b)}):
             f"{LOGS}/fetch_weights/{os.path.basename(_folder)}.log",
         cache: "omit-software"
         localrule: LOCAL_FETCH
+        conda:
+            "../../envs/jobs.yaml"
         params:
             name=os.path.basename(_folder),
             cache=lambda wildcards: weights_cache(),  # config-given, not a path of this job's
             mirrors=MIRROR_OPTIONS,
             dlmap=DLMAP,
         shell:  # its table (the source used) goes to the log
-            "{params.dlmap:q} weights fetch '{params.name}' --cache '{params.cache}'"
+            "{params.dlmap} weights fetch '{params.name}' --cache '{params.cache}'"
             " {params.mirrors} > {log} 2>&1"
 
 
@@ -60,11 +64,13 @@ rule fetch_dataset:
         f"{LOGS}/fetch_dataset/{{dataset}}.log",
     cache: "omit-software"
     localrule: LOCAL_FETCH
+    conda:
+        "../../envs/jobs.yaml"
     params:
         root=lambda wildcards, output: os.path.dirname(output[0]),
         dlmap=DLMAP,
     shell:
-        "{params.dlmap:q} data fetch {wildcards.dataset} --root '{params.root}' > {log} 2>&1"
+        "{params.dlmap} data fetch {wildcards.dataset} --root '{params.root}' > {log} 2>&1"
 
 
 rule synthetic_iqa:
@@ -72,10 +78,12 @@ rule synthetic_iqa:
         f"{OUT}/data/synthetic/manifest.csv",
     log:
         f"{LOGS}/synthetic_iqa.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         dlmap=DLMAP,
     shell:
-        "{params.dlmap:q} data synthetic --out $(dirname {output}) > {log} 2>&1"
+        "{params.dlmap} data synthetic --out $(dirname {output}) > {log} 2>&1"
 
 
 rule dataset_manifest:
@@ -87,6 +95,8 @@ rule dataset_manifest:
         f"{LOGS}/dataset_manifest/{{group}}.log",
     wildcard_constraints:
         group="train|evaluate|calibration|testpool",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         names=lambda wildcards: manifest_datasets(wildcards.group),
         root=DATA,

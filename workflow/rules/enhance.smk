@@ -17,6 +17,8 @@ rule train_tiny_vae:
         f"{LOGS}/train_tiny_vae.log",
     benchmark:
         f"{BENCH}/train_tiny_vae.tsv"
+    conda:
+        "../../envs/jobs.yaml"
     threads: 2  # the training fixes its torch threads at 2 (dlmap.diffusion.tiny_vae_store.VaeTraining)
     params:
         steps=config["tiny_vae"]["steps"],
@@ -25,7 +27,7 @@ rule train_tiny_vae:
         cache=lambda wildcards: weights_cache(),
         dlmap=DLMAP,
     shell:  # reuses <cache>/tiny-vae/KEY when the same training already ran (dlmap.diffusion.tiny_vae)
-        "{params.dlmap:q} train-vae --out {output.vae} --steps {params.steps}"
+        "{params.dlmap} train-vae --out {output.vae} --steps {params.steps}"
         " --seed {params.seed} --cache '{params.cache}' --quiet > {log} 2>&1"
         " && cp {output.vae}/training.png {output.plot}"
 
@@ -41,6 +43,8 @@ rule invert_chunk:
         f"{LOGS}/invert_chunk/{{backbone}}-c{{chunk}}.log",  # and its timing, written by the
     # script to BENCH/invert_chunk/ (a rule cached between workflows takes no `benchmark:`)
     cache: "omit-software"
+    conda:
+        "../../envs/jobs.yaml"
     threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
@@ -70,6 +74,8 @@ rule enhance_chunk:
         f"{LOGS}/enhance_chunk/{{prior}}-c{{chunk}}.log",
     benchmark:
         f"{BENCH}/enhance_chunk/{{prior}}-c{{chunk}}.tsv"
+    conda:
+        "../../envs/jobs.yaml"
     threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
@@ -101,6 +107,8 @@ rule enhance_ablation:
         f"{LOGS}/enhance_ablation/{{variant}}.log",
     benchmark:
         f"{BENCH}/enhance_ablation/{{variant}}.tsv"
+    conda:
+        "../../envs/jobs.yaml"
     threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
@@ -137,6 +145,8 @@ rule external_inputs:  # phase `external_inputs`: what the external enhancers ar
     log:
         f"{LOGS}/external_inputs.log",
     localrule: True
+    conda:
+        "../../envs/jobs.yaml"
     params:
         external=EXTERNAL,
         size=config["size"],
@@ -153,6 +163,8 @@ rule check_external:
         directory(f"{OUT}/external/{{enhancer}}"),
     log:
         f"{LOGS}/check_external/{{enhancer}}.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         source=lambda wildcards: EXTERNAL[wildcards.enhancer],
         digest=lambda wildcards: chunks.folder_digest(EXTERNAL[wildcards.enhancer]),
@@ -169,6 +181,8 @@ rule demo_external:
         directory(f"{OUT}/demo-external/{{enhancer}}"),
     log:
         f"{LOGS}/demo_external/{{enhancer}}.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         stamp=stamp(),
     script:
@@ -190,6 +204,8 @@ rule post_enhance:
         f"{LOGS}/post_enhance/{{base}}.log",
     benchmark:
         f"{BENCH}/post_enhance/{{base}}.tsv"
+    conda:
+        "../../envs/jobs.yaml"
     threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,

@@ -16,6 +16,8 @@ rule figure_ablations:
         ],
     log:
         f"{LOGS}/figure_ablations.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         figure="ablations",
         ids=ABLATION_IDS,
@@ -41,6 +43,8 @@ rule figure_pairs:
         f"{LOGS}/figure_pairs/{{figure}}-{{comparison}}.log",
     wildcard_constraints:
         figure=r"fig\d+-pairs|pairs",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         figure="pairs",
         per_pair=config["figures"]["grid_pairs"],
@@ -61,6 +65,8 @@ rule figure_votes:
         ),
     log:
         f"{LOGS}/figure_votes/{{comparison}}.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         figure="votes",
         anchor=lambda wildcards: config["comparisons"][wildcards.comparison]["anchor"],
@@ -82,6 +88,8 @@ rule figure_post:
         ),
     log:
         f"{LOGS}/figure_post.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         figure="post",
         ids=POST_IDS,
@@ -98,5 +106,7 @@ rule figures:
         f"{OUT}/report/figures.done",
     log:
         f"{LOGS}/figures.log",
+    conda:
+        "../../envs/jobs.yaml"
     shell:
         "ls {input} > {output} 2> {log}"

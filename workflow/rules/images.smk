@@ -9,6 +9,8 @@ rule select_test_images:
         f"{OUT}/images/selection.csv",
     log:
         f"{LOGS}/select_test_images.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         rules={k: v for k, v in config["images"].items() if k != "photographs"},
         stamp=stamp(),
@@ -23,6 +25,8 @@ rule prepare_images:
         directory(f"{OUT}/images/c{{chunk}}"),
     log:
         f"{LOGS}/prepare_images/c{{chunk}}.log",
+    conda:
+        "../../envs/jobs.yaml"
     params:
         ids=chunk_ids,
         source=config["images"]["source"],

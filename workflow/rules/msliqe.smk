@@ -12,6 +12,8 @@ rule calibrate_prior:
         f"{LOGS}/calibrate_prior/{{prior}}.log",
     benchmark:
         f"{BENCH}/calibrate_prior/{{prior}}.tsv"
+    conda:
+        "../../envs/jobs.yaml"
     threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,
@@ -46,6 +48,8 @@ rule train_msliqe:  # one job of the chain (dlmap.workflow.budget.train_segments
     wildcard_constraints:
         start=r"\d{3}",
         end=r"\d{3}",
+    conda:
+        "../../envs/jobs.yaml"
     threads: GPU_THREADS  # one for the loop, the others load images
     resources:  # README "What the workflow's GPU jobs cost"; each job within the walltime
         gpu=GPU,
@@ -60,7 +64,7 @@ rule train_msliqe:  # one job of the chain (dlmap.workflow.budget.train_segments
         cache=lambda wildcards: weights_cache(),
         dlmap=DLMAP,
     shell:
-        "{params.dlmap:q} train-msliqe --manifest {input.manifest} --out {output}"
+        "{params.dlmap} train-msliqe --manifest {input.manifest} --out {output}"
         " {params.resume} --until-epoch {params.until} --workers $(({threads} - 1))"
         " --cache '{params.cache}' --quiet {params.options} > {log} 2>&1"
 
@@ -79,6 +83,8 @@ rule msliqe_model:  # the chain's last job holds the trained model and its train
     log:
         f"{LOGS}/msliqe_model.log",
     localrule: True
+    conda:
+        "../../envs/jobs.yaml"
     shell:
         "(cp {input}/ms_liqe.pt {output.checkpoint} && cp {input}/metrics.png {output.metrics}"
         " && cp {input}/metrics.csv {output.table}) 2> {log}"
@@ -94,6 +100,8 @@ rule evaluate_prior:
         f"{LOGS}/evaluate_prior/{{prior}}.log",
     benchmark:
         f"{BENCH}/evaluate_prior/{{prior}}.tsv"
+    conda:
+        "../../envs/jobs.yaml"
     threads: GPU_THREADS
     resources:  # README "What the workflow's GPU jobs cost"
         gpu=GPU,

@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from dlmap.settings import RESULT_NEUTRAL_SWITCHES  # config.yaml's memory block
+# The library of the checkout that holds this workflow comes first, so a job runs the code its
+# Snakefile was written for, also in an environment that only holds the dependencies
+# (envs/jobs.yaml under --sdm conda, or the container under --sdm apptainer).
+_SRC = Path(__file__).resolve().parents[2] / "src"
+if (_SRC / "dlmap").is_dir() and str(_SRC) not in sys.path:
+    sys.path.insert(0, str(_SRC))
+
+from dlmap.settings import RESULT_NEUTRAL_SWITCHES  # noqa: E402 (config.yaml's memory block)
 
 
 def _plain(value):
