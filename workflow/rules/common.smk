@@ -46,6 +46,8 @@ PRIORS = config["priors"]
 DATA = str(data_root(config["data_root"]))
 ABLATION_IDS = IDS[: config["ablations"]["images"]]
 POST_IDS = IDS[: config["post_enhancement"]["images"]]
+# The report's gallery (figures.gallery_images): the first test images, each prior's output
+GALLERY_IDS = IDS[: config["figures"].get("gallery_images", 8)]
 ABLATION_FIGURES = [
     "fig1-pixel-vs-latent",
     "fig2-lambda-sweep",
@@ -378,4 +380,4 @@ def figure_files():
     ]
     if config["post_enhancement"]["bases"]:
         files.append(f"{OUT}/report/fig12-post-enhancement.png")
-    return files
+    return files + [f"{OUT}/report/gallery.html"]

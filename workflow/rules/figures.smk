@@ -99,6 +99,30 @@ rule figure_post:
         "../scripts/figures.py"
 
 
+rule gallery:
+    input:
+        inputs=[images_dir(c) for c in chunks_of(GALLERY_IDS)],
+        enhanced=[
+            f"{OUT}/enhanced/{prior}/c{c}" for prior in PRIORS for c in chunks_of(GALLERY_IDS)
+        ],
+    output:
+        report(
+            f"{OUT}/report/gallery.html",
+            caption="../report/gallery.rst",
+            category="Enhanced images",
+        ),
+    log:
+        f"{LOGS}/gallery.log",
+    conda:
+        "../../envs/jobs.yaml"
+    params:
+        ids=GALLERY_IDS,
+        priors=PRIORS,
+        stamp=stamp(),
+    script:
+        "../scripts/gallery.py"
+
+
 rule figures:
     input:
         figure_files(),
