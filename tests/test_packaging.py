@@ -54,6 +54,12 @@ def test_the_wheel_carries_the_licence_the_typing_marker_and_the_metadata(built)
         metadata = archive.read(info).decode()
         licence = archive.read(info.replace("METADATA", "licenses/LICENSE")).decode()
     assert "dlmap/py.typed" in names
+    shipped = {n for n in names if n.startswith("dlmap/diffusion/shipped_vae/")}
+    assert {n.rsplit("/", 1)[1] for n in shipped} >= {
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+        "training.json",
+    }  # the demo's tiny VAE: its first run copies it instead of training
     assert "License-Expression: MIT" in metadata
     assert "Classifier: Typing :: Typed" in metadata
     assert "Classifier: Intended Audience :: Science/Research" in metadata

@@ -4,7 +4,10 @@ with it latent MAP on the tiny backbone returns photographs instead of noise."""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from helpers import load_backbone
 
 from dlmap.cli.main import main
 from dlmap.data import demo_set
-from dlmap.diffusion import tiny_vae
+from dlmap.diffusion import tiny_vae, tiny_vae_store
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.diffusion.tiny_vae_store import (
     KIND,
@@ -292,3 +295,74 @@ def test_the_cli_refuses_a_vae_for_a_real_backbone_and_a_folder_that_is_no_vae(
     assert record["reduced"] is True
     assert main(["train-vae", "--out", str(tmp_path / "v"), "--steps", "0"]) == 2
     assert "steps must be >= 1" in capsys.readouterr().err
+
+
+# --- the VAE that ships with dlmap (tiny_vae_store.SHIPPED), found by its recipe ---
+RECIPE_STEPS = 40  # the start of the recipe's training compared with the shipped one's
+RECIPE_RTOL = 1e-2  # per-step loss terms: float sums differ between CPUs and torch builds
+
+
+def _shipped():
+    recipe = tiny_vae.recipe_key()
+    folder = tiny_vae_store.shipped_vae(recipe)
+    assert folder is not None, f"no VAE ships for the default recipe {recipe}"
+    return recipe, folder
+
+
+def test_the_shipped_vae_is_the_default_recipes_and_verifies():
+    recipe, folder = _shipped()
+    record = tiny_vae_store.verify_vae(folder)  # sha256 of its weights and architecture
+    assert record["recipe"] == recipe
+    assert record["training"] == dataclasses.asdict(VaeTraining())
+    assert record["architecture"] == json.loads(
+        json.dumps({**TRAINED_VAE, "class": "diffusers.AutoencoderKL"})
+    )
+    assert tiny_vae.recipe_key(VaeTraining(seed=1)) != recipe  # the recipe names its settings
+    assert tiny_vae_store.shipped_vae(tiny_vae.recipe_key(VaeTraining(seed=1))) is None
+
+
+@pytest.mark.slow
+def test_the_recipe_still_trains_as_the_shipped_vae_was_trained():
+    """The first steps of the default recipe, trained now, against the shipped training.csv:
+    a change to the recipe that its key does not see (the loop, the crops, the loss) shows."""
+    _, folder = _shipped()
+    _, history = tiny_vae.train_vae(quiet=True, until=RECIPE_STEPS)
+    with open(folder / "training.csv") as rows:
+        shipped = list(csv.DictReader(rows))[:RECIPE_STEPS]
+    assert len(history) == len(shipped) == RECIPE_STEPS
+    for now, then in zip(history, shipped, strict=True):
+        assert now["lr"] == pytest.approx(float(then["lr"]), rel=1e-12)
+        for key in ("loss", "mse", "kl"):
+            assert now[key] == pytest.approx(float(then[key]), rel=RECIPE_RTOL), (now, then)
+
+
+def test_an_empty_cache_gets_the_shipped_vae_without_training(tmp_path, monkeypatch):
+    _, shipped = _shipped()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although a VAE ships for this recipe")
+
+    monkeypatch.setattr(tiny_vae, "_write", no_training)
+    folder, record = tiny_vae.cached_vae(cache=tmp_path, quiet=True)
+    assert folder == tmp_path / "tiny-vae" / tiny_vae.training_key()
+    for name in ("config.json", "diffusion_pytorch_model.safetensors", "training.json"):
+        assert (folder / name).read_bytes() == (shipped / name).read_bytes()
+    assert record == json.loads((shipped / "training.json").read_text())
+
+
+def test_a_damaged_shipped_vae_is_named_and_a_vae_trained_instead(tmp_path, monkeypatch, capsys):
+    recipe, shipped = _shipped()
+    copy = tmp_path / "shipped" / recipe
+    shutil.copytree(shipped, copy)
+    weights = copy / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    monkeypatch.setattr(tiny_vae_store, "SHIPPED", tmp_path / "shipped")
+    write = tiny_vae._write
+    monkeypatch.setattr(
+        tiny_vae, "_write", lambda folder, config, quiet: write(folder, QUICK, quiet)
+    )
+    folder, record = tiny_vae.cached_vae(cache=tmp_path / "cache", quiet=True)
+    assert record["training"] == dataclasses.asdict(QUICK)  # trained here, not copied
+    err = capsys.readouterr().err
+    assert f"the shipped VAE: {weights}: changed since training" in err
+    assert "training one instead" in err

@@ -447,6 +447,7 @@ COMPARISON_RULES = {
     "rank",
     "report_ranking",
     "figure_pairs",
+    "gallery",  # shows every prior's outputs
     "all",
     "figures",
     "table_one",

@@ -51,12 +51,14 @@ import torch.nn.functional as F
 
 from dlmap import progress
 from dlmap.diffusion import tiny_vae_store
+from dlmap.diffusion.tiny_vae_eval import HELD_OUT, evaluate, psnr  # noqa: F401 (re-exported)
 from dlmap.diffusion.tiny_vae_store import (
     KIND,
     TRAINED_VAE,
     TrainedVaeError,
     VaeTraining,
     _partial,
+    copy_vae,
     factor_of,
     file_digests,
     verify_vae,
@@ -75,9 +77,6 @@ SCALES = (1.0, 0.7, 0.5, 0.35)
 LOGVAR_START = -8.0
 """Added to the posterior's log-variance at initialisation: a random encoder's posterior has
 a standard deviation near 1, whose samples would drown its means at the start of training."""
-
-HELD_OUT = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle", "hubble_deep_field")
-"""Held-out photographs for ``evaluate``: the demo's test photographs (``dlmap.data.demo_set``)."""
 
 
 def training_photographs() -> dict[str, np.ndarray]:
@@ -154,48 +153,6 @@ def _learning_rate(config: VaeTraining, step: int) -> float:
     return config.lr * 0.5 * (1 + math.cos(math.pi * remaining))
 
 
-def psnr(image: torch.Tensor, reference: torch.Tensor) -> float:
-    """Peak signal-to-noise ratio in dB of ``image`` (clipped to [0, 1]) against ``reference``."""
-    mse = F.mse_loss(image.clamp(0, 1).double(), reference.double())
-    return float(10 * torch.log10(1 / mse))
-
-
-def bicubic_round_trip(image: torch.Tensor, factor: int) -> torch.Tensor:
-    """Bicubic (antialiased) downsampling by ``factor``, then bicubic upsampling back: the
-    baseline a VAE with that factor must beat."""
-    small = F.interpolate(
-        image, scale_factor=1 / factor, mode="bicubic", antialias=True, align_corners=False
-    )
-    return F.interpolate(small, size=image.shape[-2:], mode="bicubic", align_corners=False)
-
-
-@torch.no_grad()
-def evaluate(vae, names=HELD_OUT, size: int = 224, seed: int = 0) -> list[dict]:
-    """PSNR (dB) per held-out photograph at ``size`` px: the VAE's reconstruction from its
-    posterior mean and from a seeded posterior sample, and the bicubic baseline."""
-    from dlmap.data import demo_set
-
-    factor = factor_of(vae.config)
-    rows = []
-    for name in names:
-        image = torch.from_numpy(demo_set.pristine(name, size)).permute(2, 0, 1)[None].float()
-        posterior = vae.encode(image * 2 - 1).latent_dist
-        generator = torch.Generator().manual_seed(seed)
-        sample = posterior.mean + posterior.std * torch.randn(
-            posterior.mean.shape, generator=generator
-        )
-        rows.append(
-            {
-                "image": name,
-                "source": demo_set.source_name(name),
-                "vae_mean_psnr": psnr((vae.decode(posterior.mean).sample + 1) / 2, image),
-                "vae_sample_psnr": psnr((vae.decode(sample).sample + 1) / 2, image),
-                "bicubic_psnr": psnr(bicubic_round_trip(image, factor), image),
-            }
-        )
-    return rows
-
-
 @torch.no_grad()
 def latent_scale(vae, levels: list[torch.Tensor], crop: int = 128) -> float:
     """One over the standard deviation of the posterior means of the training material
@@ -210,18 +167,19 @@ def latent_scale(vae, levels: list[torch.Tensor], crop: int = 128) -> float:
     return float(1 / torch.cat(means).std())
 
 
-def train_vae(config: VaeTraining = VaeTraining(), quiet: bool = False):
+def train_vae(config: VaeTraining = VaeTraining(), quiet: bool = False, until: int | None = None):
     """Train the tiny VAE with ``config.threads`` torch threads; returns (the VAE in eval
-    mode, the per-step history)."""
+    mode, the per-step history). ``until`` stops after that many of the recipe's steps (its
+    schedule unchanged): the tests compare the start of a training with the shipped one's."""
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, quiet)
+        return _train(config, quiet, until)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(config: VaeTraining, quiet: bool):
+def _train(config: VaeTraining, quiet: bool, until: int | None = None):
     """The training loop of ``train_vae``."""
     import copy
 
@@ -238,7 +196,8 @@ def _train(config: VaeTraining, quiet: bool):
     optimiser = torch.optim.Adam(vae.parameters(), lr=config.lr)
     history = []
     began = time.perf_counter()
-    for step in progress.bar(range(config.steps), quiet, desc="tiny VAE", unit="step"):
+    steps = range(config.steps if until is None else min(until, config.steps))
+    for step in progress.bar(steps, quiet, desc="tiny VAE", unit="step"):
         for group in optimiser.param_groups:
             group["lr"] = _learning_rate(config, step)
         batch = _crops(levels, config.batch_size, config.crop, rng, config.colour) * 2 - 1
@@ -287,6 +246,7 @@ def _write(folder: Path, config: VaeTraining, quiet: bool) -> dict:
         "scaling_factor": vae.config.scaling_factor,
         "training": asdict(config),
         "key": training_key(config),
+        "recipe": recipe_key(config),
         "sources": TRAINING_PHOTOGRAPHS,
         "training_seconds": round(seconds, 1),
         "held_out": rows,
@@ -343,12 +303,34 @@ def training_key(config: VaeTraining = VaeTraining()) -> str:
     return digest.hexdigest()[:16]
 
 
+def recipe_key(config: VaeTraining = VaeTraining()) -> str:
+    """The recipe, hashed: the settings, the architecture, the initial log-variance offset,
+    the crop scales and the material's pixels; neither this code's text nor the library
+    versions (``training_key`` holds those). The shipped VAE of a recipe
+    (``tiny_vae_store.SHIPPED``) is found by it; tests/test_tiny_vae.py checks that the recipe
+    still trains the way the shipped VAE was trained."""
+    digest = hashlib.sha256()
+    facts = {
+        "training": asdict(config),
+        "architecture": TRAINED_VAE,
+        "logvar_start": LOGVAR_START,
+        "scales": SCALES,
+        "sources": TRAINING_PHOTOGRAPHS,
+    }
+    digest.update(json.dumps(facts, sort_keys=True).encode())
+    for name, pixels in sorted(training_photographs().items()):
+        digest.update(name.encode() + np.ascontiguousarray(pixels).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def cached_vae(
     config: VaeTraining = VaeTraining(), cache=None, quiet: bool = False
 ) -> tuple[Path, dict]:
     """The folder and record of the tiny VAE trained with ``config``, from the weights
-    cache (``<cache>/tiny-vae/<training_key>``); trained and stored there first if it is
-    not there yet. Two processes asking at once both train; the first to finish is kept."""
+    cache (``<cache>/tiny-vae/<training_key>``). If it is not there yet, the VAE that ships
+    with dlmap for this recipe (``recipe_key``) is copied there, or, for a recipe none ships
+    for, one is trained and stored. Two processes asking at once both train; the first to
+    finish is kept."""
     from dlmap.weights.cache import cache_dir
 
     folder = cache_dir(cache) / "tiny-vae" / training_key(config)
@@ -358,6 +340,13 @@ def cached_vae(
         if folder.exists():  # unfinished (no training.json) or damaged: trained again
             print(f"dlmap: {error}", file=sys.stderr)
     shutil.rmtree(folder, ignore_errors=True)
+    shipped = tiny_vae_store.shipped_vae(recipe_key(config))
+    if shipped is not None:
+        try:
+            copy_vae(shipped, folder)
+            return folder, verify_vae(folder)
+        except TrainedVaeError as error:  # a damaged installation: train instead
+            print(f"dlmap: the shipped VAE: {error}; training one instead", file=sys.stderr)
     partial = _partial(folder)
     try:
         _write(partial, config, quiet)

@@ -71,6 +71,17 @@ class VaeTraining:
             raise ValueError(f"need kl_weight >= 0 and clip > 0, got {self.kl_weight}, {self.clip}")
 
 
+SHIPPED = Path(__file__).with_name("shipped_vae")
+"""Trained tiny VAEs that ship with dlmap, one folder per recipe (``tiny_vae.recipe_key``):
+the demo's first run copies the one of its recipe instead of training for minutes."""
+
+
+def shipped_vae(recipe: str) -> Path | None:
+    """The shipped VAE folder trained by the recipe ``recipe``, or None."""
+    folder = SHIPPED / recipe
+    return folder if (folder / "training.json").is_file() else None
+
+
 #: the files of a trained VAE whose sha256 ``training.json`` records (the weights and the
 #: architecture the loader reads)
 VERIFIED_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
