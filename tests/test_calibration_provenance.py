@@ -97,7 +97,7 @@ def test_every_shipped_constant_set_names_its_checkpoint():
     UNIQUE and MS-LIQE sets, fitted for checkpoints dlmap does not load, are provisional."""
     from dlmap.priors.specs import PRIOR_SPECS
 
-    for name in ("musiq", "liqe"):
+    for name in ("musiq", "liqe-mix"):
         assert PRIOR_SPECS[name].calibration_fitted
         assert "fitted on LIVE for pyiqa's" in PRIOR_SPECS[name].calibration_source
         assert PRIOR_SPECS[name].constants_for.startswith("pyiqa's")

@@ -124,16 +124,16 @@ def test_offline_the_default_backbone_names_every_missing_set_in_one_error(
     tmp_path, good_png, capsys
 ):
     out, cache = tmp_path / "out", tmp_path / "w"
-    argv = ["enhance", good_png, "--out", out, "--prior", "liqe", "--cache", cache]
+    argv = ["enhance", good_png, "--out", out, "--prior", "liqe-mix", "--cache", cache]
     code, err = run(argv, capsys)  # sd2-seesr by default: SD2, SeeSR, RAM, DAPE, the prior's
     assert code == 1 and len(err.strip().splitlines()) == 1 and not out.exists()
     assert "5 weight sets are missing" in err
     for folder in ("sd2-base", "seesr", "ram-swin-large", "dape"):
         assert str(cache / folder) in err
     assert "torch/pyiqa/liqe_mix.pt" in err and "drive.google.com" in err  # manual steps too
-    assert err.rstrip().endswith("`dlmap weights fetch sd2-base ram-swin-large liqe`")
+    assert err.rstrip().endswith("`dlmap weights fetch sd2-base ram-swin-large liqe-mix`")
     code, err = run([*argv, "--mode", "pixel-map"], capsys)  # no backbone: the prior's alone
-    assert code == 1 and "sd2-base" not in err and "dlmap weights fetch liqe" in err
+    assert code == 1 and "sd2-base" not in err and "dlmap weights fetch liqe-mix" in err
 
 
 def test_duplicate_output_names_are_refused(tmp_path, good_png, capsys):

@@ -63,7 +63,7 @@ def test_on_a_machine_with_nothing_it_lists_every_missing_piece_and_exits_1(
     assert "[BLOCKING] this machine: no CUDA GPU visible; and no SLURM here" in out
     for name in ("seesr", "dape"):  # only a person can bring them
         assert f"[BLOCKING] {name}: missing" in out
-    for name in ("sd2-base", "ram-swin-large", "liqe", "niqe", "lpips", "clip-vit-b-32"):
+    for name in ("sd2-base", "ram-swin-large", "liqe-mix", "niqe", "lpips", "clip-vit-b-32"):
         assert f"[missing] {name}: missing" in out  # the workflow fetches them
     for name in ("live", "clive", "bid", "spaq"):
         assert f"[BLOCKING] {name}: missing" in out

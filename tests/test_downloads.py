@@ -22,7 +22,7 @@ def _pretend(asked):
 
 
 def test_published_sha256_is_read_from_openais_and_torchvisions_urls():
-    clip, liqe = catalogue.get("liqe").files()
+    clip, liqe = catalogue.get("liqe-mix").files()
     assert clip.published_sha256() == (
         "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"
     )
@@ -112,7 +112,7 @@ def test_fetch_without_names_asks_for_everything_the_paper_needs(tmp_path, capsy
         monkeypatch.setattr(kind, "fetch", _pretend(asked))
     assert cli.main(["weights", "fetch", "--cache", str(tmp_path)]) == 0
     assert asked == catalogue.paper_sets()
-    for name in ("liqe", "niqe", "lpips", "clip-vit-b-32", "sd2-base", "seesr", "dape"):
+    for name in ("liqe-mix", "niqe", "lpips", "clip-vit-b-32", "sd2-base", "seesr", "dape"):
         assert name in asked
     assert "dists" not in asked  # an alternative D1, fetched only by name
     assert "sd2-controlnet" not in asked  # for your own ControlNet, not the paper's

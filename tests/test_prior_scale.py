@@ -235,7 +235,7 @@ def test_the_record_keeps_only_the_iterations_a_problem_ran(tiny64, two_photos, 
 
 
 def test_the_registry_says_which_constants_are_fitted(tmp_path):
-    assert priors.prior_info("liqe").calibration_fitted
+    assert priors.prior_info("liqe-mix").calibration_fitted
     assert priors.prior_info("musiq").calibration_fitted
     assert not priors.prior_info("clipiqa+").calibration_fitted
     assert not priors.prior_info("sharpness").calibration_fitted

@@ -336,7 +336,7 @@ def test_the_recipe_still_trains_as_the_shipped_vae_was_trained():
             assert now[key] == pytest.approx(float(then[key]), rel=RECIPE_RTOL), (now, then)
 
 
-def test_an_empty_cache_gets_the_shipped_vae_without_training(tmp_path, monkeypatch):
+def test_an_empty_cache_gets_the_shipped_vae_without_training(tmp_path, monkeypatch, capsys):
     _, shipped = _shipped()
 
     def no_training(*args, **kwargs):
@@ -348,6 +348,10 @@ def test_an_empty_cache_gets_the_shipped_vae_without_training(tmp_path, monkeypa
     for name in ("config.json", "diffusion_pytorch_model.safetensors", "training.json"):
         assert (folder / name).read_bytes() == (shipped / name).read_bytes()
     assert record == json.loads((shipped / "training.json").read_text())
+    out = tmp_path / "vae"
+    assert main(["train-vae", "--out", str(out), "--cache", str(tmp_path), "--quiet"]) == 0
+    assert "shipped with dlmap for this recipe" in capsys.readouterr().out
+    assert tiny_vae_store.verify_vae(out) == record
 
 
 def test_a_damaged_shipped_vae_is_named_and_a_vae_trained_instead(tmp_path, monkeypatch, capsys):

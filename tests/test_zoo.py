@@ -46,13 +46,20 @@ def test_missing_weights_fail_at_construction_listing_files_urls_and_folder(tmp_
     assert "dlmap weights fetch dbcnn" in message
 
 
-def test_the_papers_liqe_is_pyiqas_liqe_mix_and_clip_urls_come_from_pyiqa():
-    assert specs.PRIOR_SPECS["liqe"].pyiqa_metric == "liqe_mix"
-    files = {file.kind: file for file in catalogue.get("liqe").files()}
-    assert files["clip"].path == "torch/clip/ViT-B-32.pt"
-    assert files["pyiqa"].path == "torch/pyiqa/liqe_mix.pt"
+def test_the_papers_liqe_is_liqe_mix_and_liqe_is_pyiqas_koniq_liqe():
+    mix, koniq = specs.PRIOR_SPECS["liqe-mix"], specs.PRIOR_SPECS["liqe"]
+    assert (mix.pyiqa_metric, koniq.pyiqa_metric) == ("liqe_mix", "liqe")
+    assert "liqe-mix" in specs.PAPER_PRIORS and "liqe" not in specs.PAPER_PRIORS
+    assert mix.calibration_fitted and not koniq.calibration_fitted
+    assert koniq.training_set == "KonIQ-10k" and "KADID-10k" in mix.training_set
+    for name, checkpoint in (("liqe-mix", "liqe_mix.pt"), ("liqe", "liqe_koniq.pt")):
+        files = {file.kind: file for file in catalogue.get(name).files()}
+        assert files["clip"].path == "torch/clip/ViT-B-32.pt"
+        assert files["pyiqa"].path == f"torch/pyiqa/{checkpoint}"
+    assert priors.prior_factory("pyiqa:liqe_mix") is priors.prior_factory("liqe-mix")
+    assert priors.prior_factory("pyiqa:liqe") is priors.prior_factory("liqe")
     with_files = {name for name, spec in specs.PRIOR_SPECS.items() if spec.file_set()}
-    assert with_files == set(specs.PAPER_PRIORS) and with_files <= set(catalogue.CATALOGUE)
+    assert with_files == {*specs.PAPER_PRIORS, "liqe"} and with_files <= set(catalogue.CATALOGUE)
 
 
 @pytest.mark.parametrize("name", [*specs.PYIQA_SPECS, "niqe", "ms-liqe"])
@@ -70,13 +77,13 @@ def test_published_parameter_counts_are_those_of_the_built_architectures(name, t
         assert priors.prior_info(name).params == mu.numel() + cov.numel() == 36 + 36 * 36
         return
     kwargs = {"allow_random": True} if name == "ms-liqe" else {}
-    with random_weights(small_clip=name == "liqe"):
+    with random_weights(small_clip=name in ("liqe", "liqe-mix")):
         prior = priors.create_prior(name, cache=tmp_path, **kwargs)
     count = _parameters(prior)
     held = getattr(prior.metric.net, "clip_model", None) if hasattr(prior, "metric") else None
     if isinstance(held, list):
         count += sum(_parameters(model) for model in held)
-    if name == "liqe":
+    if name in ("liqe", "liqe-mix"):
         assert count == _parameters(random_clip("ViT-B/32", small=True))
         count = _parameters(random_clip("ViT-B/32"))
     assert priors.prior_info(name).params == count
@@ -96,8 +103,8 @@ def test_table_one_columns_come_from_the_metadata_in_the_papers_row_order(tmp_pa
     assert by_name["dbcnn"]["params_millions"] == "15.311"
     assert by_name["musiq"]["params_millions"] == "27.126"
     assert by_name["paq2piq"]["training_set"] == "FLIVE"
-    assert by_name["unique"]["training_set"] == by_name["liqe"]["training_set"] == "Multiple"
-    assert "KADID-10k" in by_name["liqe"]["training_sets"]
+    assert by_name["unique"]["training_set"] == by_name["liqe-mix"]["training_set"] == "Multiple"
+    assert "KADID-10k" in by_name["liqe-mix"]["training_sets"]
     out = tmp_path / "table1.csv"
     assert cli.main(["priors", "table", "--out", str(out)]) == 0
     assert "LIQE" in capsys.readouterr().out
@@ -114,7 +121,7 @@ def test_a_prior_without_a_parameter_count_cannot_enter_table_one(monkeypatch):
     factory.info = info
     monkeypatch.setitem(base.REGISTERED, "mine", factory)
     with pytest.raises(ValueError, match="'mine' publishes no parameter count"):
-        priors.table_one_columns(["liqe", "mine"])
+        priors.table_one_columns(["liqe-mix", "mine"])
 
 
 def test_cli_priors_list_shows_every_prior_and_what_to_fetch_without_building_any(
@@ -134,7 +141,8 @@ def test_cli_priors_list_shows_every_prior_and_what_to_fetch_without_building_an
     assert "151.3M" in out and "1332" in out  # LIQE's and NIQE's parameter counts
     lines = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert "provisional calibration" in lines["dbcnn"]  # nobody fitted DBCNN's constants
-    assert "provisional" not in lines["liqe"]  # the authors' LIVE-fitted constants
+    assert "provisional" not in lines["liqe-mix"]  # the authors' LIVE-fitted constants
+    assert "provisional calibration" in lines["liqe"]  # pyiqa's KonIQ-10k LIQE: nobody's
 
 
 def machine_gib() -> float:

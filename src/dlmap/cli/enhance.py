@@ -319,10 +319,9 @@ def enhance(args) -> int:
 
 def demo(args) -> int:
     """Enhance two photographs bundled with scikit-image on the tiny backbone: random UNet
-    and ControlNet, with the VAE trained on the spot (``dlmap.diffusion.tiny_vae``,
-    ``TINY_VAE_MINUTES`` on
-    2 CPU cores, once: it is kept in the weights cache, and reused from OUT/vae when it is
-    already there)."""
+    and ControlNet, with the trained tiny VAE (``dlmap.diffusion.tiny_vae``: the one that ships
+    with dlmap, copied to the weights cache, and reused from OUT/vae when it is already
+    there)."""
     import torch
     from skimage import data
 
@@ -339,8 +338,9 @@ def demo(args) -> int:
         except TrainedVaeError:
             key = tiny_vae.training_key()
             print(
-                f"dlmap demo: the tiny VAE {key} (from the weights cache, or trained there "
-                f"first: {TINY_VAE_MINUTES} on 2 CPU cores) -> {vae}"
+                f"dlmap demo: the tiny VAE {key} (from the weights cache, or the one that ships "
+                f"with dlmap; a recipe none ships for is trained: {TINY_VAE_MINUTES} on 2 CPU "
+                f"cores) -> {vae}"
             )
             cached, record = tiny_vae.cached_vae(cache=args.cache, quiet=args.quiet)
             copy_vae(cached, vae)

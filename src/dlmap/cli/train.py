@@ -290,7 +290,11 @@ def train_vae_command(args) -> int:
     else:
         folder, record = tiny_vae.cached_vae(config, args.cache, quiet=args.quiet)
         copy_vae(folder, args.out)
-        where = f"cached in {folder}"
+        where = (
+            f"cached in {folder}"
+            if record.get("key") == folder.name
+            else f"shipped with dlmap for this recipe, copied to {folder}"
+        )
     print(
         f"tiny VAE ({record['factor']}x, REDUCED; trained in {record['training_seconds']} s, "
         f"{where}) -> {args.out}"

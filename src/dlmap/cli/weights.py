@@ -112,7 +112,7 @@ def add_parsers(commands) -> None:
             "names",
             nargs="*",
             metavar="NAME",
-            help="a set of `dlmap weights check`'s list (e.g. sd2-base, liqe, lpips); default: "
+            help="a set of `dlmap weights check`'s list (e.g. sd2-base, liqe-mix, lpips); default: "
             "everything the paper needs (backbone, priors, comparison metrics)",
         )
         sub.add_argument(

@@ -1,6 +1,6 @@
 """``DiffusionMAP``: the enhancer as a pipeline object, the way diffusers users hold a model.
 
-    pipe = DiffusionMAP.from_pretrained("sd2-seesr", prior="liqe", lam=0.01).to("cuda")
+    pipe = DiffusionMAP.from_pretrained("sd2-seesr", prior="liqe-mix", lam=0.01).to("cuda")
     out = pipe(load_image("photo.png"))      # or a path, a PIL image, an array, a list
     out.images[0].save("enhanced.png"); out.records[0]["final"]
 
@@ -48,7 +48,7 @@ class DiffusionMAP:
     def from_pretrained(
         cls,
         backbone: str | Path = "sd2-seesr",
-        prior: str | Prior = "liqe",
+        prior: str | Prior = "liqe-mix",
         *,
         lam: float = 0.01,
         iters: int = 40,

@@ -98,7 +98,7 @@ def available_priors() -> list[str]:
 def prior_factory(name: str):
     """The registered factory of prior ``name``: a ``Prior`` class or a function returning one.
     ``pyiqa:METRIC`` is the paper's prior for a metric that one serves (``pyiqa:liqe_mix`` is
-    ``liqe``), else pyiqa's metric as a generic prior (``dlmap.priors.zoo.generic_factory``)."""
+    ``liqe-mix``), else pyiqa's metric as a generic prior (``dlmap.priors.zoo.generic_factory``)."""
     _load_builtins()
     if name not in REGISTERED and name.startswith(PYIQA_PREFIX):
         metric = name.removeprefix(PYIQA_PREFIX)

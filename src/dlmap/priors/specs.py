@@ -302,8 +302,8 @@ PRIOR_SPECS: dict[str, PriorSpec] = {
             table_one=True,
         ),
         PriorSpec(
-            name="liqe",
-            display_name="LIQE",
+            name="liqe-mix",
+            display_name="LIQE",  # the paper's name for it
             reference="Zhang et al., CVPR 2023",
             training_set=SIX_SETS,
             params=151_277_313,
@@ -319,6 +319,21 @@ PRIOR_SPECS: dict[str, PriorSpec] = {
                 "LIQE prior (pyiqa's liqe_mix): OpenAI CLIP ViT-B/32 and the multi-dataset weights"
             ),
             table_one=True,
+        ),
+        PriorSpec(  # the same network trained on KonIQ-10k alone (pyiqa's default `liqe`)
+            name="liqe",
+            display_name="LIQE (KonIQ-10k)",
+            reference="Zhang et al., CVPR 2023",
+            training_set="KonIQ-10k",
+            params=151_277_313,
+            score_range=(1.0, 5.0),
+            xi3=3.0,
+            xi4=1.0,
+            pyiqa_metric="liqe",
+            weights=lambda: (clip_file("ViT-B/32"), pyiqa_file("liqe_arch", "koniq")),
+            weights_description=(
+                "LIQE prior (pyiqa's liqe): OpenAI CLIP ViT-B/32 and the KonIQ-10k weights"
+            ),
         ),
         # --- the paper's own model (Sec. V); its weights are the checkpoint you train ---
         PriorSpec(
