@@ -28,7 +28,7 @@ def main() -> None:
 
     from dlmap.diffusion import tiny
     from dlmap.images import center_crop_resize
-    from dlmap.inversion import bijections
+    from dlmap.inversion import bijections, registry
     from dlmap.inversion.config import InversionConfig
     from dlmap.testing import official_bijections as official
 
@@ -58,7 +58,7 @@ def main() -> None:
                 config = InversionConfig.from_flat(
                     steps=steps, bijection=name, gamma=GAMMA, steps_offset=offset, ends=ends
                 )
-                bijection = bijections.make_bijection(config)
+                bijection = registry.make_bijection(config)
                 alpha_bar, timesteps = official.reference_alphas(steps, offset, ends)
                 gamma = GAMMA if name == "bdia" else None
                 clean_t = 1 if ends == "alpha-one" else timesteps[len(alpha_bar) - 2]

@@ -5,9 +5,9 @@ size for every bijection. One MAP iteration is measured inside the real ``map_so
 ``bench/edict_time.py``: the prior records the time of each call, and it is called once per
 iteration, so consecutive calls bound one whole iteration; median of ``--repeats``. EDICT is
 timed before and after the others (this machine drifts) and the median of its two is the
-reference. BDIA and O-BELM evaluate the networks T - 2 times per pass at SD2's schedule (the
-zero-length last interval dropped, the first state given), EDICT 2T times; EDICT also decodes
-and scores two images per problem, they one.
+reference. BDIA, O-BELM and the leapfrogs evaluate the networks T - 2 times per pass at SD2's
+schedule (the zero-length last interval dropped, the first state given), EDICT 2T times; EDICT
+also decodes and scores two images per problem, they one.
 
     python bench/bijection_time.py            # 256x256 (32x32 latent), T = 20, 3 repeats
     python bench/bijection_time.py --quick    # 64x64, T = 6, 1 repeat (the test)
@@ -32,6 +32,7 @@ from dlmap.priors.registry import create_prior
 from dlmap.settings import SolverConfig
 
 TARGET = 0.6
+ONE_CALL = ("bdia", "belm", "leapfrog", "leapfrog-int")  # one network call per step
 
 
 def iteration_time(backbone, prior, images, bijection, steps, repeats, gradient) -> float:
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     times = {
         "edict": [iteration_time(backbone, prior, images, "edict", steps, repeats, args.gradient)]
     }
-    for name in ("bdia", "belm"):
+    for name in ONE_CALL:
         times[name] = [iteration_time(backbone, prior, images, name, steps, repeats, args.gradient)]
     times["edict"].append(
         iteration_time(backbone, prior, images, "edict", steps, repeats, args.gradient)
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
     for name, values in times.items():
         print(f"{name:<8}{statistics.median(values):>9.3f} s per MAP iteration")
     print(f"(total wall time {time.perf_counter() - wall:.0f} s)")
-    for name in ("bdia", "belm"):
+    for name in ONE_CALL:
         ratio = statistics.median(times[name]) / reference
         print(f"MAP iteration {name} / EDICT = {ratio:.2f} (target <= {TARGET}, {args.gradient})")
     return 0

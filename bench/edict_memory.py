@@ -54,8 +54,8 @@ def measure(
 ) -> dict:
     """One gradient of h in this process; returns its peak memory above the baseline."""
     from dlmap.diffusion.tiny import tiny_backbone
-    from dlmap.inversion.bijections import make_bijection
     from dlmap.inversion.config import InversionConfig
+    from dlmap.inversion.registry import make_bijection
 
     def make_schedule(config):
         return make_bijection(InversionConfig(steps=config.steps, bijection=bijection))

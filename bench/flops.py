@@ -42,7 +42,7 @@ def main() -> None:
         f"{counts.encode / tera:.3f}"
     )
     print(f"{'bijection':<10}{'iteration TFLOP':>16}{'inversion TFLOP':>16}")
-    for bijection in ("edict", "bdia", "belm"):
+    for bijection in ("edict", "bdia", "belm", "leapfrog", "leapfrog-int"):
         print(
             f"{bijection:<10}{counts.iteration(args.steps, bijection) / tera:>16.1f}"
             f"{counts.inversion(args.steps, bijection) / tera:>16.1f}"

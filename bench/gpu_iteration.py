@@ -31,6 +31,9 @@ and a configuration that runs out of memory is reported as OOM.
 
     python bench/gpu_iteration.py            # needs CUDA
     python bench/gpu_iteration.py --tiny     # tiny backbone + tiny prior, 64x64, CPU, < 1 min
+    # presets/fast.yaml's run: bf16 networks and the integer leapfrog, projected for that preset
+    CUBLAS_WORKSPACE_CONFIG=:4096:8 python bench/gpu_iteration.py --bijection leapfrog-int \
+        --precisions bf16-weights --config presets/fast.yaml
 
 ``--device cpu`` runs the full-size networks on the CPU (slow; only with small ``--size``
 and ``--steps``, to check the script).
@@ -53,7 +56,7 @@ from dlmap.diffusion.backbones import Backbone
 from dlmap.diffusion.build import set_tf32
 from dlmap.diffusion.tiny import tiny_backbone
 from dlmap.enhance import flops, solver
-from dlmap.inversion.config import InversionConfig
+from dlmap.inversion.config import BIJECTIONS, InversionConfig
 from dlmap.priors.base import CallablePrior
 from dlmap.priors.specs import PriorInfo
 from dlmap.settings import GRADIENTS, SolverConfig
@@ -215,7 +218,10 @@ def run_config(backbone, prior, batch, args, device) -> dict:
     failed = None
     try:
         warm = SolverConfig(iters=1, gradient=args.gradient)
-        solver.map_solve(backbone, prior, images, warm, InversionConfig(steps=1), quiet=True)
+        warm_steps = InversionConfig(
+            steps=1 if args.bijection == "edict" else 3, bijection=args.bijection
+        )
+        solver.map_solve(backbone, prior, images, warm, warm_steps, quiet=True)
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -224,13 +230,12 @@ def run_config(backbone, prior, batch, args, device) -> dict:
         with PeakMemory(device) as peak_memory:  # the weights are counted (absolute peak)
             began = time.perf_counter()
             seeds = list(range(batch))
-            solver.invert_images(backbone, images, InversionConfig(steps=args.steps), seeds)
+            inversion_config = InversionConfig(steps=args.steps, bijection=args.bijection)
+            solver.invert_images(backbone, images, inversion_config, seeds)
             synchronize(device)
             inversion = time.perf_counter() - began
             start = time.perf_counter()
-            solver.map_solve(
-                backbone, prior, images, config, InversionConfig(steps=args.steps), quiet=True
-            )
+            solver.map_solve(backbone, prior, images, config, inversion_config, quiet=True)
             synchronize(device)
             total = time.perf_counter() - start
     except torch.cuda.OutOfMemoryError:
@@ -267,6 +272,13 @@ def main(argv=None) -> int:
         "--precisions", nargs="+", choices=list(PRECISIONS), default=list(PRECISIONS)
     )
     parser.add_argument("--gradient", default="recompute", choices=GRADIENTS)
+    parser.add_argument("--bijection", default="edict", choices=BIJECTIONS)
+    parser.add_argument(
+        "--config",
+        default="config.yaml",
+        help="the workflow config whose GPU-hours the measured costs project (e.g. "
+        "presets/fast.yaml with --bijection leapfrog-int --precisions bf16-weights)",
+    )
     parser.add_argument("--backbone", default="seesr", choices=("seesr", "controlnet"))
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)
@@ -347,11 +359,11 @@ def main(argv=None) -> int:
                 flush=True,
             )
     print(f"(total wall time {time.perf_counter() - start:.0f} s)")
-    print_budget(measured, device, networks)
+    print_budget(measured, device, networks, args.config)
     return 0
 
 
-def print_budget(measured: dict, device, networks) -> None:
+def print_budget(measured: dict, device, networks, config_name: str = "config.yaml") -> None:
     """The measured costs (``GpuCosts``'s fields), and the paper's GPU-hours
     projected with them (``dlmap.workflow.budget``), for the fastest configuration."""
     import dataclasses
@@ -373,7 +385,7 @@ def print_budget(measured: dict, device, networks) -> None:
         if isinstance(net, torch.nn.Module)
         for p in net.parameters()
     )
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / config_name).read_text())
     spec = PRECISIONS[precision]
     arithmetic = "bf16" if "autocast" in spec else "tf32" if spec.get("tf32") else "float32"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
@@ -389,13 +401,13 @@ def print_budget(measured: dict, device, networks) -> None:
     )
     fields = dataclasses.asdict(costs)
     print(
-        f"\nmeasured costs for config.yaml's gpu_costs (fastest: {precision}, batch {batch}, "
+        f"\nmeasured costs for {config_name}'s gpu_costs (fastest: {precision}, batch {batch}, "
         f"{device}; load, scoring, training and host memory kept from config.yaml):"
     )
     values = (f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v!r}" for k, v in fields.items())
     print("gpu_costs: {" + ", ".join(values) + "}")
     hours = plan.project_gpu_hours(config, costs)
-    print("projected GPU-hours of the paper's configuration (config.yaml):")
+    print(f"projected GPU-hours of the paper's configuration ({config_name}):")
     for stage, value in hours.items():
         print(f"  {stage}: {value:.1f}")
     print(f"  total: {sum(hours.values()):.1f}")

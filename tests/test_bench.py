@@ -272,8 +272,25 @@ def test_the_full_size_rehearsal_runs_the_default_path_from_released_files(tmp_p
 
 def test_bijection_time_quick_prints_each_ratio_to_edict():
     lines = run_bench("bijection_time.py", "--quick", "--threads", "1")
-    for name, line in zip(("bdia", "belm"), lines[-2:], strict=True):
+    names = ("bdia", "belm", "leapfrog", "leapfrog-int")
+    for name, line in zip(names, lines[-4:], strict=True):
         ratio(line, rf"MAP iteration {name} / EDICT = {NUMBER} \(target <= 0\.6, recompute\)")
+
+
+@pytest.mark.slow
+def test_edict_roundtrip_prints_exact_zeros_for_the_integer_leapfrog():
+    lines = run_bench(
+        "edict_roundtrip.py", "--steps", "4", "--threads", "1", "--bijection", "leapfrog-int"
+    )
+    rows = [line.split() for line in lines[2:]]
+    assert [row[0] for row in rows] == [
+        "float64",
+        "float32",
+        "bf16-autocast",
+        "bf16-weights",
+        "tf32-emulated",
+    ]
+    assert all(row[2:] == ["0.00e+00", "0.00e+00"] for row in rows), lines
 
 
 def test_bijection_tradeoffs_prints_the_table_and_obelm_beats_ddim():
@@ -292,6 +309,11 @@ def test_bijection_tradeoffs_prints_the_table_and_obelm_beats_ddim():
     assert gains[0] > gains[1] > float(rows["bdiagamma=0.5"][4]), lines
     ends = [line.split() for line in lines if "ends=" in line]
     assert [row[1] for row in ends] == ["ends=final-alpha", "ends=alpha-one"] * 2, lines
+    leapfrog = next(line.split() for line in lines if line.startswith("leapfrog "))
+    assert float(leapfrog[1]) == 1  # A_k = 1: the inverse amplifies nothing
+    kicks = {line.split()[1]: line.split()[2:] for line in lines if line.startswith("kick ")}
+    # the leapfrog's parasitic mode is undamped: a kick to s_1 grows, O-BELM's shrinks
+    assert float(kicks["leapfrog"][1]) > 1 > float(kicks["o-belm"][1]), lines
 
 
 def test_bijection_reference_prints_differences_at_round_off():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import photo, relative_error
 
-from dlmap.inversion import bijections
+from dlmap.inversion import bijections, registry
 from dlmap.inversion.config import SD2_SCHEDULER
 from dlmap.settings import SolverConfig
 from dlmap.testing.gaussian_ode import exact_flow, gaussian_eps
@@ -54,7 +54,7 @@ def test_every_member_is_consistent_and_obelms_amplification_telescopes():
     assert bdia.inverse_amplification() == pytest.approx(expected, rel=1e-9)
 
 
-@pytest.mark.parametrize("name", ["bdia", "belm"])
+@pytest.mark.parametrize("name", ["bdia", "belm", "leapfrog"])
 def test_round_trip_float64_both_ways(tiny64, latent64, name):
     latent, cond = latent64
     schedule = schedule_of(name)
@@ -73,7 +73,7 @@ def test_round_trip_float64_both_ways(tiny64, latent64, name):
 
 
 @pytest.mark.parametrize("gradient", ["recompute", "reversible"])
-@pytest.mark.parametrize("name", ["bdia", "belm"])
+@pytest.mark.parametrize("name", ["bdia", "belm", "leapfrog"])
 def test_gradients_match_central_finite_differences_float64(tiny64, latent64, name, gradient):
     latent, cond = latent64
     latent, cond = latent[:1], cond[:1]
@@ -126,7 +126,7 @@ def test_on_gaussian_data_the_error_shrinks_as_steps_grow(name):
     assert errors[0] > errors[1] > errors[2], errors
 
 
-@pytest.mark.parametrize("name", ["bdia", "belm"])
+@pytest.mark.parametrize("name", ["bdia", "belm", "leapfrog-int"])
 def test_latent_map_with_a_one_call_bijection_writes_x_alone(tiny32, name, tmp_path, capsys):
     """The solver with BDIA or O-BELM: one output image per problem (x), Alg. 1's mean over
     one term, the prior's score raised by latent-MAP steps, and ``dlmap enhance --bijection``
@@ -181,7 +181,7 @@ def test_round_trip_float32_at_the_defaults(tiny32, name):
 
     images = photo(64, "astronaut", torch.float32)[None]
     latent, cond = tiny32.encode(images, seeds=[0]), tiny32.condition(images)
-    bijection = bijections.make_bijection(InversionConfig(steps=T, bijection=name))
+    bijection = registry.make_bijection(InversionConfig(steps=T, bijection=name))
     pair = bijection.invert_latent(tiny32.eps, latent, cond)
     (last,) = bijection.denoise(tiny32.eps, *pair, cond)
     assert relative_error(last, latent) <= 1e-3

@@ -6,7 +6,7 @@ noise predictor."""
 import pytest
 import torch
 
-from dlmap.inversion import bijections
+from dlmap.inversion import bijections, registry
 from dlmap.inversion.config import SD2_SCHEDULER, InversionConfig
 from dlmap.testing import official_bijections as official
 from dlmap.testing.official_bijections import reference_alphas
@@ -82,7 +82,7 @@ def test_whole_chains_sample_and_invert_as_the_official_code(name, offset, ends,
     config = InversionConfig.from_flat(
         steps=steps, bijection=name, gamma=GAMMA, steps_offset=offset, ends=ends
     )
-    bijection = bijections.make_bijection(config)
+    bijection = registry.make_bijection(config)
     alpha_bar, timesteps = reference_alphas(steps, offset, ends)
     first, second, clean = states(100 + steps)
     gamma = GAMMA if name == "bdia" else None

@@ -60,8 +60,8 @@ class NetworkFlops:
 
 
 def _bijection(steps: int, bijection: str):
-    from dlmap.inversion.bijections import make_bijection
     from dlmap.inversion.config import InversionConfig
+    from dlmap.inversion.registry import make_bijection
 
     return make_bijection(InversionConfig(steps=steps, bijection=bijection))
 

@@ -47,7 +47,7 @@ from dlmap import progress
 from dlmap.enhance import fidelity
 from dlmap.errors import DlmapError, InputError
 from dlmap.images import quantise
-from dlmap.inversion import bijections
+from dlmap.inversion import registry
 from dlmap.inversion.config import InversionConfig
 from dlmap.priors.base import Prior
 from dlmap.priors.calibration import calibrate
@@ -272,7 +272,7 @@ def invert_images(
     gradients. Running it under ``torch.no_grad`` would let torch pick other float32 kernels
     than a solve does.)"""
     seeds = seeds if seeds is not None else [0] * images.shape[0]
-    bijection = bijections.make_bijection(edict_config)
+    bijection = registry.make_bijection(edict_config)
     cond = cond if cond is not None else backbone.condition(images)
     latent = backbone.encode(images, seeds)
     return bijection.invert_latent(backbone.eps, latent, cond)
@@ -282,7 +282,7 @@ def _latent_solve(
     backbone, priors, x_init, cond, config, edict_config, inversion, quiet, description
 ):
     batch = x_init.shape[0]
-    bijection = bijections.make_bijection(edict_config)
+    bijection = registry.make_bijection(edict_config)
     n = bijection.outputs  # EDICT's pair (x, y), or x alone (BDIA, O-BELM): Alg. 1's mean
     # The noise side's pair (EDICT's x_T, y_T; BDIA's and O-BELM's s_0, s_1), in one memory
     # layout whether it was just computed or loaded from a file (torch picks float32 kernels

@@ -53,7 +53,7 @@ import torch
 
 from dlmap.inversion import reversible
 from dlmap.inversion.config import InversionConfig
-from dlmap.inversion.edict import Edict, schedule_alphas
+from dlmap.inversion.edict import schedule_alphas
 from dlmap.inversion.reversible import EpsFn
 
 #: the timestep at which BELM's official code evaluates eps on the clean latent (ᾱ = 1)
@@ -119,7 +119,16 @@ def belm_coefficient(k: int, sqrt_alpha, sigma, gamma: float) -> float:
     return ((sigma[k] - sigma[k + 1]) / (sigma[k - 1] - sigma[k])) ** 2
 
 
-COEFFICIENTS = {"bdia": bdia_coefficient, "belm": belm_coefficient}
+def leapfrog_coefficient(k: int, sqrt_alpha, sigma, gamma: float) -> float:
+    """The leapfrog's A_k = 1 in x̄ (``dlmap.inversion.leapfrog``)."""
+    return 1.0
+
+
+COEFFICIENTS = {
+    "bdia": bdia_coefficient,
+    "belm": belm_coefficient,
+    "leapfrog": leapfrog_coefficient,
+}
 
 
 def make_two_step_schedule(
@@ -300,12 +309,3 @@ class Belm(TwoStep):
     @staticmethod
     def options(config: InversionConfig) -> dict:
         return {"ends": config.belm.ends}
-
-
-BIJECTIONS = {"edict": Edict, "bdia": Bdia, "belm": Belm}
-"""Each exact inversion the solver can run, by its name in ``InversionConfig.bijection``."""
-
-
-def make_bijection(config: InversionConfig) -> Edict | TwoStep:
-    """The bijection ``config.bijection`` names, with its schedule built once."""
-    return BIJECTIONS[config.bijection](config)

@@ -1,16 +1,17 @@
 """The inversion's settings (torch-free, imported by ``dlmap.settings``): SD2's DDIM
 schedule, which exact bijection runs it, and one sub-config per method, each read only by its
 method's class (``dlmap.inversion.edict.Edict``, ``dlmap.inversion.bijections.Bdia`` and
-``Belm``)."""
+``Belm``; ``dlmap.inversion.leapfrog.Leapfrog`` and ``LeapfrogInt``)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from dlmap.errors import InputError, check_choice
 
-BIJECTIONS = ("edict", "bdia", "belm")  # exact latent <-> noise maps, one class each
+BIJECTIONS = ("edict", "bdia", "belm", "leapfrog", "leapfrog-int")  # one class each
 ENDS = ("final-alpha", "alpha-one")  # where BDIA's and O-BELM's chain ends (bijections.py)
 ORDERS = ("alternating", "fixed")  # EDICT's step order (dlmap.inversion.edict)
 
@@ -72,6 +73,27 @@ class BelmOptions:
 
 
 @dataclass(frozen=True)
+class LeapfrogOptions:
+    """The leapfrog's settings (``leapfrog`` and its integer twin ``leapfrog-int``,
+    dlmap.inversion.leapfrog): where the chain ends, and the integer twin's grid: the state is
+    x̄ / grid, held as integers. The grid is a power of two, so that x̄ = grid * integer is exact;
+    docs/diffusion.md argues the default."""
+
+    ends: str = "final-alpha"
+    grid: float = 2.0**-14
+
+    def __post_init__(self):
+        check_choice("ends", self.ends, ENDS)
+        exponent = (
+            math.log2(self.grid) if isinstance(self.grid, (int, float)) and self.grid > 0 else None
+        )
+        if exponent is None or exponent != int(exponent) or not -40 <= exponent <= 0:
+            raise InputError(
+                f"the leapfrog's grid must be a power of two in [2^-40, 1], got {self.grid!r}"
+            )
+
+
+@dataclass(frozen=True)
 class InversionConfig:
     """The exact inversion: T DDIM steps of SD2's schedule (``steps_offset`` 0 as in the
     authors' code, 950..0 at T = 20; SD2's shipped config: 1), which bijection runs them, and
@@ -89,6 +111,7 @@ class InversionConfig:
     edict: EdictOptions = field(default_factory=EdictOptions)
     bdia: BdiaOptions = field(default_factory=BdiaOptions)
     belm: BelmOptions = field(default_factory=BelmOptions)
+    leapfrog: LeapfrogOptions = field(default_factory=LeapfrogOptions)
 
     #: the flat form's keys, in the order records list them
     FLAT_KEYS: ClassVar[tuple[str, ...]] = (
@@ -123,7 +146,7 @@ class InversionConfig:
     @classmethod
     def from_flat(cls, **values) -> InversionConfig:
         """From the flat form (``FLAT_KEYS``; a key left out takes its default): ``mix`` and
-        ``order`` are EDICT's, ``gamma`` BDIA's, ``ends`` BDIA's and O-BELM's."""
+        ``order`` are EDICT's, ``gamma`` BDIA's, ``ends`` that of every two-step method."""
         unknown = sorted(set(values) - set(cls.FLAT_KEYS))
         if unknown:
             raise InputError(f"unknown inversion setting {unknown[0]!r}; known: {cls.FLAT_KEYS}")
@@ -135,12 +158,13 @@ class InversionConfig:
             edict=EdictOptions(**edict),
             bdia=BdiaOptions(**bdia, **ends),
             belm=BelmOptions(**ends),
+            leapfrog=LeapfrogOptions(**ends),
         )
 
     @property
-    def method(self) -> EdictOptions | BdiaOptions | BelmOptions:
-        """The sub-config of the bijection in use."""
-        return getattr(self, self.bijection)
+    def method(self) -> EdictOptions | BdiaOptions | BelmOptions | LeapfrogOptions:
+        """The sub-config of the bijection in use (the leapfrog's twins share one)."""
+        return getattr(self, self.bijection.removesuffix("-int"))
 
     @property
     def mixing(self) -> float:
