@@ -30,9 +30,7 @@ import inspect
 from dlmap.errors import DlmapError, InputError
 from dlmap.priors.base import REGISTERED, Prior, register_prior
 from dlmap.priors.calibration import apply_fit, load_constants
-from dlmap.priors.specs import PAPER_METRICS, PAPER_PRIORS, PriorInfo
-
-PYIQA_PREFIX = "pyiqa:"
+from dlmap.priors.specs import PAPER_METRICS, PAPER_PRIORS, PYIQA_PREFIX, PriorInfo
 
 
 class UnknownPriorError(DlmapError, KeyError):

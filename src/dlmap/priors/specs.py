@@ -384,6 +384,8 @@ PAPER_PRIORS = tuple(name for name, spec in PRIOR_SPECS.items() if spec.table_on
 """The eight NR-IQA models of Table I, in its row order."""
 PYIQA_SPECS = {name: spec for name, spec in PRIOR_SPECS.items() if spec.pyiqa_metric}
 """The priors that a pyiqa metric implements (``dlmap.priors.zoo`` registers them)."""
+PYIQA_PREFIX = "pyiqa:"
+"""``pyiqa:NAME`` names pyiqa's metric NAME as a prior (``dlmap.priors.registry``)."""
 PAPER_METRICS = {spec.pyiqa_metric: name for name, spec in PYIQA_SPECS.items()} | {"niqe": "niqe"}
 """pyiqa metric -> the prior that already serves it (dlmap's NIQE runs pyiqa's niqe)."""
 

@@ -39,12 +39,12 @@ from torchvision.ops import RoIPool
 from dlmap.errors import InputError
 from dlmap.priors import pyiqa_nr
 from dlmap.priors.base import Prior, register_prior
-from dlmap.priors.specs import PAPER_METRICS, PROVISIONAL, PYIQA_SPECS, PriorInfo
+from dlmap.priors.specs import PAPER_METRICS, PROVISIONAL, PYIQA_PREFIX, PYIQA_SPECS, PriorInfo
 from dlmap.weights import cache as weights
 from dlmap.weights import catalogue
 
 MIN_SIDE = 224
-PREFIX = "pyiqa:"
+PREFIX = PYIQA_PREFIX
 UNKNOWN_RANGE = (0.0, 1.0)
 
 

@@ -159,18 +159,15 @@ def names() -> list[str]:
     return sorted(CATALOGUE)
 
 
-PYIQA_PREFIX = "pyiqa:"
-
-
 def _pyiqa_set(name: str) -> FileSet | None:
     """The set of prior ``pyiqa:NAME``: the files the classification table records for that
     differentiable metric (``dlmap.priors.pyiqa_nr``: pyiqa's, torchvision's, timm's and CLIP's
     URLs as their loaders ask for them); None for any other name."""
     from dlmap.priors import pyiqa_nr
 
-    metric = name.removeprefix(PYIQA_PREFIX)
+    metric = name.removeprefix(specs.PYIQA_PREFIX)
     row = pyiqa_nr.table().get(metric)
-    if not name.startswith(PYIQA_PREFIX) or row is None or not row.usable:
+    if not name.startswith(specs.PYIQA_PREFIX) or row is None or not row.usable:
         return None
     files = pyiqa_nr.files_table().get(metric, ())
     return FileSet(

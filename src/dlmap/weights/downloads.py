@@ -16,6 +16,9 @@ sha256 is also recorded in the cache's manifest at first placement and checked o
 
 from __future__ import annotations
 
+import csv
+import functools
+import importlib
 import os
 import re
 from collections.abc import Callable
@@ -207,20 +210,68 @@ def _download_timm(file: WeightFile) -> Path:
     return path
 
 
+LIBRARY_VALUES = Path(__file__).with_name("library_values.csv")
+"""The weight URLs (and timm's hub repositories) that dlmap reads from its libraries' own
+constants, recorded so that listing a weight set imports none of pyiqa, torchvision or timm
+(the workflow lists every set while it builds its DAG). tests/test_library_values.py checks
+every row against the installed libraries and that every lookup finds its row."""
+
+
+@functools.cache
+def library_values() -> dict[tuple[str, str], str]:
+    """``LIBRARY_VALUES`` as {(library, key): value}."""
+    with LIBRARY_VALUES.open(newline="") as table:
+        return {(row["library"], row["key"]): row["value"] for row in csv.DictReader(table)}
+
+
+def library_value(library: str, key: str, lookup) -> str:
+    """The recorded value of ``key`` in ``library``; ``lookup()`` (which imports the library)
+    only for a key the table does not hold."""
+    recorded = library_values().get((library, key))
+    return recorded if recorded is not None else lookup()
+
+
+def _pyiqa_url(arch: str, key: str) -> str:
+    return importlib.import_module(f"pyiqa.archs.{arch}").default_model_urls[key]
+
+
+def _torchvision_url(weights_enum: str) -> str:
+    import torchvision
+
+    enum_name, member = weights_enum.split(".")
+    return getattr(getattr(torchvision.models, enum_name), member).url
+
+
+def _clip_url(name: str) -> str:
+    from pyiqa.archs.clip_model import _MODELS
+
+    return _MODELS[name]
+
+
+def _timm_repo(name: str) -> str:
+    import timm
+
+    return timm.models.get_pretrained_cfg(name).hf_hub_id
+
+
+#: each library's lookup by key: what ``LIBRARY_VALUES`` records
+LOOKUPS = {
+    "pyiqa": lambda key: _pyiqa_url(*key.split(":")),
+    "torchvision": _torchvision_url,
+    "clip": _clip_url,
+    "timm": _timm_repo,
+}
+
+
 def pyiqa_file(arch: str, key: str, path: str | None = None) -> WeightFile:
     """A checkpoint from ``pyiqa.archs.<arch>.default_model_urls[key]``."""
-    import importlib
-
-    url = importlib.import_module(f"pyiqa.archs.{arch}").default_model_urls[key]
+    url = library_value("pyiqa", f"{arch}:{key}", lambda: _pyiqa_url(arch, key))
     return WeightFile(url, path or f"torch/pyiqa/{os.path.basename(urlparse(url).path)}", "pyiqa")
 
 
 def torchvision_file(weights_enum: str) -> WeightFile:
     """An ImageNet network from torchvision's weights enum, e.g. ``VGG16_Weights.IMAGENET1K_V1``."""
-    import torchvision
-
-    enum_name, member = weights_enum.split(".")
-    url = getattr(getattr(torchvision.models, enum_name), member).url
+    url = library_value("torchvision", weights_enum, lambda: _torchvision_url(weights_enum))
     return WeightFile(
         url, f"torch/checkpoints/{os.path.basename(urlparse(url).path)}", "torchvision"
     )
@@ -228,17 +279,13 @@ def torchvision_file(weights_enum: str) -> WeightFile:
 
 def clip_file(name: str) -> WeightFile:
     """An OpenAI CLIP checkpoint, from the URL table pyiqa copies from OpenAI's package."""
-    from pyiqa.archs.clip_model import _MODELS
-
-    url = _MODELS[name]
+    url = library_value("clip", name, lambda: _clip_url(name))
     return WeightFile(url, f"torch/clip/{os.path.basename(url)}", "clip")
 
 
 def timm_file(name: str) -> WeightFile:
     """A timm network's pretrained weights (a Hugging Face hub repository)."""
-    import timm
-
-    repo = timm.models.get_pretrained_cfg(name).hf_hub_id
+    repo = library_value("timm", name, lambda: _timm_repo(name))
     return WeightFile(f"https://huggingface.co/{repo}", repo, "timm")
 
 

@@ -180,12 +180,24 @@ def _prior_names(config: dict) -> list[tuple[str, str]]:
 
 
 def _prior_error(name: str) -> str | None:
-    """Why ``name`` is no prior (the registry's words, with its "did you mean"), or None: a
-    built-in resolves from its spec without importing torch, any other name (``pyiqa:NAME``
-    included) through the registry."""
-    from dlmap.priors.specs import PRIOR_SPECS
+    """Why ``name`` is no prior (the registry's words, with its "did you mean"), or None,
+    without importing torch for a name that resolves: a built-in from its spec, ``pyiqa:NAME``
+    from the shipped classification of pyiqa's metrics (the registry's own test for it); any
+    other name through the registry, which names the close ones."""
+    from dlmap.priors.specs import PAPER_METRICS, PRIOR_SPECS, PYIQA_PREFIX
 
     if name in PRIOR_SPECS:
+        return None
+    if name.startswith(PYIQA_PREFIX):
+        from dlmap.priors import pyiqa_nr
+
+        metric = name.removeprefix(PYIQA_PREFIX)
+        if metric in PAPER_METRICS:
+            return None
+        try:
+            pyiqa_nr.require_usable(metric)
+        except InputError as error:
+            return str(error)
         return None
     from dlmap.priors import registry
 
