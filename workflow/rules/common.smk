@@ -112,12 +112,17 @@ except ValueError as error:
     raise WorkflowError(f"config: {error}")
 
 
+_MSLIQE_SEGMENTS = []  # computed once per parse: it parses `dlmap train-msliqe`'s options
+
+
 def msliqe_segments():
     """MS-LIQE's chain of training jobs: epoch ranges, each job within the walltime."""
-    try:
-        return plan.msliqe_segments(config)
-    except ValueError as error:
-        raise WorkflowError(f"config: {error}")
+    if not _MSLIQE_SEGMENTS:
+        try:
+            _MSLIQE_SEGMENTS.append(plan.msliqe_segments(config))
+        except ValueError as error:
+            raise WorkflowError(f"config: {error}")
+    return _MSLIQE_SEGMENTS[0]
 
 
 def msliqe_segment(wildcards):
