@@ -54,6 +54,7 @@ def test_the_wheel_carries_the_licence_the_typing_marker_and_the_metadata(built)
         metadata = archive.read(info).decode()
         licence = archive.read(info.replace("METADATA", "licenses/LICENSE")).decode()
     assert "dlmap/py.typed" in names
+    assert "dlmap/weights/library_values.csv" in names  # weight URLs without the libraries
     shipped = {n for n in names if n.startswith("dlmap/diffusion/shipped_vae/")}
     assert {n.rsplit("/", 1)[1] for n in shipped} >= {
         "config.json",
