@@ -3,9 +3,10 @@
 On the tiny SeeSR backbone (image-attention ControlNet), for float64 and float32 latents and
 both step orders, prints the relative errors ||h(d(x)) - x|| / ||x|| for the VAE latent of a
 photograph bundled with scikit-image, and ||d(h(z)) - z|| / ||z|| for a random noise pair.
-Two more rows keep float32 latents but run the networks in bf16 (autocast, and autocast with
-bf16 weights): EDICT's arithmetic stays invertible, but a bf16 network rounds its input to 8
-mantissa bits, so the tiny differences of a round trip can cross a rounding step and grow.
+Three more rows keep float32 latents but run the networks in bf16 (autocast, and autocast
+with bf16 weights) or under fp16 autocast: EDICT's arithmetic stays invertible, but a bf16
+network rounds its input to 8 mantissa bits (fp16: 11), so the tiny differences of a round
+trip can cross a rounding step and grow.
 A last row runs float32 networks whose matmuls, convolutions and attention read TF32 inputs
 (10 mantissa bits; emulated on the CPU by ``dlmap.testing.tf32``), what ``tf32: true`` does on
 an NVIDIA GPU.
@@ -96,6 +97,7 @@ def main(argv=None) -> int:
         "float32": ("float32", "none", "same"),
         "bf16-autocast": ("float32", "bf16", "same"),
         "bf16-weights": ("float32", "bf16", "bf16"),
+        "fp16-autocast": ("float32", "fp16", "same"),
         "tf32-emulated": ("float32", "none", "same"),
     }
     for name, (dtype_name, autocast, weights) in precisions.items():

@@ -128,13 +128,21 @@ def test_edict_memory_quick_prints_table_and_ratios(bijection):
 def test_edict_roundtrip_reports_exact_inversion():
     lines = run_bench("edict_roundtrip.py", "--steps", "4", "--threads", "1")
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in lines[2:]}
-    precisions = ("float64", "float32", "bf16-autocast", "bf16-weights", "tf32-emulated")
+    precisions = (
+        "float64",
+        "float32",
+        "bf16-autocast",
+        "bf16-weights",
+        "fp16-autocast",
+        "tf32-emulated",
+    )
     assert set(rows) == {(d, o) for d in precisions for o in ("alternating", "fixed")}
     bounds = {
         "float64": 1e-10,
         "float32": 1e-3,
         "bf16-autocast": 1.0,
         "bf16-weights": 1.0,
+        "fp16-autocast": 1.0,
         "tf32-emulated": 1.0,
     }
     for (dtype, _), errors in rows.items():
@@ -288,6 +296,7 @@ def test_edict_roundtrip_prints_exact_zeros_for_the_integer_leapfrog():
         "float32",
         "bf16-autocast",
         "bf16-weights",
+        "fp16-autocast",
         "tf32-emulated",
     ]
     assert all(row[2:] == ["0.00e+00", "0.00e+00"] for row in rows), lines
