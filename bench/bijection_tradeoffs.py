@@ -31,7 +31,7 @@ def main() -> None:
     from dlmap.images import center_crop_resize
     from dlmap.inversion import bijections
     from dlmap.inversion.config import SD2_SCHEDULER, InversionConfig
-    from dlmap.testing.gaussian_ode import exact_flow, gaussian_eps
+    from dlmap.testing.gaussian_ode import exact_flow, exact_start, gaussian_eps
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -59,17 +59,14 @@ def main() -> None:
     def gaussian_error(name, gamma, steps, ends="final-alpha"):
         schedule = schedule_of(name, gamma, steps, ends)
         r, s = schedule.sqrt_alpha, schedule.sigma
-        start = r[0] * (mean + torch.sqrt(std**2 + s[0] ** 2) * noise)
-        second = exact_flow(start, s[0], s[1], r[0] ** 2, r[1] ** 2, mean, std)
+        start, second = exact_start(schedule, mean, std, noise)
         _, last = bijections.denoise(eps, start, second, schedule)
         exact = exact_flow(start, s[0], s[-1], r[0] ** 2, r[-1] ** 2, mean, std)
         return relative(last, exact)
 
     def s1_gain(name, gamma, steps):
         schedule = schedule_of(name, gamma, steps)
-        r, s = schedule.sqrt_alpha, schedule.sigma
-        start = r[0] * (mean + torch.sqrt(std**2 + s[0] ** 2) * noise)
-        second = exact_flow(start, s[0], s[1], r[0] ** 2, r[1] ** 2, mean, std)
+        start, second = exact_start(schedule, mean, std, noise)
         move = 1e-3 * torch.randn(
             start.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64
         )
@@ -146,9 +143,8 @@ def main() -> None:
         """A kick to s_1 alone, in x̄: its size at the clean end over its own. Its part along
         the parasitic mode (the root -1 / A_k) is what survives or dies."""
         schedule = schedule_of(name, gamma, steps)
-        r, s = schedule.sqrt_alpha, schedule.sigma
-        start = r[0] * (mean + torch.sqrt(std**2 + s[0] ** 2) * noise)
-        second = exact_flow(start, s[0], s[1], r[0] ** 2, r[1] ** 2, mean, std)
+        r = schedule.sqrt_alpha
+        start, second = exact_start(schedule, mean, std, noise)
         kick = 1e-3 * torch.randn(
             start.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64
         )

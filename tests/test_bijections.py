@@ -9,7 +9,7 @@ from helpers import photo, relative_error
 from dlmap.inversion import bijections, registry
 from dlmap.inversion.config import SD2_SCHEDULER
 from dlmap.settings import SolverConfig
-from dlmap.testing.gaussian_ode import exact_flow, gaussian_eps
+from dlmap.testing.gaussian_ode import exact_flow, exact_start, gaussian_eps
 
 T = 20
 
@@ -114,12 +114,10 @@ def test_on_gaussian_data_the_error_shrinks_as_steps_grow(name):
     for steps in (10, 20, 50):
         schedule = schedule_of(name, steps=steps)
         r, s = schedule.sqrt_alpha, schedule.sigma
-        start = r[0] * (
-            mean
-            + torch.sqrt(std**2 + s[0] ** 2)
-            * torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        noise = torch.randn(
+            4, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64
         )
-        second = exact_flow(start, s[0], s[1], r[0] ** 2, r[1] ** 2, mean, std)
+        start, second = exact_start(schedule, mean, std, noise)
         _, last = bijections.denoise(eps, start, second, schedule)
         exact = exact_flow(start, s[0], s[-1], r[0] ** 2, r[-1] ** 2, mean, std)
         errors.append(relative_error(last, exact))

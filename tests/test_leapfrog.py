@@ -116,20 +116,16 @@ def test_the_parasitic_mode_is_undamped_but_does_not_grow_on_gaussian_data():
     shrink it, an unstable one grow it by orders)."""
     from dlmap.inversion import bijections
     from dlmap.inversion.config import SD2_SCHEDULER
-    from dlmap.testing.gaussian_ode import exact_flow, gaussian_eps
+    from dlmap.testing.gaussian_ode import exact_start, gaussian_eps
 
     generator = torch.Generator().manual_seed(0)
     mean = torch.randn(4, 8, 8, generator=generator, dtype=torch.float64)
     std = 0.1 + torch.rand(4, 8, 8, generator=generator, dtype=torch.float64)
     eps = gaussian_eps(mean, std)
     schedule = bijections.make_two_step_schedule("leapfrog", 20, SD2_SCHEDULER)
-    r, s = schedule.sqrt_alpha, schedule.sigma
-    start = r[0] * (
-        mean
-        + torch.sqrt(std**2 + s[0] ** 2)
-        * torch.randn(4, 8, 8, generator=generator, dtype=torch.float64)
-    )
-    second = exact_flow(start, s[0], s[1], r[0] ** 2, r[1] ** 2, mean, std)
+    r = schedule.sqrt_alpha
+    noise = torch.randn(4, 8, 8, generator=generator, dtype=torch.float64)
+    start, second = exact_start(schedule, mean, std, noise)
     _, clean = bijections.denoise(eps, start, second, schedule)
     kick = 1e-3 * r[1] * torch.randn(4, 8, 8, generator=generator, dtype=torch.float64)
     _, kicked = bijections.denoise(eps, start, second + kick, schedule)

@@ -33,3 +33,12 @@ def exact_flow(z, sigma_from, sigma_to, alpha_from, alpha_to, mean, std):
     bar = z / math.sqrt(alpha_from)
     scale = torch.sqrt((std**2 + sigma_to**2) / (std**2 + sigma_from**2))
     return math.sqrt(alpha_to) * (mean + (bar - mean) * scale)
+
+
+def exact_start(schedule, mean, std, noise):
+    """A two-step chain's starting pair on the ODE's exact solution: s_0 drawn from the
+    marginal at the chain's first time (``noise`` standard normal), s_1 its exact flow one
+    state on (``schedule``: a ``dlmap.inversion.bijections.TwoStepSchedule``)."""
+    r, s = schedule.sqrt_alpha, schedule.sigma
+    start = r[0] * (mean + torch.sqrt(std**2 + s[0] ** 2) * noise)
+    return start, exact_flow(start, s[0], s[1], r[0] ** 2, r[1] ** 2, mean, std)
