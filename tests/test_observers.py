@@ -56,18 +56,18 @@ def test_every_simulated_output_says_so(tmp_path):
 
 
 SCORES = [
-    {"condition": "liqe", "jod": "1.2", "ci_low": "0.9", "ci_high": "1.5", "group": "a"},
+    {"condition": "liqe-mix", "jod": "1.2", "ci_low": "0.9", "ci_high": "1.5", "group": "a"},
     {"condition": "musiq", "jod": "0.9", "ci_low": "0.5", "ci_high": "1.2", "group": "ab"},
     {"condition": "clipiqa+", "jod": "-0.6", "ci_low": "-0.9", "ci_high": "-0.2", "group": "b"},
     {"condition": "niqe", "jod": "-1.5", "ci_low": "-1.9", "ci_high": "-1.1", "group": "c"},
     {"condition": "external-sr", "jod": "0.0", "ci_low": "", "ci_high": "", "group": ""},
 ]
 SRCC = [
-    {"prior": "liqe", "dataset": "spaq", "srcc": "0.881"},
+    {"prior": "liqe-mix", "dataset": "spaq", "srcc": "0.881"},
     {"prior": "musiq", "dataset": "spaq", "srcc": "0.853"},
     {"prior": "clipiqa+", "dataset": "spaq", "srcc": "0.855"},
     {"prior": "niqe", "dataset": "spaq", "srcc": "0.706"},
-    {"prior": "liqe", "dataset": "koniq10k", "srcc": "0.1"},  # another data set: ignored
+    {"prior": "liqe-mix", "dataset": "koniq10k", "srcc": "0.1"},  # another data set: ignored
 ]
 
 
@@ -107,7 +107,7 @@ def test_report_command_writes_the_figure_and_tables_and_labels_simulations(tmp_
     assert (tmp_path / "fig5.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "fig5.pdf").read_bytes()[:4] == b"%PDF"
     markdown = (tmp_path / "fig5.md").read_text()
-    assert markdown.startswith("*Simulated observers") and "| 1 | liqe | 1.20 |" in markdown
+    assert markdown.startswith("*Simulated observers") and "| 1 | liqe-mix | 1.20 |" in markdown
     assert "Delta rank" in (tmp_path / "fig5.table1.md").read_text()
     assert cli.main(["report", str(srcc), "--out", str(out)]) == 2  # not a SCORES.csv
     assert "needs a header with columns ci_high" in capsys.readouterr().err

@@ -76,7 +76,7 @@ def test_the_paper_config_builds_the_whole_dag_without_weights_or_data(tmp_path)
     assert jobs["fetch_dataset"] == 7 and jobs["external_inputs"] == 1
     assert jobs["select_pairs"] == jobs["rank"] == jobs["human_counts"] == 3
     assert jobs["post_enhance"] == jobs["check_external"] == 6
-    assert {"fetch_weights_seesr", "fetch_weights_liqe", "table_one", "figures"} <= set(jobs)
+    assert {"fetch_weights_seesr", "fetch_weights_liqe_mix", "table_one", "figures"} <= set(jobs)
     check_gpu_requests(text)
 
 
